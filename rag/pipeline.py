@@ -1,0 +1,214 @@
+"""The Python API the CLI and the chat page are thin layers over: one `RAG` object per settings, holding
+the heavy pieces (embedding model, index, LLM) so they are loaded once and reused across questions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from rag.answer import Answer, generate, pack_passages
+from rag.chunking import Chunker, tiktoken_counter
+from rag.config import Settings
+from rag.documents import Document, LoadResult, load_paths
+from rag.embedding import Embedder
+from rag.errors import DocumentError, IndexDirError, QuestionError
+from rag.index import AddReport, ArticleIndex, Manifest
+from rag.llm import Generator, make_generator
+from rag.retrieval import DateRange, Passage, Retriever
+
+log = logging.getLogger("rag")
+
+
+@dataclass
+class IndexReport:
+    """Outcome of `RAG.index()`: what changed, and every input that could not be read."""
+
+    report: AddReport
+    errors: list[DocumentError] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class RAG:
+    def __init__(self, settings: Settings | None = None, **overrides: Any) -> None:
+        self.settings = settings.model_copy(update=overrides) if settings else Settings(**overrides)
+        self.count_tokens = tiktoken_counter(self.settings.tokenizer_encoding)
+        self._embedder: Embedder | None = None
+        self._index: ArticleIndex | None = None
+        self._generators: dict[str, Generator] = {}
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            s = self.settings
+            self._embedder = Embedder(s.embedding_model, batch_size=s.embedding_batch_size, device=s.embedding_device)
+        return self._embedder
+
+    def open_index(self, *, create: bool = False) -> ArticleIndex:
+        """The index at `index_dir`, checked against the configured embedding model."""
+        if self._index is None:
+            path = self.settings.index_dir
+            if ArticleIndex.exists(path) or not create:
+                index = ArticleIndex.load(path)
+                index.check_model(self.embedder.name)
+            else:
+                s = self.settings
+                index = ArticleIndex.create(
+                    path,
+                    Manifest(
+                        embedding_model=self.embedder.name,
+                        dimension=self.embedder.dimension,
+                        chunk_tokens=s.chunk_tokens,
+                        chunk_overlap=s.chunk_overlap,
+                        tokenizer=s.tokenizer_encoding,
+                    ),
+                )
+            self._index = index
+        return self._index
+
+    def ensure_index(self) -> ArticleIndex:
+        """Open the index, building it from the seed articles the first time, so a fresh checkout answers."""
+        if self._index is None and not ArticleIndex.exists(self.settings.index_dir):
+            seeds = self.settings.seed_dir
+            if not seeds.is_dir():
+                raise IndexDirError(
+                    f"no index at {self.settings.index_dir} and no seed articles at {seeds}",
+                    hint="build an index with `rag index PATH...`",
+                )
+            log.warning("no index at %s yet: indexing the seed articles in %s", self.settings.index_dir, seeds)
+            self.index([seeds])
+        return self.open_index()
+
+    def chunker(self, manifest: Manifest) -> Chunker:
+        return Chunker(
+            manifest.chunk_tokens,
+            manifest.chunk_overlap,
+            count_tokens=tiktoken_counter(manifest.tokenizer),
+            model_max_tokens=self.embedder.max_tokens,
+            count_model_tokens=self.embedder.count_tokens,
+        )
+
+    def index(self, paths: Iterable[Path | str]) -> IndexReport:
+        """Load, then add new or changed documents; bad files are reported, good ones indexed regardless."""
+        started = time.perf_counter()
+        loaded: LoadResult = load_paths(paths)
+        report = self.add_documents(loaded.documents) if loaded.documents else AddReport()
+        if not loaded.documents and not ArticleIndex.exists(self.settings.index_dir):
+            self.open_index(create=True).save()
+        return IndexReport(report, loaded.errors, loaded.skipped, time.perf_counter() - started)
+
+    def add_documents(self, documents: Sequence[Document]) -> AddReport:
+        """Embed only what is new or changed, saving every `checkpoint_chunks` chunks: an interrupted run
+        keeps what it finished, and the index on disk is always a consistent one."""
+        index = self.open_index(create=True)
+        todo, report = index.plan(documents)
+        chunker = self.chunker(index.manifest)
+        pending = 0
+        bar = tqdm(total=len(todo), unit="doc", desc="indexing", disable=not self.settings.progress or len(todo) < 2)
+        batch: list[Document] = []
+
+        def flush() -> None:
+            nonlocal pending
+            chunks = [chunker.split(doc) for doc in batch]
+            vectors = self.embedder.embed([c.text for group in chunks for c in group])
+            offset = 0
+            for doc, group in zip(batch, chunks, strict=True):
+                index.add(doc, group, vectors[offset : offset + len(group)])
+                offset += len(group)
+            report.chunks_added += offset
+            pending += offset
+            bar.update(len(batch))
+            batch.clear()
+            if pending >= self.settings.checkpoint_chunks:
+                index.save()
+                pending = 0
+
+        with bar:
+            for doc in todo:
+                batch.append(doc)
+                if len(batch) >= 32:
+                    flush()
+            if batch:
+                flush()
+        if todo or not ArticleIndex.exists(index.path):
+            index.save()
+        return report
+
+    def delete(self, doc_id: str) -> None:
+        index = self.open_index()
+        index.remove(doc_id)
+        index.save()
+
+    def generator(self, backend: str | None = None) -> Generator:
+        name = backend or self.settings.backend
+        if name not in self._generators:
+            self._generators[name] = make_generator(self.settings, name)
+        return self._generators[name]
+
+    def retrieve(
+        self,
+        question: str,
+        *,
+        k: int | None = None,
+        since: dt.date | None = None,
+        until: dt.date | None = None,
+    ) -> list[Passage]:
+        question = _check_question(question)
+        retriever = Retriever(self.ensure_index(), self.embedder)
+        return retriever.retrieve(question, k or self.settings.top_k, DateRange(since, until))
+
+    def answer_stream(
+        self,
+        question: str,
+        *,
+        k: int | None = None,
+        since: dt.date | None = None,
+        until: dt.date | None = None,
+        as_of: dt.date | None = None,
+        backend: str | None = None,
+    ) -> Iterator[str | Answer]:
+        """Yields answer text pieces as they are generated, then the final `Answer`."""
+        question = _check_question(question)
+        dates = DateRange(since, until)
+        generator = self.generator(backend)
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        retrieved = self.retrieve(question, k=k, since=dates.since, until=dates.until)
+        timings["retrieve"] = time.perf_counter() - start
+        passages = pack_passages(retrieved, self.settings.context_tokens, self.count_tokens)
+        for item in generate(
+            question,
+            passages,
+            generator,
+            count=self.count_tokens,
+            max_tokens=self.settings.max_answer_tokens,
+            temperature=self.settings.temperature,
+            as_of=as_of or dt.date.today(),
+            timings=timings,
+        ):
+            if isinstance(item, Answer):
+                timings["total"] = time.perf_counter() - start
+                item.retrieved = len(retrieved)
+                item.as_of, item.since, item.until = as_of or dt.date.today(), dates.since, dates.until
+            yield item
+
+    def answer(self, question: str, **options: Any) -> Answer:
+        final = None
+        for item in self.answer_stream(question, **options):
+            if isinstance(item, Answer):
+                final = item
+        assert final is not None
+        return final
+
+
+def _check_question(question: str) -> str:
+    if not isinstance(question, str) or not question.strip():
+        raise QuestionError("the question is empty", hint='ask something, e.g. `rag ask "Who is ...?"`')
+    return question.strip()

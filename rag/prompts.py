@@ -1,0 +1,40 @@
+"""Every prompt the product sends lives here, so wording changes are reviewed (and evaluated) in one place."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from rag.retrieval import Passage
+
+REFUSAL = "I cannot answer this from the provided articles."
+"""The one sentence every backend uses to decline; refusal detection and evaluation key on it."""
+
+SYSTEM_PROMPT = (
+    "You answer questions about news articles using only the numbered passages you are given.\n"
+    "Rules:\n"
+    "- Cite the passage that supports each claim right after it, like [1] or [2][3].\n"
+    "- Use only facts stated in the passages; do not add outside knowledge.\n"
+    "- Dates matter: prefer the most recent passage unless the question asks about another time.\n"
+    f'- If the passages do not contain the answer, reply with exactly: "{REFUSAL}"\n'
+    "- Answer in one to three short sentences."
+)
+
+
+def format_passage(number: int, passage: Passage) -> str:
+    chunk = passage.chunk
+    date = chunk.published.isoformat() if chunk.published else "date unknown"
+    title = chunk.title or chunk.doc_id
+    return f"[{number}] {title} ({date})\n{chunk.text}"
+
+
+def user_prompt(question: str, passages: Sequence[Passage], as_of: dt.date) -> str:
+    block = "\n\n".join(format_passage(n, p) for n, p in enumerate(passages, start=1))
+    return f"Passages:\n\n{block}\n\nToday is {as_of.isoformat()}.\nQuestion: {question}\nAnswer with citations:"
+
+
+def chat_messages(question: str, passages: Sequence[Passage], as_of: dt.date) -> list[dict[str, str]]:
+    return [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": user_prompt(question, passages, as_of)},
+    ]

@@ -1,0 +1,60 @@
+"""Shared fixtures. Every test gets its own index directory and no config file, so tests are hermetic;
+the real embedding model is loaded once per session because loading it dominates test time."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rag import RAG, Settings
+from rag.embedding import Embedder
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = ROOT / "seeds"
+SEED_FILE = next(SEEDS.glob("*.txt"))
+
+
+@pytest.fixture(autouse=True)
+def _hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for var in ("RAG_CONFIG", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    for var in list(__import__("os").environ):
+        if var.startswith("RAG_"):
+            monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    return Embedder()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(index_dir=tmp_path / "index", progress=False, backend="extractive")
+
+
+@pytest.fixture
+def pipeline(settings: Settings, embedder: Embedder) -> RAG:
+    """A RAG over an empty temp index that shares the session's embedding model."""
+    rag = RAG(settings)
+    rag._embedder = embedder
+    return rag
+
+
+@pytest.fixture
+def seeded(pipeline: RAG) -> RAG:
+    pipeline.index([SEEDS])
+    return pipeline
+
+
+@pytest.fixture
+def corpus_dir(tmp_path: Path) -> Iterator[Path]:
+    """A writable copy of the seed articles to add bad files to."""
+    target = tmp_path / "corpus"
+    shutil.copytree(SEEDS, target)
+    yield target
