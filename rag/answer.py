@@ -4,14 +4,14 @@ cited `Answer`. Streaming is the primitive; the blocking form just drains the st
 from __future__ import annotations
 
 import datetime as dt
-import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from rag.citations import Citation, CitationStreamFilter, extract_citations, terms
+from rag.citations import Citation, CitationStreamFilter, attribute, extract_citations, tidy
+from rag.evidence import terms
 from rag.llm import GenerationRequest, Generator
-from rag.prompts import REFUSAL, chat_messages
+from rag.prompts import REFUSAL
 from rag.retrieval import Passage
 
 TokenCounter = Callable[[str], int]
@@ -40,6 +40,8 @@ class Answer:
     tokens: TokenUsage
     timings: dict[str, float] = field(default_factory=dict)
     invalid_citations: list[int] = field(default_factory=list)
+    inferred_citations: bool = False
+    """True when the generator cited nothing and the markers were added by matching sentences to passages."""
     retrieved: int = 0
     as_of: dt.date | None = None
     since: dt.date | None = None
@@ -58,6 +60,7 @@ class Answer:
             "citations": [c.to_json() for c in self.citations],
             "passages": [p.to_json() for p in self.passages],
             "invalid_citations": self.invalid_citations,
+            "inferred_citations": self.inferred_citations,
             "backend": self.backend,
             "model": self.model,
             "tokens": {
@@ -104,20 +107,21 @@ def generate(
     passages: Sequence[Passage],
     generator: Generator,
     *,
+    messages: list[dict[str, str]],
     count: TokenCounter,
     max_tokens: int,
     temperature: float,
-    as_of: dt.date,
     timings: dict[str, float],
+    refuse: bool = False,
+    cite_uncited: bool = True,
 ) -> Iterator[str | Answer]:
-    """Yield cleaned text pieces, then the final `Answer`. No passages means no generation: refusing
-    costs nothing and cannot hallucinate."""
-    messages = chat_messages(question, passages, as_of)
+    """Yield cleaned text pieces, then the final `Answer`. With no passages, or `refuse`, nothing is
+    generated: refusing costs nothing and cannot hallucinate."""
     prompt_tokens = sum(count(m["content"]) for m in messages)
     start = time.perf_counter()
     pieces: list[str] = []
     filt = CitationStreamFilter(len(passages))
-    if passages:
+    if passages and not refuse:
         request = GenerationRequest(question, passages, messages, max_tokens, temperature)
         for raw in generator.stream(request):
             if "first_token" not in timings:
@@ -131,12 +135,17 @@ def generate(
             pieces.append(tail)
             yield tail
     timings["generate"] = time.perf_counter() - start
-    text = re.sub(r"[ \t]{2,}", " ", "".join(pieces)).strip()
+    text = tidy("".join(pieces)).strip()
     refused = is_refusal(text)
     if refused and not text:
         text = REFUSAL
         yield text
     citations = [] if refused else extract_citations(text, passages)
+    inferred = False
+    if not refused and not citations and cite_uncited:
+        text = attribute(text, passages)
+        citations = extract_citations(text, passages)
+        inferred = bool(citations)
     yield Answer(
         question=question,
         text=text,
@@ -148,4 +157,5 @@ def generate(
         tokens=TokenUsage(prompt=prompt_tokens, completion=count(text), context=sum(count(p.text) for p in passages)),
         timings=timings,
         invalid_citations=filt.invalid,
+        inferred_citations=inferred,
     )

@@ -113,34 +113,55 @@ class Chunker:
             return True
         return self.count_model_tokens(text) <= self.model_max_tokens
 
+    def _fits(self, text: str) -> bool:
+        return self.count_tokens(text) <= self.chunk_tokens and self._fits_model(text)
+
+    def _cut_word(self, text: str, start: int, end: int) -> list[tuple[int, int, int]]:
+        """A "word" longer than a chunk (a long URL, or CJK text, which has no spaces) is cut on characters,
+        taking the longest prefix that fits each time, so no piece ever exceeds either limit."""
+        pieces: list[tuple[int, int, int]] = []
+        while start < end:
+            low, high = start + 1, end
+            while low < high:
+                middle = (low + high + 1) // 2
+                if self._fits(text[start:middle]):
+                    low = middle
+                else:
+                    high = middle - 1
+            pieces.append((start, low, self.count_tokens(text[start:low])))
+            start = low
+        return pieces
+
     def _pieces(self, text: str) -> list[tuple[int, int, int]]:
         """Sentence spans with token counts; a sentence longer than a chunk is cut on word boundaries."""
         pieces: list[tuple[int, int, int]] = []
         for start, end in split_sentences(text):
-            n = self.count_tokens(text[start:end])
-            if n <= self.chunk_tokens and self._fits_model(text[start:end]):
-                pieces.append((start, end, n))
+            if self._fits(text[start:end]):
+                pieces.append((start, end, self.count_tokens(text[start:end])))
                 continue
             words = [(m.start() + start, m.end() + start) for m in re.finditer(r"\S+", text[start:end])]
             window: list[tuple[int, int]] = []
             for word in words:
-                candidate = text[(window or [word])[0][0] : word[1]]
-                if window and (self.count_tokens(candidate) > self.chunk_tokens or not self._fits_model(candidate)):
+                if window and not self._fits(text[window[0][0] : word[1]]):
                     piece = text[window[0][0] : window[-1][1]]
                     pieces.append((window[0][0], window[-1][1], self.count_tokens(piece)))
                     window = []
+                if not window and not self._fits(text[word[0] : word[1]]):
+                    pieces.extend(self._cut_word(text, *word))
+                    continue
                 window.append(word)
             if window:
                 piece = text[window[0][0] : window[-1][1]]
                 pieces.append((window[0][0], window[-1][1], self.count_tokens(piece)))
         return pieces
 
-    def _pack(self, pieces: list[tuple[int, int, int]]) -> list[list[tuple[int, int, int]]]:
+    def _pack(self, text: str, pieces: list[tuple[int, int, int]]) -> list[list[tuple[int, int, int]]]:
+        """Sizes are measured on the chunk's real text, not summed per sentence: the whitespace between
+        sentences can cost tokens, and the overlap plus the next sentence must still fit a chunk."""
         groups: list[list[tuple[int, int, int]]] = []
         current: list[tuple[int, int, int]] = []
-        total = 0
         for piece in pieces:
-            if current and total + piece[2] > self.chunk_tokens:
+            if current and self.count_tokens(text[current[0][0] : piece[1]]) > self.chunk_tokens:
                 groups.append(current)
                 overlap: list[tuple[int, int, int]] = []
                 kept = 0
@@ -149,9 +170,10 @@ class Chunker:
                         break
                     overlap.insert(0, prev)
                     kept += prev[2]
-                current, total = overlap, kept
+                while overlap and self.count_tokens(text[overlap[0][0] : piece[1]]) > self.chunk_tokens:
+                    overlap.pop(0)
+                current = overlap
             current.append(piece)
-            total += piece[2]
         if current:
             groups.append(current)
         return groups
@@ -164,7 +186,9 @@ class Chunker:
 
     def split(self, document: Document) -> list[Chunk]:
         text = document.text
-        groups = [part for group in self._pack(self._pieces(text)) for part in self._enforce_model_limit(text, group)]
+        groups = [
+            part for group in self._pack(text, self._pieces(text)) for part in self._enforce_model_limit(text, group)
+        ]
         chunks = []
         for ordinal, group in enumerate(groups):
             start, end = group[0][0], group[-1][1]

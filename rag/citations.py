@@ -11,95 +11,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from rag.chunking import split_sentences
+from rag.evidence import best_support, terms
 from rag.retrieval import Passage
 
 CITATION = re.compile(r"\[(\s*\d+(?:\s*[,;]\s*\d+)*\s*)\]")
 _OPEN_TAIL = re.compile(r"\[[\d,;\s]*$")
-_WORD = re.compile(r"[A-Za-z0-9]+(?:['’][A-Za-z]+)?")
-STOPWORDS = frozenset(
-    [
-        "a",
-        "an",
-        "and",
-        "are",
-        "as",
-        "at",
-        "be",
-        "been",
-        "but",
-        "by",
-        "did",
-        "do",
-        "does",
-        "for",
-        "from",
-        "had",
-        "has",
-        "have",
-        "he",
-        "her",
-        "his",
-        "how",
-        "i",
-        "in",
-        "is",
-        "it",
-        "its",
-        "of",
-        "on",
-        "or",
-        "she",
-        "that",
-        "the",
-        "their",
-        "them",
-        "they",
-        "this",
-        "to",
-        "was",
-        "were",
-        "what",
-        "when",
-        "where",
-        "which",
-        "who",
-        "whom",
-        "whose",
-        "why",
-        "will",
-        "with",
-        "would",
-        "you",
-        "your",
-        "about",
-        "after",
-        "before",
-        "said",
-        "says",
-        "than",
-        "then",
-        "there",
-        "these",
-        "those",
-        "into",
-        "over",
-        "also",
-        "not",
-    ]
-)
-
-
-def terms(text: str) -> list[str]:
-    """Lower-cased content words with a crude plural strip: enough to match a claim to its source."""
-    out = []
-    for word in _WORD.findall(text.lower()):
-        word = word.replace("’", "'").removesuffix("'s")
-        if word in STOPWORDS:
-            continue
-        if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
-            word = word[:-1]
-        out.append(word)
-    return out
 
 
 @dataclass(frozen=True)
@@ -145,8 +61,12 @@ def clean_citations(text: str, n_passages: int) -> tuple[str, list[int]]:
         return "".join(f"[{n}]" for n in valid)
 
     cleaned = CITATION.sub(fix, text)
-    cleaned = re.sub(r"[ \t]+([.,;:!?])", r"\1", cleaned) if invalid else cleaned
-    return cleaned, invalid
+    return (tidy(cleaned) if invalid else cleaned), invalid
+
+
+def tidy(text: str) -> str:
+    """Close the gaps a removed marker leaves: doubled spaces and a space before punctuation."""
+    return re.sub(r"[ \t]+([.,;:!?])", r"\1", re.sub(r"[ \t]{2,}", " ", text))
 
 
 class CitationStreamFilter:
@@ -216,3 +136,23 @@ def extract_citations(text: str, passages: Sequence[Passage]) -> list[Citation]:
             quote, start, end = best_sentence(claim, passage)
             citations.append(Citation(number, passage, claim, quote, start, end))
     return citations
+
+
+def attribute(text: str, passages: Sequence[Passage], min_support: float = 0.6) -> str:
+    """Add `[n]` to answer sentences that carry no citation but restate a passage sentence (at least
+    `min_support` of their content words appear in it). Small models often answer correctly from the
+    passages yet forget to cite; an unsupported sentence stays uncited, which is the honest signal."""
+    out: list[str] = []
+    previous = 0
+    for start, end in split_sentences(text):
+        sentence = text[start:end]
+        out.append(text[previous:start])
+        previous = end
+        number, share = best_support(sentence, passages)
+        if CITATION.search(sentence) or not number or share < min_support:
+            out.append(sentence)
+            continue
+        body = sentence.rstrip(".!?")
+        out.append(f"{body} [{number}]{sentence[len(body) :]}")
+    out.append(text[previous:])
+    return "".join(out)

@@ -71,6 +71,23 @@ class Settings(BaseSettings):
     )
     top_k: int = Field(5, ge=1, le=100, description="Passages retrieved per question.")
     context_tokens: int = Field(1500, ge=64, description="Token budget for the passages packed into the prompt.")
+    min_coverage: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="Local and extractive backends refuse, without generating, when no passage sentence holds "
+        "this share of the question's content words (IDF-weighted); 0 disables the check.",
+    )
+    local_focus_sentences: int = Field(
+        4,
+        ge=0,
+        description="The local backend's prompt carries only this many question-related sentences of the "
+        "passages, so a small model reads evidence rather than noise; 0 sends whole passages.",
+    )
+    attribute_citations: bool = Field(
+        True,
+        description="Cite answer sentences the model left uncited when they restate a passage sentence.",
+    )
     max_answer_tokens: int = Field(256, ge=1, description="Upper bound on generated answer tokens.")
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="Sampling temperature of LLM backends.")
     local_model_path: Path | None = Field(

@@ -94,8 +94,6 @@ def make_title(text: str) -> str:
 
 def _read_text(path: Path) -> str:
     data = path.read_bytes()
-    if not data.strip():
-        raise DocumentError(path, "file is empty", hint="remove it or add the article text")
     if b"\x00" in data[:8192]:
         raise DocumentError(path, "looks like a binary file", hint="only text, markdown, HTML and JSON(L)")
     try:
@@ -106,6 +104,9 @@ def _read_text(path: Path) -> str:
             f"not valid UTF-8 (byte {exc.start})",
             hint="re-save the file as UTF-8, e.g. `iconv -f latin1 -t utf-8`",
         ) from exc
+    if not text.strip():
+        # Checked after decoding: a file holding only a UTF-8 BOM is as empty as a zero-byte one.
+        raise DocumentError(path, "file is empty", hint="remove it or add the article text")
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
@@ -174,7 +175,8 @@ def record_to_document(record: object, path: Path, line: int | None, fallback_id
     text = record.get("text") or record.get("body") or record.get("content")
     if not isinstance(text, str) or not text.strip():
         raise DocumentError(path, "record has no `text`", line=line, hint="add a non-empty `text` field")
-    raw_date = record.get("published", record.get("date"))
+    # `or`, not a `get` default: feeds often send `"published": null` next to a usable `date`.
+    raw_date = record.get("published") or record.get("date")
     try:
         published = parse_date(raw_date)
     except ValueError as exc:
@@ -199,7 +201,7 @@ def record_to_document(record: object, path: Path, line: int | None, fallback_id
 def _json_documents(path: Path, doc_id: str) -> LoadResult:
     result = LoadResult()
     text = _read_text(path)
-    if path.suffix == ".jsonl":
+    if path.suffix.lower() == ".jsonl":
         for number, line in enumerate(text.split("\n"), start=1):
             if not line.strip():
                 continue
@@ -222,11 +224,16 @@ def _json_documents(path: Path, doc_id: str) -> LoadResult:
     except json.JSONDecodeError as exc:
         raise DocumentError(path, f"malformed JSON: {exc.msg}", line=exc.lineno, hint="fix the JSON syntax") from exc
     records = data if isinstance(data, list) else [data]
+    if not records:
+        raise DocumentError(path, "no records", hint="a JSON object, or a list of objects with `text`")
     for number, record in enumerate(records, start=1):
         try:
             fallback = doc_id if len(records) == 1 else f"{doc_id}#{number}"
             result.documents.append(record_to_document(record, path, None, fallback))
         except DocumentError as exc:
+            if len(records) > 1:
+                # A JSON array has no useful line numbers; the record's position is how to find it.
+                exc = DocumentError(path, f"record {number}: {exc.problem}", hint=exc.hint)
             result.errors.append(exc)
     return result
 

@@ -19,6 +19,7 @@ import datetime as dt
 import fcntl
 import json
 import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -33,6 +34,7 @@ from rag.errors import IndexDirError
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+_DATA_FILE = re.compile(r"(?:vectors|documents|chunks)\.(?P<gen>\d+)\.(?:faiss|jsonl)(?:\.tmp)?")
 
 
 @dataclass
@@ -166,12 +168,31 @@ class ArticleIndex:
                 )
         except (OSError, RuntimeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise IndexDirError(f"{damaged}: {exc}", hint=fix) from exc
-        if vectors.ntotal != len(index.chunks) or vectors.d != manifest.dimension:
-            raise IndexDirError(
-                f"{damaged}: {vectors.ntotal} vectors of dimension {vectors.d} for {len(index.chunks)} chunks",
-                hint=fix,
-            )
+        problem = index._inconsistency()
+        if problem is not None:
+            raise IndexDirError(f"{damaged}: {problem}", hint=fix)
         return index
+
+    def _inconsistency(self) -> str | None:
+        """Why the loaded files do not describe one index, or None. Checked at load time because a mismatch
+        otherwise surfaces much later: a vector id without a chunk is a KeyError in the middle of a search,
+        and chunk ids a document does not list are never removed from FAISS when it is deleted."""
+        vectors, manifest = self.vectors, self.manifest
+        if not isinstance(vectors, faiss.IndexIDMap2):
+            return f"the vectors file holds a {type(vectors).__name__}, not an IndexIDMap2"
+        if vectors.ntotal != len(self.chunks) or vectors.d != manifest.dimension:
+            return f"{vectors.ntotal} vectors of dimension {vectors.d} for {len(self.chunks)} chunks"
+        if (manifest.n_documents, manifest.n_chunks) != (len(self.documents), len(self.chunks)):
+            return (
+                f"{MANIFEST} counts {manifest.n_documents} documents and {manifest.n_chunks} chunks, "
+                f"the files hold {len(self.documents)} and {len(self.chunks)}"
+            )
+        chunk_ids = set(self.chunks)
+        if set(faiss.vector_to_array(vectors.id_map).tolist()) != chunk_ids:
+            return "the vector ids do not match the chunk ids"
+        if {i for record in self.documents.values() for i in record.chunk_ids} != chunk_ids:
+            return "the documents' chunk lists do not match the chunks"
+        return None
 
     def check_model(self, embedding_model: str) -> None:
         if self.manifest.embedding_model != embedding_model:
@@ -183,17 +204,25 @@ class ArticleIndex:
             )
 
     def plan(self, documents: Sequence[Document]) -> tuple[list[Document], AddReport]:
-        """Which documents need embedding: new ids and changed content only."""
+        """Which documents need embedding: new ids and changed content only.
+
+        A stored document only makes another one a duplicate if this batch leaves its content alone:
+        when `a` is edited and its old text arrives as `b` in the same run, `b` is new content, not a
+        copy of `a`, and skipping it would drop that text from the index."""
         report = AddReport()
         todo: list[Document] = []
         seen: dict[str, str] = {}
+        incoming = {doc.id: doc.content_hash for doc in documents}
         for doc in documents:
             digest = doc.content_hash
             existing = self.documents.get(doc.id)
             if existing is not None and existing.content_hash == digest:
                 report.unchanged.append(doc.id)
                 continue
-            twin = seen.get(digest) or self._by_hash.get(digest)
+            twin = seen.get(digest)
+            stored = self._by_hash.get(digest)
+            if twin is None and stored is not None and incoming.get(stored, digest) == digest:
+                twin = stored
             if twin is not None and twin != doc.id:
                 report.duplicates.append((doc.id, twin))
                 continue
@@ -319,9 +348,12 @@ class ArticleIndex:
             self._remove_stale(gen)
 
     def _remove_stale(self, live: int) -> None:
+        """Delete data files (and torn `.tmp` files) of every generation but `live`. Only names this class
+        writes are matched, `<kind>.<number>.<ext>[.tmp]`: the directory may hold files that are not ours,
+        and a loose match such as `documents.backup.jsonl` must never be deleted."""
         for file in self.path.iterdir():
-            parts = file.name.split(".")
-            if len(parts) >= 3 and parts[0] in ("vectors", "documents", "chunks") and parts[1] != str(live):
+            match = _DATA_FILE.fullmatch(file.name)
+            if match is not None and int(match.group("gen")) != live:
                 file.unlink(missing_ok=True)
 
     def size_on_disk(self) -> int:

@@ -4,6 +4,7 @@ OpenAI-compatible Chat Completions endpoint). The `extractive` backend implement
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib.resources
 import os
@@ -11,13 +12,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from rag.errors import ConfigError, LLMError
 from rag.retrieval import Passage
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
+    from openai.types.chat import ChatCompletionMessageParam
 
     from rag.config import Settings
 
@@ -61,7 +63,15 @@ def _load_llama(path: str, n_ctx: int, n_threads: int) -> Llama:
         return Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads, verbose=False)
 
 
+# Free cached models while the interpreter is intact: llama.cpp's finalizer fails noisily (a TypeError
+# traceback on every exit) if it runs during module teardown.
+atexit.register(_load_llama.cache_clear)
+
+
 class LocalLLM:
+    """SmolLM2-class models repeat themselves and drift after their first paragraph, so generation stops
+    at a blank line and repetition is penalised."""
+
     name = "local"
 
     def __init__(self, model_path: Path | None = None, *, context_window: int = 4096, threads: int | None = None):
@@ -83,6 +93,8 @@ class LocalLLM:
                 messages=request.messages,  # type: ignore[arg-type]
                 max_tokens=request.max_tokens,
                 temperature=request.temperature,
+                repeat_penalty=1.1,
+                stop=["\n\n"],
                 stream=True,
             )
             for chunk in chunks:
@@ -122,20 +134,34 @@ class OpenAIChat:
         )
 
     def stream(self, request: GenerationRequest) -> Iterator[str]:
+        """Stream the completion's text deltas. Every failure, including ones that only surface while the
+        stream is being read (an SSE error event, a malformed event), becomes an `LLMError`: callers and
+        the CLI handle nothing else."""
         import openai
 
         where = self.base_url or "api.openai.com"
         try:
             response = self._client.chat.completions.create(
                 model=self.model,
-                messages=request.messages,  # type: ignore[arg-type]
+                # cast, not `type: ignore`: with a typed argument mypy picks the streaming overload
+                messages=cast("list[ChatCompletionMessageParam]", request.messages),
                 max_tokens=request.max_tokens,
                 temperature=request.temperature,
                 stream=True,
             )
+            events = 0
             for chunk in response:
+                events += 1
                 if chunk.choices and chunk.choices[0].delta.content:
                     yield chunk.choices[0].delta.content
+            if not events:
+                # A 200 without one SSE event is not an empty answer (that would silently become a
+                # refusal): the URL serves something else, e.g. a web page, or ignores `stream`.
+                raise LLMError(
+                    f"the endpoint {where} returned no completion stream",
+                    hint="check that OPENAI_BASE_URL is the API root (usually ending in /v1) and the "
+                    "server supports streaming chat completions",
+                )
         except openai.APITimeoutError as exc:
             raise LLMError(
                 f"the endpoint {where} did not answer in time",
@@ -160,6 +186,19 @@ class OpenAIChat:
                 f"the endpoint {where} failed with HTTP {exc.status_code}: {exc.message}",
                 hint=f"check that model {self.model!r} exists there (RAG_OPENAI_MODEL)",
             ) from exc
+        except openai.APIError as exc:
+            # After the 200, OpenAI reports failures (overload, content filter) as an SSE error event.
+            raise LLMError(
+                f"the endpoint {where} failed while answering: {exc.message}",
+                hint="retry; if it persists, check the server's logs",
+            ) from exc
+        except ValueError as exc:
+            # An event whose data is not JSON (or not a chunk): a proxy or server that is not
+            # OpenAI-compatible. The client lets json/pydantic errors through as they are.
+            raise LLMError(
+                f"the endpoint {where} sent a malformed stream event: {exc}",
+                hint="check that OPENAI_BASE_URL points at an OpenAI-compatible server",
+            ) from exc
 
 
 def make_generator(settings: Settings, backend: str | None = None) -> Generator:
@@ -181,5 +220,5 @@ def make_generator(settings: Settings, backend: str | None = None) -> Generator:
     if choice == "extractive":
         from rag.extractive import Extractive
 
-        return Extractive()
+        return Extractive(settings.min_coverage)
     raise ConfigError(f"unknown backend {choice!r}", hint="use local, openai or extractive")

@@ -19,8 +19,10 @@ from rag.config import Settings
 from rag.documents import Document, LoadResult, load_paths
 from rag.embedding import Embedder
 from rag.errors import DocumentError, IndexDirError, QuestionError
+from rag.evidence import focus, rank_sentences
 from rag.index import AddReport, ArticleIndex, Manifest
 from rag.llm import Generator, make_generator
+from rag.prompts import chat_messages
 from rag.retrieval import DateRange, Passage, Retriever
 
 log = logging.getLogger("rag")
@@ -183,21 +185,37 @@ class RAG:
         retrieved = self.retrieve(question, k=k, since=dates.since, until=dates.until)
         timings["retrieve"] = time.perf_counter() - start
         passages = pack_passages(retrieved, self.settings.context_tokens, self.count_tokens)
+        focus, refuse = self._focus(question, passages, generator.name)
+        as_of = as_of or dt.date.today()
         for item in generate(
             question,
             passages,
             generator,
+            messages=chat_messages(question, passages, as_of, focus),
             count=self.count_tokens,
             max_tokens=self.settings.max_answer_tokens,
             temperature=self.settings.temperature,
-            as_of=as_of or dt.date.today(),
             timings=timings,
+            refuse=refuse,
+            cite_uncited=self.settings.attribute_citations,
         ):
             if isinstance(item, Answer):
                 timings["total"] = time.perf_counter() - start
                 item.retrieved = len(retrieved)
-                item.as_of, item.since, item.until = as_of or dt.date.today(), dates.since, dates.until
+                item.as_of, item.since, item.until = as_of, dates.since, dates.until
             yield item
+
+    def _focus(
+        self, question: str, passages: Sequence[Passage], backend: str
+    ) -> tuple[dict[int, list[str]] | None, bool]:
+        """For the small local model: the evidence sentences to show, and whether to refuse outright
+        because no sentence covers enough of the question."""
+        s = self.settings
+        if backend != "local":
+            return None, False
+        ranked = rank_sentences(question, passages)
+        refuse = s.min_coverage > 0 and (not ranked or ranked[0].coverage < s.min_coverage)
+        return (focus(question, passages, s.local_focus_sentences) if s.local_focus_sentences else None), refuse
 
     def answer(self, question: str, **options: Any) -> Answer:
         final = None

@@ -21,20 +21,28 @@ SYSTEM_PROMPT = (
 )
 
 
-def format_passage(number: int, passage: Passage) -> str:
+def format_passage(number: int, passage: Passage, sentences: Sequence[str] | None = None) -> str:
     chunk = passage.chunk
     date = chunk.published.isoformat() if chunk.published else "date unknown"
     title = chunk.title or chunk.doc_id
-    return f"[{number}] {title} ({date})\n{chunk.text}"
+    body = " … ".join(sentences) if sentences is not None else chunk.text
+    return f"[{number}] {title} ({date})\n{body}"
 
 
-def user_prompt(question: str, passages: Sequence[Passage], as_of: dt.date) -> str:
-    block = "\n\n".join(format_passage(n, p) for n, p in enumerate(passages, start=1))
+def user_prompt(
+    question: str, passages: Sequence[Passage], as_of: dt.date, focus: dict[int, list[str]] | None = None
+) -> str:
+    """`focus` maps passage numbers to the only sentences to show; passages it omits are left out, but
+    the numbering stays that of `passages` so citations still point at the right one."""
+    numbered = [(n, p) for n, p in enumerate(passages, start=1) if focus is None or n in focus]
+    block = "\n\n".join(format_passage(n, p, focus.get(n) if focus else None) for n, p in numbered)
     return f"Passages:\n\n{block}\n\nToday is {as_of.isoformat()}.\nQuestion: {question}\nAnswer with citations:"
 
 
-def chat_messages(question: str, passages: Sequence[Passage], as_of: dt.date) -> list[dict[str, str]]:
+def chat_messages(
+    question: str, passages: Sequence[Passage], as_of: dt.date, focus: dict[int, list[str]] | None = None
+) -> list[dict[str, str]]:
     return [
         {"role": "system", "content": SYSTEM_PROMPT},
-        {"role": "user", "content": user_prompt(question, passages, as_of)},
+        {"role": "user", "content": user_prompt(question, passages, as_of, focus)},
     ]

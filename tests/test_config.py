@@ -1,0 +1,63 @@
+"""Settings: defaults, RAG_* environment variables, the TOML file, and the README staying in sync."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from rag import Settings
+from rag.errors import ConfigError
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+class TestSettings:
+    def test_defaults_are_the_offline_setup(self) -> None:
+        s = Settings()
+        assert s.backend == "local" and s.embedding_model == "sentence-transformers/all-MiniLM-L6-v2"
+        assert s.top_k == 5 and s.index_dir.name == "index"
+
+    def test_environment_variables(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        monkeypatch.setenv("RAG_BACKEND", "extractive")
+        monkeypatch.setenv("RAG_TOP_K", "7")
+        monkeypatch.setenv("RAG_INDEX_DIR", str(tmp_path / "idx"))
+        monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+        s = Settings()
+        assert (s.backend, s.top_k, s.index_dir) == ("extractive", 7, tmp_path / "idx")
+        assert s.openai_base_url == "http://127.0.0.1:9/v1"
+
+    def test_toml_file_with_env_taking_precedence(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        config = tmp_path / "conf.toml"
+        config.write_text('backend = "openai"\ntop_k = 3\nopenai_model = "m1"\n')
+        monkeypatch.setenv("RAG_CONFIG", str(config))
+        monkeypatch.setenv("RAG_TOP_K", "9")
+        s = Settings()
+        assert (s.backend, s.top_k, s.openai_model) == ("openai", 9, "m1")
+
+    def test_rag_toml_in_the_working_directory(self, tmp_path: Path) -> None:
+        (tmp_path / "rag.toml").write_text("top_k = 4\n")
+        assert Settings().top_k == 4
+
+    def test_missing_config_file(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        monkeypatch.setenv("RAG_CONFIG", str(tmp_path / "missing.toml"))
+        with pytest.raises(ConfigError, match="does not exist"):
+            Settings()
+
+    @pytest.mark.parametrize(("name", "value"), [("RAG_BACKEND", "gpt"), ("RAG_TOP_K", "0"), ("RAG_TOP_K", "x")])
+    def test_invalid_values_are_rejected(self, monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+        monkeypatch.setenv(name, value)
+        with pytest.raises(ValidationError):
+            Settings()
+
+    def test_unknown_keys_in_the_file_are_rejected(self, tmp_path: Path) -> None:
+        (tmp_path / "rag.toml").write_text("top_kk = 4\n")
+        with pytest.raises(ValidationError, match="top_kk"):
+            Settings()
+
+    def test_every_field_is_described_and_in_the_readme(self) -> None:
+        readme = README.read_text()
+        for name, field in Settings.model_fields.items():
+            assert field.description, name
+            assert f"`RAG_{name.upper()}`" in readme, f"README settings table lacks RAG_{name.upper()}"

