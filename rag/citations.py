@@ -70,8 +70,9 @@ def tidy(text: str) -> str:
 
 
 class CitationStreamFilter:
-    """Applies `clean_citations` to streamed text, holding back only an unfinished `[...` marker, so what
-    the user watches stream in is exactly the final answer text."""
+    """Applies `clean_citations` to streamed text, holding back only an unfinished `[...` marker, so the
+    user never sees a citation that will be removed. The final answer text can still differ in spacing
+    (a removed marker's gap is closed) and in citations added by `attribute`."""
 
     def __init__(self, n_passages: int) -> None:
         self.n_passages = n_passages

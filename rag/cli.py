@@ -64,7 +64,8 @@ def _print_index_report(result: IndexReport) -> None:
         f"{len(r.unchanged)} unchanged, {len(r.duplicates)} duplicates skipped, {r.chunks_added} chunks embedded"
     )
     for doc_id, twin in r.duplicates:
-        print(f"  duplicate: {doc_id} has the same content as {twin}")
+        gone = "; its previous version was removed" if doc_id in r.removed else ""
+        print(f"  duplicate: {doc_id} has the same content as {twin}{gone}")
     for path in result.skipped:
         print(f"  skipped (unsupported type): {path}")
     for error in result.errors:

@@ -19,6 +19,7 @@ from rag.errors import DocumentError
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".jsonl", ".json")
 _DATE_LINE = re.compile(r"^\s*date[:\s]\s*(\d{4}[-/]\d{1,2}[-/]\d{1,2})\b[ \t]*", re.IGNORECASE)
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?)\n---[ \t]*(?:\n|\Z)", re.DOTALL)
 _MD_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$")
 _TITLE_CHARS = 120
 _RECORD_KEYS = {"id", "doc_id", "title", "text", "body", "content", "url", "source", "published", "date"}
@@ -122,11 +123,39 @@ def _split_date_line(text: str, path: Path) -> tuple[dt.date | None, str]:
     return published, text[match.end() :].lstrip("\n")
 
 
+def _split_front_matter(text: str, path: Path) -> tuple[dict[str, str], str]:
+    """Markdown front matter (`---` / `key: value` lines / `---`), as static-site and newsroom exports
+    write it; only flat scalar keys are read, which is all an article header needs."""
+    match = _FRONT_MATTER.match(text)
+    if not match:
+        return {}, text
+    fields: dict[str, str] = {}
+    for line in match.group(1).splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip():
+            fields[key.strip().lower()] = value.strip().strip("\"'")
+    return fields, text[match.end() :]
+
+
 def _text_document(path: Path, doc_id: str) -> Document:
-    published, body = _split_date_line(_read_text(path), path)
+    fields, text = _split_front_matter(_read_text(path), path)
+    published, body = _split_date_line(text, path)
     if not body.strip():
-        raise DocumentError(path, "has a date line but no article text", hint="add the article text")
-    return Document(id=doc_id, text=body.strip(), title=make_title(body), published=published, source=path.name)
+        raise DocumentError(path, "has a header but no article text", hint="add the article text")
+    raw_date = fields.get("published") or fields.get("date")
+    if raw_date:
+        try:
+            published = parse_date(raw_date)
+        except ValueError as exc:
+            raise DocumentError(path, f"bad date in front matter: {exc}", hint="write `date: YYYY-MM-DD`") from exc
+    return Document(
+        id=doc_id,
+        text=body.strip(),
+        title=fields.get("title") or make_title(body),
+        published=published,
+        url=fields.get("url") or None,
+        source=fields.get("source") or path.name,
+    )
 
 
 def html_to_text(html: str) -> tuple[str, str, str | None]:
@@ -140,9 +169,11 @@ def html_to_text(html: str) -> tuple[str, str, str | None]:
     date_value = meta.get("content") if meta is not None else None
     for tag in soup(["script", "style", "noscript", "nav", "header", "footer", "aside", "form", "template"]):
         tag.decompose()
+    for br in soup.find_all("br"):
+        br.replace_with(" ")  # text is joined without separators so inline tags add no stray spaces
     root = soup.find("article") or soup.find("main") or soup.body or soup
     blocks = [
-        " ".join(el.get_text(" ", strip=True).split())
+        " ".join(el.get_text().split())
         for el in root.find_all(["h1", "h2", "h3", "h4", "p", "li", "blockquote", "pre"])
         if not el.find_parent(["p", "li", "blockquote"])
     ]

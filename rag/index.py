@@ -86,15 +86,26 @@ class AddReport:
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     duplicates: list[tuple[str, str]] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    """Stored documents whose new content duplicates another one: their old text is gone, so are they."""
     chunks_added: int = 0
 
 
-def _fsync_write(path: Path, write: Callable[[Path], None]) -> None:
+def _fsync_write(path: Path, write: Callable[[Path], object]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     write(tmp)
     with open(tmp, "rb") as handle:
         os.fsync(handle.fileno())
     os.replace(tmp, path)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make the renames durable: without it a power cut can roll the directory back past the manifest."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _write_lines(rows: Iterator[dict[str, Any]]) -> Callable[[Path], None]:
@@ -113,6 +124,30 @@ def _read_lines(path: Path) -> Iterator[dict[str, Any]]:
             yield json.loads(line)
 
 
+@contextlib.contextmanager
+def _locked(path: Path, *, exclusive: bool) -> Iterator[None]:
+    """Readers share the lock and a writer takes it alone, so a save never deletes the files of the
+    generation a concurrent reader (the chat page, say) is loading. An index on a read-only medium
+    cannot be written by anyone, so it is read without a lock."""
+    with contextlib.ExitStack() as stack:
+        try:
+            handle = stack.enter_context(open(path / ".lock", "a"))
+        except OSError:
+            if exclusive:
+                raise
+            yield
+            return
+        fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _read_manifest(path: Path) -> Manifest:
+    return Manifest(**json.loads((path / MANIFEST).read_text(encoding="utf-8")))
+
+
 class ArticleIndex:
     """The persistent corpus. Mutations stay in memory until `save()`."""
 
@@ -126,6 +161,13 @@ class ArticleIndex:
 
     @classmethod
     def create(cls, path: Path, manifest: Manifest) -> ArticleIndex:
+        """A new, empty index. A non-empty directory without a manifest is someone's data or a damaged
+        index; building over it would delete what is left, so it is refused."""
+        if path.is_dir() and any(f.name != ".lock" for f in path.iterdir()):
+            raise IndexDirError(
+                f"{path} is not empty and has no {MANIFEST}: refusing to build an index over it",
+                hint="choose an empty or new RAG_INDEX_DIR, or delete that directory if it is a damaged index",
+            )
         return cls(path, manifest, faiss.IndexIDMap2(faiss.IndexFlatIP(manifest.dimension)))
 
     @staticmethod
@@ -142,10 +184,15 @@ class ArticleIndex:
                 f"{path} is not an index directory (no {MANIFEST})",
                 hint="point RAG_INDEX_DIR at an index, or build one with `rag index PATH...`",
             )
+        with _locked(path, exclusive=False):
+            return cls._read(path)
+
+    @classmethod
+    def _read(cls, path: Path) -> ArticleIndex:
         damaged = f"index at {path} is damaged"
         fix = f"delete {path} and rebuild it with `rag index PATH...`"
         try:
-            manifest = Manifest(**json.loads(manifest_path.read_text(encoding="utf-8")))
+            manifest = _read_manifest(path)
         except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as exc:
             raise IndexDirError(f"{damaged}: {MANIFEST} is unreadable ({exc})", hint=fix) from exc
         if manifest.format_version != FORMAT_VERSION:
@@ -225,6 +272,8 @@ class ArticleIndex:
                 twin = stored
             if twin is not None and twin != doc.id:
                 report.duplicates.append((doc.id, twin))
+                if existing is not None:
+                    report.removed.append(doc.id)
                 continue
             seen[digest] = doc.id
             (report.updated if existing is not None else report.added).append(doc.id)
@@ -302,18 +351,17 @@ class ArticleIndex:
             if chunk_id >= 0
         ]
 
-    @contextlib.contextmanager
-    def _lock(self) -> Iterator[None]:
-        self.path.mkdir(parents=True, exist_ok=True)
-        with open(self.path / ".lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
     def save(self) -> None:
-        with self._lock():
+        """Write the next generation, then switch the manifest to it. Refuses when another process saved
+        since this index was loaded: writing now would silently discard that process's changes."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with _locked(self.path, exclusive=True):
+            on_disk = _read_manifest(self.path).generation if self.exists(self.path) else 0
+            if on_disk != self.manifest.generation:
+                raise IndexDirError(
+                    f"the index at {self.path} was changed by another process since it was loaded",
+                    hint="nothing was written; run the command again to apply your change to the new index",
+                )
             gen = self.manifest.generation + 1
             _fsync_write(self.path / f"vectors.{gen}.faiss", lambda p: faiss.write_index(self.vectors, str(p)))
             _fsync_write(
@@ -344,6 +392,7 @@ class ArticleIndex:
                 self.path / MANIFEST,
                 lambda p: p.write_text(json.dumps(asdict(manifest), indent=2), encoding="utf-8"),
             )
+            _fsync_dir(self.path)
             self.manifest = manifest
             self._remove_stale(gen)
 

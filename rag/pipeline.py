@@ -111,6 +111,8 @@ class RAG:
         keeps what it finished, and the index on disk is always a consistent one."""
         index = self.open_index(create=True)
         todo, report = index.plan(documents)
+        for doc_id in report.removed:
+            index.remove(doc_id)
         chunker = self.chunker(index.manifest)
         pending = 0
         bar = tqdm(total=len(todo), unit="doc", desc="indexing", disable=not self.settings.progress or len(todo) < 2)
@@ -139,7 +141,7 @@ class RAG:
                     flush()
             if batch:
                 flush()
-        if todo or not ArticleIndex.exists(index.path):
+        if todo or report.removed or not ArticleIndex.exists(index.path):
             index.save()
         return report
 

@@ -203,6 +203,30 @@ PAGE = """<!doctype html>
 """
 
 
+class TestFrontMatter:
+    def test_front_matter_sets_title_date_url_and_source(self, tmp_path: Path) -> None:
+        path = tmp_path / "story.md"
+        path.write_text(
+            '---\ntitle: "Talks resume"\ndate: 2022-03-04\nurl: https://example.org/t\nsource: Wire\n---\n'
+            "Negotiators met again on Friday.\n",
+            encoding="utf-8",
+        )
+        doc = only_document(path)
+        assert (doc.title, doc.published, doc.url, doc.source) == (
+            "Talks resume",
+            dt.date(2022, 3, 4),
+            "https://example.org/t",
+            "Wire",
+        )
+        assert doc.text == "Negotiators met again on Friday."
+
+    def test_bad_front_matter_date_names_the_file(self, tmp_path: Path) -> None:
+        path = tmp_path / "story.md"
+        path.write_text("---\ndate: last week\n---\nText.\n", encoding="utf-8")
+        error = only_error(path)
+        assert str(path) in error.message and "front matter" in error.message and error.hint
+
+
 class TestLoadFileHtml:
     def test_article_text_without_boilerplate(self, tmp_path: Path) -> None:
         path = tmp_path / "page.html"
@@ -246,6 +270,10 @@ class TestLoadFileHtml:
         assert text == "Loose text\nsecond line"
         assert title == ""
         assert published is None
+
+    def test_inline_tags_add_no_stray_spaces(self) -> None:
+        text, _, _ = html_to_text("<p>Hello <b>world</b>. Line<br>break, <a href='#'>link</a>!</p>")
+        assert text == "Hello world. Line break, link!"
 
     def test_page_without_readable_text_is_an_error(self, tmp_path: Path) -> None:
         path = tmp_path / "empty.html"

