@@ -146,6 +146,8 @@ def run(argv: Sequence[str] | None = None) -> int:
                 sys.stdout.flush()
         print()
         assert final is not None
+        if final.inferred_citations:
+            print(f"(cited by matching the answer to the passages: {final.text})")
         _print_sources(final)
         return 0
     if args.command == "info":
