@@ -36,6 +36,6 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check rag tests
-	$(BIN)/ruff format --check rag tests
+	$(BIN)/ruff check rag ui tests
+	$(BIN)/ruff format --check rag ui tests
 	$(BIN)/mypy

@@ -43,6 +43,8 @@ class Answer:
     inferred_citations: bool = False
     """True when the generator cited nothing and the markers were added by matching sentences to passages."""
     retrieved: int = 0
+    standalone_question: str | None = None
+    """The question as searched, when a follow-up was rewritten using the conversation."""
     as_of: dt.date | None = None
     since: dt.date | None = None
     until: dt.date | None = None
@@ -55,6 +57,7 @@ class Answer:
     def to_json(self) -> dict[str, object]:
         return {
             "question": self.question,
+            "standalone_question": self.standalone_question,
             "text": self.text,
             "refused": self.refused,
             "citations": [c.to_json() for c in self.citations],

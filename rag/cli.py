@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -54,7 +55,29 @@ def _parser() -> argparse.ArgumentParser:
 
     delete = sub.add_parser("delete", help="remove a document and its chunks from the index")
     delete.add_argument("doc_id")
+
+    ui = sub.add_parser("ui", help="start the chat page (Streamlit) on 127.0.0.1")
+    ui.add_argument("--port", type=int, help="port (default: RAG_UI_PORT or 8501)")
+    ui.add_argument("--address", help="bind address (default: RAG_UI_ADDRESS or 127.0.0.1)")
     return parser
+
+
+def _ui(settings: Settings, port: int | None, address: str | None) -> None:
+    """Replace this process with Streamlit serving ui/app.py; the page reads the same RAG_* settings."""
+    app = Path(__file__).resolve().parent.parent / "ui" / "app.py"
+    if not app.is_file():
+        raise RagError(f"the chat page is missing ({app})", hint="run `rag ui` from a checkout of the repository")
+    os.environ["RAG_INDEX_DIR"] = str(settings.index_dir)
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(app),
+        "--server.address", address or settings.ui_address,
+        "--server.port", str(port or settings.ui_port),
+        "--server.headless", "true",
+        "--server.maxUploadSize", str(settings.max_upload_mb),
+        "--browser.gatherUsageStats", "false",
+    ]  # fmt: skip
+    print(f"chat page on http://{address or settings.ui_address}:{port or settings.ui_port}", flush=True)
+    os.execv(sys.executable, command)
 
 
 def _print_index_report(result: IndexReport) -> None:
@@ -157,6 +180,8 @@ def run(argv: Sequence[str] | None = None) -> int:
             else:
                 print(f"{key}: {value}")
         return 0
+    if args.command == "ui":
+        _ui(rag.settings, args.port, args.address)
     rag.delete(args.doc_id)
     print(f"deleted {args.doc_id}")
     return 0

@@ -115,6 +115,11 @@ class Settings(BaseSettings):
         2000, ge=1, description="During indexing, save after this many new chunks so a crash loses little."
     )
     progress: bool = Field(True, description="Show progress bars on long work.")
+    max_upload_mb: int = Field(10, ge=1, description="Largest article file the chat page accepts, in MB.")
+    ui_port: int = Field(8501, ge=1, le=65535, description="Port `rag ui` serves the chat page on.")
+    ui_address: str = Field(
+        "127.0.0.1", description="Address `rag ui` binds to; the default keeps the page private to this machine."
+    )
 
     @field_validator("local_model_path", "openai_base_url", "openai_api_key", "local_threads", mode="before")
     @classmethod

@@ -8,6 +8,7 @@ import atexit
 import contextlib
 import importlib.resources
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -63,6 +64,9 @@ def _load_llama(path: str, n_ctx: int, n_threads: int) -> Llama:
         return Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads, verbose=False)
 
 
+_LLAMA_LOCK = threading.Lock()
+"""A llama.cpp context serves one generation at a time; chat sessions share it, so they take turns."""
+
 # Free cached models while the interpreter is intact: llama.cpp's finalizer fails noisily (a TypeError
 # traceback on every exit) if it runs during module teardown.
 atexit.register(_load_llama.cache_clear)
@@ -84,6 +88,10 @@ class LocalLLM:
         self.threads = threads or os.cpu_count() or 2
 
     def stream(self, request: GenerationRequest) -> Iterator[str]:
+        with _LLAMA_LOCK:
+            yield from self._generate(request)
+
+    def _generate(self, request: GenerationRequest) -> Iterator[str]:
         try:
             llama = _load_llama(str(self.path), self.context_window, self.threads)
         except (ValueError, RuntimeError) as exc:

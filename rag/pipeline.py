@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import tempfile
+import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,16 +18,18 @@ from tqdm import tqdm
 from rag.answer import Answer, generate, pack_passages
 from rag.chunking import Chunker, tiktoken_counter
 from rag.config import Settings
+from rag.conversation import Turn, condense
 from rag.documents import Document, LoadResult, load_paths
 from rag.embedding import Embedder
 from rag.errors import DocumentError, IndexDirError, QuestionError
 from rag.evidence import focus, rank_sentences
-from rag.index import AddReport, ArticleIndex, Manifest
+from rag.index import AddReport, ArticleIndex, DocumentRecord, Manifest
 from rag.llm import Generator, make_generator
 from rag.prompts import chat_messages
 from rag.retrieval import DateRange, Passage, Retriever
 
 log = logging.getLogger("rag")
+Progress = Callable[[int, int], None]
 
 
 @dataclass
@@ -45,6 +49,9 @@ class RAG:
         self._embedder: Embedder | None = None
         self._index: ArticleIndex | None = None
         self._generators: dict[str, Generator] = {}
+        # The chat page shares one RAG between browser sessions: searches must not see an index that an
+        # upload or a delete is halfway through changing.
+        self._lock = threading.RLock()
 
     @property
     def embedder(self) -> Embedder:
@@ -97,18 +104,23 @@ class RAG:
             count_model_tokens=self.embedder.count_tokens,
         )
 
-    def index(self, paths: Iterable[Path | str]) -> IndexReport:
+    def index(self, paths: Iterable[Path | str], on_progress: Progress | None = None) -> IndexReport:
         """Load, then add new or changed documents; bad files are reported, good ones indexed regardless."""
         started = time.perf_counter()
         loaded: LoadResult = load_paths(paths)
-        report = self.add_documents(loaded.documents) if loaded.documents else AddReport()
+        report = self.add_documents(loaded.documents, on_progress) if loaded.documents else AddReport()
         if not loaded.documents and not ArticleIndex.exists(self.settings.index_dir):
             self.open_index(create=True).save()
         return IndexReport(report, loaded.errors, loaded.skipped, time.perf_counter() - started)
 
-    def add_documents(self, documents: Sequence[Document]) -> AddReport:
+    def add_documents(self, documents: Sequence[Document], on_progress: Progress | None = None) -> AddReport:
         """Embed only what is new or changed, saving every `checkpoint_chunks` chunks: an interrupted run
-        keeps what it finished, and the index on disk is always a consistent one."""
+        keeps what it finished, and the index on disk is always a consistent one. `on_progress(done, total)`
+        lets a UI show the same progress the terminal bar shows."""
+        with self._lock:
+            return self._add_documents(documents, on_progress)
+
+    def _add_documents(self, documents: Sequence[Document], on_progress: Progress | None) -> AddReport:
         index = self.open_index(create=True)
         todo, report = index.plan(documents)
         for doc_id in report.removed:
@@ -129,6 +141,8 @@ class RAG:
             report.chunks_added += offset
             pending += offset
             bar.update(len(batch))
+            if on_progress is not None:
+                on_progress(bar.n, len(todo))
             batch.clear()
             if pending >= self.settings.checkpoint_chunks:
                 index.save()
@@ -145,10 +159,44 @@ class RAG:
             index.save()
         return report
 
+    def index_uploads(self, files: Sequence[tuple[str, bytes]], on_progress: Progress | None = None) -> IndexReport:
+        """Index files received in memory (the chat page's uploads) under their own names. Files over
+        `max_upload_mb` are reported, not read; the others go through the same loaders as `index()`."""
+        limit = self.settings.max_upload_mb * 1024 * 1024
+        too_big = [
+            DocumentError(
+                name,
+                f"is {len(data) / 1e6:.1f} MB, over the {self.settings.max_upload_mb} MB limit",
+                hint="split it, or raise RAG_MAX_UPLOAD_MB",
+            )
+            for name, data in files
+            if len(data) > limit
+        ]
+        with tempfile.TemporaryDirectory(prefix="rag-upload-") as tmp:
+            paths = []
+            for name, data in files:
+                if len(data) <= limit:
+                    path = Path(tmp) / Path(name).name
+                    path.write_bytes(data)
+                    paths.append(path)
+            result = self.index(paths, on_progress)
+        # Name bad uploads as the user knows them, not by the temporary path they were read from.
+        result.errors = too_big + [
+            DocumentError(Path(e.path).name, e.problem, line=e.line, hint=e.hint) for e in result.errors
+        ]
+        return result
+
+    def documents(self) -> list[DocumentRecord]:
+        """Indexed articles, newest first (undated last): the order a news reader scans them in."""
+        with self._lock:
+            records = list(self.ensure_index().documents.values())
+        return sorted(records, key=lambda r: (r.published is not None, r.published or dt.date.min, r.id), reverse=True)
+
     def delete(self, doc_id: str) -> None:
-        index = self.open_index()
-        index.remove(doc_id)
-        index.save()
+        with self._lock:
+            index = self.open_index()
+            index.remove(doc_id)
+            index.save()
 
     def generator(self, backend: str | None = None) -> Generator:
         name = backend or self.settings.backend
@@ -165,8 +213,9 @@ class RAG:
         until: dt.date | None = None,
     ) -> list[Passage]:
         question = _check_question(question)
-        retriever = Retriever(self.ensure_index(), self.embedder)
-        return retriever.retrieve(question, k or self.settings.top_k, DateRange(since, until))
+        with self._lock:
+            retriever = Retriever(self.ensure_index(), self.embedder)
+            return retriever.retrieve(question, k or self.settings.top_k, DateRange(since, until))
 
     def answer_stream(
         self,
@@ -177,23 +226,27 @@ class RAG:
         until: dt.date | None = None,
         as_of: dt.date | None = None,
         backend: str | None = None,
+        history: Sequence[Turn] = (),
     ) -> Iterator[str | Answer]:
-        """Yields answer text pieces as they are generated, then the final `Answer`."""
-        question = _check_question(question)
+        """Yields answer text pieces as they are generated, then the final `Answer`. With `history`, a
+        follow-up question is first rewritten into a standalone one (`Answer.standalone_question`)."""
+        original = _check_question(question)
         dates = DateRange(since, until)
         generator = self.generator(backend)
         timings: dict[str, float] = {}
         start = time.perf_counter()
+        question = condense(original, history, generator if generator.name == "openai" else None)
+        timings["rewrite"] = time.perf_counter() - start
         retrieved = self.retrieve(question, k=k, since=dates.since, until=dates.until)
-        timings["retrieve"] = time.perf_counter() - start
+        timings["retrieve"] = time.perf_counter() - start - timings["rewrite"]
         passages = pack_passages(retrieved, self.settings.context_tokens, self.count_tokens)
-        focus, refuse = self._focus(question, passages, generator.name)
+        focused, refuse = self._focus(question, passages, generator.name)
         as_of = as_of or dt.date.today()
         for item in generate(
             question,
             passages,
             generator,
-            messages=chat_messages(question, passages, as_of, focus),
+            messages=chat_messages(question, passages, as_of, focused),
             count=self.count_tokens,
             max_tokens=self.settings.max_answer_tokens,
             temperature=self.settings.temperature,
@@ -204,6 +257,7 @@ class RAG:
             if isinstance(item, Answer):
                 timings["total"] = time.perf_counter() - start
                 item.retrieved = len(retrieved)
+                item.question, item.standalone_question = original, question if question != original else None
                 item.as_of, item.since, item.until = as_of, dates.since, dates.until
             yield item
 

@@ -46,3 +46,19 @@ def chat_messages(
         {"role": "system", "content": SYSTEM_PROMPT},
         {"role": "user", "content": user_prompt(question, passages, as_of, focus)},
     ]
+
+
+CONDENSE_PROMPT = (
+    "Rewrite the user's last question so it can be understood without the conversation: replace pronouns "
+    "and references like 'that' or 'then' with what they refer to. Keep the language and meaning. Reply "
+    "with the rewritten question only."
+)
+
+
+def condense_messages(question: str, history: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
+    """`history`: (question, answer) pairs, oldest first."""
+    conversation = "\n".join(f"Q: {q}\nA: {a}" for q, a in history)
+    return [
+        {"role": "system", "content": CONDENSE_PROMPT},
+        {"role": "user", "content": f"Conversation:\n{conversation}\n\nLast question: {question}"},
+    ]

@@ -1,0 +1,116 @@
+"""HTML for the chat page. Article text and model output are untrusted: a news article may contain
+`<script>`, HTML or markdown, and a model may repeat it. Everything such text passes through `inert()`,
+which makes every character that HTML or Streamlit's markdown could interpret a numeric entity, so it is
+displayed, never executed or styled. Only the markup written in this module is real markup."""
+
+from __future__ import annotations
+
+import html
+from collections import defaultdict
+from urllib.parse import urlparse
+
+from rag import Answer, Passage
+from rag.citations import CITATION, numbers_in
+
+_MARKDOWN_SPECIALS = set("\\`*_[](){}#+-!|~$:<>&\"'=")
+
+STYLE = """
+<style>
+.rag-answer { font-size: 1.05rem; line-height: 1.55; }
+.rag-answer a.rag-cite { text-decoration: none; font-weight: 600; padding: 0 1px; }
+.rag-card { border: 1px solid rgba(128,128,128,.35); border-radius: .5rem; padding: .6rem .8rem;
+            margin: .4rem 0; }
+.rag-card-head { font-size: .9rem; margin-bottom: .3rem; }
+.rag-card-meta { color: rgba(128,128,128,1); }
+.rag-card-body { font-size: .92rem; line-height: 1.5; white-space: normal; }
+.rag-card-body mark { background: #ffe58f; color: inherit; padding: 0 1px; }
+</style>
+"""
+
+
+def inert(text: str) -> str:
+    """Text as entities wherever HTML or markdown could act on it; newlines become `<br>`."""
+    out = []
+    for char in text:
+        if char == "\n":
+            out.append("<br>")
+        elif char in _MARKDOWN_SPECIALS:
+            out.append(f"&#{ord(char)};")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def anchor(key: str, number: int) -> str:
+    return f"src-{key}-{number}"
+
+
+def answer_html(text: str, key: str, n_passages: int, *, cursor: bool = False) -> str:
+    """The answer with each `[n]` linked to its source card further down the page."""
+    parts: list[str] = []
+    previous = 0
+    for match in CITATION.finditer(text):
+        parts.append(inert(text[previous : match.start()]))
+        for number in numbers_in(match.group(1)):
+            if 1 <= number <= n_passages:
+                parts.append(f'<a class="rag-cite" href="#{anchor(key, number)}">[{number}]</a>')
+        previous = match.end()
+    parts.append(inert(text[previous:]))
+    return f'<div class="rag-answer">{"".join(parts)}{"▌" if cursor else ""}</div>'
+
+
+def _safe_url(url: str | None) -> str | None:
+    """Only http(s) links: a `javascript:` url in a feed must not become a clickable link."""
+    if not url:
+        return None
+    return url if urlparse(url).scheme in ("http", "https") else None
+
+
+def _highlighted(passage: Passage, spans: list[tuple[int, int]]) -> str:
+    """Passage text with the quoted spans (document offsets) marked; overlapping spans are merged."""
+    text, offset = passage.chunk.text, passage.chunk.start
+    local = sorted((max(0, s - offset), min(len(text), e - offset)) for s, e in spans if e > offset)
+    parts, cursor = [], 0
+    for start, end in local:
+        if end <= cursor:
+            continue
+        start = max(start, cursor)
+        parts += [inert(text[cursor:start]), f"<mark>{inert(text[start:end])}</mark>"]
+        cursor = end
+    parts.append(inert(text[cursor:]))
+    return "".join(parts)
+
+
+def source_card(passage: Passage, number: int, key: str, spans: list[tuple[int, int]] | None = None) -> str:
+    chunk = passage.chunk
+    date = chunk.published.isoformat() if chunk.published else "undated"
+    url = _safe_url(chunk.url)
+    where = (
+        f'<a href="{html.escape(url, quote=True)}" target="_blank" rel="noopener noreferrer">{inert(url)}</a>'
+        if url
+        else inert(chunk.source or chunk.doc_id)
+    )
+    body = _highlighted(passage, spans or [])
+    return (
+        f'<div class="rag-card" id="{anchor(key, number)}">'
+        f'<div class="rag-card-head"><b>[{number}] {inert(chunk.title or chunk.doc_id)}</b> '
+        f'<span class="rag-card-meta">· {date} · {where} · score {passage.score:.2f}</span></div>'
+        f'<div class="rag-card-body">{body}</div></div>'
+    )
+
+
+def cited_spans(answer: Answer) -> dict[int, list[tuple[int, int]]]:
+    spans: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for citation in answer.citations:
+        spans[citation.number].append((citation.quote_start, citation.quote_end))
+    return dict(spans)
+
+
+def stats_line(answer: Answer) -> str:
+    t = answer.timings
+    parts = [f"retrieve {t.get('retrieve', 0.0) * 1000:.0f} ms", f"generate {t.get('generate', 0.0):.2f} s"]
+    if "first_token" in t:
+        parts.append(f"first token {t['first_token']:.2f} s")
+    parts.append(f"tokens: {answer.tokens.prompt} prompt, {answer.tokens.completion} answer")
+    parts.append(f"{answer.backend} · {answer.model}")
+    return " · ".join(parts)
