@@ -50,7 +50,9 @@ def _pipeline(settings: Settings | None) -> RAG:
 def answer(question: str, *, settings: Settings | None = None, **options: Any) -> Answer:
     """Answer `question` from the configured index (built from the seed articles if none exists).
 
-    Options: `k`, `since`, `until`, `as_of` (dates) and `backend` (`local` | `openai` | `extractive`).
+    Options: `k`, `since`, `until`, `as_of` (dates), `backend` (`local` | `openai` | `extractive`),
+    `model` (overrides the backend's configured model) and `history` (earlier `rag.conversation.Turn`s,
+    to rewrite a follow-up question into a standalone one).
     """
     return _pipeline(settings).answer(question, **options)
 

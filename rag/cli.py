@@ -75,6 +75,7 @@ def _ui(settings: Settings, port: int | None, address: str | None) -> None:
         "--server.headless", "true",
         "--server.maxUploadSize", str(settings.max_upload_mb),
         "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "minimal",
     ]  # fmt: skip
     print(f"chat page on http://{address or settings.ui_address}:{port or settings.ui_port}", flush=True)
     os.execv(sys.executable, command)

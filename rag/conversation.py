@@ -13,11 +13,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rag.evidence import terms
+from rag.evidence import STOPWORDS, terms
 from rag.llm import GenerationRequest, Generator
 from rag.prompts import condense_messages
 
-_PERSON = {"he": "", "him": "", "she": "", "her": "", "his": "'s", "hers": "'s"}
+_PERSON = {"he": "", "him": "", "she": "", "her": "", "his": "'s", "hers": "'s", "he's": " is", "she's": " is"}
+_PERSON_WORD = re.compile(r"\b(?:he['’]s|she['’]s|he|him|she|her|his|hers)\b", re.IGNORECASE)
 _DEICTIC = {"it", "its", "they", "them", "their", "that", "this", "those", "these", "there", "then"}
 _NAME = re.compile(r"\b(?:[A-Z][a-z’'\-]+|[A-Z]{2,})(?:\s+(?:[A-Z][a-z’'\-]+|[A-Z]{2,}))+\b")
 _FOLLOW_UP_START = re.compile(r"^\s*(and|but|also|what about|how about|so)\b", re.IGNORECASE)
@@ -48,9 +49,27 @@ def needs_context(question: str) -> bool:
 
 def _last_new_name(answer: str, question: str) -> str | None:
     """The last multi-word proper name in the answer that the question did not already mention:
-    for "Who is X?" that is the answer itself."""
+    for "Who is X?" that is the answer itself.
+
+    Leading words the question used are a title, not the name: an answer quoting "... Secretary General
+    Stanislav Zas said" to "Who is the Secretary General ...?" names "Stanislav Zas". Searching with the
+    title attached ranks whatever else the title's words match above what the person said."""
     asked = question.lower()
-    names = [n for n in _NAME.findall(answer) if n.lower() not in asked]
+    asked_words = set(_WORD.findall(asked))
+    names = []
+    for match in _NAME.findall(answer):
+        words = match.split()
+        # A sentence-initial "The"/"In" is not part of the name ("In Geneva" is no person), and neither is
+        # a title the question used.
+        while words and words[0].lower() in STOPWORDS:
+            words.pop(0)
+        if len(words) < 2:
+            continue
+        while words and words[0].lower() in asked_words:
+            words.pop(0)
+        name = " ".join(words)
+        if name and name.lower() not in asked:
+            names.append(name)
     return names[-1] if names else None
 
 
@@ -67,9 +86,9 @@ def rewrite_heuristic(question: str, history: Sequence[Turn]) -> str:
             if replaced:
                 return match.group(0)
             replaced = True
-            return name + _PERSON[match.group(0).lower()]
+            return name + _PERSON[match.group(0).lower().replace("’", "'")]
 
-        rewritten = re.sub(r"\b(?:he|him|she|her|his|hers)\b", person, question, flags=re.IGNORECASE)
+        rewritten = _PERSON_WORD.sub(person, question)
     remaining = [w.lower() for w in _WORD.findall(rewritten)]
     if not replaced or any(w in _DEICTIC for w in remaining) or _FOLLOW_UP_START.match(question):
         rewritten = f"{rewritten.rstrip()} (context: {previous.searched.rstrip()})"

@@ -174,6 +174,13 @@ class ArticleIndex:
     def exists(path: Path) -> bool:
         return (path / MANIFEST).is_file()
 
+    def is_stale(self) -> bool:
+        """True when another process has saved a newer generation since this index was loaded."""
+        try:
+            return _read_manifest(self.path).generation != self.manifest.generation
+        except (OSError, ValueError, TypeError):
+            return False  # gone or unreadable: the next load reports it properly
+
     @classmethod
     def load(cls, path: Path) -> ArticleIndex:
         if not path.exists():

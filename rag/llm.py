@@ -209,17 +209,18 @@ class OpenAIChat:
             ) from exc
 
 
-def make_generator(settings: Settings, backend: str | None = None) -> Generator:
+def make_generator(settings: Settings, backend: str | None = None, model: str | None = None) -> Generator:
+    """`model` overrides the configured one: a GGUF path for `local`, a model name for `openai`."""
     choice = backend or settings.backend
     if choice == "local":
         return LocalLLM(
-            settings.local_model_path,
+            Path(model) if model else settings.local_model_path,
             context_window=settings.local_context_window,
             threads=settings.local_threads,
         )
     if choice == "openai":
         return OpenAIChat(
-            settings.openai_model,
+            model or settings.openai_model,
             base_url=settings.openai_base_url,
             api_key=settings.openai_api_key,
             timeout=settings.openai_timeout,

@@ -3,6 +3,7 @@ the heavy pieces (embedding model, index, LLM) so they are loaded once and reuse
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import tempfile
@@ -61,7 +62,10 @@ class RAG:
         return self._embedder
 
     def open_index(self, *, create: bool = False) -> ArticleIndex:
-        """The index at `index_dir`, checked against the configured embedding model."""
+        """The index at `index_dir`, checked against the configured embedding model, and reloaded when
+        another process (`rag index` while the chat page runs) has saved a newer one."""
+        if self._index is not None and self._index.is_stale():
+            self._index = None
         if self._index is None:
             path = self.settings.index_dir
             if ArticleIndex.exists(path) or not create:
@@ -95,6 +99,12 @@ class RAG:
             self.index([seeds])
         return self.open_index()
 
+    def warm_up(self) -> None:
+        """Open the index and load the embedding model now, so a server's first question is timed (and
+        waits) only for itself."""
+        self.ensure_index()
+        _ = self.embedder.model
+
     def chunker(self, manifest: Manifest) -> Chunker:
         return Chunker(
             manifest.chunk_tokens,
@@ -117,7 +127,7 @@ class RAG:
         """Embed only what is new or changed, saving every `checkpoint_chunks` chunks: an interrupted run
         keeps what it finished, and the index on disk is always a consistent one. `on_progress(done, total)`
         lets a UI show the same progress the terminal bar shows."""
-        with self._lock:
+        with self._lock, self._reload_on_failure():
             return self._add_documents(documents, on_progress)
 
     def _add_documents(self, documents: Sequence[Document], on_progress: Progress | None) -> AddReport:
@@ -172,18 +182,28 @@ class RAG:
             for name, data in files
             if len(data) > limit
         ]
+        names = [Path(name).name for name, _ in files]
+        repeated = [
+            DocumentError(
+                name, "was uploaded twice in one batch", hint="upload each file once; the first copy was used"
+            )
+            for i, name in enumerate(names)
+            if name in names[:i]
+        ]
         with tempfile.TemporaryDirectory(prefix="rag-upload-") as tmp:
             paths = []
-            for name, data in files:
-                if len(data) <= limit:
+            for i, (name, data) in enumerate(files):
+                if len(data) <= limit and names[i] not in names[:i]:
                     path = Path(tmp) / Path(name).name
                     path.write_bytes(data)
                     paths.append(path)
             result = self.index(paths, on_progress)
         # Name bad uploads as the user knows them, not by the temporary path they were read from.
-        result.errors = too_big + [
-            DocumentError(Path(e.path).name, e.problem, line=e.line, hint=e.hint) for e in result.errors
-        ]
+        result.errors = (
+            too_big
+            + repeated
+            + [DocumentError(Path(e.path).name, e.problem, line=e.line, hint=e.hint) for e in result.errors]
+        )
         return result
 
     def documents(self) -> list[DocumentRecord]:
@@ -193,16 +213,27 @@ class RAG:
         return sorted(records, key=lambda r: (r.published is not None, r.published or dt.date.min, r.id), reverse=True)
 
     def delete(self, doc_id: str) -> None:
-        with self._lock:
+        with self._lock, self._reload_on_failure():
             index = self.open_index()
             index.remove(doc_id)
             index.save()
 
-    def generator(self, backend: str | None = None) -> Generator:
+    @contextlib.contextmanager
+    def _reload_on_failure(self) -> Iterator[None]:
+        """A change that failed to save must not live on in memory: drop the in-memory index so the next
+        use reads what is really on disk."""
+        try:
+            yield
+        except BaseException:
+            self._index = None
+            raise
+
+    def generator(self, backend: str | None = None, model: str | None = None) -> Generator:
         name = backend or self.settings.backend
-        if name not in self._generators:
-            self._generators[name] = make_generator(self.settings, name)
-        return self._generators[name]
+        key = f"{name}:{model}" if model else name
+        if key not in self._generators:
+            self._generators[key] = make_generator(self.settings, name, model)
+        return self._generators[key]
 
     def retrieve(
         self,
@@ -226,13 +257,14 @@ class RAG:
         until: dt.date | None = None,
         as_of: dt.date | None = None,
         backend: str | None = None,
+        model: str | None = None,
         history: Sequence[Turn] = (),
     ) -> Iterator[str | Answer]:
         """Yields answer text pieces as they are generated, then the final `Answer`. With `history`, a
         follow-up question is first rewritten into a standalone one (`Answer.standalone_question`)."""
         original = _check_question(question)
         dates = DateRange(since, until)
-        generator = self.generator(backend)
+        generator = self.generator(backend, model)
         timings: dict[str, float] = {}
         start = time.perf_counter()
         question = condense(original, history, generator if generator.name == "openai" else None)

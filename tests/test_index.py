@@ -679,3 +679,28 @@ class TestIndexDirectorySafety:
         index = ArticleIndex.load(settings.index_dir)
         assert edited not in index.documents and original in index.documents
         assert faiss_ids(index) == set(index.chunks)
+
+
+class TestPipelineSeesOtherWriters:
+    def test_a_running_pipeline_reloads_an_index_another_process_saved(
+        self, built: RAG, settings: Settings, embedder: Embedder, tmp_path: Path
+    ) -> None:
+        other = fresh_rag(settings, embedder)
+        extra = write_article(tmp_path, "bridge.txt", "Mayor Zorblat Quennick opened the Plonkton bridge.")
+        other.index([extra])
+        assert "bridge.txt" in [r.id for r in built.documents()]
+        assert built.retrieve("Who opened the Plonkton bridge?", k=1)[0].doc_id == "bridge.txt"
+
+    def test_a_refused_save_leaves_no_phantom_change_in_memory(
+        self, built: RAG, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        victim = IDS[0]
+
+        def refuse(self: ArticleIndex) -> None:
+            raise IndexDirError("disk full", hint="free some space")
+
+        monkeypatch.setattr(ArticleIndex, "save", refuse)
+        with pytest.raises(IndexDirError, match="disk full"):
+            built.delete(victim)
+        monkeypatch.undo()
+        assert victim in [r.id for r in built.documents()], "the failed delete did not stick in memory"

@@ -11,7 +11,7 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `render` beside this file, however it is run
 
-from render import STYLE, answer_html, cited_spans, source_card, stats_line
+from render import STYLE, answer_html, cited_spans, plain, source_card, stats_line
 
 from rag import RAG, Answer, RagError, Settings
 from rag.conversation import Turn
@@ -24,7 +24,7 @@ UPLOAD_TYPES = ["txt", "md", "html", "htm", "jsonl", "json"]
 def load_pipeline(settings_json: str) -> RAG:
     """One pipeline per process and settings: models and the index load once, not on every rerun."""
     pipeline = RAG(Settings.model_validate_json(settings_json))
-    pipeline.ensure_index()
+    pipeline.warm_up()
     return pipeline
 
 
@@ -32,10 +32,13 @@ def sidebar(pipeline: RAG) -> dict[str, Any]:
     s = pipeline.settings
     st.sidebar.header("Answering")
     backend = st.sidebar.selectbox("Backend", BACKENDS, index=BACKENDS.index(s.backend), key="backend")
+    model = None
+    if backend == "openai":
+        model = st.sidebar.text_input("Model", value=s.openai_model, key="model").strip() or None
     try:
-        st.sidebar.caption(f"Model: {pipeline.generator(backend).model}")
+        st.sidebar.caption(f"Model: {plain(pipeline.generator(backend, model).model)}")
     except RagError as exc:
-        st.sidebar.error(f"{exc.message}. {exc.hint or ''}")
+        st.sidebar.error(plain(f"{exc.message}. {exc.hint or ''}"))
     k = st.sidebar.slider("Passages to retrieve (top-k)", 1, 20, s.top_k, key="top_k")
     since = until = None
     if st.sidebar.checkbox("Only articles published in a date range", key="use_dates"):
@@ -47,12 +50,20 @@ def sidebar(pipeline: RAG) -> dict[str, Any]:
         st.session_state.messages = []
     return {
         "backend": backend,
+        "model": model,
         "k": k,
         "since": since,
         "until": until,
         "show_passages": show_passages,
         "show_rewrite": show_rewrite,
     }
+
+
+def write_failed(exc: RagError) -> None:
+    """An upload or delete the index refused is shown, not a traceback; the pipeline has already dropped
+    its in-memory copy and reads the index from disk again on the next run."""
+    st.error(plain(f"{exc.message}. {exc.hint or ''}"))
+    st.info("The page reads the index from disk again on its next run: try again.")
 
 
 def corpus_panel(pipeline: RAG) -> None:
@@ -69,7 +80,12 @@ def corpus_panel(pipeline: RAG) -> None:
             def progress(done: int, total: int) -> None:
                 bar.progress(done / total, text=f"Embedded {done} of {total} articles")
 
-            result = pipeline.index_uploads([(f.name, f.getvalue()) for f in uploads], on_progress=progress)
+            try:
+                result = pipeline.index_uploads([(f.name, f.getvalue()) for f in uploads], on_progress=progress)
+            except RagError as exc:
+                bar.empty()
+                write_failed(exc)
+                return
             bar.empty()
             r = result.report
             st.session_state.upload_result = (
@@ -83,7 +99,7 @@ def corpus_panel(pipeline: RAG) -> None:
             summary, errors = st.session_state.upload_result
             st.success(summary)
             for error in errors:
-                st.error(error)
+                st.error(plain(error))
         records = pipeline.documents()
         st.caption(f"{len(records)} articles")
         st.dataframe(
@@ -94,22 +110,26 @@ def corpus_panel(pipeline: RAG) -> None:
         if records:
             doc_id = st.selectbox("Delete an article", [r.id for r in records], index=None, key="delete_id")
             if doc_id and st.button("Delete", key="delete"):
-                pipeline.delete(doc_id)
+                try:
+                    pipeline.delete(doc_id)
+                except RagError as exc:
+                    write_failed(exc)
+                    return
                 st.session_state.pop("upload_result", None)
-                st.toast(f"Deleted {doc_id}")
+                st.toast(f"Deleted {plain(doc_id)}")
                 st.rerun()
 
 
 def show_answer(answer: Answer, key: str, options: dict[str, Any]) -> None:
     if options["show_rewrite"] and answer.standalone_question:
-        st.caption(f"Searched as: {answer.standalone_question}")
+        st.caption(f"Searched as: {plain(answer.standalone_question)}")
     if answer.refused:
-        st.warning(f"No answer in the articles: {answer.text}", icon="🚫")
+        st.warning(f"No answer in the articles: {plain(answer.text)}", icon="🚫")
     else:
         st.markdown(answer_html(answer.text, key, len(answer.passages)), unsafe_allow_html=True)
     spans = cited_spans(answer)
     if spans:
-        st.markdown("**Sources cited**")
+        st.markdown('<div class="rag-section">Sources cited</div>', unsafe_allow_html=True)
         for number in sorted(spans):
             passage = answer.passages[number - 1]
             st.markdown(source_card(passage, number, key, spans[number]), unsafe_allow_html=True)
@@ -142,6 +162,7 @@ def ask(pipeline: RAG, question: str, options: dict[str, Any]) -> None:
                 since=options["since"],
                 until=options["until"],
                 backend=options["backend"],
+                model=options["model"],
                 history=history,
             ):
                 if isinstance(item, Answer):
@@ -152,8 +173,10 @@ def ask(pipeline: RAG, question: str, options: dict[str, Any]) -> None:
                     text += item
                     placeholder.markdown(answer_html(text, key, 0, cursor=True), unsafe_allow_html=True)
         except RagError as exc:
-            placeholder.error(f"{exc.message}. {exc.hint or ''}")
-            messages.append({"role": "error", "text": f"{exc.message}. {exc.hint or ''}"})
+            # An endpoint's error text or a file name can carry markdown: shown as text, like articles.
+            error = plain(f"{exc.message}. {exc.hint or ''}")
+            placeholder.error(error)
+            messages.append({"role": "error", "text": error})
 
 
 def main() -> None:

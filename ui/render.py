@@ -18,20 +18,24 @@ STYLE = """
 <style>
 .rag-answer { font-size: 1.05rem; line-height: 1.55; }
 .rag-answer a.rag-cite { text-decoration: none; font-weight: 600; padding: 0 1px; }
+.rag-section { font-weight: 600; margin: .9rem 0 .2rem; }
 .rag-card { border: 1px solid rgba(128,128,128,.35); border-radius: .5rem; padding: .6rem .8rem;
-            margin: .4rem 0; }
+            margin: .4rem 0; scroll-margin-top: 4.5rem; }
 .rag-card-head { font-size: .9rem; margin-bottom: .3rem; }
 .rag-card-meta { color: rgba(128,128,128,1); }
 .rag-card-body { font-size: .92rem; line-height: 1.5; white-space: normal; }
-.rag-card-body mark { background: #ffe58f; color: inherit; padding: 0 1px; }
+.rag-card-body mark { background: #ffe58f; color: #1f1f1f; padding: 0 1px; }
 </style>
 """
 
 
 def inert(text: str) -> str:
-    """Text as entities wherever HTML or markdown could act on it; newlines become `<br>`."""
+    """Text as entities wherever HTML or markdown could act on it; newlines become `<br>`.
+
+    Every line break, CR and CRLF included, becomes `<br>`: a raw one would let a blank line end the HTML
+    block the text sits in, and what follows would be parsed as markdown outside the card."""
     out = []
-    for char in text:
+    for char in text.replace("\r\n", "\n").replace("\r", "\n"):
         if char == "\n":
             out.append("<br>")
         elif char in _MARKDOWN_SPECIALS:
@@ -39,6 +43,12 @@ def inert(text: str) -> str:
         else:
             out.append(char)
     return "".join(out)
+
+
+def plain(text: str) -> str:
+    """Untrusted text for Streamlit's own markdown (alerts, captions, toasts): those render `**`, links
+    and `:red[...]` too, but no HTML, so the text is entities on one line, without `inert`'s `<br>`."""
+    return inert(" ".join(text.split()))
 
 
 def anchor(key: str, number: int) -> str:
@@ -67,14 +77,19 @@ def _safe_url(url: str | None) -> str | None:
 
 
 def _highlighted(passage: Passage, spans: list[tuple[int, int]]) -> str:
-    """Passage text with the quoted spans (document offsets) marked; overlapping spans are merged."""
+    """Passage text with the quoted spans (document offsets) marked. Spans are clipped to the passage
+    and overlapping or touching ones merged, so two citations of one sentence show as one highlight."""
     text, offset = passage.chunk.text, passage.chunk.start
-    local = sorted((max(0, s - offset), min(len(text), e - offset)) for s, e in spans if e > offset)
-    parts, cursor = [], 0
-    for start, end in local:
-        if end <= cursor:
+    merged: list[list[int]] = []
+    for start, end in sorted((max(0, s - offset), min(len(text), e - offset)) for s, e in spans):
+        if start >= end:
             continue
-        start = max(start, cursor)
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    parts, cursor = [], 0
+    for start, end in merged:
         parts += [inert(text[cursor:start]), f"<mark>{inert(text[start:end])}</mark>"]
         cursor = end
     parts.append(inert(text[cursor:]))
@@ -109,8 +124,8 @@ def cited_spans(answer: Answer) -> dict[int, list[tuple[int, int]]]:
 def stats_line(answer: Answer) -> str:
     t = answer.timings
     parts = [f"retrieve {t.get('retrieve', 0.0) * 1000:.0f} ms", f"generate {t.get('generate', 0.0):.2f} s"]
-    if "first_token" in t:
+    if "first_token" in t and answer.backend != "extractive":
         parts.append(f"first token {t['first_token']:.2f} s")
     parts.append(f"tokens: {answer.tokens.prompt} prompt, {answer.tokens.completion} answer")
-    parts.append(f"{answer.backend} · {answer.model}")
+    parts.append(answer.backend if answer.model == answer.backend else f"{answer.backend} · {answer.model}")
     return " · ".join(parts)

@@ -1,0 +1,475 @@
+"""The chat page driven headlessly with Streamlit's AppTest over the real embedding model, FAISS index and
+the extractive backend: building the index, answers with linked citations and source cards, refusals,
+follow-ups, the date filter, uploads, deletes, clearing, and article text that tries to be markup. Plus the
+HTML helpers in ui/render.py and the upload API the page calls."""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import re
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from rag import RAG, Settings
+from rag.chunking import Chunk
+from rag.retrieval import Passage
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = ROOT / "ui" / "app.py"
+SEEDS = ROOT / "seeds"
+SEED_ID = next(SEEDS.glob("*.txt")).name
+SOURCES_CITED = '<div class="rag-section">Sources cited</div>'
+QUESTION = "Who is the Secretary General of the CSTO?"
+FOLLOW_UP = "What did he say about military assistance?"
+
+sys.path.insert(0, str(ROOT / "ui"))
+from render import _MARKDOWN_SPECIALS, answer_html, inert, plain, source_card  # noqa: E402
+
+INJECTION = (
+    "<script>window.pwned=1</script>",
+    '<img src=x onerror="alert(1)">',
+    "**bold** [link](javascript:alert(1))",
+    "$x^2$",
+    ":red[red]",
+)
+INJECTED_ARTICLE = {
+    "id": "harbour-**bold**",
+    "title": "<script>window.pwned=2</script> **Harbour** news",
+    "url": "javascript:alert(1)",
+    "source": "[wire](javascript:alert(1))",
+    "published": "2020-10-08",
+    "text": "Mayor Zorblat Quennick of Plonkton opened the new harbour bridge on Tuesday "
+    + " ".join(INJECTION)
+    + " in front of a cheering crowd.\n\nThe harbour bridge links the old town of Plonkton with the port.",
+}
+INJECTION_QUESTION = "Who opened the harbour bridge in Plonkton?"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_pipelines() -> Iterator[None]:
+    """Every test's index directory is a new settings key for `st.cache_resource`: drop the pipelines
+    (each holding a model and an index) when the module is done."""
+    yield
+    st.cache_resource.clear()
+
+
+@pytest.fixture
+def index_dir(_hermetic: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Point the page at a fresh index; set after `_hermetic`, which clears every RAG_* variable."""
+    path = tmp_path / "ui-index"
+    monkeypatch.setenv("RAG_INDEX_DIR", str(path))
+    monkeypatch.setenv("RAG_BACKEND", "extractive")
+    monkeypatch.setenv("RAG_PROGRESS", "false")
+    return path
+
+
+def _launch() -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    at.run()
+    _no_exception(at)
+    return at
+
+
+def _no_exception(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def _ask(at: AppTest, question: str) -> AppTest:
+    at.chat_input[0].set_value(question).run()
+    _no_exception(at)
+    return at
+
+
+def _bodies(at: AppTest) -> list[str]:
+    """The raw source of everything Streamlit renders as markdown, HTML or not."""
+    kinds = (at.markdown, at.caption, at.warning, at.error, at.info, at.success, at.toast)
+    return [element.value for kind in kinds for element in kind]
+
+
+def _ids(at: AppTest) -> list[str]:
+    return list(at.dataframe[0].value["id"])
+
+
+def _card_id(card: str) -> str:
+    match = re.search(r'id="([^"]+)"', card)
+    assert match, card
+    return match.group(1)
+
+
+def _snapshot(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
+
+
+def _seed_dir_with(tmp_path: Path, name: str, content: str) -> Path:
+    seeds = tmp_path / "seeds"
+    shutil.copytree(SEEDS, seeds)
+    (seeds / name).write_text(content, encoding="utf-8")
+    return seeds
+
+
+class TestChatPage:
+    def test_first_run_builds_the_index_from_the_seeds(self, index_dir: Path) -> None:
+        assert not index_dir.exists()
+        at = _launch()
+        assert (index_dir / "manifest.json").is_file()
+        assert at.title[0].value == "Ask the news"
+        assert not at.error and not at.chat_message
+        assert _ids(at) == [SEED_ID]
+        assert "1 articles" in [c.value for c in at.caption]
+        assert "Model: extractive" in [c.value for c in at.sidebar.caption]
+
+    def test_answer_links_each_citation_to_its_source_card(self, index_dir: Path) -> None:
+        at = _ask(_launch(), QUESTION)
+        user, reply = at.chat_message
+        assert user.name == "user" and user.text[0].value == QUESTION
+        bodies = [m.value for m in reply.markdown]
+        [answer_md] = [b for b in bodies if 'class="rag-answer"' in b]
+        assert "Stanislav Zas" in answer_md
+        links = re.findall(r'href="#(src-[\w-]+-\d+)"', answer_md)
+        assert links, answer_md
+
+        heading = bodies.index(SOURCES_CITED)
+        not_cited = [m.value for m in reply.expander[0].markdown]
+        cited_cards = [b for b in bodies[heading + 1 :] if b.startswith('<div class="rag-card"') and b not in not_cited]
+        cited_ids = [_card_id(card) for card in cited_cards]
+        assert sorted(set(links)) == sorted(cited_ids), "every link has a card under Sources cited, and only those"
+        assert not set(cited_ids) & {_card_id(card) for card in not_cited}
+
+        answer = at.session_state["messages"][-1]["answer"]
+        quote = answer.citations[0].quote
+        assert "Stanislav Zas" in quote
+        key = at.session_state["messages"][-1]["key"]
+        card = cited_cards[cited_ids.index(f"src-{key}-{answer.citations[0].number}")]
+        assert f"<mark>{inert(quote)}</mark>" in card
+        assert "2020-10-08" in card
+
+        [stats] = reply.caption
+        match = re.fullmatch(
+            r"retrieve \d+ ms · generate \d+\.\d\d s · tokens: (\d+) prompt, (\d+) answer · extractive",
+            stats.value,
+        )
+        assert match, stats.value
+        assert int(match.group(1)) > int(match.group(2)) > 0
+
+    def test_refusal_is_a_warning_without_sources(self, index_dir: Path) -> None:
+        at = _ask(_launch(), "What is the capital of France?")
+        reply = at.chat_message[-1]
+        [warning] = reply.warning
+        assert "I cannot answer this from the provided articles" in html.unescape(warning.value)
+        bodies = [m.value for m in reply.markdown]
+        assert SOURCES_CITED not in bodies
+        assert not any('class="rag-answer"' in b for b in bodies)
+        assert reply.caption[-1].value.startswith("retrieve ")
+
+    def test_follow_up_is_rewritten_and_shown_when_asked(self, index_dir: Path) -> None:
+        at = _launch()
+        at.toggle(key="show_rewrite").set_value(True)
+        _ask(at, QUESTION)
+        _ask(at, FOLLOW_UP)
+        first, second = at.chat_message[1], at.chat_message[3]
+        assert at.chat_message[2].text[0].value == FOLLOW_UP
+        assert not any(c.value.startswith("Searched as:") for c in first.caption), "a standalone question"
+        [searched] = [html.unescape(c.value) for c in second.caption if c.value.startswith("Searched as:")]
+        assert "Stanislav Zas" in searched and "he " not in searched.replace("the ", "")
+        answer = at.session_state["messages"][-1]["answer"]
+        assert answer.question == FOLLOW_UP and answer.standalone_question in searched
+        assert "military assistance" in answer.citations[0].quote
+
+        at.toggle(key="show_rewrite").set_value(False).run()
+        assert not any(c.value.startswith("Searched as:") for c in at.caption)
+
+    def test_date_filter(self, index_dir: Path) -> None:
+        at = _launch()
+        at.checkbox(key="use_dates").check().run()
+        at.date_input(key="since").set_value(dt.date(2021, 1, 1))
+        at.date_input(key="until").set_value(dt.date(2021, 12, 31))
+        _ask(at, QUESTION)
+        reply = at.chat_message[-1]
+        assert reply.warning and not any("Stanislav Zas" in m.value for m in reply.markdown)
+        answer = at.session_state["messages"][-1]["answer"]
+        assert (answer.since, answer.until) == (dt.date(2021, 1, 1), dt.date(2021, 12, 31))
+        assert answer.refused and answer.passages == []
+
+        at.date_input(key="since").set_value(dt.date(2020, 10, 1))
+        at.date_input(key="until").set_value(dt.date(2020, 10, 31))
+        _ask(at, QUESTION)
+        reply = at.chat_message[-1]
+        assert not reply.warning
+        assert any("Stanislav Zas" in m.value and 'class="rag-answer"' in m.value for m in reply.markdown)
+
+        at.checkbox(key="use_dates").uncheck().run()
+        assert not at.date_input
+        _ask(at, QUESTION)
+        assert at.session_state["messages"][-1]["answer"].since is None
+
+    def test_clear_conversation_empties_the_chat_and_its_history(self, index_dir: Path) -> None:
+        at = _ask(_launch(), QUESTION)
+        assert len(at.chat_message) == 2
+        at.button(key="clear").click().run()
+        _no_exception(at)
+        assert not at.chat_message and at.session_state["messages"] == []
+        _ask(at, FOLLOW_UP)
+        assert at.session_state["messages"][-1]["answer"].standalone_question is None, "no history left"
+
+
+class TestCorpusPanel:
+    def test_upload_good_and_bad_files(self, index_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("RAG_MAX_UPLOAD_MB", "1")
+        at = _launch()
+        assert "add" not in [b.key for b in at.button], "nothing to add before a file is chosen"
+        at.file_uploader[0].set_value(
+            [
+                (
+                    "harbour.txt",
+                    b"date 2021-03-04\nMayor Zorblat Quennick opened the Plonkton harbour bridge.",
+                    "text/plain",
+                ),
+                ("photo.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "text/plain"),
+                ("huge.txt", b"word " * 250_000, "text/plain"),
+                (
+                    "feed.jsonl",
+                    b'{"id": "feed-1", "text": "Plonkton elected a new council."}\n{oops\n',
+                    "application/json",
+                ),
+            ]
+        ).run()
+        at.button(key="add").click().run()
+        _no_exception(at)
+
+        assert [s.value for s in at.success] == ["2 added, 0 updated, 0 unchanged, 0 duplicates skipped"]
+        errors = [html.unescape(e.value) for e in at.error]
+        assert len(errors) == 3, errors
+        assert errors[0].startswith("huge.txt: is 1.2 MB, over the 1 MB limit")
+        assert any(e.startswith("photo.txt: looks like a binary file") for e in errors)
+        assert any(e.startswith("feed.jsonl:2: malformed JSON") for e in errors)
+        assert not any("rag-upload-" in e or tempfile.gettempdir() in e for e in errors)
+        assert set(_ids(at)) == {SEED_ID, "harbour.txt", "feed-1"}
+        assert _ids(at)[0] == "harbour.txt", "newest first"
+        assert at.file_uploader[0].key != "uploads-0" and not at.file_uploader[0].value, "the uploader is emptied"
+
+        _ask(at, "Who opened the Plonkton harbour bridge?")
+        assert "Zorblat Quennick" in at.session_state["messages"][-1]["answer"].text
+
+    def test_bad_only_upload_leaves_the_index_untouched(self, index_dir: Path) -> None:
+        at = _launch()
+        before = _snapshot(index_dir)
+        at.file_uploader[0].set_value([("photo.txt", b"\x00\x01\x02", "text/plain"), ("empty.md", b"\xef\xbb\xbf", "")])
+        at.run()
+        at.button(key="add").click().run()
+        _no_exception(at)
+        assert [s.value for s in at.success] == ["0 added, 0 updated, 0 unchanged, 0 duplicates skipped"]
+        assert [html.unescape(e.value).split(":")[0] for e in at.error] == ["photo.txt", "empty.md"]
+        assert _snapshot(index_dir) == before
+        assert _ids(at) == [SEED_ID]
+
+    def test_delete_removes_the_article(self, index_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        seeds = _seed_dir_with(tmp_path, "harbour.txt", "date 2021-03-04\nMayor Zorblat Quennick opened a bridge.")
+        monkeypatch.setenv("RAG_SEED_DIR", str(seeds))
+        at = _launch()
+        assert set(_ids(at)) == {SEED_ID, "harbour.txt"}
+        at.selectbox(key="delete_id").set_value("harbour.txt").run()
+        at.button(key="delete").click().run()
+        _no_exception(at)
+        assert _ids(at) == [SEED_ID]
+        assert at.selectbox(key="delete_id").options == [SEED_ID]
+        assert [html.unescape(t.value) for t in at.toast] == ["Deleted harbour.txt"]
+        reopened = RAG(Settings(index_dir=index_dir, backend="extractive", progress=False))
+        assert [r.id for r in reopened.documents()] == [SEED_ID], "the delete was saved"
+
+    def test_index_changed_by_another_process(self, index_dir: Path, tmp_path: Path) -> None:
+        """`rag index` run while the page is open: the page picks up the other process's article on its
+        next run, and deleting works against the index as it now is on disk."""
+        at = _launch()
+        article = tmp_path / "harbour.txt"
+        article.write_text("Mayor Zorblat Quennick opened the Plonkton harbour bridge.", encoding="utf-8")
+        RAG(Settings(index_dir=index_dir, backend="extractive", progress=False)).index([article])
+
+        at.run()
+        assert set(_ids(at)) == {SEED_ID, "harbour.txt"}, "the other process's article shows"
+        at.selectbox(key="delete_id").set_value(SEED_ID).run()
+        at.button(key="delete").click().run()
+        _no_exception(at)
+        assert _ids(at) == ["harbour.txt"] and not at.error
+        assert [r.id for r in RAG(Settings(index_dir=index_dir, progress=False)).documents()] == ["harbour.txt"]
+
+
+class TestUntrustedText:
+    def test_article_markup_is_displayed_never_executed(
+        self, index_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        seeds = _seed_dir_with(tmp_path, "feed.jsonl", json.dumps(INJECTED_ARTICLE) + "\n")
+        monkeypatch.setenv("RAG_SEED_DIR", str(seeds))
+        at = _launch()
+        at.toggle(key="show_rewrite").set_value(True)
+        _ask(at, INJECTION_QUESTION)
+        _ask(at, "What did he say?")
+        first = at.session_state["messages"][1]["answer"]
+        assert "Zorblat Quennick" in first.text
+        assert any(c.passage.doc_id == INJECTED_ARTICLE["id"] for c in first.citations), "the article is cited"
+
+        rendered = _bodies(at)
+        at.selectbox(key="delete_id").set_value(INJECTED_ARTICLE["id"]).run()
+        at.button(key="delete").click().run()
+        _no_exception(at)
+        toasts = [t.value for t in at.toast]
+        rendered += _bodies(at)
+        at.file_uploader[0].set_value(
+            (
+                "dates.jsonl",
+                b'{"text": "Plonkton news.", "published": "**bold** :red[red] [x](javascript:alert(1))"}',
+                "",
+            )
+        ).run()
+        at.button(key="add").click().run()
+        _no_exception(at)
+        assert toasts and at.error, "the delete toast and the upload error were rendered"
+        rendered += _bodies(at)
+
+        bodies = "\n".join(rendered)
+        for raw in ("<script", "<img", "onerror=", "**bold**", "**Harbour**", "javascript:", "$x^2$", ":red["):
+            assert raw not in bodies, raw
+        assert not re.search(r"href\s*=\s*['\"]?\s*javascript", bodies, re.IGNORECASE)
+        assert set(re.findall(r'href="([^"#:]*)', bodies)) <= {""}, "only in-page anchors are linked"
+        for shown in (
+            "&#60;script&#62;window.pwned&#61;1",
+            "&#60;img src&#61;x onerror&#61;",
+            "&#42;&#42;bold&#42;&#42;",
+        ):
+            assert shown in bodies, f"the article text is displayed: {shown}"
+        assert "&#36;x^2&#36;" in bodies and "&#58;red&#91;red&#93;" in bodies
+        assert [html.unescape(t) for t in toasts] == [f"Deleted {INJECTED_ARTICLE['id']}"]
+        [error] = [e.value for e in at.error]
+        assert error.startswith(
+            "dates.jsonl&#58;1&#58; unrecognised date &#39;&#42;&#42;bold&#42;&#42; &#58;red&#91;red"
+        )
+
+
+def _passage(text: str, *, start: int = 0, url: str | None = None, title: str = "A title") -> Passage:
+    chunk = Chunk(
+        doc_id="doc.txt",
+        ordinal=0,
+        text=text,
+        start=start,
+        end=start + len(text),
+        n_tokens=0,
+        title=title,
+        published=dt.date(2020, 10, 8),
+        source="wire.txt",
+        url=url,
+        id=3,
+    )
+    return Passage(chunk=chunk, score=0.5, rank=1)
+
+
+class TestRender:
+    def test_inert_escapes_every_special_character(self) -> None:
+        text = "".join(sorted(_MARKDOWN_SPECIALS)) + " plain words"
+        out = inert(text)
+        assert set(re.sub(r"&#\d+;", "", out)) & _MARKDOWN_SPECIALS == set()
+        assert html.unescape(out) == text
+        for char in "<>&\"'*_[]()`$:#|~=!\\":
+            assert f"&#{ord(char)};" in out
+
+    def test_inert_turns_every_line_break_into_br(self) -> None:
+        assert inert("a\nb\r\nc\rd\n\ne") == "a<br>b<br>c<br>d<br><br>e"
+        assert "\r" not in inert("one\r\rtwo") and "\n" not in inert("one\n\ntwo")
+
+    def test_plain_is_one_line_without_html(self) -> None:
+        assert plain("  **a**\n\n<b>x</b>\r\n") == "&#42;&#42;a&#42;&#42; &#60;b&#62;x&#60;/b&#62;"
+
+    def test_answer_html_links_only_valid_citations(self) -> None:
+        out = answer_html("Zas [1][2], not [7] or [0]; both [1, 9]. <b>x</b>", "k", 2)
+        assert re.findall(r'href="#([^"]+)"', out) == ["src-k-1", "src-k-2", "src-k-1"]
+        assert "[7]" not in out and "[0]" not in out and "9" not in out
+        assert "&#60;b&#62;x" in out and "<b>" not in out
+        assert out.startswith('<div class="rag-answer">') and out.endswith("</div>")
+        assert answer_html("partial", "k", 0, cursor=True).endswith("▌</div>")
+
+    def test_answer_html_while_streaming_links_nothing(self) -> None:
+        assert "href" not in answer_html("Zas [1]", "k", 0, cursor=True)
+
+    def test_source_card_links_only_http_urls(self) -> None:
+        bad = source_card(_passage("Text.", url="javascript:alert(1)"), 1, "k")
+        assert "<a " not in bad and "javascript:" not in bad and "wire.txt" in bad
+        good = source_card(_passage("Text.", url='https://news.test/a?b=1&c="x"'), 2, "k")
+        assert '<a href="https://news.test/a?b=1&amp;c=&quot;x&quot;" target="_blank"' in good
+        assert 'id="src-k-2"' in good and "2020-10-08" in good and "score 0.50" in good
+
+    def test_source_card_escapes_title(self) -> None:
+        card = source_card(_passage("Text.", title="<script>x</script>"), 1, "k")
+        assert "<script" not in card and "&#60;script&#62;x" in card
+
+    def test_overlapping_quote_spans_are_one_highlight(self) -> None:
+        text = "First sentence here. Second sentence there. Third one."
+        passage = _passage(text, start=100)
+        card = source_card(passage, 1, "k", [(100, 120), (110, 143), (121, 130)])
+        assert card.count("<mark>") == 1
+        assert "<mark>First sentence here. Second sentence there.</mark> Third one." in card
+
+    def test_separate_spans_are_separate_highlights(self) -> None:
+        passage = _passage("One. Two. Three.", start=10)
+        card = source_card(passage, 1, "k", [(10, 14), (20, 26)])
+        assert "<mark>One.</mark> Two. <mark>Three.</mark>" in card
+
+    def test_spans_are_clipped_to_the_passage(self) -> None:
+        passage = _passage("Inside text.", start=50)
+        card = source_card(passage, 1, "k", [(40, 56), (0, 10), (62, 90)])
+        assert card.count("<mark>") == 1 and "<mark>Inside</mark> text." in card
+        assert "<mark>" not in source_card(passage, 1, "k", [(200, 210)])
+
+
+class TestIndexUploads:
+    """The API behind the page's upload button, over the real index."""
+
+    @pytest.fixture
+    def rag(self, seeded: RAG) -> RAG:
+        seeded.settings = seeded.settings.model_copy(update={"max_upload_mb": 1})
+        return seeded
+
+    def test_errors_name_the_upload_and_good_files_are_indexed(self, rag: RAG) -> None:
+        result = rag.index_uploads(
+            [
+                ("notes/harbour.txt", b"date 2021-03-04\nMayor Zorblat Quennick opened the harbour bridge."),
+                ("photo.txt", b"\x00\x01binary"),
+                ("huge.md", b"a" * (1024 * 1024 + 1)),
+                ("feed.jsonl", b'{"id": "feed-1", "text": "Council news."}\n{oops\n{"title": "no text"}\n'),
+            ]
+        )
+        assert sorted(result.report.added) == ["feed-1", "harbour.txt"]
+        assert [(e.path, e.line) for e in result.errors] == [
+            ("huge.md", None),
+            ("photo.txt", None),
+            ("feed.jsonl", 2),
+            ("feed.jsonl", 3),
+        ]
+        assert "over the 1 MB limit" in str(result.errors[0])
+        for error in result.errors:
+            assert "rag-upload-" not in str(error) and tempfile.gettempdir() not in str(error)
+        ids = [r.id for r in rag.documents()]
+        assert ids[0] == "harbour.txt" and set(ids) == {SEED_ID, "harbour.txt", "feed-1"}
+        assert "Zorblat Quennick" in rag.answer("Who opened the harbour bridge?").text
+
+    def test_bad_only_upload_leaves_the_index_files_byte_identical(self, rag: RAG) -> None:
+        before = _snapshot(rag.settings.index_dir)
+        result = rag.index_uploads(
+            [("photo.txt", b"\x00\x01"), ("huge.txt", b"x" * (2 * 1024 * 1024)), ("x.json", b"[")]
+        )
+        assert [e.path for e in result.errors] == ["huge.txt", "photo.txt", "x.json"]
+        assert result.report.added == [] and _snapshot(rag.settings.index_dir) == before
+
+    def test_same_name_twice_in_one_batch_is_reported_and_the_first_copy_used(self, rag: RAG) -> None:
+        result = rag.index_uploads(
+            [("a/story.txt", b"Mayor Zorblat Quennick opened the bridge."), ("b/story.txt", b"Other text.")]
+        )
+        assert result.report.added == ["story.txt"]
+        assert [(e.path, e.problem) for e in result.errors] == [("story.txt", "was uploaded twice in one batch")]
+        assert "Zorblat" in rag.open_index().documents["story.txt"].text
