@@ -12,7 +12,7 @@ QUESTION ?= Who is the Secretary General of the CSTO?
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint
+.PHONY: setup demo test lint eval-gate
 
 setup: $(STAMP)
 
@@ -39,3 +39,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check rag ui tests
 	$(BIN)/ruff format --check rag ui tests
 	$(BIN)/mypy
+
+# The seed set with the deterministic extractive backend; thresholds sit just under the committed
+# baseline (evals/baselines/seed-extractive) so a retrieval or citation regression fails CI.
+eval-gate: $(STAMP)
+	rm -rf .rag/eval-gate
+	$(BIN)/rag -q eval evals/seed --backend extractive --out .rag/eval-gate \
+		--fail-under hit@5=1.0 --fail-under passage_hit@5=0.9 --fail-under citation_validity=1.0 \
+		--fail-under cited_support=0.95 --fail-under refusal_recall=0.6

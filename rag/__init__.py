@@ -15,6 +15,7 @@ from rag.citations import Citation
 from rag.config import Settings
 from rag.documents import Document, load_paths
 from rag.errors import RagError
+from rag.evaluation.runner import evaluate
 from rag.pipeline import RAG, IndexReport
 from rag.prompts import REFUSAL
 from rag.retrieval import Passage
@@ -32,6 +33,7 @@ __all__ = [
     "TokenUsage",
     "answer",
     "answer_stream",
+    "evaluate",
     "load_paths",
 ]
 

@@ -56,6 +56,22 @@ def _parser() -> argparse.ArgumentParser:
     delete = sub.add_parser("delete", help="remove a document and its chunks from the index")
     delete.add_argument("doc_id")
 
+    ev = sub.add_parser(
+        "eval",
+        help="evaluate on a question set: `rag eval SET`, `rag eval compare RUN_A RUN_B`, `rag eval convert NAME`",
+    )
+    ev.add_argument("target", metavar="SET|compare|convert", help="an eval set directory, or a sub-command")
+    ev.add_argument("more", nargs="*", help="RUN_A RUN_B for compare; NAME for convert")
+    ev.add_argument("--backend", choices=["local", "openai", "extractive"])
+    ev.add_argument("-k", "--top-k", type=int, dest="k", help="passages given to the answer (default: the set's)")
+    ev.add_argument("--out", type=Path, help="run folder (default evals/runs/SET-BACKEND-TIME); reuse it to resume")
+    ev.add_argument("--limit", type=int, help="only the first N questions")
+    ev.add_argument("--judge", choices=["local", "openai"], help="LLM backend judging citations (ALCE metrics)")
+    ev.add_argument(
+        "--fail-under", action="append", default=[], metavar="METRIC=VALUE", help="exit 1 if METRIC < VALUE"
+    )
+    ev.add_argument("--data", type=Path, help="convert: the evaldata folder (default ../shared/evaldata)")
+
     ui = sub.add_parser("ui", help="start the chat page (Streamlit) on 127.0.0.1")
     ui.add_argument("--port", type=int, help="port (default: RAG_UI_PORT or 8501)")
     ui.add_argument("--address", help="bind address (default: RAG_UI_ADDRESS or 127.0.0.1)")
@@ -136,6 +152,35 @@ def _info(rag: RAG, docs: bool) -> dict[str, Any]:
     return info
 
 
+def _eval(settings: Settings, args: argparse.Namespace) -> int:
+    from rag.evaluation.converters import CONVERTERS, convert
+    from rag.evaluation.report import compare, gate, load_summary
+    from rag.evaluation.runner import evaluate
+
+    if args.target == "compare":
+        if len(args.more) != 2:
+            raise RagError("compare takes two run folders", hint="rag eval compare RUN_A RUN_B")
+        print(compare(Path(args.more[0]), Path(args.more[1])))
+        return 0
+    if args.target == "convert":
+        if len(args.more) != 1 or args.more[0] not in CONVERTERS:
+            raise RagError("convert takes one set name", hint=f"one of: {', '.join(CONVERTERS)}")
+        data = args.data or Path(__file__).resolve().parent.parent.parent / "shared" / "evaldata"
+        report = convert(args.more[0], data, args.out) if args.out else convert(args.more[0], data)
+        print(report.summary())
+        return 0
+    run_dir = evaluate(
+        args.target, settings=settings, out_dir=args.out, backend=args.backend, k=args.k, limit=args.limit,
+        judge=args.judge, progress=settings.progress,
+    )  # fmt: skip
+    print((run_dir / "report.md").read_text(encoding="utf-8"))
+    print(f"run folder: {run_dir}")
+    failures = gate(load_summary(run_dir), args.fail_under)
+    for failure in failures:
+        print(f"gate failed: {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     overrides: dict[str, Any] = {}
@@ -181,6 +226,8 @@ def run(argv: Sequence[str] | None = None) -> int:
             else:
                 print(f"{key}: {value}")
         return 0
+    if args.command == "eval":
+        return _eval(rag.settings, args)
     if args.command == "ui":
         _ui(rag.settings, args.port, args.address)
     rag.delete(args.doc_id)

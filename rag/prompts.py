@@ -62,3 +62,35 @@ def condense_messages(question: str, history: Sequence[tuple[str, str]]) -> list
         {"role": "system", "content": CONDENSE_PROMPT},
         {"role": "user", "content": f"Conversation:\n{conversation}\n\nLast question: {question}"},
     ]
+
+
+CHOICE_PROMPT = (
+    "Answer the multiple-choice question using the numbered news passages. Reply with the letter of the "
+    "correct choice only."
+)
+
+
+def choice_messages(
+    question: str, choices: Sequence[str], passages: Sequence[Passage], focus: dict[int, list[str]] | None = None
+) -> list[dict[str, str]]:
+    numbered = [(n, p) for n, p in enumerate(passages, start=1) if focus is None or n in focus]
+    block = "\n\n".join(format_passage(n, p, focus.get(n) if focus else None) for n, p in numbered)
+    options = "\n".join(f"{chr(ord('A') + i)}. {choice}" for i, choice in enumerate(choices))
+    return [
+        {"role": "system", "content": CHOICE_PROMPT},
+        {"role": "user", "content": f"Passages:\n\n{block}\n\nQuestion: {question}\n{options}\nAnswer:"},
+    ]
+
+
+ENTAILMENT_PROMPT = (
+    "You judge whether a premise supports a claim. Reply 'yes' if the premise entails the claim, "
+    "otherwise 'no'. Reply with one word."
+)
+
+
+def entailment_messages(premise: str, claim: str) -> list[dict[str, str]]:
+    """The citation judge's question (ALCE uses an NLI model; any configured LLM backend plays that role)."""
+    return [
+        {"role": "system", "content": ENTAILMENT_PROMPT},
+        {"role": "user", "content": f"Premise: {premise}\n\nClaim: {claim}\n\nDoes the premise entail the claim?"},
+    ]

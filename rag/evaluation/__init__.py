@@ -1,0 +1,1 @@
+"""Offline evaluation harness: question sets, runs, metrics and reports."""

@@ -1,0 +1,193 @@
+"""Reports: the summary, Markdown report and plots of a run folder, comparisons between runs, and the CI
+gate. Everything here is derived from `run.json` and `results.jsonl`, so a report can be rebuilt."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rag.evaluation import metrics
+from rag.evaluation.runner import KS, RESULTS, RUN_CONFIG, RunError
+
+SUMMARY = "summary.json"
+REPORT = "report.md"
+PLOT_METRICS = "metrics.png"
+PLOT_LATENCY = "latency.png"
+_HEADLINE = ["hit@1", "hit@5", "mrr@10", "passage_hit@5", "em", "f1", "mc_accuracy", "refusal_recall"]
+
+
+def read_results(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    config_path, results_path = run_dir / RUN_CONFIG, run_dir / RESULTS
+    if not config_path.is_file() or not results_path.is_file():
+        raise RunError(
+            f"{run_dir} is not a run folder (no {RUN_CONFIG} / {RESULTS})", hint="give a folder `rag eval` wrote"
+        )
+    records = []
+    for line in results_path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a torn line from an interrupted run; the next resume drops it
+    return json.loads(config_path.read_text(encoding="utf-8")), records
+
+
+def summarize(config: dict[str, Any], records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Means of per-question metrics over the questions each applies to, plus counts and costs."""
+    values: dict[str, list[float | None]] = defaultdict(list)
+    for record in records:
+        for name, value in record["scores"].items():
+            values[name].append(value)
+    summary: dict[str, Any] = {}
+    for name, series in values.items():
+        if name.startswith("citations"):
+            continue
+        summary[name] = metrics.mean(series)
+    citations = sum(r["scores"]["citations"] for r in records)
+    valid = sum(r["scores"]["citations_valid"] for r in records)
+    raw_invalid = sum(r["scores"]["citations_invalid_raw"] for r in records)
+    summary["citation_validity"] = valid / citations if citations else None
+    summary["citation_validity_raw"] = valid / (valid + raw_invalid) if valid + raw_invalid else None
+    summary.update(metrics.refusal_metrics([r["answerable"] for r in records], [r["refused"] for r in records]))
+    for stage in ("retrieve", "generate", "total"):
+        latency = metrics.latency_summary([r["timings"][stage] for r in records if stage in r["timings"]])
+        for stat, value in latency.items():
+            summary[f"latency_{stage}_{stat}"] = value
+    summary["tokens_prompt_mean"] = metrics.mean(float(r["tokens"]["prompt"]) for r in records)
+    summary["tokens_completion_mean"] = metrics.mean(float(r["tokens"]["completion"]) for r in records)
+    counts = {
+        "questions": len(records),
+        "answerable": sum(r["answerable"] for r in records),
+        "with_gold_docs": sum(1 for r in records if r["gold_doc_ids"]),
+        "multiple_choice": sum(1 for r in records if r["picked"] is not None),
+        "refused": sum(r["refused"] for r in records),
+        "citations": citations,
+    }
+    return {"config": config, "counts": counts, "metrics": summary}
+
+
+def _fmt(value: object) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    c, n, m = summary["config"], summary["counts"], summary["metrics"]
+    lines = [
+        f"# Eval report: {c['set']} — {c['backend']} ({c['model']})",
+        "",
+        f"{n['questions']} questions ({n['answerable']} answerable, {n['with_gold_docs']} with gold articles, "
+        f"{n['multiple_choice']} multiple choice); k = {c['k']}, retrieval scored to depth "
+        f"{c['retrieval_depth']}; embedding {c['embedding_model']}, chunks {c['chunk_tokens']}/{c['chunk_overlap']}; "
+        f"commit {c.get('commit') or 'unknown'}; "
+        f"judge: {c.get('judge') or 'none (ALCE citation metrics not computed)'}.",
+        "",
+        "## Retrieval",
+        "",
+        "| level | metric | " + " | ".join(f"@{k}" for k in KS) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in KS) + " |",
+    ]
+    for level, prefix in (("document", ""), ("passage", "passage_")):
+        for name in ("hit", "recall", "mrr", "ndcg", "map"):
+            row = [_fmt(m.get(f"{prefix}{name}@{k}")) for k in KS]
+            lines.append(f"| {level} | {name} | " + " | ".join(row) + " |")
+    lines += ["", "## Answers, citations, refusals", "", "| metric | value |", "| --- | --- |"]
+    for name in (
+        "em", "f1", "contains", "mc_accuracy", "citation_validity", "citation_validity_raw", "cited_support",
+        "citation_recall", "citation_precision", "refusal_precision", "refusal_recall", "wrong_refusal_rate",
+    ):  # fmt: skip
+        lines.append(f"| {name} | {_fmt(m.get(name))} |")
+    lines += ["", "## Cost", "", "| stage | p50 (s) | p95 (s) | mean (s) |", "| --- | --- | --- | --- |"]
+    for stage in ("retrieve", "generate", "total"):
+        stats = [_fmt(m.get(f"latency_{stage}_{s}")) for s in ("p50", "p95", "mean")]
+        lines.append(f"| {stage} | " + " | ".join(stats) + " |")
+    lines += [
+        "",
+        f"Tokens per question (tiktoken): {_fmt(m.get('tokens_prompt_mean'))} prompt, "
+        f"{_fmt(m.get('tokens_completion_mean'))} completion. Metric definitions: README, section Evaluation.",
+        "",
+        f"![metrics]({PLOT_METRICS})",
+        f"![latency]({PLOT_LATENCY})",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def plot(summary: dict[str, Any], records: Sequence[dict[str, Any]], run_dir: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m = summary["metrics"]
+    names = [name for name in _HEADLINE if m.get(name) is not None]
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    ax.bar(names, [m[name] for name in names], color="#4c78a8")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"{summary['config']['set']} · {summary['config']['backend']}")
+    ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    fig.savefig(run_dir / PLOT_METRICS, dpi=100)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    for stage in ("retrieve", "generate", "total"):
+        series = [r["timings"][stage] for r in records if stage in r["timings"]]
+        if series:
+            ax.hist(series, bins=30, alpha=0.6, label=stage)
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("questions")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(run_dir / PLOT_LATENCY, dpi=100)
+    plt.close(fig)
+
+
+def write_report(run_dir: Path) -> dict[str, Any]:
+    config, records = read_results(run_dir)
+    summary = summarize(config, records)
+    (run_dir / SUMMARY).write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    (run_dir / REPORT).write_text(markdown(summary), encoding="utf-8")
+    plot(summary, records, run_dir)
+    return summary
+
+
+def load_summary(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / SUMMARY
+    if not path.is_file():
+        raise RunError(f"{run_dir} has no {SUMMARY}", hint="give a folder `rag eval` wrote, or rerun it")
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data
+
+
+def compare(run_a: Path, run_b: Path) -> str:
+    """A Markdown table of every metric either run has, with B − A."""
+    a, b = load_summary(run_a)["metrics"], load_summary(run_b)["metrics"]
+    lines = [f"| metric | A: {run_a.name} | B: {run_b.name} | B − A |", "| --- | --- | --- | --- |"]
+    for name in sorted(set(a) | set(b)):
+        va, vb = a.get(name), b.get(name)
+        delta = f"{vb - va:+.3f}" if isinstance(va, float) and isinstance(vb, float) else "–"
+        lines.append(f"| {name} | {_fmt(va)} | {_fmt(vb)} | {delta} |")
+    return "\n".join(lines)
+
+
+def gate(summary: dict[str, Any], thresholds: Sequence[str]) -> list[str]:
+    """Failures for `METRIC=VALUE` thresholds: below the value, or a metric the run does not have."""
+    failures = []
+    values = summary["metrics"]
+    for spec in thresholds:
+        name, _, raw = spec.partition("=")
+        try:
+            wanted = float(raw)
+        except ValueError:
+            failures.append(f"{spec!r}: write METRIC=VALUE, e.g. hit@5=0.8")
+            continue
+        if name not in values or values[name] is None:
+            failures.append(f"{name}: not measured by this run (known: {', '.join(sorted(values))})")
+        elif values[name] < wanted:
+            failures.append(f"{name} = {values[name]:.3f} is below {wanted}")
+    return failures

@@ -1,0 +1,272 @@
+"""Runs: push every question of a set through the real pipeline and record what happened.
+
+A run is a folder. `run.json` holds the configuration, `results.jsonl` one line per finished question,
+flushed as it is written, so an interrupted run resumes where it stopped when started again with the
+same folder. The summary, report and plots are derived from those two files (`rag.evaluation.report`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from rag.answer import Answer
+from rag.chunking import split_sentences
+from rag.config import Settings
+from rag.errors import RagError
+from rag.evaluation import metrics
+from rag.evaluation.sets import EvalQuestion, EvalSet, load_set
+from rag.evidence import focus, rank_sentences
+from rag.llm import GenerationRequest, Generator
+from rag.pipeline import RAG
+from rag.prompts import choice_messages, entailment_messages
+from rag.retrieval import Passage
+
+RETRIEVAL_DEPTH = 10
+"""Retrieval is scored at 1, 3, 5 and 10 whatever `k` the answer uses."""
+KS = (1, 3, 5, 10)
+MC_FOCUS_SENTENCES = 6
+"""Sentences the local model sees for a multiple-choice question: enough to hold evidence for each choice."""
+RESULTS = "results.jsonl"
+RUN_CONFIG = "run.json"
+
+
+class RunError(RagError):
+    """A run folder that cannot be resumed as asked."""
+
+
+def eval_index_dir(settings: Settings, set_name: str) -> Path:
+    """Indexes are cached per set, model and chunking, so repeated runs never re-embed a corpus."""
+    model = re.sub(r"[^a-z0-9]+", "-", settings.embedding_model.lower()).strip("-")
+    root = settings.index_dir.parent / "eval-indexes"
+    return root / f"{set_name}--{model}--c{settings.chunk_tokens}-o{settings.chunk_overlap}"
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def pick_choice(question: str, choices: Sequence[str], passages: Sequence[Passage], generator: Generator) -> int:
+    """Multiple choice from the retrieved passages. LLM backends answer with a letter (prompt in
+    `rag.prompts`); the extractive backend, and an LLM reply without a usable letter, pick the choice whose
+    words best co-occur with the question's in one passage sentence."""
+    if generator.name != "extractive":
+        # The small local model reads evidence sentences, as it does when answering (RAG._focus).
+        wanted = f"{question} {' '.join(choices)}"
+        focused = focus(wanted, passages, MC_FOCUS_SENTENCES) if generator.name == "local" else None
+        messages = choice_messages(question, choices, passages, focused)
+        reply = "".join(generator.stream(GenerationRequest(question, passages, messages, 8, 0.0)))
+        match = re.search(r"\b([A-Z])\b", reply.strip().upper())
+        if match and 0 <= ord(match.group(1)) - ord("A") < len(choices):
+            return ord(match.group(1)) - ord("A")
+    scores = []
+    for choice in choices:
+        ranked = rank_sentences(f"{question} {choice}", passages)
+        scores.append(ranked[0].coverage if ranked else 0.0)
+    return max(range(len(choices)), key=lambda i: (scores[i], -i))
+
+
+def _entails(judge: Generator, premise: str, claim: str) -> bool:
+    messages = entailment_messages(premise, claim)
+    reply = "".join(judge.stream(GenerationRequest(claim, [], messages, 4, 0.0)))
+    return reply.strip().lower().startswith("yes")
+
+
+def judge_citations(answer: Answer, judge: Generator) -> tuple[float | None, float | None]:
+    """ALCE citation recall and precision (Gao et al., 2023) with `judge` as the entailment model.
+    Recall: share of answer sentences whose cited passages, together, entail them (uncited sentences
+    count as unsupported). Precision: share of citations that are not irrelevant, where a citation is
+    irrelevant if its passage alone does not entail the sentence and the others entail it without it."""
+    sentences = [answer.text[s:e] for s, e in split_sentences(answer.text)]
+    if answer.refused or not sentences:
+        return None, None
+    by_claim: dict[str, list[int]] = {}
+    for citation in answer.citations:
+        by_claim.setdefault(citation.claim, []).append(citation.number)
+    supported, relevant, total = 0, 0, 0
+    for sentence in sentences:
+        numbers = next((nums for claim, nums in by_claim.items() if claim and claim in sentence), [])
+        if not numbers:
+            continue
+        texts = {n: answer.passages[n - 1].text for n in numbers}
+        full = _entails(judge, "\n\n".join(texts.values()), sentence)
+        supported += full
+        for n in numbers:
+            total += 1
+            alone = _entails(judge, texts[n], sentence)
+            others = "\n\n".join(t for m, t in texts.items() if m != n)
+            irrelevant = not alone and full and bool(others) and _entails(judge, others, sentence)
+            relevant += not irrelevant
+    return supported / len(sentences), (relevant / total if total else None)
+
+
+def score_question(
+    q: EvalQuestion,
+    ranked: Sequence[Passage],
+    answer: Answer,
+    picked: int | None,
+    aliases: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Every per-question metric; None marks "not applicable", which averages ignore. `aliases` maps a
+    corpus id whose identical text is stored under another id to that id: the same wire story published
+    twice is one document in the index, and finding it must count as finding either."""
+    doc_ranking = metrics.dedupe([p.doc_id for p in ranked])
+    gold = {(aliases or {}).get(doc_id, doc_id) for doc_id in q.gold_doc_ids}
+    scores: dict[str, Any] = dict(metrics.retrieval_metrics(doc_ranking, gold, KS))
+    for k in KS:
+        passage = metrics.passage_metrics([p.text for p in ranked], q.gold_evidence, k)
+        for name, value in (passage or {}).items():
+            scores[f"passage_{name}@{k}"] = value
+    has_answers = q.answerable and bool(q.answers)
+    text = "" if answer.refused else answer.text
+    scores["em"] = metrics.exact_match(text, q.answers) if has_answers else None
+    scores["f1"] = metrics.token_f1(text, q.answers) if has_answers else None
+    scores["contains"] = metrics.contains_answer(text, q.answers) if has_answers else None
+    scores["mc_accuracy"] = float(picked == q.answer_idx) if picked is not None else None
+    numbers = [c.number for c in answer.citations]
+    valid = sum(1 for n in numbers if 1 <= n <= len(answer.passages))
+    scores["citations"] = len(numbers)
+    scores["citations_valid"] = valid
+    scores["citations_invalid_raw"] = len(answer.invalid_citations)
+    if numbers and q.answerable:
+        cited = " ".join(answer.passages[n - 1].text for n in set(numbers) if 1 <= n <= len(answer.passages))
+        needles = [*q.answers, *q.gold_evidence]
+        scores["cited_support"] = float(
+            any(metrics.normalize_answer(x) in metrics.normalize_answer(cited) for x in needles if x.strip())
+        )
+    else:
+        scores["cited_support"] = None
+    return scores
+
+
+def _run_config(eval_set: EvalSet, rag: RAG, backend: str, model: str, k: int, judge: str | None) -> dict[str, Any]:
+    s = rag.settings
+    return {
+        "set": eval_set.name,
+        "set_path": str(eval_set.path),
+        "questions": len(eval_set.questions),
+        "backend": backend,
+        "model": model,
+        "k": k,
+        "retrieval_depth": RETRIEVAL_DEPTH,
+        "use_question_date": eval_set.config.defaults.use_question_date,
+        "judge": judge,
+        "embedding_model": s.embedding_model,
+        "chunk_tokens": s.chunk_tokens,
+        "chunk_overlap": s.chunk_overlap,
+        "context_tokens": s.context_tokens,
+        "min_coverage": s.min_coverage,
+        "local_focus_sentences": s.local_focus_sentences,
+    }
+
+
+def _done_ids(run_dir: Path, config: dict[str, Any]) -> set[str]:
+    config_path, results_path = run_dir / RUN_CONFIG, run_dir / RESULTS
+    if not config_path.is_file():
+        return set()
+    previous = json.loads(config_path.read_text(encoding="utf-8"))
+    differing = sorted(k for k in config if k != "started" and previous.get(k) != config[k])
+    if differing:
+        raise RunError(
+            f"{run_dir} holds a run with another configuration ({', '.join(differing)} differ)",
+            hint="choose another --out folder, or delete that one to start over",
+        )
+    if not results_path.is_file():
+        return set()
+    done = set()
+    lines = results_path.read_text(encoding="utf-8").splitlines()
+    with open(results_path, "w", encoding="utf-8") as handle:  # drop a torn last line from a crash
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            done.add(record["id"])
+            handle.write(line + "\n")
+    return done
+
+
+def evaluate(
+    eval_set: EvalSet | Path | str,
+    *,
+    settings: Settings | None = None,
+    out_dir: Path | str | None = None,
+    backend: str | None = None,
+    k: int | None = None,
+    limit: int | None = None,
+    judge: str | None = None,
+    progress: bool = True,
+) -> Path:
+    """Run (or resume) an evaluation and write its report; returns the run folder."""
+    from rag.evaluation.report import write_report
+
+    if not isinstance(eval_set, EvalSet):
+        eval_set = load_set(eval_set)
+    settings = settings or Settings()
+    rag = RAG(settings.model_copy(update={"index_dir": eval_index_dir(settings, eval_set.name)}))
+    indexed = rag.index(eval_set.corpus)
+    if indexed.errors:
+        raise RunError(
+            f"the corpus of {eval_set.name} has {len(indexed.errors)} unreadable input(s), first: {indexed.errors[0]}",
+            hint="fix the corpus (or its converter) so scores are not computed on a partial corpus",
+        )
+    aliases = dict(indexed.report.duplicates)
+    generator = rag.generator(backend)
+    judge_generator = rag.generator(judge) if judge else None
+    k = k or eval_set.config.defaults.k
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(out_dir) if out_dir else Path("evals/runs") / f"{eval_set.name}-{generator.name}-{stamp}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = _run_config(eval_set, rag, generator.name, generator.model, k, judge)
+    done = _done_ids(run_dir, config)
+    (run_dir / RUN_CONFIG).write_text(
+        json.dumps({**config, "commit": _git_commit(), "started": stamp}, indent=2), encoding="utf-8"
+    )
+    todo = [q for q in eval_set.questions[:limit] if q.id not in done]
+    with (
+        open(run_dir / RESULTS, "a", encoding="utf-8") as results,
+        tqdm(total=len(todo), desc=f"eval {eval_set.name}", unit="q", disable=not progress) as bar,
+    ):
+        for q in todo:
+            as_of = q.question_date if eval_set.config.defaults.use_question_date else None
+            ranked = rag.retrieve(q.question, k=RETRIEVAL_DEPTH)
+            answer = rag.answer(q.question, k=k, as_of=as_of, backend=backend)
+            picked = pick_choice(q.question, q.choices, answer.passages, generator) if q.choices else None
+            record: dict[str, Any] = {
+                "id": q.id,
+                "question": q.question,
+                "question_date": q.question_date.isoformat() if q.question_date else None,
+                "answerable": q.answerable,
+                "type": q.extra.get("type"),
+                "gold_doc_ids": q.gold_doc_ids,
+                "answers": q.answers,
+                "retrieved_doc_ids": metrics.dedupe([p.doc_id for p in ranked]),
+                "answer": answer.text,
+                "refused": answer.refused,
+                "picked": picked,
+                "answer_idx": q.answer_idx,
+                "cited": sorted({c.number for c in answer.citations}),
+                "inferred_citations": answer.inferred_citations,
+                "scores": score_question(q, ranked, answer, picked, aliases),
+                "timings": answer.timings,
+                "tokens": {"prompt": answer.tokens.prompt, "completion": answer.tokens.completion},
+            }
+            if judge_generator is not None:
+                recall, precision = judge_citations(answer, judge_generator)
+                record["scores"]["citation_recall"], record["scores"]["citation_precision"] = recall, precision
+            results.write(json.dumps(record, ensure_ascii=False) + "\n")
+            results.flush()
+            bar.update(1)
+    write_report(run_dir)
+    return run_dir
