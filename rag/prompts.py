@@ -29,13 +29,17 @@ def format_passage(number: int, passage: Passage, sentences: Sequence[str] | Non
     return f"[{number}] {title} ({date})\n{body}"
 
 
-def user_prompt(
-    question: str, passages: Sequence[Passage], as_of: dt.date, focus: dict[int, list[str]] | None = None
-) -> str:
+def passages_block(passages: Sequence[Passage], focus: dict[int, list[str]] | None = None) -> str:
     """`focus` maps passage numbers to the only sentences to show; passages it omits are left out, but
     the numbering stays that of `passages` so citations still point at the right one."""
     numbered = [(n, p) for n, p in enumerate(passages, start=1) if focus is None or n in focus]
-    block = "\n\n".join(format_passage(n, p, focus.get(n) if focus else None) for n, p in numbered)
+    return "\n\n".join(format_passage(n, p, focus.get(n) if focus else None) for n, p in numbered)
+
+
+def user_prompt(
+    question: str, passages: Sequence[Passage], as_of: dt.date, focus: dict[int, list[str]] | None = None
+) -> str:
+    block = passages_block(passages, focus)
     return f"Passages:\n\n{block}\n\nToday is {as_of.isoformat()}.\nQuestion: {question}\nAnswer with citations:"
 
 
@@ -73,8 +77,7 @@ CHOICE_PROMPT = (
 def choice_messages(
     question: str, choices: Sequence[str], passages: Sequence[Passage], focus: dict[int, list[str]] | None = None
 ) -> list[dict[str, str]]:
-    numbered = [(n, p) for n, p in enumerate(passages, start=1) if focus is None or n in focus]
-    block = "\n\n".join(format_passage(n, p, focus.get(n) if focus else None) for n, p in numbered)
+    block = passages_block(passages, focus)
     options = "\n".join(f"{chr(ord('A') + i)}. {choice}" for i, choice in enumerate(choices))
     return [
         {"role": "system", "content": CHOICE_PROMPT},
