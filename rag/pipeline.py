@@ -259,9 +259,12 @@ class RAG:
         backend: str | None = None,
         model: str | None = None,
         history: Sequence[Turn] = (),
+        retrieved: Sequence[Passage] | None = None,
     ) -> Iterator[str | Answer]:
         """Yields answer text pieces as they are generated, then the final `Answer`. With `history`, a
-        follow-up question is first rewritten into a standalone one (`Answer.standalone_question`)."""
+        follow-up question is first rewritten into a standalone one (`Answer.standalone_question`). With
+        `retrieved`, its first k passages are used instead of searching again (the evaluation harness has
+        already retrieved deeper for scoring)."""
         original = _check_question(question)
         dates = DateRange(since, until)
         generator = self.generator(backend, model)
@@ -269,7 +272,10 @@ class RAG:
         start = time.perf_counter()
         question = condense(original, history, generator if generator.name == "openai" else None)
         timings["rewrite"] = time.perf_counter() - start
-        retrieved = self.retrieve(question, k=k, since=dates.since, until=dates.until)
+        if retrieved is None:
+            retrieved = self.retrieve(question, k=k, since=dates.since, until=dates.until)
+        else:
+            retrieved = list(retrieved)[: k or self.settings.top_k]
         timings["retrieve"] = time.perf_counter() - start - timings["rewrite"]
         passages = pack_passages(retrieved, self.settings.context_tokens, self.count_tokens)
         focused, refuse = self._focus(question, passages, generator.name)

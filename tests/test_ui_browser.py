@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import ElementClickInterceptedException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -263,8 +263,17 @@ def test_answer_cites_a_card_with_date_and_highlight(app: tuple[str, int], brows
     # not tucked under Streamlit's fixed page header; the conversation stays (no reload).
     browser.set_window_size(1280, 720)
     link = answer.find_element(By.CSS_SELECTOR, f'a.rag-cite[href="{href}"]')
-    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", link)
-    link.click()
+
+    def click_when_settled(driver: WebDriver) -> bool:
+        """The page reflows after the resize; a click that lands on a card still moving is retried."""
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", link)
+        try:
+            link.click()
+        except ElementClickInterceptedException:
+            return False
+        return True
+
+    WebDriverWait(browser, 10).until(click_when_settled, message="the citation link never became clickable")
     WebDriverWait(browser, 10).until(
         lambda d: d.execute_script("return location.hash") == href, message=f"the link did not go to {href}"
     )

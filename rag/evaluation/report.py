@@ -4,6 +4,7 @@ gate. Everything here is derived from `run.json` and `results.jsonl`, so a repor
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -176,18 +177,25 @@ def compare(run_a: Path, run_b: Path) -> str:
 
 
 def gate(summary: dict[str, Any], thresholds: Sequence[str]) -> list[str]:
-    """Failures for `METRIC=VALUE` thresholds: below the value, or a metric the run does not have."""
+    """Failures for `METRIC=VALUE` thresholds: below the value, or a metric the run does not have.
+    The names offered for a missing metric are only those with a value: a None metric (mc_accuracy on a
+    set without choices) would itself fail the gate, so listing it as "known" would mislead. A threshold
+    of nan or inf is malformed: nothing compares below nan, so such a gate could never fail."""
     failures = []
     values = summary["metrics"]
+    measured = sorted(name for name, value in values.items() if value is not None)
     for spec in thresholds:
         name, _, raw = spec.partition("=")
+        name = name.strip()
         try:
             wanted = float(raw)
+            if not math.isfinite(wanted):
+                raise ValueError(raw)
         except ValueError:
             failures.append(f"{spec!r}: write METRIC=VALUE, e.g. hit@5=0.8")
             continue
         if name not in values or values[name] is None:
-            failures.append(f"{name}: not measured by this run (known: {', '.join(sorted(values))})")
+            failures.append(f"{name}: not measured by this run (known: {', '.join(measured)})")
         elif values[name] < wanted:
             failures.append(f"{name} = {values[name]:.3f} is below {wanted}")
     return failures

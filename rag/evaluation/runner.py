@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import re
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from tqdm import tqdm
 
 from rag.answer import Answer
 from rag.chunking import split_sentences
+from rag.citations import CITATION, tidy
 from rag.config import Settings
 from rag.errors import RagError
 from rag.evaluation import metrics
@@ -36,6 +38,8 @@ MC_FOCUS_SENTENCES = 6
 """Sentences the local model sees for a multiple-choice question: enough to hold evidence for each choice."""
 RESULTS = "results.jsonl"
 RUN_CONFIG = "run.json"
+_LEADING_LETTER = re.compile(r"^\W*([A-Z])\s*(?:[.):]|$)")
+_LETTER = re.compile(r"\b([A-Z])\b")
 
 
 class RunError(RagError):
@@ -67,14 +71,53 @@ def pick_choice(question: str, choices: Sequence[str], passages: Sequence[Passag
         focused = focus(wanted, passages, MC_FOCUS_SENTENCES) if generator.name == "local" else None
         messages = choice_messages(question, choices, passages, focused)
         reply = "".join(generator.stream(GenerationRequest(question, passages, messages, 8, 0.0)))
-        match = re.search(r"\b([A-Z])\b", reply.strip().upper())
-        if match and 0 <= ord(match.group(1)) - ord("A") < len(choices):
-            return ord(match.group(1)) - ord("A")
+        letter = _choice_letter(reply, len(choices))
+        if letter is not None:
+            return letter
     scores = []
     for choice in choices:
         ranked = rank_sentences(f"{question} {choice}", passages)
         scores.append(ranked[0].coverage if ranked else 0.0)
     return max(range(len(choices)), key=lambda i: (scores[i], -i))
+
+
+def _choice_letter(reply: str, n_choices: int) -> int | None:
+    """The choice a reply names: a letter opening it ("B", "b.", "(C) Zas"), else the last capital letter
+    standing alone ("The answer is B", "I think B"). Taking the first standalone letter instead read the
+    pronoun "I" (or an article "A") as the answer; None when no letter names one of the choices."""
+    lead = _LEADING_LETTER.match(reply.strip().upper())
+    letters = [lead.group(1)] if lead else [m.group(1) for m in reversed(list(_LETTER.finditer(reply)))]
+    for letter in letters:
+        if 0 <= ord(letter) - ord("A") < n_choices:
+            return ord(letter) - ord("A")
+    return None
+
+
+def _without_markers(text: str) -> str:
+    """Answer text without its `[n]` markers. They are the product's formatting, not content: left in,
+    "Zas [1]" is no exact match for "Zas", and the citation judge reads "[1]" as part of the claim
+    (ALCE removes them too before scoring either)."""
+    return tidy(CITATION.sub("", text)).strip()
+
+
+def _cited_sentences(answer: Answer) -> list[tuple[str, list[int]]]:
+    """Each answer sentence, markers removed, with the passage numbers cited for it: those of every claim
+    it holds (`X [1], which Y [2].` cites 1 and 2, not just the first claim's). Markers placed after the
+    full stop (`… Thursday.” [1]`) split off as a "sentence" with no words; they belong to the sentence
+    before, so they are not counted as an uncited sentence of their own."""
+    by_claim: dict[str, list[int]] = {}
+    for citation in answer.citations:
+        by_claim.setdefault(citation.claim, []).append(citation.number)
+    sentences = []
+    for start, end in split_sentences(answer.text):
+        raw = answer.text[start:end]
+        claim = _without_markers(raw)
+        if not claim.strip(" .,;"):
+            continue
+        numbers = [n for cited, nums in by_claim.items() if cited and cited in raw for n in nums]
+        valid = [n for n in dict.fromkeys(numbers) if 1 <= n <= len(answer.passages)]
+        sentences.append((claim, valid))
+    return sentences
 
 
 def _entails(judge: Generator, premise: str, claim: str) -> bool:
@@ -87,27 +130,29 @@ def judge_citations(answer: Answer, judge: Generator) -> tuple[float | None, flo
     """ALCE citation recall and precision (Gao et al., 2023) with `judge` as the entailment model.
     Recall: share of answer sentences whose cited passages, together, entail them (uncited sentences
     count as unsupported). Precision: share of citations that are not irrelevant, where a citation is
-    irrelevant if its passage alone does not entail the sentence and the others entail it without it."""
-    sentences = [answer.text[s:e] for s, e in split_sentences(answer.text)]
+    irrelevant if its passage alone does not entail the sentence and the others entail it without it.
+    As in ALCE's reference code, the citations of a sentence they do not support are all imprecise (a
+    citation pointing at an unrelated passage must not count as precise), and the one-by-one check only
+    runs for a supported sentence with several citations; a lone citation is precise iff it entails."""
+    sentences = _cited_sentences(answer)
     if answer.refused or not sentences:
         return None, None
-    by_claim: dict[str, list[int]] = {}
-    for citation in answer.citations:
-        by_claim.setdefault(citation.claim, []).append(citation.number)
     supported, relevant, total = 0, 0, 0
-    for sentence in sentences:
-        numbers = next((nums for claim, nums in by_claim.items() if claim and claim in sentence), [])
+    for sentence, numbers in sentences:
         if not numbers:
             continue
-        texts = {n: answer.passages[n - 1].text for n in numbers}
-        full = _entails(judge, "\n\n".join(texts.values()), sentence)
+        texts = [answer.passages[n - 1].text for n in numbers]
+        full = _entails(judge, "\n\n".join(texts), sentence)
         supported += full
-        for n in numbers:
-            total += 1
-            alone = _entails(judge, texts[n], sentence)
-            others = "\n\n".join(t for m, t in texts.items() if m != n)
-            irrelevant = not alone and full and bool(others) and _entails(judge, others, sentence)
-            relevant += not irrelevant
+        total += len(texts)
+        if not full:
+            continue
+        if len(texts) == 1:
+            relevant += 1
+            continue
+        for i, text in enumerate(texts):
+            others = "\n\n".join(t for j, t in enumerate(texts) if j != i)
+            relevant += _entails(judge, text, sentence) or not _entails(judge, others, sentence)
     return supported / len(sentences), (relevant / total if total else None)
 
 
@@ -129,7 +174,7 @@ def score_question(
         for name, value in (passage or {}).items():
             scores[f"passage_{name}@{k}"] = value
     has_answers = q.answerable and bool(q.answers)
-    text = "" if answer.refused else answer.text
+    text = "" if answer.refused else _without_markers(answer.text)
     scores["em"] = metrics.exact_match(text, q.answers) if has_answers else None
     scores["f1"] = metrics.token_f1(text, q.answers) if has_answers else None
     scores["contains"] = metrics.contains_answer(text, q.answers) if has_answers else None
@@ -139,12 +184,12 @@ def score_question(
     scores["citations"] = len(numbers)
     scores["citations_valid"] = valid
     scores["citations_invalid_raw"] = len(answer.invalid_citations)
-    if numbers and q.answerable:
-        cited = " ".join(answer.passages[n - 1].text for n in set(numbers) if 1 <= n <= len(answer.passages))
-        needles = [*q.answers, *q.gold_evidence]
-        scores["cited_support"] = float(
-            any(metrics.normalize_answer(x) in metrics.normalize_answer(cited) for x in needles if x.strip())
-        )
+    # Whole-token containment (as `contains`), so the answer "10" is not found in "2010"; a question with
+    # neither answers nor evidence has nothing to look for, so the metric does not apply (not 0).
+    needles = [x for x in (*q.answers, *q.gold_evidence) if metrics.normalize_answer(x)]
+    if numbers and q.answerable and needles:
+        cited = " ".join(answer.passages[n - 1].text for n in sorted(set(numbers)) if 1 <= n <= len(answer.passages))
+        scores["cited_support"] = metrics.contains_answer(cited, needles)
     else:
         scores["cited_support"] = None
     return scores
@@ -240,8 +285,13 @@ def evaluate(
     ):
         for q in todo:
             as_of = q.question_date if eval_set.config.defaults.use_question_date else None
+            started = time.perf_counter()
             ranked = rag.retrieve(q.question, k=RETRIEVAL_DEPTH)
-            answer = rag.answer(q.question, k=k, as_of=as_of, backend=backend)
+            searched = time.perf_counter() - started
+            answer = rag.answer(q.question, k=k, as_of=as_of, backend=backend, retrieved=ranked)
+            # The answer reused `ranked`; charge it the search that produced it.
+            answer.timings["retrieve"] = searched
+            answer.timings["total"] += searched
             picked = pick_choice(q.question, q.choices, answer.passages, generator) if q.choices else None
             record: dict[str, Any] = {
                 "id": q.id,
