@@ -21,6 +21,10 @@ SYSTEM_PROMPT = (
 )
 
 
+def _chat(system: str, user: str) -> list[dict[str, str]]:
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
 def format_passage(number: int, passage: Passage, sentences: Sequence[str] | None = None) -> str:
     chunk = passage.chunk
     date = chunk.published.isoformat() if chunk.published else "date unknown"
@@ -46,10 +50,7 @@ def user_prompt(
 def chat_messages(
     question: str, passages: Sequence[Passage], as_of: dt.date, focus: dict[int, list[str]] | None = None
 ) -> list[dict[str, str]]:
-    return [
-        {"role": "system", "content": SYSTEM_PROMPT},
-        {"role": "user", "content": user_prompt(question, passages, as_of, focus)},
-    ]
+    return _chat(SYSTEM_PROMPT, user_prompt(question, passages, as_of, focus))
 
 
 CONDENSE_PROMPT = (
@@ -62,10 +63,7 @@ CONDENSE_PROMPT = (
 def condense_messages(question: str, history: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
     """`history`: (question, answer) pairs, oldest first."""
     conversation = "\n".join(f"Q: {q}\nA: {a}" for q, a in history)
-    return [
-        {"role": "system", "content": CONDENSE_PROMPT},
-        {"role": "user", "content": f"Conversation:\n{conversation}\n\nLast question: {question}"},
-    ]
+    return _chat(CONDENSE_PROMPT, f"Conversation:\n{conversation}\n\nLast question: {question}")
 
 
 CHOICE_PROMPT = (
@@ -79,10 +77,7 @@ def choice_messages(
 ) -> list[dict[str, str]]:
     block = passages_block(passages, focus)
     options = "\n".join(f"{chr(ord('A') + i)}. {choice}" for i, choice in enumerate(choices))
-    return [
-        {"role": "system", "content": CHOICE_PROMPT},
-        {"role": "user", "content": f"Passages:\n\n{block}\n\nQuestion: {question}\n{options}\nAnswer:"},
-    ]
+    return _chat(CHOICE_PROMPT, f"Passages:\n\n{block}\n\nQuestion: {question}\n{options}\nAnswer:")
 
 
 ENTAILMENT_PROMPT = (
@@ -93,7 +88,4 @@ ENTAILMENT_PROMPT = (
 
 def entailment_messages(premise: str, claim: str) -> list[dict[str, str]]:
     """The citation judge's question (ALCE uses an NLI model; any configured LLM backend plays that role)."""
-    return [
-        {"role": "system", "content": ENTAILMENT_PROMPT},
-        {"role": "user", "content": f"Premise: {premise}\n\nClaim: {claim}\n\nDoes the premise entail the claim?"},
-    ]
+    return _chat(ENTAILMENT_PROMPT, f"Premise: {premise}\n\nClaim: {claim}\n\nDoes the premise entail the claim?")

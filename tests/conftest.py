@@ -3,6 +3,7 @@ the real embedding model is loaded once per session because loading it dominates
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 
 from rag import RAG, Settings
 from rag.embedding import Embedder
+from rag.llm import GenerationRequest
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
@@ -58,3 +60,18 @@ def corpus_dir(tmp_path: Path) -> Iterator[Path]:
     target = tmp_path / "corpus"
     shutil.copytree(SEEDS, target)
     yield target
+
+
+class Scripted:
+    """An LLM stand-in for unit tests of logic around generation: replies with a fixed text, streamed in
+    word-sized pieces, and records every request. `name` decides which code paths treat it as an LLM."""
+
+    def __init__(self, reply: str, *, name: str = "scripted", model: str = "scripted") -> None:
+        self.reply = reply
+        self.name = name
+        self.model = model
+        self.requests: list[GenerationRequest] = []
+
+    def stream(self, request: GenerationRequest) -> Iterator[str]:
+        self.requests.append(request)
+        yield from re.findall(r"\S+|\s+", self.reply)

@@ -4,7 +4,6 @@ using the deterministic extractive backend; plus context packing and refusal det
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 
 import pytest
 
@@ -14,6 +13,7 @@ from rag.answer import is_refusal, pack_passages
 from rag.chunking import Chunk, tiktoken_counter
 from rag.errors import QuestionError
 from rag.retrieval import Passage
+from tests.conftest import Scripted
 
 QUESTION = "Who is the Secretary General of the CSTO?"
 
@@ -116,25 +116,11 @@ class TestModuleLevelAnswer:
         assert (settings.index_dir / "manifest.json").is_file()
 
 
-class _Scripted:
-    """A generator that replies with fixed text: a unit-test stand-in for an LLM that forgets to cite."""
-
-    name = "scripted"
-    model = "scripted"
-
-    def __init__(self, reply: str) -> None:
-        self.reply = reply
-
-    def stream(self, request: object) -> Iterator[str]:
-        yield from self.reply.split(" ")[:1]
-        yield " " + " ".join(self.reply.split(" ")[1:])
-
-
 class TestCitationAttribution:
     REPLY = "The Secretary General of the CSTO is Stanislav Zas."
 
     def test_uncited_restatement_is_cited_and_flagged(self, seeded: RAG) -> None:
-        seeded._generators["scripted"] = _Scripted(self.REPLY)
+        seeded._generators["scripted"] = Scripted(self.REPLY)
         answer = seeded.answer(QUESTION, backend="scripted")
         assert answer.inferred_citations
         assert answer.text.startswith("The Secretary General of the CSTO is Stanislav Zas [")
@@ -142,11 +128,11 @@ class TestCitationAttribution:
 
     def test_attribution_can_be_switched_off(self, seeded: RAG) -> None:
         seeded.settings = seeded.settings.model_copy(update={"attribute_citations": False})
-        seeded._generators["scripted"] = _Scripted(self.REPLY)
+        seeded._generators["scripted"] = Scripted(self.REPLY)
         answer = seeded.answer(QUESTION, backend="scripted")
         assert answer.text == self.REPLY and answer.citations == [] and not answer.inferred_citations
 
     def test_cited_answers_are_not_touched(self, seeded: RAG) -> None:
-        seeded._generators["scripted"] = _Scripted("Stanislav Zas leads it [1].")
+        seeded._generators["scripted"] = Scripted("Stanislav Zas leads it [1].")
         answer = seeded.answer(QUESTION, backend="scripted")
         assert answer.text == "Stanislav Zas leads it [1]." and not answer.inferred_citations

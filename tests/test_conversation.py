@@ -4,34 +4,17 @@ searching for the rewritten question while reporting the one the user asked."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from rag import RAG
 from rag.conversation import Turn, condense, needs_context, rewrite_heuristic
-from rag.llm import GenerationRequest
+from tests.conftest import Scripted
 
 QUESTION = "Who is the Secretary General of the CSTO?"
 FOLLOW_UP = "What did he say about military assistance?"
 ZAS_TURN = Turn(QUESTION, "Stanislav Zas is the Secretary General of the CSTO [1].")
-
-
-class _Scripted:
-    """An LLM stand-in that replies with a fixed text in pieces and records what it was asked."""
-
-    name = "scripted"
-    model = "scripted"
-
-    def __init__(self, reply: str) -> None:
-        self.reply = reply
-        self.requests: list[GenerationRequest] = []
-
-    def stream(self, request: GenerationRequest) -> Iterator[str]:
-        self.requests.append(request)
-        middle = len(self.reply) // 2
-        yield from (self.reply[:middle], self.reply[middle:])
 
 
 class TestNeedsContext:
@@ -133,7 +116,7 @@ class TestCondense:
         assert condense(FOLLOW_UP, [ZAS_TURN]) == rewrite_heuristic(FOLLOW_UP, [ZAS_TURN])
 
     def test_generator_rewrite_is_used(self) -> None:
-        llm = _Scripted("What did Stanislav Zas, head of the CSTO, say about military assistance?")
+        llm = Scripted("What did Stanislav Zas, head of the CSTO, say about military assistance?")
         assert condense(FOLLOW_UP, [ZAS_TURN], llm) == llm.reply
         [request] = llm.requests
         prompt = request.messages[-1]["content"]
@@ -143,24 +126,24 @@ class TestCondense:
     def test_generator_sees_the_searched_form_of_the_last_three_turns(self) -> None:
         turns = [Turn(f"Question number {i}?", f"Answer number {i}.") for i in range(5)]
         turns[-1] = Turn("And then?", "Answer number 4.", standalone="What happened in July?")
-        llm = _Scripted("What did the CSTO say in July?")
+        llm = Scripted("What did the CSTO say in July?")
         condense(FOLLOW_UP, turns, llm)
         prompt = llm.requests[0].messages[-1]["content"]
         assert "What happened in July?" in prompt and "And then?" not in prompt
         assert "Question number 2?" in prompt and "Question number 1?" not in prompt
 
     def test_first_line_without_quotes(self) -> None:
-        llm = _Scripted('\n"What did Stanislav Zas say about military assistance?"\nI replaced "he" with the name.')
+        llm = Scripted('\n"What did Stanislav Zas say about military assistance?"\nI replaced "he" with the name.')
         assert condense(FOLLOW_UP, [ZAS_TURN], llm) == "What did Stanislav Zas say about military assistance?"
 
     @pytest.mark.parametrize("reply", ["", "   \n ", '""', "word " * 200])
     def test_empty_or_rambling_reply_falls_back_to_the_heuristic(self, reply: str) -> None:
-        llm = _Scripted(reply)
+        llm = Scripted(reply)
         assert condense(FOLLOW_UP, [ZAS_TURN], llm) == "What did Stanislav Zas say about military assistance?"
         assert llm.requests, "the generator was asked first"
 
     def test_standalone_question_is_not_sent_to_the_generator(self) -> None:
-        llm = _Scripted("something else entirely")
+        llm = Scripted("something else entirely")
         assert condense(QUESTION, [ZAS_TURN], llm) == QUESTION
         assert condense(FOLLOW_UP, [], llm) == FOLLOW_UP
         assert llm.requests == []

@@ -30,7 +30,7 @@ from rag.llm import GenerationRequest
 from rag.pipeline import RAG
 from rag.prompts import REFUSAL, choice_messages
 from rag.retrieval import Passage
-from tests.conftest import ROOT
+from tests.conftest import ROOT, Scripted
 
 SEED_SET = ROOT / "evals" / "seed"
 SEED_IDS = [q.id for q in load_set(SEED_SET).questions]
@@ -277,21 +277,6 @@ class TestScoreQuestion:
         assert score_question(question, RANKED, answer, None, {"a-copy": "a"})["hit@3"] == 1.0
 
 
-class Scripted:
-    """An LLM backend that replies with a fixed text and records what it was asked."""
-
-    name = "openai"
-    model = "m"
-
-    def __init__(self, reply: str) -> None:
-        self.reply = reply
-        self.requests: list[GenerationRequest] = []
-
-    def stream(self, request: GenerationRequest) -> Iterator[str]:
-        self.requests.append(request)
-        yield from re.findall(r"\S+|\s+", self.reply)
-
-
 MC_PASSAGES = [
     _passage(
         "a", "Stanislav Zas is the Secretary General of the CSTO. Nikol Pashinyan is the prime minister of Armenia."
@@ -307,7 +292,7 @@ class TestPickChoice:
         assert pick_choice("Who is the prime minister of Armenia?", MC_CHOICES, MC_PASSAGES, Extractive()) == 0
 
     def test_llm_letter(self) -> None:
-        generator = Scripted("B")
+        generator = Scripted("B", name="openai", model="m")
         assert pick_choice(MC_QUESTION, MC_CHOICES, MC_PASSAGES, generator) == 1
         (request,) = generator.requests
         assert request.messages == choice_messages(MC_QUESTION, MC_CHOICES, MC_PASSAGES)
@@ -318,11 +303,11 @@ class TestPickChoice:
         [("c", 2), ("(A) Nikol Pashinyan", 0), ("B.", 1), ("The answer is B.", 1), ("I think B", 1)],
     )
     def test_letter_forms(self, reply: str, expected: int) -> None:
-        assert pick_choice(MC_QUESTION, MC_CHOICES, MC_PASSAGES, Scripted(reply)) == expected
+        assert pick_choice(MC_QUESTION, MC_CHOICES, MC_PASSAGES, Scripted(reply, name="openai", model="m")) == expected
 
     @pytest.mark.parametrize("reply", ["no idea", "", "Z", "I cannot tell"])
     def test_reply_without_a_usable_letter_falls_back_to_the_lexical_pick(self, reply: str) -> None:
-        assert pick_choice(MC_QUESTION, MC_CHOICES, MC_PASSAGES, Scripted(reply)) == 2
+        assert pick_choice(MC_QUESTION, MC_CHOICES, MC_PASSAGES, Scripted(reply, name="openai", model="m")) == 2
 
 
 class RuleJudge:
