@@ -21,7 +21,7 @@ import datetime as dt
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,6 +89,27 @@ def _read_jsonl(path: Path, report: ConvertReport) -> Iterator[tuple[int, Record
                 report.skipped.append(f"{path.name}:{number}: not a JSON object")
                 continue
             yield number, record
+
+
+def _question_rows(
+    path: Path, report: ConvertReport, *, id_keys: Sequence[str] = ("id",), text_key: str = "question"
+) -> Iterator[tuple[str, str, Record]]:
+    """(where, id, row) for every question line with an id and a question text, each id once: the
+    checks every source needs before its own, so a broken line is reported the same way for all sets."""
+    seen: set[str] = set()
+    for number, row in _read_jsonl(path, report):
+        where = f"{path.name}:{number}"
+        raw_id = next(
+            (row[key] for key in id_keys if isinstance(row.get(key), (int, str)) and str(row[key]).strip()), ""
+        )
+        qid = str(raw_id).strip()
+        if not qid or not _text(row.get(text_key)):
+            report.skipped.append(f"{where}: no {id_keys[0]} or {text_key} text")
+            continue
+        if qid in seen:
+            report.skipped.append(f"{where}: duplicate {id_keys[0]} {qid}")
+            continue
+        yield where, qid, row
 
 
 def _iso_date(value: object) -> str | None:
@@ -301,18 +322,9 @@ def convert_realtimeqa(data_dir: Path, out_dir: Path) -> ConvertReport:
         )
 
     questions: list[Record] = []
-    seen: set[str] = set()
     questions_path = data_dir / "questions_dev.jsonl"
-    for number, row in _read_jsonl(questions_path, report):
-        where = f"{questions_path.name}:{number}"
-        qid = _text(row.get("question_id")) or _text(row.get("id"))
+    for where, qid, row in _question_rows(questions_path, report, id_keys=("question_id", "id")):
         question = _text(row.get("question"))
-        if not qid or not question:
-            report.skipped.append(f"{where}: no question_id or question text")
-            continue
-        if qid in seen:
-            report.skipped.append(f"{where}: duplicate question_id {qid}")
-            continue
         question_date = _date_or_warn(row.get("question_date"), f"{where} question_date", report)
         if question_date is not None and dt.date.fromisoformat(question_date) >= REALTIMEQA_HOLDOUT_FROM:
             report.skipped.append(f"{where}: {qid} is dated {question_date}, in the held-out period")
@@ -334,7 +346,6 @@ def convert_realtimeqa(data_dir: Path, out_dir: Path) -> ConvertReport:
         if missing:
             report.warnings.append(f"{where}: {qid} gold docs not in corpus, dropped: {', '.join(missing)}")
         evidence = _text(row.get("evidence"))
-        seen.add(qid)
         questions.append(
             _question(
                 qid,
@@ -395,19 +406,10 @@ def convert_squad2(data_dir: Path, out_dir: Path) -> ConvertReport:
         corpus.append(_doc(doc_id, text, source="wikipedia"))
 
     questions: list[Record] = []
-    seen: set[str] = set()
     questions_path = data_dir / "questions.jsonl"
-    for number, row in _read_jsonl(questions_path, report):
-        where = f"{questions_path.name}:{number}"
-        qid = _text(row.get("id"))
+    for where, qid, row in _question_rows(questions_path, report):
         question = _text(row.get("question"))
         context_id = _text(row.get("context_id"))
-        if not qid or not question:
-            report.skipped.append(f"{where}: no id or question text")
-            continue
-        if qid in seen:
-            report.skipped.append(f"{where}: duplicate id {qid}")
-            continue
         if context_id not in doc_ids:
             # The question carries its paragraph too, so a paragraph missing from contexts.jsonl is recoverable.
             context = _text(row.get("context"))
@@ -423,7 +425,6 @@ def convert_squad2(data_dir: Path, out_dir: Path) -> ConvertReport:
         if answerable and not spans:
             report.skipped.append(f"{where}: {qid} is answerable but has no answer span")
             continue
-        seen.add(qid)
         questions.append(
             _question(
                 qid,
@@ -466,23 +467,12 @@ def convert_rgb(data_dir: Path, out_dir: Path, *, counterfactual: bool = False) 
     """
     report = ConvertReport(name="rgb")
     path = data_dir / "en_fact.jsonl"
-    rows: list[tuple[int, str, Record]] = []
-    seen: set[str] = set()
-    for number, row in _read_jsonl(path, report):
-        where = f"{path.name}:{number}"
-        raw_id = row.get("id")
-        qid = str(raw_id).strip() if isinstance(raw_id, (int, str)) else ""
-        if not qid or not _text(row.get("query")):
-            report.skipped.append(f"{where}: no id or query")
-            continue
-        if qid in seen:
-            report.skipped.append(f"{where}: duplicate id {qid}")
-            continue
+    rows: list[tuple[str, str, Record]] = []
+    for where, qid, row in _question_rows(path, report, text_key="query"):
         if not _dedupe(_flatten_strings(row.get("answers"))):
             report.skipped.append(f"{where}: {qid} has no answers")
             continue
-        seen.add(qid)
-        rows.append((number, qid, row))
+        rows.append((where, qid, row))
 
     def passages(row: Record, key: str) -> list[str]:
         value = row.get(key)
@@ -502,10 +492,10 @@ def convert_rgb(data_dir: Path, out_dir: Path, *, counterfactual: bool = False) 
 
     corpus, doc_of = build([("positive", "pos"), ("negative", "neg")])
     questions: list[Record] = []
-    for number, qid, row in rows:
+    for where, qid, row in rows:
         positives = passages(row, "positive")
         if not positives:
-            report.warnings.append(f"{path.name}:{number}: {qid} has no positive passage")
+            report.warnings.append(f"{where}: {qid} has no positive passage")
         questions.append(
             _question(
                 qid,
@@ -599,20 +589,10 @@ def convert_multihop(data_dir: Path, out_dir: Path) -> ConvertReport:
         corpus.append(_fact_doc(row, doc_id, where, report))
 
     questions: list[Record] = []
-    seen: set[str] = set()
     questions_path = data_dir / "questions.jsonl"
-    for number, row in _read_jsonl(questions_path, report):
-        where = f"{questions_path.name}:{number}"
-        raw_id = row.get("id")
-        qid = str(raw_id).strip() if isinstance(raw_id, (int, str)) else ""
+    for where, qid, row in _question_rows(questions_path, report):
         question = _text(row.get("question"))
         answer = _text(row.get("answer"))
-        if not qid or not question:
-            report.skipped.append(f"{where}: no id or question text")
-            continue
-        if qid in seen:
-            report.skipped.append(f"{where}: duplicate id {qid}")
-            continue
         if not answer:
             report.skipped.append(f"{where}: {qid} has no answer")
             continue
@@ -642,7 +622,6 @@ def convert_multihop(data_dir: Path, out_dir: Path) -> ConvertReport:
         gold = _dedupe(gold)
         answerable = answer.lower() != _INSUFFICIENT
         question_type = _text(row.get("question_type"))
-        seen.add(qid)
         questions.append(
             _question(
                 qid,
