@@ -13,6 +13,9 @@ import pytest
 from rag import RAG, Settings
 from rag.embedding import Embedder
 from rag.llm import GenerationRequest
+from tests.openai_server import openai_server  # the fixture, shared by every test module
+
+__all__ = ["openai_server"]
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"

@@ -31,6 +31,7 @@ from rag.pipeline import RAG
 from rag.prompts import REFUSAL, choice_messages
 from rag.retrieval import Passage
 from tests.conftest import ROOT, Scripted
+from tests.openai_server import FakeOpenAIServer, Reply
 
 SEED_SET = ROOT / "evals" / "seed"
 SEED_IDS = [q.id for q in load_set(SEED_SET).questions]
@@ -364,3 +365,21 @@ class TestJudgeCitations:
         judge = RuleJudge()
         assert judge_citations(_answer(REFUSAL, [J1], [], refused=True), judge) == (None, None)
         assert judge.claims == []
+
+
+class TestJudgeOverHttp:
+    def test_alce_metrics_with_an_openai_compatible_judge(
+        self, eval_settings: Settings, tmp_path: Path, openai_server: FakeOpenAIServer
+    ) -> None:
+        """The judge path end to end: real HTTP to a local OpenAI-compatible server that entails everything,
+        so every cited sentence is supported and no citation is irrelevant."""
+        openai_server.default = Reply("yes")
+        settings = eval_settings.model_copy(
+            update={"openai_base_url": openai_server.base_url, "openai_api_key": "sk-test", "openai_max_retries": 0}
+        )
+        run_dir = _run(settings, tmp_path / "run", limit=4, judge="openai")
+        summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+        assert summary["config"]["judge"] == "openai"
+        assert summary["metrics"]["citation_recall"] == 1.0 and summary["metrics"]["citation_precision"] == 1.0
+        assert openai_server.completions, "the judge was asked over HTTP"
+        assert "judge: openai" in (run_dir / "report.md").read_text(encoding="utf-8")
