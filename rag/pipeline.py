@@ -31,6 +31,9 @@ from rag.retrieval import DateRange, Passage, Retriever
 
 log = logging.getLogger("rag")
 Progress = Callable[[int, int], None]
+DOCS_PER_BATCH = 32
+"""Documents chunked and embedded together: large enough to keep the encoder's batches full, small
+enough that progress moves and a crash between checkpoints loses little."""
 
 
 @dataclass
@@ -161,7 +164,7 @@ class RAG:
         with bar:
             for doc in todo:
                 batch.append(doc)
-                if len(batch) >= 32:
+                if len(batch) >= DOCS_PER_BATCH:
                     flush()
             if batch:
                 flush()
