@@ -153,7 +153,7 @@ def _info(rag: RAG, docs: bool) -> dict[str, Any]:
 
 
 def _eval(settings: Settings, args: argparse.Namespace) -> int:
-    from rag.evaluation.converters import CONVERTERS, convert
+    from rag.evaluation.converters import CONVERTERS, DEFAULT_OUT_ROOT, convert
     from rag.evaluation.report import compare, gate, load_summary
     from rag.evaluation.runner import evaluate
 
@@ -166,7 +166,7 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
         if len(args.more) != 1 or args.more[0] not in CONVERTERS:
             raise RagError("convert takes one set name", hint=f"one of: {', '.join(CONVERTERS)}")
         data = args.data or Path(__file__).resolve().parent.parent.parent / "shared" / "evaldata"
-        report = convert(args.more[0], data, args.out) if args.out else convert(args.more[0], data)
+        report = convert(args.more[0], data, args.out or DEFAULT_OUT_ROOT)
         print(report.summary())
         return 0
     run_dir = evaluate(

@@ -123,7 +123,7 @@ def _split_date_line(text: str, path: Path) -> tuple[dt.date | None, str]:
     return published, text[match.end() :].lstrip("\n")
 
 
-def _split_front_matter(text: str, path: Path) -> tuple[dict[str, str], str]:
+def _split_front_matter(text: str) -> tuple[dict[str, str], str]:
     """Markdown front matter (`---` / `key: value` lines / `---`), as static-site and newsroom exports
     write it; only flat scalar keys are read, which is all an article header needs."""
     match = _FRONT_MATTER.match(text)
@@ -138,7 +138,7 @@ def _split_front_matter(text: str, path: Path) -> tuple[dict[str, str], str]:
 
 
 def _text_document(path: Path, doc_id: str) -> Document:
-    fields, text = _split_front_matter(_read_text(path), path)
+    fields, text = _split_front_matter(_read_text(path))
     published, body = _split_date_line(text, path)
     if not body.strip():
         raise DocumentError(path, "has a header but no article text", hint="add the article text")
