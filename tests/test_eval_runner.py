@@ -3,6 +3,7 @@ interruption, per-question scoring on hand-made answers, multiple choice and the
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from rag import Settings
 from rag.answer import Answer, TokenUsage
 from rag.chunking import Chunk
 from rag.citations import Citation, extract_citations
+from rag.dates import DateRange
 from rag.embedding import Embedder
 from rag.evaluation.runner import (
     RunError,
@@ -29,7 +31,7 @@ from rag.extractive import Extractive
 from rag.llm import GenerationRequest
 from rag.pipeline import RAG
 from rag.prompts import REFUSAL, choice_messages
-from rag.retrieval import Passage
+from rag.retrieval import ArticleHit, Passage, Retrieval
 from tests.conftest import ROOT, Scripted
 from tests.openai_server import FakeOpenAIServer, Reply
 
@@ -199,7 +201,12 @@ P_B = _passage("b", "Armenia is a member of the CSTO.", 1)
 P_A1 = _passage("a", "The Secretary General Stanislav Zas spoke on Thursday.", 2)
 P_A2 = _passage("a", "Zas said the bloc would help Armenia.", 3)
 P_C = _passage("c", "In 2010 it was cold in Moscow.", 4)
-RANKED = [P_B, P_A1, P_A2, P_C]
+RANKED = Retrieval(
+    [P_B, P_A1, P_A2, P_C],
+    [ArticleHit("b", 3.0, 1), ArticleHit("a", 2.0, 2), ArticleHit("c", 1.0, 3)],
+    dt.date(2020, 10, 9),
+    DateRange(),
+)
 QUESTION = EvalQuestion(
     id="q",
     question="Who is the CSTO Secretary General?",
@@ -276,6 +283,19 @@ class TestScoreQuestion:
         answer = _answer("Zas [2].", [P_B, P_A1])
         assert score_question(question, RANKED, answer, None)["hit@3"] == 0.0
         assert score_question(question, RANKED, answer, None, {"a-copy": "a"})["hit@3"] == 1.0
+
+    def test_a_near_copy_folded_into_a_listed_article_counts_as_found(self) -> None:
+        question = QUESTION.model_copy(update={"gold_doc_ids": ["a-wire"]})
+        answer = _answer("Zas [2].", [P_B, P_A1])
+        folded = Retrieval(
+            RANKED.passages,
+            [ArticleHit("b", 3.0, 1), ArticleHit("a", 2.0, 2, also_in=("a-wire",)), ArticleHit("c", 1.0, 3)],
+            RANKED.as_of,
+            RANKED.dates,
+        )
+        assert score_question(question, RANKED, answer, None)["hit@3"] == 0.0
+        s = score_question(question, folded, answer, None)
+        assert (s["hit@1"], s["hit@3"], s["mrr@10"]) == (0.0, 1.0, 0.5)
 
 
 MC_PASSAGES = [

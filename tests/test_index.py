@@ -106,7 +106,7 @@ def live_files(generation: int) -> set[str]:
 
 
 def search_ids(index: ArticleIndex, embedder: Embedder, question: str, k: int = 10) -> list[str]:
-    return [p.doc_id for p in Retriever(index, embedder).retrieve(question, k)]
+    return [p.doc_id for p in Retriever(index, embedder).retrieve(question, k).passages]
 
 
 class TestArticleIndex:

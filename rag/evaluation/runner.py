@@ -29,13 +29,32 @@ from rag.evidence import focus, rank_sentences
 from rag.llm import GenerationRequest, Generator
 from rag.pipeline import RAG
 from rag.prompts import choice_messages, entailment_messages
-from rag.retrieval import Passage
+from rag.retrieval import Passage, Retrieval
 
 RETRIEVAL_DEPTH = 10
 """Retrieval is scored at 1, 3, 5 and 10 whatever `k` the answer uses."""
 KS = (1, 3, 5, 10)
 MC_FOCUS_SENTENCES = 6
 """Sentences the local model sees for a multiple-choice question: enough to hold evidence for each choice."""
+RETRIEVAL_SETTINGS = (
+    "retrieval_mode",
+    "article_ranking",
+    "passages_per_article",
+    "rrf_k",
+    "dense_weight",
+    "bm25_weight",
+    "article_bm25_weight",
+    "candidates",
+    "as_of_filter",
+    "recency_weight",
+    "recency_half_life_days",
+    "question_dates",
+    "question_date_weight",
+    "near_duplicate_similarity",
+    "reranker",
+    "rerank_depth",
+)
+"""Settings that change what is retrieved: a run records them, and resuming under other values is refused."""
 RESULTS = "results.jsonl"
 RUN_CONFIG = "run.json"
 _LEADING_LETTER = re.compile(r"^\W*([A-Z])\s*(?:[.):]|$)")
@@ -158,16 +177,20 @@ def judge_citations(answer: Answer, judge: Generator) -> tuple[float | None, flo
 
 def score_question(
     q: EvalQuestion,
-    ranked: Sequence[Passage],
+    found: Retrieval,
     answer: Answer,
     picked: int | None,
     aliases: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Every per-question metric; None marks "not applicable", which averages ignore. `aliases` maps a
     corpus id whose identical text is stored under another id to that id: the same wire story published
-    twice is one document in the index, and finding it must count as finding either."""
-    doc_ranking = metrics.dedupe([p.doc_id for p in ranked])
+    twice is one document in the index, and finding it must count as finding either. For the same
+    reason an article listed with near-copies folded into it (`also_in`) counts as finding any of them."""
     gold = {(aliases or {}).get(doc_id, doc_id) for doc_id in q.gold_doc_ids}
+    doc_ranking = [
+        next((doc for doc in (hit.doc_id, *hit.also_in) if doc in gold), hit.doc_id) for hit in found.articles
+    ]
+    ranked = found.passages
     scores: dict[str, Any] = dict(metrics.retrieval_metrics(doc_ranking, gold, KS))
     for k in KS:
         passage = metrics.passage_metrics([p.text for p in ranked], q.gold_evidence, k)
@@ -213,6 +236,7 @@ def _run_config(eval_set: EvalSet, rag: RAG, backend: str, model: str, k: int, j
         "context_tokens": s.context_tokens,
         "min_coverage": s.min_coverage,
         "local_focus_sentences": s.local_focus_sentences,
+        **{name: getattr(s, name) for name in RETRIEVAL_SETTINGS},
     }
 
 
@@ -286,9 +310,9 @@ def evaluate(
         for q in todo:
             as_of = q.question_date if eval_set.config.defaults.use_question_date else None
             started = time.perf_counter()
-            ranked = rag.retrieve(q.question, k=RETRIEVAL_DEPTH)
+            found = rag.search(q.question, k=RETRIEVAL_DEPTH, as_of=as_of)
             searched = time.perf_counter() - started
-            answer = rag.answer(q.question, k=k, as_of=as_of, backend=backend, retrieved=ranked)
+            answer = rag.answer(q.question, k=k, backend=backend, retrieved=found)
             # The answer reused `ranked`; charge it the search that produced it.
             answer.timings["retrieve"] = searched
             answer.timings["total"] += searched
@@ -301,14 +325,14 @@ def evaluate(
                 "type": q.extra.get("type"),
                 "gold_doc_ids": q.gold_doc_ids,
                 "answers": q.answers,
-                "retrieved_doc_ids": metrics.dedupe([p.doc_id for p in ranked]),
+                "retrieved_doc_ids": [a.doc_id for a in found.articles],
                 "answer": answer.text,
                 "refused": answer.refused,
                 "picked": picked,
                 "answer_idx": q.answer_idx,
                 "cited": sorted({c.number for c in answer.citations}),
                 "inferred_citations": answer.inferred_citations,
-                "scores": score_question(q, ranked, answer, picked, aliases),
+                "scores": score_question(q, found, answer, picked, aliases),
                 "timings": answer.timings,
                 "tokens": {"prompt": answer.tokens.prompt, "completion": answer.tokens.completion},
             }

@@ -1,0 +1,54 @@
+"""Sparse retrieval: BM25 (bm25s) over chunks and over whole articles, both with titles.
+
+Names, numbers and rare words are where dense embeddings of a small model are weakest and keyword
+matching is strongest. Two granularities are kept because they answer different questions: a chunk's
+BM25 says which passage holds the words, an article's BM25 says which story is about them (on RealTime
+QA, article-level BM25 fused with dense ranks the gold article first far more often than chunk-level
+BM25 does, while chunk-level BM25 picks the passages).
+
+The index is derived from the article index and rebuilt in memory when that changes; building it is a
+few seconds for 50,000 chunks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import bm25s
+import numpy as np
+import Stemmer
+
+_STEMMER = Stemmer.Stemmer("english")
+
+
+def _tokenize(texts: Sequence[str]) -> bm25s.tokenization.Tokenized:
+    return bm25s.tokenize(list(texts), stopwords="en", stemmer=_STEMMER, show_progress=False)
+
+
+@dataclass
+class BM25Index:
+    """BM25 scores of a query against a fixed list of texts, in the list's order."""
+
+    model: bm25s.BM25
+    size: int
+
+    @classmethod
+    def build(cls, texts: Sequence[str]) -> BM25Index:
+        model = bm25s.BM25()
+        if texts:
+            model.index(_tokenize(texts), show_progress=False)
+        return cls(model, len(texts))
+
+    def scores(self, query_terms: list[str]) -> np.ndarray:
+        """One score per text; all zero when no query term occurs in the texts."""
+        known = [term for term in query_terms if term in getattr(self.model, "vocab_dict", {})]
+        if not known or not self.size:
+            return np.zeros(self.size, dtype=np.float32)
+        return np.asarray(self.model.get_scores(known), dtype=np.float32)
+
+
+def query_terms(question: str) -> list[str]:
+    """The question as the index sees text: lower-cased, stop words dropped, stemmed."""
+    tokenized = bm25s.tokenize([question], stopwords="en", stemmer=_STEMMER, return_ids=False, show_progress=False)
+    return list(tokenized[0]) if tokenized else []
