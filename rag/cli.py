@@ -138,6 +138,9 @@ def _print_sources(answer: Answer) -> None:
         date = c.published.isoformat() if c.published else "undated"
         where = c.url or c.source or c.doc_id
         print(f" {mark}[{number}] {c.title} ({date}) {where}")
+        if passage.also_in:
+            print(f"      also reported by: {', '.join(passage.also_in)}")
+    print(f"Searched {answer.searched_dates}.")
     for citation in answer.citations:
         print(f'   [{citation.number}] "{citation.quote}"')
 

@@ -12,6 +12,7 @@ few seconds for 50,000 chunks.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -20,6 +21,8 @@ import numpy as np
 import Stemmer
 
 _STEMMER = Stemmer.Stemmer("english")
+# bm25s sets its own logger to DEBUG, which would print its progress notes through any configured handler.
+logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 
 def _tokenize(texts: Sequence[str]) -> bm25s.tokenization.Tokenized:

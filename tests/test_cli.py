@@ -50,6 +50,19 @@ class TestAsk:
             assert citation["quote"] in passage["text"]
             assert citation["doc_id"] == SEED_FILE.name
 
+    def test_as_of_before_the_article_refuses_and_says_what_was_searched(self, env: dict[str, str]) -> None:
+        before = run("ask", QUESTION, "--backend", "extractive", "--as-of", "2020-10-01", "--json", env=env)
+        assert before.returncode == 0, before.stderr
+        data = json.loads(before.stdout)
+        assert data["refused"] is True and (data["as_of"], data["until"]) == ("2020-10-01", "2020-10-01")
+        after = run("ask", f"{QUESTION[:-1]} last week?", "--backend", "extractive", "--as-of", "2020-10-12", env=env)
+        assert after.returncode == 0, after.stderr
+        assert "Stanislav Zas" in after.stdout
+        assert (
+            'Searched articles published up to 2020-10-12; as of 2020-10-12; "last week" read as 2020-10-05 to '
+            "2020-10-11 (preferred)." in after.stdout
+        )
+
     def test_since_after_the_article_refuses(self, env: dict[str, str]) -> None:
         result = run("ask", QUESTION, "--backend", "extractive", "--since", "2021-01-01", "--json", env=env)
         assert result.returncode == 0, result.stderr

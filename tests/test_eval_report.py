@@ -11,6 +11,7 @@ import pytest
 
 import rag.cli
 from rag.embedding import Embedder
+from rag.evaluation.ablation import LADDER
 from rag.evaluation.report import compare, gate, markdown, read_results, summarize, write_report
 from rag.evaluation.runner import RunError
 from tests.conftest import ROOT
@@ -250,6 +251,40 @@ class TestCli:
         captured = capsys.readouterr()
         assert "gate failed: hit@5 = 1.000 is below 1.01" in captured.err
         assert len((out / "results.jsonl").read_text(encoding="utf-8").splitlines()) == 6
+
+    def test_set_overrides_a_setting_for_the_run(self, tmp_path: Path) -> None:
+        out = tmp_path / "run"
+        args = ["--index-dir", str(tmp_path / "index"), "-q", "eval", str(SEED_SET), "--backend", "extractive"]
+        args += ["--limit", "2", "--out", str(out), "--set", "recency_weight=0", "--set", "near_duplicate_similarity="]
+        assert rag.cli.run(args) == 0
+        config = json.loads((out / "run.json").read_text(encoding="utf-8"))
+        assert (config["recency_weight"], config["near_duplicate_similarity"]) == (0.0, None)
+        assert config["retrieval_mode"] == "hybrid"  # untouched settings keep their values
+
+    @pytest.mark.parametrize("bad", ["recency_weight", "no_such_setting=1"])
+    def test_a_bad_set_is_an_error_line(self, tmp_path: Path, capsys: pytest.CaptureFixture[str], bad: str) -> None:
+        with pytest.raises(SystemExit) as caught:
+            rag.cli.main(["eval", str(SEED_SET), "--set", bad])
+        assert caught.value.code == 2
+        assert capsys.readouterr().err.startswith(f"error: --set {bad!r} is not SETTING=VALUE")
+
+    def test_ablate_runs_the_ladder_and_writes_the_table(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        out = tmp_path / "ablation"
+        args = ["--index-dir", str(tmp_path / "index"), "-q", "eval", "ablate", str(SEED_SET), "--limit", "3"]
+        assert rag.cli.run([*args, "--out", str(out)]) == 0
+        table = (out / "ablation.md").read_text(encoding="utf-8")
+        assert table in capsys.readouterr().out
+        rows = [line for line in table.splitlines() if line.startswith("| ")][2:]  # past the header rows
+        steps = [row.split(" | ")[0].removeprefix("| ") for row in rows]
+        assert steps == [name for name, _ in LADDER]
+        first = json.loads((out / "01" / "run.json").read_text(encoding="utf-8"))
+        last = json.loads((out / f"{len(LADDER):02d}" / "run.json").read_text(encoding="utf-8"))
+        assert (first["retrieval_mode"], first["article_ranking"], first["recency_weight"]) == ("dense", False, 0.0)
+        assert (last["retrieval_mode"], last["article_ranking"], last["recency_weight"]) == ("hybrid", True, 1.0)
+        for row in rows:  # a one-article corpus: every step finds it first
+            assert row.split(" | ")[1] == "1.000"
 
     def test_compare_prints_the_table(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         a = _write_summary(tmp_path / "a", {"hit@5": 0.5})

@@ -207,9 +207,27 @@ class TestChatPage:
         assert any("Stanislav Zas" in m.value and 'class="rag-answer"' in m.value for m in reply.markdown)
 
         at.checkbox(key="use_dates").uncheck().run()
-        assert not at.date_input
+        assert [d.key for d in at.date_input] == ["as_of"]
         _ask(at, QUESTION)
         assert at.session_state["messages"][-1]["answer"].since is None
+
+    def test_as_of_date_leaves_out_later_articles_and_says_what_was_searched(self, index_dir: Path) -> None:
+        at = _launch()
+        at.date_input(key="as_of").set_value(dt.date(2020, 10, 1))  # a week before the seed article
+        _ask(at, QUESTION)
+        answer = at.session_state["messages"][-1]["answer"]
+        assert answer.refused and answer.as_of == dt.date(2020, 10, 1) and answer.until == dt.date(2020, 10, 1)
+        assert any(c.value == "Searched articles published up to 2020-10-01; as of 2020-10-01." for c in at.caption)
+
+        at.date_input(key="as_of").set_value(dt.date(2020, 10, 9))
+        _ask(at, "Who is the Secretary General of the CSTO this week?")
+        answer = at.session_state["messages"][-1]["answer"]
+        assert not answer.refused and "Stanislav Zas" in answer.text
+        expected = (
+            "Searched articles published up to 2020-10-09; as of 2020-10-09; "
+            '"this week" read as 2020-10-03 to 2020-10-09 (preferred).'
+        )
+        assert any(c.value == expected for c in at.caption), [c.value for c in at.caption]
 
     def test_clear_conversation_empties_the_chat_and_its_history(self, index_dir: Path) -> None:
         at = _ask(_launch(), QUESTION)

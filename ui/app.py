@@ -40,6 +40,13 @@ def sidebar(pipeline: RAG) -> dict[str, Any]:
     except RagError as exc:
         st.sidebar.error(plain(f"{exc.message}. {exc.hint or ''}"))
     k = st.sidebar.slider("Passages to retrieve (top-k)", 1, 20, s.top_k, key="top_k")
+    as_of = st.sidebar.date_input(
+        "As of",
+        value=dt.date.today(),
+        key="as_of",
+        help="The date the question is asked: later articles are left out, recent ones preferred, and "
+        "'last week' means the week before this date.",
+    )
     since = until = None
     if st.sidebar.checkbox("Only articles published in a date range", key="use_dates"):
         since = st.sidebar.date_input("From", value=dt.date(2020, 1, 1), key="since")
@@ -54,6 +61,7 @@ def sidebar(pipeline: RAG) -> dict[str, Any]:
         "k": k,
         "since": since,
         "until": until,
+        "as_of": as_of,
         "show_passages": show_passages,
         "show_rewrite": show_rewrite,
     }
@@ -138,6 +146,7 @@ def show_answer(answer: Answer, key: str, options: dict[str, Any]) -> None:
         with st.expander(f"Retrieved but not cited ({len(others)})"):
             for number, passage in others:
                 st.markdown(source_card(passage, number, key), unsafe_allow_html=True)
+    st.caption(f"Searched {plain(answer.searched_dates)}.")
     st.caption(stats_line(answer))
 
 
@@ -161,6 +170,7 @@ def ask(pipeline: RAG, question: str, options: dict[str, Any]) -> None:
                 k=options["k"],
                 since=options["since"],
                 until=options["until"],
+                as_of=options["as_of"],
                 backend=options["backend"],
                 model=options["model"],
                 history=history,

@@ -106,11 +106,16 @@ def source_card(passage: Passage, number: int, key: str, spans: list[tuple[int, 
         else inert(chunk.source or chunk.doc_id)
     )
     body = _highlighted(passage, spans or [])
+    also = (
+        f'<div class="rag-card-meta">also reported by: {inert(", ".join(passage.also_in))}</div>'
+        if passage.also_in
+        else ""
+    )
     return (
         f'<div class="rag-card" id="{anchor(key, number)}">'
         f'<div class="rag-card-head"><b>[{number}] {inert(chunk.title or chunk.doc_id)}</b> '
         f'<span class="rag-card-meta">· {date} · {where} · score {passage.score:.2f}</span></div>'
-        f'<div class="rag-card-body">{body}</div></div>'
+        f'<div class="rag-card-body">{body}</div>{also}</div>'
     )
 
 

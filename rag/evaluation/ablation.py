@@ -15,14 +15,18 @@ from rag.config import Settings
 from rag.evaluation.runner import evaluate
 from rag.evaluation.sets import load_set
 
-NO_DATES: dict[str, Any] = {"as_of_filter": False, "recency_weight": 0.0, "question_dates": "off"}
 NO_DIVERSITY: dict[str, Any] = {"near_duplicate_similarity": None}
+NO_QUESTION_DATES: dict[str, Any] = {"question_dates": "off", **NO_DIVERSITY}
+NO_RECENCY: dict[str, Any] = {"recency_weight": 0.0, **NO_QUESTION_DATES}
+NO_DATES: dict[str, Any] = {"as_of_filter": False, **NO_RECENCY}
 LADDER: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("dense", {"retrieval_mode": "dense", "article_ranking": False, **NO_DATES, **NO_DIVERSITY}),
-    ("bm25 (chunks)", {"retrieval_mode": "bm25", "article_ranking": False, **NO_DATES, **NO_DIVERSITY}),
-    ("hybrid (chunk RRF)", {"retrieval_mode": "hybrid", "article_ranking": False, **NO_DATES, **NO_DIVERSITY}),
-    ("+ article ranking", {"retrieval_mode": "hybrid", "article_ranking": True, **NO_DATES, **NO_DIVERSITY}),
-    ("+ dates (as-of filter, recency, question dates)", dict(NO_DIVERSITY)),
+    ("dense", {"retrieval_mode": "dense", "article_ranking": False, **NO_DATES}),
+    ("bm25 (chunks)", {"retrieval_mode": "bm25", "article_ranking": False, **NO_DATES}),
+    ("hybrid (chunk RRF)", {"retrieval_mode": "hybrid", "article_ranking": False, **NO_DATES}),
+    ("+ article ranking", {"retrieval_mode": "hybrid", "article_ranking": True, **NO_DATES}),
+    ("+ as-of filter", NO_RECENCY),
+    ("+ recency prior", NO_QUESTION_DATES),
+    ("+ dates named in the question", NO_DIVERSITY),
     ("+ diversity (the defaults)", {}),
 )
 """Steps in order; each turns on one more stage over the previous one. The reranker is added as a last
