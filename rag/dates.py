@@ -49,6 +49,10 @@ class DateMention:
     phrase: str
     range: DateRange
 
+    def strip_from(self, question: str) -> str:
+        """The question without the phrase, for matching its words against passages."""
+        return " ".join(question.replace(self.phrase, " ").split())
+
 
 MONTHS = {name.lower(): number for number, name in enumerate(calendar.month_name) if name}
 MONTHS |= {name.lower(): number for number, name in enumerate(calendar.month_abbr) if name and name != "May"}

@@ -304,10 +304,12 @@ class RAG:
         found = retrieved.passages[: k or self.settings.top_k]
         timings["retrieve"] = time.perf_counter() - start - timings["rewrite"]
         passages = pack_passages(found, self.settings.context_tokens, self.count_tokens)
-        focused, refuse = self._focus(question, passages, generator.name)
+        # The date phrase was used to search; the evidence must match the rest ("last week" is in no passage).
+        topic = retrieved.mention.strip_from(question) if retrieved.mention else question
+        focused, refuse = self._focus(topic, passages, generator.name)
         as_of = retrieved.as_of
         for item in generate(
-            question,
+            topic,
             passages,
             generator,
             messages=chat_messages(question, passages, as_of, focused),

@@ -94,3 +94,8 @@ def test_a_reversed_range_is_a_question_error_naming_both_dates() -> None:
         DateRange(d("2022-01-02"), d("2022-01-01"))
     assert "2022-01-02" in info.value.message and "2022-01-01" in info.value.message and info.value.hint
     assert DateRange(d("2022-01-01"), d("2022-01-01")).since == d("2022-01-01")  # one day is a range
+
+
+def test_the_phrase_is_stripped_for_matching_passage_words() -> None:
+    found = resolve("Who resigned last week in Rome?", d("2022-03-03"))
+    assert found is not None and found.strip_from("Who resigned last week in Rome?") == "Who resigned in Rome?"

@@ -152,7 +152,8 @@ class TestChatPage:
         assert f"<mark>{inert(quote)}</mark>" in card
         assert "2020-10-08" in card
 
-        [stats] = reply.caption
+        [dates, stats] = reply.caption
+        assert html.unescape(dates.value) == f"Searched articles published up to {dt.date.today()}; as of {dt.date.today()}."
         match = re.fullmatch(
             r"retrieve \d+ ms · generate \d+\.\d\d s · tokens: (\d+) prompt, (\d+) answer · extractive",
             stats.value,
@@ -217,7 +218,8 @@ class TestChatPage:
         _ask(at, QUESTION)
         answer = at.session_state["messages"][-1]["answer"]
         assert answer.refused and answer.as_of == dt.date(2020, 10, 1) and answer.until == dt.date(2020, 10, 1)
-        assert any(c.value == "Searched articles published up to 2020-10-01; as of 2020-10-01." for c in at.caption)
+        captions = [html.unescape(c.value) for c in at.caption]
+        assert "Searched articles published up to 2020-10-01; as of 2020-10-01." in captions
 
         at.date_input(key="as_of").set_value(dt.date(2020, 10, 9))
         _ask(at, "Who is the Secretary General of the CSTO this week?")
@@ -227,7 +229,7 @@ class TestChatPage:
             "Searched articles published up to 2020-10-09; as of 2020-10-09; "
             '"this week" read as 2020-10-03 to 2020-10-09 (preferred).'
         )
-        assert any(c.value == expected for c in at.caption), [c.value for c in at.caption]
+        assert expected in [html.unescape(c.value) for c in at.caption]
 
     def test_clear_conversation_empties_the_chat_and_its_history(self, index_dir: Path) -> None:
         at = _ask(_launch(), QUESTION)
