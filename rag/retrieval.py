@@ -274,19 +274,17 @@ class Retriever:
             prior[inside] += s.question_date_weight
         return prior
 
-    def _dense(self, query: np.ndarray | None, allowed: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Rows and cosine scores of the dense top n among the allowed chunks, best first."""
+    def _dense(self, query: np.ndarray | None, allowed: np.ndarray, n: int) -> np.ndarray:
+        """Rows of the dense top n among the allowed chunks, best first."""
         if query is None:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+            return np.zeros(0, dtype=np.int64)
         corpus = self.corpus
         params = None
         if not allowed.all():
             selector = faiss.IDSelectorBatch(corpus.chunk_ids[allowed])
             params = faiss.SearchParameters(sel=selector)
-        scores, ids = self.index.vectors.search(query.reshape(1, -1).astype(np.float32), n, params=params)
-        found = ids[0] >= 0
-        rows = np.asarray([corpus.row_of[int(i)] for i in ids[0][found]], dtype=np.int64)
-        return rows, scores[0][found]
+        _, ids = self.index.vectors.search(query.reshape(1, -1).astype(np.float32), n, params=params)
+        return np.asarray([corpus.row_of[int(i)] for i in ids[0] if i >= 0], dtype=np.int64)
 
     def _vectors(self, rows: Sequence[int]) -> np.ndarray:
         ids = self.corpus.chunk_ids[np.asarray(rows, dtype=np.int64)]
@@ -308,7 +306,7 @@ class Retriever:
         n_articles = len(corpus.article_ids)
         score = np.zeros(n_articles, dtype=np.float64)
         listed = np.zeros(n_articles, dtype=bool)
-        dense_rows, _ = self._dense(query, allowed_chunks, s.candidates)
+        dense_rows = self._dense(query, allowed_chunks, s.candidates)
         if len(dense_rows):
             order = _first_seen(corpus.chunk_article[dense_rows])
             score += rrf(_ranks_of(order, n_articles), s.rrf_k, s.dense_weight)
@@ -380,7 +378,7 @@ class Retriever:
         n_chunks = len(corpus.chunk_ids)
         score = np.zeros(n_chunks, dtype=np.float64)
         listed = np.zeros(n_chunks, dtype=bool)
-        dense_rows, _ = self._dense(query, allowed, s.candidates)
+        dense_rows = self._dense(query, allowed, s.candidates)
         score += rrf(_ranks_of(dense_rows, n_chunks), s.rrf_k, s.dense_weight)
         listed[dense_rows] = True
         if terms and s.bm25_weight > 0:

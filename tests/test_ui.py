@@ -5,6 +5,7 @@ HTML helpers in ui/render.py and the upload API the page calls."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import html
 import json
@@ -153,7 +154,8 @@ class TestChatPage:
         assert "2020-10-08" in card
 
         [dates, stats] = reply.caption
-        assert html.unescape(dates.value) == f"Searched articles published up to {dt.date.today()}; as of {dt.date.today()}."
+        today = dt.date.today()
+        assert html.unescape(dates.value) == f"Searched articles published up to {today}; as of {today}."
         match = re.fullmatch(
             r"retrieve \d+ ms · generate \d+\.\d\d s · tokens: (\d+) prompt, (\d+) answer · extractive",
             stats.value,
@@ -416,6 +418,12 @@ class TestRender:
 
     def test_answer_html_while_streaming_links_nothing(self) -> None:
         assert "href" not in answer_html("Zas [1]", "k", 0, cursor=True)
+
+    def test_source_card_names_the_outlets_of_folded_near_copies(self) -> None:
+        passage = dataclasses.replace(_passage("Storm closes schools."), also_in=("wire-copy.txt", "<i>x</i>"))
+        card = source_card(passage, 1, "k")
+        assert "also reported by: wire&#45;copy.txt, &#60;i&#62;x&#60;/i&#62;" in card and "<i>" not in card
+        assert "also reported by" not in source_card(_passage("Storm closes schools."), 1, "k")
 
     def test_source_card_links_only_http_urls(self) -> None:
         bad = source_card(_passage("Text.", url="javascript:alert(1)"), 1, "k")

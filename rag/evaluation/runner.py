@@ -313,7 +313,7 @@ def evaluate(
             found = rag.search(q.question, k=RETRIEVAL_DEPTH, as_of=as_of)
             searched = time.perf_counter() - started
             answer = rag.answer(q.question, k=k, backend=backend, retrieved=found)
-            # The answer reused `ranked`; charge it the search that produced it.
+            # The answer reused `found`; charge it the search that produced it.
             answer.timings["retrieve"] = searched
             answer.timings["total"] += searched
             picked = pick_choice(q.question, q.choices, answer.passages, generator) if q.choices else None
