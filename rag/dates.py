@@ -48,10 +48,14 @@ class DateMention:
 
     phrase: str
     range: DateRange
+    relative: bool = True
+    """Relative to the as-of date ("last week"), so no article states it in those words; "on Friday" or
+    "in March 2021" is how articles write dates, and may well be in the text."""
 
     def strip_from(self, question: str) -> str:
-        """The question without the phrase, for matching its words against passages."""
-        return " ".join(question.replace(self.phrase, " ").split())
+        """The question without a relative phrase, for matching its words against passages: "last week"
+        is in no passage, while "on Friday" is part of what the question asks about and stays."""
+        return " ".join(question.replace(self.phrase, " ").split()) if self.relative else question
 
 
 MONTHS = {name.lower(): number for number, name in enumerate(calendar.month_name) if name}
@@ -162,11 +166,11 @@ def _named_month(match: re.Match[str], as_of: dt.date) -> DateRange:
     return _month_range(year, month)
 
 
-Rule = tuple[re.Pattern[str], Callable[[re.Match[str], dt.date], DateRange]]
+Rule = tuple[re.Pattern[str], Callable[[re.Match[str], dt.date], DateRange], bool]
 
 
-def _rule(pattern: str, resolve: Callable[[re.Match[str], dt.date], DateRange]) -> Rule:
-    return re.compile(rf"\b(?:{pattern})\b", re.IGNORECASE), resolve
+def _rule(pattern: str, resolve: Callable[[re.Match[str], dt.date], DateRange], *, relative: bool = True) -> Rule:
+    return re.compile(rf"\b(?:{pattern})\b", re.IGNORECASE), resolve, relative
 
 
 # The phrase starting earliest in the question wins; at one position, the rule listed first does, so
@@ -185,28 +189,33 @@ RULES: tuple[Rule, ...] = (
     _rule(r"last month", lambda m, d: _month_range(*_months_back(d, 1))),
     _rule(r"this year", lambda m, d: _year_range(d.year)),
     _rule(r"last year", lambda m, d: _year_range(d.year - 1)),
-    _rule(rf"(?:(?P<last>last)|on|this|early|late) (?P<wd>{_WEEKDAY})", _weekday),
+    _rule(rf"(?:(?P<last>last)|on|this|early|late) (?P<wd>{_WEEKDAY})", _weekday, relative=False),
     _rule(
         rf"(?:(?:on|in|by|of) )?(?P<month>{_MONTH}|may)\.? (?P<day>\d{{1,2}})(?:st|nd|rd|th)?"
         r"(?:,? (?P<year>(?:19|20)\d\d))?(?!\d)",
         _named_day,
+        relative=False,
     ),
-    _rule(rf"(?:(?:in|during|early|late|mid|of) )?(?P<month>{_MONTH}|may),? (?P<year>(?:19|20)\d\d)", _named_month),
-    _rule(rf"(?:in|during|early|late|mid|of) (?P<month>{_MONTH}|may)(?P<year>)", _named_month),
-    _rule(r"(?:in|during|of) (?P<year>(?:19|20)\d\d)", lambda m, d: _year_range(int(m.group("year")))),
+    _rule(
+        rf"(?:(?:in|during|early|late|mid|of) )?(?P<month>{_MONTH}|may),? (?P<year>(?:19|20)\d\d)",
+        _named_month,
+        relative=False,
+    ),
+    _rule(rf"(?:in|during|early|late|mid|of) (?P<month>{_MONTH}|may)(?P<year>)", _named_month, relative=False),
+    _rule(r"(?:in|during|of) (?P<year>(?:19|20)\d\d)", lambda m, d: _year_range(int(m.group("year"))), relative=False),
 )
 
 
 def resolve(question: str, as_of: dt.date) -> DateMention | None:
     """The first date phrase of `question` and its range, or None when it names no definite period. The
     range ends on the as-of date at the latest ("this week" asked on a Wednesday ends that Wednesday)."""
-    best: tuple[int, str, DateRange] | None = None
-    for pattern, rule in RULES:
+    best: tuple[int, str, DateRange, bool] | None = None
+    for pattern, rule, relative in RULES:
         match = pattern.search(question)
         if match is not None and (best is None or match.start() < best[0]):
-            best = (match.start(), match.group(0), rule(match, as_of))
+            best = (match.start(), match.group(0), rule(match, as_of), relative)
     if best is None or (best[2].since is not None and best[2].since > as_of):
         return None
-    _, phrase, found = best
+    _, phrase, found, relative = best
     until = min(found.until, as_of) if found.until else as_of
-    return DateMention(phrase, DateRange(found.since, until))
+    return DateMention(phrase, DateRange(found.since, until), relative)
