@@ -12,7 +12,7 @@ QUESTION ?= Who is the Secretary General of the CSTO?
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint eval-gate
+.PHONY: setup demo test lint eval-gate bench bench-smoke
 
 setup: $(STAMP)
 
@@ -36,8 +36,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check rag ui tests
-	$(BIN)/ruff format --check rag ui tests
+	$(BIN)/ruff check rag ui tests benchmarks
+	$(BIN)/ruff format --check rag ui tests benchmarks
 	$(BIN)/mypy
 
 # The seed set with the deterministic extractive backend; thresholds sit just under the committed
@@ -47,3 +47,12 @@ eval-gate: $(STAMP)
 	$(BIN)/rag -q eval evals/seed --backend extractive --out .rag/eval-gate \
 		--fail-under hit@5=1.0 --fail-under passage_hit@5=0.9 --fail-under citation_validity=1.0 \
 		--fail-under cited_support=0.95 --fail-under refusal_recall=0.6
+
+# Benchmarks (benchmarks/): medians of repeated runs, ratios measured in the same run. `bench` needs
+# ../shared/evaldata and installs LlamaIndex into its own environment on first use; run it on an idle
+# machine. `bench-smoke` takes seconds and only checks that the suite still runs (CI).
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
+bench-smoke: $(STAMP)
+	$(BIN)/python -m benchmarks --smoke

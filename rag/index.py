@@ -362,6 +362,20 @@ class ArticleIndex:
             if chunk_id >= 0
         ]
 
+    def stored_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, matrix): every stored vector and its chunk id, in FAISS's internal order. For the exact
+        flat index the matrix is a view of FAISS's own memory, not a copy: the vectors are the largest
+        part of a loaded index, and keeping them twice would double it. The view is valid until the
+        next add or remove (`version` changes)."""
+        ids = faiss.vector_to_array(self.vectors.id_map)
+        inner = faiss.downcast_index(self.vectors.index)
+        n, d = inner.ntotal, inner.d
+        if isinstance(inner, faiss.IndexFlat) and n:
+            matrix = faiss.rev_swig_ptr(inner.get_xb(), n * d).reshape(n, d)
+        else:
+            matrix = inner.reconstruct_n(0, n) if n else np.zeros((0, d), dtype=np.float32)
+        return ids, matrix
+
     def save(self) -> None:
         """Write the next generation, then switch the manifest to it. Refuses when another process saved
         since this index was loaded: writing now would silently discard that process's changes."""

@@ -121,6 +121,9 @@ class _Corpus:
     article_day: np.ndarray
     article_rows: list[np.ndarray]
     row_of: dict[int, int]
+    vectors: np.ndarray
+    """Embeddings by FAISS position (a view, not a copy); `vector_row[row]` is a chunk row's position."""
+    vector_row: np.ndarray
     chunk_texts: list[str]
     article_texts: list[str]
     _chunk_bm25: BM25Index | None = field(default=None, repr=False)
@@ -133,6 +136,8 @@ class _Corpus:
         chunks = [index.chunks[i] for record in records for i in record.chunk_ids]
         chunk_article = np.asarray([article_of[c.doc_id] for c in chunks], dtype=np.int32)
         rows = np.arange(len(chunks))
+        faiss_ids, vectors = index.stored_vectors()
+        position = {int(chunk_id): i for i, chunk_id in enumerate(faiss_ids)}
         return cls(
             chunk_ids=np.asarray([c.id for c in chunks], dtype=np.int64),
             chunk_article=chunk_article,
@@ -141,6 +146,8 @@ class _Corpus:
             article_day=np.asarray([_day(record.published) for record in records], dtype=np.int32),
             article_rows=np.split(rows, np.cumsum([len(r.chunk_ids) for r in records])[:-1]) if records else [],
             row_of={int(c.id): row for row, c in enumerate(chunks)},
+            vectors=vectors,
+            vector_row=np.asarray([position[int(c.id)] for c in chunks], dtype=np.int64),
             chunk_texts=[f"{c.title}\n{c.text}" if c.title else c.text for c in chunks],
             article_texts=[f"{r.title}\n{r.text}" if r.title else r.text for r in records],
         )
@@ -286,9 +293,9 @@ class Retriever:
         _, ids = self.index.vectors.search(query.reshape(1, -1).astype(np.float32), n, params=params)
         return np.asarray([corpus.row_of[int(i)] for i in ids[0] if i >= 0], dtype=np.int64)
 
-    def _vectors(self, rows: Sequence[int]) -> np.ndarray:
-        ids = self.corpus.chunk_ids[np.asarray(rows, dtype=np.int64)]
-        vectors: np.ndarray = np.stack([self.index.vectors.reconstruct(int(i)) for i in ids])
+    def _vectors(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
+        corpus = self.corpus
+        vectors: np.ndarray = corpus.vectors[corpus.vector_row[np.asarray(rows, dtype=np.int64)]]
         return vectors
 
     def _rank_articles(
@@ -354,7 +361,7 @@ class Retriever:
         rows = self.corpus.article_rows[article]
         score = np.zeros(len(rows), dtype=np.float64)
         if query is not None:
-            dense = self._vectors(rows.tolist()) @ query
+            dense = self._vectors(rows) @ query
             score += rrf(_ranks_of(np.argsort(-dense, kind="stable"), len(rows)), s.rrf_k, s.dense_weight)
         if chunk_bm25 is not None:
             sparse = chunk_bm25[rows]

@@ -110,6 +110,14 @@ def search_ids(index: ArticleIndex, embedder: Embedder, question: str, k: int = 
 
 
 class TestArticleIndex:
+    def test_stored_vectors_are_a_view_of_faiss_memory(self, built: RAG, settings: Settings) -> None:
+        loaded = ArticleIndex.load(settings.index_dir)
+        ids, matrix = loaded.stored_vectors()
+        assert set(ids.tolist()) == set(loaded.chunks) and matrix.shape == (len(ids), 384)
+        assert not matrix.flags.owndata  # FAISS's buffer, not a second copy of every vector
+        for position in (0, len(ids) - 1):
+            assert np.array_equal(matrix[position], loaded.vectors.reconstruct(int(ids[position])))
+
     def test_build_save_reload(self, built: RAG, settings: Settings) -> None:
         loaded = ArticleIndex.load(settings.index_dir)
         assert sorted(loaded.documents) == IDS

@@ -1,0 +1,179 @@
+"""`python -m benchmarks`: run every part (or `--parts`), write JSON and a Markdown table.
+
+python -m benchmarks                      # all parts, 5 repeats, 150 RealTime QA articles
+python -m benchmarks --parts query        # one part
+python -m benchmarks --smoke              # seconds: the seed article, one repeat, no LlamaIndex (CI)
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from benchmarks import ingest, latency
+from benchmarks.measure import peak_rss_mb, write_json
+from rag import RAG
+from rag.config import Settings
+from rag.evaluation.runner import eval_index_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_CORPUS = ROOT.parent / "shared" / "evaldata" / "realtimeqa" / "corpus.jsonl"
+RTQA_QUESTIONS = ROOT / "evals" / "data" / "realtimeqa" / "questions.jsonl"
+PARTS = ("index", "query", "answer", "memory")
+SEED_QUESTIONS = [
+    "Who is the Secretary General of the CSTO?",
+    "Who is the spokesperson of Russia's Foreign Ministry?",
+    "Who is Armenia's foreign minister?",
+    "In which city was Azerbaijan's foreign minister scheduled to meet the Minsk Group co-chairs?",
+    "How did Putin characterize the events taking place in Artsakh?",
+]
+
+
+def machine() -> dict[str, Any]:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if "model name" in line
+        ),
+        platform.processor(),
+    )
+    memory_kb = next(
+        int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if "MemTotal" in line
+    )
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(memory_kb / 2**20, 1),
+        "python": platform.python_version(),
+    }
+
+
+def rtqa_questions() -> list[tuple[str, dt.date | None]]:
+    rows = [json.loads(line) for line in RTQA_QUESTIONS.read_text(encoding="utf-8").splitlines()]
+    return [
+        (r["question"], dt.date.fromisoformat(r["question_date"]) if r.get("question_date") else None) for r in rows
+    ]
+
+
+def rtqa_index() -> Path | None:
+    """The RealTime QA evaluation index (`rag eval evals/data/realtimeqa` builds it), if there is one."""
+    path = eval_index_dir(Settings(), "realtimeqa")
+    return path if (path / "manifest.json").is_file() and RTQA_QUESTIONS.is_file() else None
+
+
+def run(parts: list[str], repeats: int, articles: int, smoke: bool, with_llamaindex: bool) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="rag-bench-") as tmp:
+        return _run(Path(tmp), parts, repeats, articles, smoke, with_llamaindex)
+
+
+def _run(
+    work: Path, parts: list[str], repeats: int, articles: int, smoke: bool, with_llamaindex: bool
+) -> dict[str, Any]:
+    results: dict[str, Any] = {"machine": machine(), "repeats": repeats, "started": dt.datetime.now().isoformat()}
+    big = None if smoke else rtqa_index()
+    if "index" in parts:
+        corpus = ROOT / "seeds" if smoke else ingest.sample_corpus(SHARED_CORPUS, articles, work / "corpus.jsonl")
+        results["index"] = ingest.run(corpus, repeats, with_llamaindex and not smoke)
+    if "query" in parts:
+        if big is not None:
+            results["query"] = latency.search(RAG(index_dir=big, progress=False), rtqa_questions(), repeats)
+        else:
+            seed = RAG(index_dir=work / "seed-index", progress=False)
+            results["query"] = latency.search(seed, [(q, None) for q in SEED_QUESTIONS], repeats)
+    if "answer" in parts and not smoke:
+        local = RAG(index_dir=work / "seed-index", progress=False, backend="local")
+        results["answer"] = latency.answer(local, SEED_QUESTIONS, repeats)
+    if "memory" in parts and big is not None:
+        rag = str(Path(sys.executable).with_name("rag"))
+        env = {**os.environ, "RAG_INDEX_DIR": str(big), "RAG_PROGRESS": "false"}
+        question = SEED_QUESTIONS[0]
+        results["memory"] = {
+            backend: peak_rss_mb([rag, "ask", question, "--backend", backend, "--json"], env)[0]
+            for backend in ("extractive", "local")
+        }
+        results["memory"]["index_chunks"] = len(RAG(index_dir=big).open_index().chunks)
+    return results
+
+
+def markdown(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    lines = [
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}; "
+        f"medians of {results['repeats']} runs ({results['started'][:16]}).",
+        "",
+        "| measure | value |",
+        "| --- | --- |",
+    ]
+    if "index" in results:
+        r = results["index"]
+        lines += [
+            f"| corpus | {r['articles']} articles, {r['chunks']} chunks |",
+            f"| raw encoder (ceiling) | {r['raw_encoder_chunks_per_s']:.1f} chunks/s |",
+            f"| `rag index` end to end | {r['rag_index_chunks_per_s']:.1f} chunks/s = "
+            f"{r['rag_vs_ceiling']:.2f}× the ceiling |",
+        ]
+        if "llamaindex" in r:
+            li = r["llamaindex"]
+            median = statistics.median(li["seconds"])
+            lines.append(
+                f"| LlamaIndex {li['versions']['llama-index-core']} ingest | {li['nodes']} nodes, "
+                f"median {median:.1f} s; `rag` is {r['rag_vs_llamaindex_articles_per_s']:.2f}× as fast per article |"
+            )
+    if "query" in results:
+        q = results["query"]
+        lines += [
+            f"| search over {q['chunks']} chunks ({q['questions']} questions) | p50 {q['p50_ms']:.1f} ms, "
+            f"p95 {q['p95_ms']:.1f} ms (question embedding p50 {q['embed_p50_ms']:.1f} ms) |",
+            f"| first search (builds BM25) | {q['first_search_s']:.2f} s |",
+        ]
+    if "answer" in results:
+        a = results["answer"]
+        first = f"{a['first_token_p50_s']:.2f} s" if a["first_token_p50_s"] is not None else "–"
+        lines.append(
+            f"| local answer, {a['k']} passages | first token p50 {first}, full answer p50 {a['total_p50_s']:.2f} s, "
+            f"p95 {a['total_p95_s']:.2f} s, {a['prompt_tokens_median']:.0f} prompt tokens |"
+        )
+    if "memory" in results:
+        mem = results["memory"]
+        lines.append(
+            f"| peak RSS of `rag ask` over {mem['index_chunks']} chunks | extractive {mem['extractive']:.0f} MB, "
+            f"local {mem['local']:.0f} MB |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of: {', '.join(PARTS)}")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--articles", type=int, default=150, help="RealTime QA articles indexed by the index part")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--smoke", action="store_true", help="a seconds-long run on the seed article (CI)")
+    parser.add_argument("--no-llamaindex", action="store_true", help="skip the LlamaIndex comparison")
+    args = parser.parse_args()
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        parser.error(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
+    if not args.smoke and "index" in parts and not SHARED_CORPUS.is_file():
+        parser.error(f"the index part reads {SHARED_CORPUS}; use --smoke without it")
+    repeats = 1 if args.smoke else args.repeats
+    results = run(parts, repeats, args.articles, args.smoke, not args.no_llamaindex)
+    name = "smoke" if args.smoke else "latest"
+    write_json(args.out / f"{name}.json", results)
+    table = markdown(results)
+    (args.out / f"{name}.md").write_text(table, encoding="utf-8")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

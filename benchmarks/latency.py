@@ -1,0 +1,59 @@
+"""Question and answer latency as users feel them: a search with the question embedding included, and
+the local model's time to first token and to the full answer."""
+
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from benchmarks.measure import percentile, timed
+from rag import RAG
+
+
+def search(rag: RAG, questions: Sequence[tuple[str, dt.date | None]], repeats: int) -> dict[str, Any]:
+    """Per-search seconds over every question, `repeats` times; the first search (which builds the BM25
+    view of the index) is reported on its own."""
+    first_question, first_date = questions[0]
+    cold = timed(lambda: rag.search(first_question, k=10, as_of=first_date))
+    times, embed = [], []
+    for _ in range(repeats):
+        for question, as_of in questions:
+            start = time.perf_counter()
+            rag.search(question, k=10, as_of=as_of)
+            times.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            rag.embedder.embed_query(question)
+            embed.append(time.perf_counter() - start)
+    return {
+        "questions": len(questions),
+        "chunks": len(rag.open_index().chunks),
+        "first_search_s": cold,
+        "p50_ms": percentile(times, 0.5) * 1000,
+        "p95_ms": percentile(times, 0.95) * 1000,
+        "embed_p50_ms": percentile(embed, 0.5) * 1000,
+    }
+
+
+def answer(rag: RAG, questions: Sequence[str], repeats: int, k: int = 5) -> dict[str, Any]:
+    """Local-model answers with k passages: time to first token, full answer, prompt tokens."""
+    rag.answer(questions[0], k=k)  # loads the model
+    first, total, prompt = [], [], []
+    for _ in range(repeats):
+        for question in questions:
+            result = rag.answer(question, k=k)
+            if "first_token" in result.timings:
+                first.append(result.timings["first_token"])
+            total.append(result.timings["total"])
+            prompt.append(result.tokens.prompt)
+    return {
+        "questions": len(questions),
+        "k": k,
+        "first_token_p50_s": percentile(first, 0.5) if first else None,
+        "total_p50_s": percentile(total, 0.5),
+        "total_p95_s": percentile(total, 0.95),
+        "prompt_tokens_median": statistics.median(prompt),
+        "refused_without_generating": len(total) - len(first),
+    }

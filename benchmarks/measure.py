@@ -1,0 +1,63 @@
+"""Timing and memory helpers. The machines are shared and noisy, so every number is the median of
+repeated runs, and comparisons are ratios of medians measured in the same run."""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def median_seconds(fn: Callable[[], Any], repeats: int, setup: Callable[[], Any] | None = None) -> list[float]:
+    """`repeats` timings of `fn`, each after a fresh `setup` (not timed)."""
+    times = []
+    for _ in range(repeats):
+        if setup is not None:
+            setup()
+        times.append(timed(fn))
+    return times
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def summary(values: Sequence[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def peak_rss_mb(command: Sequence[str], env: dict[str, str] | None = None) -> tuple[float, str]:
+    """Peak resident memory of a child process (its own high-water mark, read by a wrapper so that
+    processes run before it do not count), and its stdout."""
+    wrapper = (
+        "import json, resource, subprocess, sys\n"
+        "out = subprocess.run(sys.argv[1:], capture_output=True, text=True, check=True).stdout\n"
+        "print(json.dumps({'rss_kb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, 'out': out}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", wrapper, *command], capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed: {done.stderr[-2000:]}")
+    data = json.loads(done.stdout)
+    return data["rss_kb"] / 1024, data["out"]
+
+
+def own_peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
