@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks import ingest, latency
+from benchmarks import ingest, latency, scale
 from benchmarks.measure import peak_rss_mb, write_json
 from rag import RAG
 from rag.config import Settings
@@ -27,7 +27,7 @@ from rag.evaluation.runner import eval_index_dir
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_CORPUS = ROOT.parent / "shared" / "evaldata" / "realtimeqa" / "corpus.jsonl"
 RTQA_QUESTIONS = ROOT / "evals" / "data" / "realtimeqa" / "questions.jsonl"
-PARTS = ("index", "query", "answer", "memory")
+PARTS = ("index", "query", "answer", "memory", "scale")
 SEED_QUESTIONS = [
     "Who is the Secretary General of the CSTO?",
     "Who is the spokesperson of Russia's Foreign Ministry?",
@@ -70,19 +70,20 @@ def rtqa_index() -> Path | None:
     return path if (path / "manifest.json").is_file() and RTQA_QUESTIONS.is_file() else None
 
 
-def run(parts: list[str], repeats: int, articles: int, smoke: bool, with_llamaindex: bool) -> dict[str, Any]:
+def run(options: argparse.Namespace, parts: list[str]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="rag-bench-") as tmp:
-        return _run(Path(tmp), parts, repeats, articles, smoke, with_llamaindex)
+        return _run(Path(tmp), options, parts)
 
 
-def _run(
-    work: Path, parts: list[str], repeats: int, articles: int, smoke: bool, with_llamaindex: bool
-) -> dict[str, Any]:
+def _run(work: Path, options: argparse.Namespace, parts: list[str]) -> dict[str, Any]:
+    smoke, repeats = options.smoke, 1 if options.smoke else options.repeats
     results: dict[str, Any] = {"machine": machine(), "repeats": repeats, "started": dt.datetime.now().isoformat()}
     big = None if smoke else rtqa_index()
     if "index" in parts:
-        corpus = ROOT / "seeds" if smoke else ingest.sample_corpus(SHARED_CORPUS, articles, work / "corpus.jsonl")
-        results["index"] = ingest.run(corpus, repeats, with_llamaindex and not smoke)
+        corpus = (
+            ROOT / "seeds" if smoke else ingest.sample_corpus(SHARED_CORPUS, options.articles, work / "corpus.jsonl")
+        )
+        results["index"] = ingest.run(corpus, repeats, not options.no_llamaindex and not smoke)
     if "query" in parts:
         if big is not None:
             results["query"] = latency.search(RAG(index_dir=big, progress=False), rtqa_questions(), repeats)
@@ -101,6 +102,8 @@ def _run(
             for backend in ("extractive", "local")
         }
         results["memory"]["index_chunks"] = len(RAG(index_dir=big).open_index().chunks)
+    if "scale" in parts:
+        results["scale"] = scale.run(5_000 if smoke else options.vectors)
     return results
 
 
@@ -142,6 +145,18 @@ def markdown(results: dict[str, Any]) -> str:
             f"| local answer, {a['k']} passages | first token p50 {first}, full answer p50 {a['total_p50_s']:.2f} s, "
             f"p95 {a['total_p95_s']:.2f} s, {a['prompt_tokens_median']:.0f} prompt tokens |"
         )
+    if "scale" in results:
+        sc = results["scale"]
+        lines += ["", f"Search at {sc['vectors']:,} synthetic {sc['dim']}-d vectors ({sc['queries']} queries):", ""]
+        lines += [
+            "| index | p50 ms | p95 ms | recall@10 | build s | bytes/vector |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        lines += [
+            f"| {name} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {r['recall@10']:.3f} | {r['build_s']:.0f} | "
+            f"{r['bytes_per_vector']:.0f} |"
+            for name, r in sc["indexes"].items()
+        ]
     if "memory" in results:
         mem = results["memory"]
         lines.append(
@@ -159,6 +174,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--smoke", action="store_true", help="a seconds-long run on the seed article (CI)")
     parser.add_argument("--no-llamaindex", action="store_true", help="skip the LlamaIndex comparison")
+    parser.add_argument("--vectors", type=int, default=1_000_000, help="synthetic vectors searched by the scale part")
     args = parser.parse_args()
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     unknown = sorted(set(parts) - set(PARTS))
@@ -166,8 +182,7 @@ def main() -> None:
         parser.error(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
     if not args.smoke and "index" in parts and not SHARED_CORPUS.is_file():
         parser.error(f"the index part reads {SHARED_CORPUS}; use --smoke without it")
-    repeats = 1 if args.smoke else args.repeats
-    results = run(parts, repeats, args.articles, args.smoke, not args.no_llamaindex)
+    results = run(args, parts)
     name = "smoke" if args.smoke else "latest"
     write_json(args.out / f"{name}.json", results)
     table = markdown(results)

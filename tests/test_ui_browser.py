@@ -264,19 +264,17 @@ def test_answer_cites_a_card_with_date_and_highlight(app: tuple[str, int], brows
     browser.set_window_size(1280, 720)
     link = answer.find_element(By.CSS_SELECTOR, f'a.rag-cite[href="{href}"]')
 
-    def click_when_settled(driver: WebDriver) -> bool:
-        """The page reflows after the resize; a click that lands on a card still moving is retried."""
+    def followed(driver: WebDriver) -> bool:
+        """The page reflows after the resize and while the last captions render; a click that lands on an
+        element still moving, or is swallowed by a re-render, is tried again until the hash changes."""
         driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", link)
         try:
             link.click()
         except ElementClickInterceptedException:
             return False
-        return True
+        return bool(driver.execute_script("return location.hash") == href)
 
-    WebDriverWait(browser, 10).until(click_when_settled, message="the citation link never became clickable")
-    WebDriverWait(browser, 10).until(
-        lambda d: d.execute_script("return location.hash") == href, message=f"the link did not go to {href}"
-    )
+    WebDriverWait(browser, 20).until(followed, message=f"the citation link never went to {href}")
     WebDriverWait(browser, 10).until(
         lambda d: head_visible(d, card), message="after following the citation the card's title line is hidden"
     )
