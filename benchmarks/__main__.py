@@ -103,7 +103,13 @@ def _run(work: Path, options: argparse.Namespace, parts: list[str]) -> dict[str,
         }
         results["memory"]["index_chunks"] = len(RAG(index_dir=big).open_index().chunks)
     if "scale" in parts:
-        results["scale"] = scale.run(5_000 if smoke else options.vectors)
+        if big is None:
+            results["scale"] = scale.run(5_000 if smoke else options.vectors)
+        else:
+            real = RAG(index_dir=big, progress=False)
+            _, chunk_vectors = real.open_index().stored_vectors()
+            questions = [q for q, _ in rtqa_questions()[:200]]
+            results["scale"] = scale.run(options.vectors, chunk_vectors, real.embedder.embed(questions))
     return results
 
 
@@ -147,7 +153,7 @@ def markdown(results: dict[str, Any]) -> str:
         )
     if "scale" in results:
         sc = results["scale"]
-        lines += ["", f"Search at {sc['vectors']:,} synthetic {sc['dim']}-d vectors ({sc['queries']} queries):", ""]
+        lines += ["", f"Search at {sc['vectors']:,} synthetic {sc['dim']}-d vectors ({sc['source']}):", ""]
         lines += [
             "| index | p50 ms | p95 ms | recall@10 | build s | bytes/vector |",
             "| --- | --- | --- | --- | --- | --- |",
