@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks import ingest, latency, scale
+from benchmarks import growth, ingest, latency, scale
 from benchmarks.measure import peak_rss_mb, write_json
 from rag import RAG
 from rag.config import Settings
@@ -27,7 +27,7 @@ from rag.evaluation.runner import eval_index_dir
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_CORPUS = ROOT.parent / "shared" / "evaldata" / "realtimeqa" / "corpus.jsonl"
 RTQA_QUESTIONS = ROOT / "evals" / "data" / "realtimeqa" / "questions.jsonl"
-PARTS = ("index", "query", "answer", "memory", "scale")
+PARTS = ("index", "query", "answer", "memory", "scale", "growth")
 SEED_QUESTIONS = [
     "Who is the Secretary General of the CSTO?",
     "Who is the spokesperson of Russia's Foreign Ministry?",
@@ -102,6 +102,10 @@ def _run(work: Path, options: argparse.Namespace, parts: list[str]) -> dict[str,
             for backend in ("extractive", "local")
         }
         results["memory"]["index_chunks"] = len(RAG(index_dir=big).open_index().chunks)
+    if "growth" in parts and not smoke:
+        corpus = ingest.sample_corpus(SHARED_CORPUS, options.articles, work / "growth-base.jsonl")
+        asked = rtqa_questions()[:50] if RTQA_QUESTIONS.is_file() else [(q, None) for q in SEED_QUESTIONS]
+        results["growth"] = growth.run(corpus, asked, work)
     if "scale" in parts:
         if big is None:
             results["scale"] = scale.run(5_000 if smoke else options.vectors)
@@ -162,6 +166,17 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {name} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {r['recall@10']:.3f} | {r['build_s']:.0f} | "
             f"{r['bytes_per_vector']:.0f} |"
             for name, r in sc["indexes"].items()
+        ]
+    if "growth" in results:
+        lines += ["", "Growth (one index build per size; search p50 over 50 questions):", ""]
+        lines += [
+            "| corpus | articles | chunks | index s | chunks/s | disk MB | `rag ask` RSS MB | search p50 ms |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        lines += [
+            f"| {g['factor']}× | {g['articles']} | {g['chunks']} | {g['index_s']:.0f} | "
+            f"{g['chunks'] / g['index_s']:.1f} | {g['disk_mb']:.1f} | {g['rss_mb']:.0f} | {g['search_p50_ms']:.1f} |"
+            for g in results["growth"]
         ]
     if "memory" in results:
         mem = results["memory"]
