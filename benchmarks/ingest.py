@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import llamaindex
-from benchmarks.measure import median_seconds, summary
+from benchmarks.measure import repeat_timings, summary
 from rag import RAG
 from rag.documents import load_paths
 from rag.index import Manifest
@@ -59,8 +59,8 @@ def run(corpus: Path, repeats: int, with_llamaindex: bool) -> dict[str, Any]:
             rag._retriever = None
 
         encode()  # warm-up: first batches pay for allocator and thread-pool start
-        raw = median_seconds(encode, repeats)
-        ours = median_seconds(lambda: rag.index([corpus]), repeats, setup=fresh)
+        raw = repeat_timings(encode, repeats)
+        ours = repeat_timings(lambda: rag.index([corpus]), repeats, setup=fresh)
         result: dict[str, Any] = {
             "articles": len(documents),
             "chunks": len(texts),

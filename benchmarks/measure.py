@@ -4,7 +4,6 @@ repeated runs, and comparisons are ratios of medians measured in the same run.""
 from __future__ import annotations
 
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -20,7 +19,7 @@ def timed(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
-def median_seconds(fn: Callable[[], Any], repeats: int, setup: Callable[[], Any] | None = None) -> list[float]:
+def repeat_timings(fn: Callable[[], Any], repeats: int, setup: Callable[[], Any] | None = None) -> list[float]:
     """`repeats` timings of `fn`, each after a fresh `setup` (not timed)."""
     times = []
     for _ in range(repeats):
@@ -52,10 +51,6 @@ def peak_rss_mb(command: Sequence[str], env: dict[str, str] | None = None) -> tu
         raise RuntimeError(f"{' '.join(command)} failed: {done.stderr[-2000:]}")
     data = json.loads(done.stdout)
     return data["rss_kb"] / 1024, data["out"]
-
-
-def own_peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def write_json(path: Path, data: Any) -> None:

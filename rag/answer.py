@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from rag.citations import Citation, CitationStreamFilter, attribute, extract_citations, tidy
-from rag.dates import DateMention
+from rag.dates import DateMention, DateRange
 from rag.evidence import terms
 from rag.llm import GenerationRequest, Generator
 from rag.prompts import REFUSAL
@@ -59,13 +59,13 @@ class Answer:
     def searched_dates(self) -> str:
         """One line saying which publication dates were searched and why, for the CLI and the chat page:
         a reader must be able to tell that "last week" was read as a given week, and from which day."""
-        parts = [f"articles published {_span(self.since, self.until)}"]
+        parts = [f"articles published {DateRange(self.since, self.until)}"]
         if self.as_of is not None:
             parts.append(f"as of {self.as_of.isoformat()}")
         mention = self.date_mention
         if mention is not None:
             use = "only these" if self.date_mention_filtered else "preferred"
-            parts.append(f'"{mention.phrase}" read as {_span(mention.range.since, mention.range.until)} ({use})')
+            parts.append(f'"{mention.phrase}" read as {mention.range} ({use})')
         return "; ".join(parts)
 
     @property
@@ -106,14 +106,6 @@ class Answer:
                 else None
             ),
         }
-
-
-def _span(since: dt.date | None, until: dt.date | None) -> str:
-    if since and until:
-        return f"{since.isoformat()} to {until.isoformat()}" if since != until else f"on {since.isoformat()}"
-    if since:
-        return f"since {since.isoformat()}"
-    return f"up to {until.isoformat()}" if until else "at any date"
 
 
 def pack_passages(passages: Sequence[Passage], budget: int, count: TokenCounter) -> list[Passage]:

@@ -34,12 +34,14 @@ class DateRange:
                 f"date range is empty: since {self.since} is after until {self.until}", hint="swap the dates"
             )
 
-    @property
-    def is_open(self) -> bool:
-        return self.since is None and self.until is None
-
     def __str__(self) -> str:
-        return f"{self.since or '…'} to {self.until or '…'}"
+        """In words, as the CLI and the chat page show which dates were searched."""
+        since, until = self.since, self.until
+        if since and until:
+            return f"{since.isoformat()} to {until.isoformat()}" if since != until else f"on {since.isoformat()}"
+        if since:
+            return f"since {since.isoformat()}"
+        return f"up to {until.isoformat()}" if until else "at any date"
 
 
 @dataclass(frozen=True)

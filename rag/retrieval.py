@@ -189,6 +189,17 @@ def _top(scores: np.ndarray, allowed: np.ndarray, n: int) -> np.ndarray:
     return candidates[np.argsort(-scores[candidates], kind="stable")]
 
 
+def _fused(rankings: Sequence[tuple[np.ndarray, float]], size: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """RRF over rankings of rows (each best first, with its weight): the fused score of every row, and
+    which rows any ranking listed."""
+    score = np.zeros(size, dtype=np.float64)
+    listed = np.zeros(size, dtype=bool)
+    for order, weight in rankings:
+        score += rrf(_ranks_of(order, size), k, weight)
+        listed[order] = True
+    return score, listed
+
+
 def _first_seen(values: np.ndarray) -> np.ndarray:
     """`values` without repeats, in order of first appearance."""
     _, first = np.unique(values, return_index=True)
@@ -310,19 +321,15 @@ class Retriever:
         k: int,
     ) -> None:
         s = self.settings
-        n_articles = len(corpus.article_ids)
-        score = np.zeros(n_articles, dtype=np.float64)
-        listed = np.zeros(n_articles, dtype=bool)
+        rankings = []
         dense_rows = self._dense(query, allowed_chunks, s.candidates)
         if len(dense_rows):
-            order = _first_seen(corpus.chunk_article[dense_rows])
-            score += rrf(_ranks_of(order, n_articles), s.rrf_k, s.dense_weight)
-            listed[order] = True
+            rankings.append((_first_seen(corpus.chunk_article[dense_rows]), s.dense_weight))
         if terms and s.article_bm25_weight > 0:
             allowed_articles = self._allowed(corpus.article_day, result.dates)
             order = _top(corpus.article_bm25.scores(terms), allowed_articles, s.candidates)
-            score += rrf(_ranks_of(order, n_articles), s.rrf_k, s.article_bm25_weight)
-            listed[order] = True
+            rankings.append((order, s.article_bm25_weight))
+        score, listed = _fused(rankings, len(corpus.article_ids), s.rrf_k)
         candidates = np.flatnonzero(listed)
         score[candidates] += prior[candidates]
         ranked = candidates[np.lexsort((-corpus.article_day[candidates], -score[candidates]))]
@@ -359,15 +366,12 @@ class Retriever:
         article, so the passage shown is the one that both matches the meaning and holds the words."""
         s = self.settings
         rows = self.corpus.article_rows[article]
-        score = np.zeros(len(rows), dtype=np.float64)
+        rankings = []
         if query is not None:
-            dense = self._vectors(rows) @ query
-            score += rrf(_ranks_of(np.argsort(-dense, kind="stable"), len(rows)), s.rrf_k, s.dense_weight)
+            rankings.append((np.argsort(-(self._vectors(rows) @ query), kind="stable"), s.dense_weight))
         if chunk_bm25 is not None:
-            sparse = chunk_bm25[rows]
-            order = np.flatnonzero(sparse > 0)
-            order = order[np.argsort(-sparse[order], kind="stable")]
-            score += rrf(_ranks_of(order, len(rows)), s.rrf_k, s.bm25_weight)
+            rankings.append((_top(chunk_bm25[rows], np.ones(len(rows), dtype=bool), len(rows)), s.bm25_weight))
+        score, _ = _fused(rankings, len(rows), s.rrf_k)
         return [int(r) for r in rows[np.argsort(-score, kind="stable")]]
 
     def _rank_chunks(
@@ -382,16 +386,10 @@ class Retriever:
         k: int,
     ) -> None:
         s = self.settings
-        n_chunks = len(corpus.chunk_ids)
-        score = np.zeros(n_chunks, dtype=np.float64)
-        listed = np.zeros(n_chunks, dtype=bool)
-        dense_rows = self._dense(query, allowed, s.candidates)
-        score += rrf(_ranks_of(dense_rows, n_chunks), s.rrf_k, s.dense_weight)
-        listed[dense_rows] = True
+        rankings = [(self._dense(query, allowed, s.candidates), s.dense_weight)]
         if terms and s.bm25_weight > 0:
-            order = _top(corpus.chunk_bm25.scores(terms), allowed, s.candidates)
-            score += rrf(_ranks_of(order, n_chunks), s.rrf_k, s.bm25_weight)
-            listed[order] = True
+            rankings.append((_top(corpus.chunk_bm25.scores(terms), allowed, s.candidates), s.bm25_weight))
+        score, listed = _fused(rankings, len(corpus.chunk_ids), s.rrf_k)
         candidates = np.flatnonzero(listed)
         score[candidates] += prior[candidates]
         ranked = [int(r) for r in candidates[np.argsort(-score[candidates], kind="stable")]]
