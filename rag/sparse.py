@@ -12,21 +12,42 @@ few seconds for 50,000 chunks.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-import bm25s
 import numpy as np
-import Stemmer
 
-_STEMMER = Stemmer.Stemmer("english")
-# bm25s sets its own logger to DEBUG, which would print its progress notes through any configured handler.
-logging.getLogger("bm25s").setLevel(logging.WARNING)
+if TYPE_CHECKING:
+    import bm25s
 
 
-def _tokenize(texts: Sequence[str]) -> bm25s.tokenization.Tokenized:
-    return bm25s.tokenize(list(texts), stopwords="en", stemmer=_STEMMER, show_progress=False)
+@functools.cache
+def _bm25s() -> ModuleType:
+    """bm25s, imported on first use: it costs about 120 ms that `rag info` or `rag --help` need not pay."""
+    import bm25s
+
+    # bm25s sets its own logger to DEBUG, which would print its progress notes through any configured handler.
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    module: ModuleType = bm25s
+    return module
+
+
+@functools.cache
+def _stemmer() -> Any:
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
+def _tokenize(texts: Sequence[str], *, return_ids: bool) -> Any:
+    """Texts and questions go through the same lower-casing, stop words and stemming."""
+    return _bm25s().tokenize(
+        list(texts), stopwords="en", stemmer=_stemmer(), return_ids=return_ids, show_progress=False
+    )
 
 
 @dataclass
@@ -38,9 +59,9 @@ class BM25Index:
 
     @classmethod
     def build(cls, texts: Sequence[str]) -> BM25Index:
-        model = bm25s.BM25()
+        model = _bm25s().BM25()
         if texts:
-            model.index(_tokenize(texts), show_progress=False)
+            model.index(_tokenize(texts, return_ids=True), show_progress=False)
         return cls(model, len(texts))
 
     def scores(self, query_terms: list[str]) -> np.ndarray:
@@ -53,5 +74,5 @@ class BM25Index:
 
 def query_terms(question: str) -> list[str]:
     """The question as the index sees text: lower-cased, stop words dropped, stemmed."""
-    tokenized = bm25s.tokenize([question], stopwords="en", stemmer=_STEMMER, return_ids=False, show_progress=False)
+    tokenized = _tokenize([question], return_ids=False)
     return list(tokenized[0]) if tokenized else []
