@@ -295,7 +295,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         print(f"error: invalid settings: {problems}", file=sys.stderr)
-        print("  fix: check the RAG_* environment variables and the config file", file=sys.stderr)
+        print("  fix: check the RAG_* environment variables, the config file and any --set values", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:
         print("interrupted; the index on disk is unchanged since its last save", file=sys.stderr)

@@ -268,6 +268,13 @@ class TestCli:
         assert caught.value.code == 2
         assert capsys.readouterr().err.startswith(f"error: --set {bad!r} is not SETTING=VALUE")
 
+    def test_a_bad_set_value_names_the_setting_and_the_fix(self, capsys: pytest.CaptureFixture[str]) -> None:
+        with pytest.raises(SystemExit) as caught:
+            rag.cli.main(["eval", str(SEED_SET), "--set", "recency_weight=abc"])
+        assert caught.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: invalid settings: recency_weight:") and "--set" in err
+
     def test_ablate_runs_the_ladder_and_writes_the_table(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
