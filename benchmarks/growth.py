@@ -39,7 +39,7 @@ def run(corpus: Path, questions: Sequence[tuple[str, dt.date | None]], work: Pat
         index_dir = work / f"growth-{factor}"
         shutil.rmtree(index_dir, ignore_errors=True)
         rag = RAG(index_dir=index_dir, progress=False)
-        _ = rag.embedder.model
+        _ = rag.embedder.encoder
         replicated = _replicate(corpus, factor, work / f"growth-{factor}.jsonl")
         start = time.perf_counter()
         rag.index([replicated])

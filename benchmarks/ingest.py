@@ -8,12 +8,14 @@ import json
 import shutil
 import statistics
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from benchmarks import llamaindex
 from benchmarks.measure import repeat_timings, summary
-from rag import RAG
+from rag import RAG, Settings
+from rag.config import EmbeddingBackend
 from rag.documents import load_paths
 from rag.index import Manifest
 
@@ -37,12 +39,30 @@ def sample_corpus(source: Path, n_articles: int, out: Path) -> Path:
     return out
 
 
-def run(corpus: Path, repeats: int, with_llamaindex: bool) -> dict[str, Any]:
+def run(corpus: Path, repeats: int, with_llamaindex: bool, backends: Sequence[EmbeddingBackend]) -> dict[str, Any]:
+    """Every embedding backend against its own raw encoder, and against LlamaIndex (torch fp32, as it
+    ships) on the same articles."""
+    result: dict[str, Any] = {
+        "articles": len(load_paths([corpus]).documents),
+        "default_backend": Settings().embedding_backend,
+        "backends": {backend: _backend(corpus, backend, repeats) for backend in backends},
+    }
+    if with_llamaindex:
+        theirs = llamaindex.ingest(corpus, repeats)
+        result["llamaindex"] = theirs
+        for measured in result["backends"].values():
+            measured["vs_llamaindex_articles_per_s"] = (
+                statistics.median(theirs["seconds"]) / measured["rag_index_s"]["median"]
+            )
+    return result
+
+
+def _backend(corpus: Path, backend: EmbeddingBackend, repeats: int) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="rag-bench-ingest-"))
     try:
-        rag = RAG(index_dir=work / "index", progress=False)
+        rag = RAG(index_dir=work / "index", progress=False, embedding_backend=backend)
         embedder = rag.embedder
-        _ = embedder.model  # loading the model is start-up, not ingest: neither side is charged for it
+        _ = embedder.encoder  # loading the model is start-up, not ingest: neither side is charged for it
         documents = load_paths([corpus]).documents
         s = rag.settings
         chunker = rag.chunker(
@@ -51,7 +71,7 @@ def run(corpus: Path, repeats: int, with_llamaindex: bool) -> dict[str, Any]:
         texts = [c.text for doc in documents for c in chunker.split(doc)]
 
         def encode() -> None:
-            embedder.model.encode(texts, batch_size=s.embedding_batch_size, normalize_embeddings=True)
+            embedder.encoder.encode(texts, batch_size=s.embedding_batch_size)
 
         def fresh() -> None:
             shutil.rmtree(work / "index", ignore_errors=True)
@@ -61,8 +81,7 @@ def run(corpus: Path, repeats: int, with_llamaindex: bool) -> dict[str, Any]:
         encode()  # warm-up: first batches pay for allocator and thread-pool start
         raw = repeat_timings(encode, repeats)
         ours = repeat_timings(lambda: rag.index([corpus]), repeats, setup=fresh)
-        result: dict[str, Any] = {
-            "articles": len(documents),
+        return {
             "chunks": len(texts),
             "raw_encoder_s": summary(raw),
             "rag_index_s": summary(ours),
@@ -70,10 +89,5 @@ def run(corpus: Path, repeats: int, with_llamaindex: bool) -> dict[str, Any]:
             "rag_index_chunks_per_s": len(texts) / statistics.median(ours),
             "rag_vs_ceiling": statistics.median(raw) / statistics.median(ours),
         }
-        if with_llamaindex:
-            theirs = llamaindex.ingest(corpus, repeats)
-            result["llamaindex"] = theirs
-            result["rag_vs_llamaindex_articles_per_s"] = statistics.median(theirs["seconds"]) / statistics.median(ours)
-        return result
     finally:
         shutil.rmtree(work, ignore_errors=True)

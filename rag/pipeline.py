@@ -66,7 +66,13 @@ class RAG:
     def embedder(self) -> Embedder:
         if self._embedder is None:
             s = self.settings
-            self._embedder = Embedder(s.embedding_model, batch_size=s.embedding_batch_size, device=s.embedding_device)
+            self._embedder = Embedder(
+                s.embedding_model,
+                backend=s.embedding_backend,
+                batch_size=s.embedding_batch_size,
+                device=s.embedding_device,
+                cache_dir=s.cache_dir,
+            )
         return self._embedder
 
     def open_index(self, *, create: bool = False) -> ArticleIndex:
@@ -78,7 +84,7 @@ class RAG:
             path = self.settings.index_dir
             if ArticleIndex.exists(path) or not create:
                 index = ArticleIndex.load(path)
-                index.check_model(self.embedder.name)
+                index.check_model(self.embedder.name, self.embedder.precision)
             else:
                 s = self.settings
                 index = ArticleIndex.create(
@@ -86,11 +92,13 @@ class RAG:
                     Manifest(
                         embedding_model=self.embedder.name,
                         dimension=self.embedder.dimension,
+                        embedding_precision=self.embedder.precision,
                         chunk_tokens=s.chunk_tokens,
                         chunk_overlap=s.chunk_overlap,
                         tokenizer=s.tokenizer_encoding,
                     ),
                 )
+            index.ann_min_chunks = self.settings.ann_min_chunks
             self._index = index
         return self._index
 
@@ -111,7 +119,7 @@ class RAG:
         """Open the index and load the embedding model now, so a server's first question is timed (and
         waits) only for itself."""
         self.ensure_index()
-        _ = self.embedder.model
+        _ = self.embedder.encoder
 
     def chunker(self, manifest: Manifest) -> Chunker:
         return Chunker(
@@ -129,6 +137,8 @@ class RAG:
         report = self.add_documents(loaded.documents, on_progress) if loaded.documents else AddReport()
         if not loaded.documents and not ArticleIndex.exists(self.settings.index_dir):
             self.open_index(create=True).save()
+        if report.added or report.updated or report.removed:
+            self.retriever().prepare()
         return IndexReport(report, loaded.errors, loaded.skipped, time.perf_counter() - started)
 
     def add_documents(self, documents: Sequence[Document], on_progress: Progress | None = None) -> AddReport:

@@ -24,9 +24,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-import faiss
 import numpy as np
 
 from rag.chunking import Chunk
@@ -126,6 +126,8 @@ class _Corpus:
     vector_row: np.ndarray
     chunk_texts: list[str]
     article_texts: list[str]
+    saved_dir: Path | None
+    """Where data derived from the saved generation this corpus reflects is kept; None for unsaved changes."""
     _chunk_bm25: BM25Index | None = field(default=None, repr=False)
     _article_bm25: BM25Index | None = field(default=None, repr=False)
 
@@ -150,18 +152,19 @@ class _Corpus:
             vector_row=np.asarray([position[int(c.id)] for c in chunks], dtype=np.int64),
             chunk_texts=[f"{c.title}\n{c.text}" if c.title else c.text for c in chunks],
             article_texts=[f"{r.title}\n{r.text}" if r.title else r.text for r in records],
+            saved_dir=index.derived_dir("bm25"),
         )
 
     @property
     def chunk_bm25(self) -> BM25Index:
         if self._chunk_bm25 is None:
-            self._chunk_bm25 = BM25Index.build(self.chunk_texts)
+            self._chunk_bm25 = BM25Index.cached(self.chunk_texts, self.saved_dir and self.saved_dir / "chunks")
         return self._chunk_bm25
 
     @property
     def article_bm25(self) -> BM25Index:
         if self._article_bm25 is None:
-            self._article_bm25 = BM25Index.build(self.article_texts)
+            self._article_bm25 = BM25Index.cached(self.article_texts, self.saved_dir and self.saved_dir / "articles")
         return self._article_bm25
 
 
@@ -225,6 +228,12 @@ class Retriever:
         if self._corpus is None or self._corpus[0] != self.index.version:
             self._corpus = (self.index.version, _Corpus.of(self.index))
         return self._corpus[1]
+
+    def prepare(self) -> None:
+        """Build, and save beside the index, the keyword indexes the first search would otherwise build:
+        indexing pays for them once rather than the first question of every process."""
+        if self.settings.retrieval_mode != "dense":
+            _ = self.corpus.chunk_bm25, self.corpus.article_bm25
 
     def retrieve(
         self,
@@ -297,12 +306,10 @@ class Retriever:
         if query is None:
             return np.zeros(0, dtype=np.int64)
         corpus = self.corpus
-        params = None
-        if not allowed.all():
-            selector = faiss.IDSelectorBatch(corpus.chunk_ids[allowed])
-            params = faiss.SearchParameters(sel=selector)
-        _, ids = self.index.vectors.search(query.reshape(1, -1).astype(np.float32), n, params=params)
-        return np.asarray([corpus.row_of[int(i)] for i in ids[0] if i >= 0], dtype=np.int64)
+        ids = self.index.dense_search(
+            query, n, allowed=None if allowed.all() else corpus.chunk_ids[allowed], nprobe=self.settings.ann_nprobe
+        )
+        return np.asarray([corpus.row_of[int(i)] for i in ids], dtype=np.int64)
 
     def _vectors(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
         corpus = self.corpus

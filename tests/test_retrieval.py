@@ -19,6 +19,7 @@ from rag.embedding import Embedder
 from rag.errors import ConfigError, QuestionError
 from rag.index import ArticleIndex, Manifest
 from rag.retrieval import Passage, Retriever, rrf
+from rag.sparse import BM25Index
 
 SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 CSTO_QUESTION = "Who is the Secretary General of the CSTO?"
@@ -379,3 +380,58 @@ class TestRerank:
         with pytest.raises(ConfigError) as info:
             rag.search("What is Kestrel QX-7?")
         assert "no-such-model" in info.value.message and "RAG_RERANKER" in (info.value.hint or "")
+
+
+class TestSavedKeywordIndex:
+    """BM25 is saved beside the generation it was built from, so a new process does not rebuild it."""
+
+    QUESTION = "tram repairs after the flood"
+
+    def fresh(self, rag: RAG, embedder: Embedder) -> RAG:
+        new = RAG(rag.settings)
+        new._embedder = embedder
+        return new
+
+    def test_indexing_saves_bm25_and_a_new_process_loads_it(
+        self, tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        rag = make_rag(tmp_path, embedder, council_articles())
+        gen = rag.open_index().manifest.generation
+        saved = tmp_path / "index" / f"bm25.{gen}"
+        assert (saved / "chunks").is_dir() and (saved / "articles").is_dir()
+        expected = [p.doc_id for p in rag.retrieve(self.QUESTION, k=5)]
+
+        def no_build(cls: type[BM25Index], texts: object) -> None:
+            raise AssertionError("the saved BM25 index must be loaded, not rebuilt")
+
+        monkeypatch.setattr(BM25Index, "build", classmethod(no_build))
+        again = self.fresh(rag, embedder)
+        assert [p.doc_id for p in again.retrieve(self.QUESTION, k=5)] == expected
+        assert expected[0] == "2021-03-01"
+
+    def test_a_new_generation_replaces_the_saved_bm25(self, tmp_path: Path, embedder: Embedder) -> None:
+        rag = make_rag(tmp_path, embedder, council_articles())
+        old = rag.open_index().manifest.generation
+        rag.index([write_articles(tmp_path / "more", [{"id": "extra", "date": "2021-03-02", "text": "Tram news."}])])
+        new = rag.open_index().manifest.generation
+        assert not (tmp_path / "index" / f"bm25.{old}").exists()
+        assert (tmp_path / "index" / f"bm25.{new}" / "articles").is_dir()
+        assert "extra" in doc_ids(self.fresh(rag, embedder).retrieve("tram news", k=6))
+
+    def test_unsaved_changes_are_never_saved_as_derived_data(self, tmp_path: Path, embedder: Embedder) -> None:
+        rag = make_rag(tmp_path, embedder, council_articles())
+        index = rag.open_index()
+        assert index.derived_dir("bm25") is not None
+        index.remove("undated")
+        assert index.derived_dir("bm25") is None
+
+    def test_a_damaged_or_foreign_saved_bm25_is_rebuilt(self, tmp_path: Path, embedder: Embedder) -> None:
+        rag = make_rag(tmp_path, embedder, council_articles())
+        saved = tmp_path / "index" / f"bm25.{rag.open_index().manifest.generation}" / "chunks"
+        (saved / "fingerprint.txt").write_text("texts of another corpus", encoding="utf-8")
+        expected = [p.doc_id for p in rag.retrieve(self.QUESTION, k=5)]
+        assert [p.doc_id for p in self.fresh(rag, embedder).retrieve(self.QUESTION, k=5)] == expected
+        assert (saved / "fingerprint.txt").read_text(encoding="utf-8") != "texts of another corpus"
+        for name in ("params.index.json", "vocab.index.json"):
+            (saved / name).write_text("{broken", encoding="utf-8")
+        assert [p.doc_id for p in self.fresh(rag, embedder).retrieve(self.QUESTION, k=5)] == expected

@@ -22,6 +22,7 @@ from rag.answer import Answer
 from rag.chunking import split_sentences
 from rag.citations import CITATION, tidy
 from rag.config import Settings
+from rag.embedding import precision_of
 from rag.errors import RagError
 from rag.evaluation import metrics
 from rag.evaluation.sets import EvalQuestion, EvalSet, load_set
@@ -66,10 +67,11 @@ class RunError(RagError):
 
 
 def eval_index_dir(settings: Settings, set_name: str) -> Path:
-    """Indexes are cached per set, model and chunking, so repeated runs never re-embed a corpus."""
+    """Indexes are cached per set, model, precision and chunking, so repeated runs never re-embed a corpus."""
     model = re.sub(r"[^a-z0-9]+", "-", settings.embedding_model.lower()).strip("-")
     root = settings.index_dir.parent / "eval-indexes"
-    return root / f"{set_name}--{model}--c{settings.chunk_tokens}-o{settings.chunk_overlap}"
+    int8 = "-int8" if precision_of(settings.embedding_backend) == "int8" else ""
+    return root / f"{set_name}--{model}{int8}--c{settings.chunk_tokens}-o{settings.chunk_overlap}"
 
 
 def _git_commit() -> str | None:
