@@ -129,9 +129,11 @@ def rank_sentences(question: str, passages: Sequence[Passage]) -> list[Evidence]
         return []
     frequency = Counter(word for *_, words in sentences for word in words)
     idf = {w: math.log(1 + len(sentences) / (1 + frequency[w])) for w in wanted}
-    total = sum(idf.values())
+    # fsum: a plain sum over a set adds in hash order, which changes between processes; the last bits
+    # then broke ties differently from run to run (12 of 329 RealTime QA choices flipped).
+    total = math.fsum(idf.values())
     ranked = [
-        Evidence(number, position, text, start, end, sum(idf[w] for w in wanted & words) / total)
+        Evidence(number, position, text, start, end, math.fsum(idf[w] for w in wanted & words) / total)
         for number, position, start, end, text, words in sentences
     ]
     ranked.sort(key=lambda e: (-e.coverage, e.number, e.position))
