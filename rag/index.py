@@ -38,8 +38,6 @@ from rag.index_ann import IvfIndex
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-ANN_MIN_CHUNKS = 100_000
-"""Default corpus size at which an IVF joins exact search; below it exact search takes under 5 ms."""
 log = logging.getLogger(__name__)
 _DERIVED_DIR = re.compile(r"bm25\.(?P<gen>\d+)")
 _DATA_FILE = re.compile(r"(?:vectors|documents|chunks|ann)\.(?P<gen>\d+)\.(?:faiss|jsonl)(?:\.tmp)?")
@@ -182,8 +180,8 @@ class ArticleIndex:
         self._saved_version: int | None = None
         """`version` as of the last load or save; None for an index never saved."""
         self.ann: IvfIndex | None = None
-        self.ann_min_chunks: int | None = ANN_MIN_CHUNKS
-        """From `Settings.ann_min_chunks` (None: never); the IVF is built, retrained or dropped by `save()`."""
+        self.ann_min_chunks: int | None = None
+        """Set by `configure_ann` from `Settings.ann_min_chunks`; None: exact search only."""
 
     @classmethod
     def create(cls, path: Path, manifest: Manifest) -> ArticleIndex:
@@ -407,14 +405,26 @@ class ArticleIndex:
             matrix = inner.reconstruct_n(0, n) if n else np.zeros((0, d), dtype=np.float32)
         return ids, matrix
 
+    def configure_ann(self, min_chunks: int | None) -> None:
+        """Set the threshold, and stop using an IVF it rules out (well below it, or turned off) at once;
+        building or retraining one waits for `save()`, the writer's job."""
+        self.ann_min_chunks = min_chunks
+        if min_chunks is None or len(self.chunks) < min_chunks // 2:
+            self.ann = None
+
+    @property
+    def ann_pending(self) -> bool:
+        """The corpus is past the threshold but has no IVF yet (built before IVFs existed, or before the
+        threshold was lowered): the next save builds it."""
+        return self.ann is None and self.ann_min_chunks is not None and len(self.chunks) >= self.ann_min_chunks
+
     def _size_ann(self) -> None:
         """Build the IVF once the corpus reaches `ann_min_chunks`, retrain it when the corpus has outgrown
         its lists, and drop it when deletes take the corpus well below the threshold (half, so that
         a corpus near the line does not train on every save)."""
+        self.configure_ann(self.ann_min_chunks)
         n = len(self.chunks)
-        if self.ann_min_chunks is None or n < self.ann_min_chunks // 2:
-            self.ann = None
-        elif n >= self.ann_min_chunks and (self.ann is None or self.ann.outgrown(n)):
+        if self.ann_pending or (self.ann is not None and self.ann.outgrown(n)):
             ids, matrix = self.stored_vectors()
             log.info("training an IVF over %d chunks", n)
             self.ann = IvfIndex.train(matrix, ids)

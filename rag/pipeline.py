@@ -98,7 +98,7 @@ class RAG:
                         tokenizer=s.tokenizer_encoding,
                     ),
                 )
-            index.ann_min_chunks = self.settings.ann_min_chunks
+            index.configure_ann(self.settings.ann_min_chunks)
             self._index = index
         return self._index
 
@@ -137,6 +137,9 @@ class RAG:
         report = self.add_documents(loaded.documents, on_progress) if loaded.documents else AddReport()
         if not loaded.documents and not ArticleIndex.exists(self.settings.index_dir):
             self.open_index(create=True).save()
+        elif self.open_index().ann_pending:
+            with self._lock, self._reload_on_failure():
+                self.open_index().save()
         if report.added or report.updated or report.removed:
             self.retriever().prepare()
         return IndexReport(report, loaded.errors, loaded.skipped, time.perf_counter() - started)

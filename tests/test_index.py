@@ -775,9 +775,21 @@ class TestApproximateIndex:
         raised.open_index().save()
         assert ArticleIndex.load(settings.index_dir).ann is None
         assert not list(settings.index_dir.glob("ann.*"))
+        fresh_rag(settings, embedder, ann_min_chunks=30).open_index().save()
+        assert ArticleIndex.load(settings.index_dir).ann is not None
         off = fresh_rag(settings, embedder, ann_min_chunks=None)
+        assert off.open_index().ann is None, "turned off applies to readers at once, not at the next save"
         off.open_index().save()
         assert ArticleIndex.load(settings.index_dir).ann is None
+
+    def test_reindexing_an_unchanged_corpus_builds_a_missing_ivf(
+        self, settings: Settings, embedder: Embedder, many_articles: Path
+    ) -> None:
+        fresh_rag(settings, embedder, ann_min_chunks=None).index([many_articles])
+        assert ArticleIndex.load(settings.index_dir).ann is None
+        report = fresh_rag(settings, embedder, ann_min_chunks=30).index([many_articles])
+        assert not report.report.added and len(report.report.unchanged) == 42
+        assert ArticleIndex.load(settings.index_dir).ann is not None
 
     def test_ivf_is_retrained_when_the_corpus_outgrows_its_lists(self, embedder: Embedder) -> None:
         from rag.index_ann import IvfIndex, lists_for
