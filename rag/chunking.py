@@ -133,26 +133,35 @@ class Chunker:
         return pieces
 
     def _pieces(self, text: str) -> list[tuple[int, int, int]]:
-        """Sentence spans with token counts; a sentence longer than a chunk is cut on word boundaries."""
+        """Sentence spans with token counts; a sentence longer than a chunk is cut on word boundaries.
+        The encoder's limit is checked per chunk (`_enforce_model_limit`), not per sentence: counting
+        word pieces of every sentence cost more than the rest of chunking together."""
         pieces: list[tuple[int, int, int]] = []
         for start, end in split_sentences(text):
-            if self._fits(text[start:end]):
-                pieces.append((start, end, self.count_tokens(text[start:end])))
-                continue
-            words = [(m.start() + start, m.end() + start) for m in re.finditer(r"\S+", text[start:end])]
-            window: list[tuple[int, int]] = []
-            for word in words:
-                if window and not self._fits(text[window[0][0] : word[1]]):
-                    piece = text[window[0][0] : window[-1][1]]
-                    pieces.append((window[0][0], window[-1][1], self.count_tokens(piece)))
-                    window = []
-                if not window and not self._fits(text[word[0] : word[1]]):
-                    pieces.extend(self._cut_word(text, *word))
-                    continue
-                window.append(word)
-            if window:
+            n_tokens = self.count_tokens(text[start:end])
+            if n_tokens <= self.chunk_tokens:
+                pieces.append((start, end, n_tokens))
+            else:
+                pieces.extend(self._cut_sentence(text, start, end))
+        return pieces
+
+    def _cut_sentence(self, text: str, start: int, end: int) -> list[tuple[int, int, int]]:
+        """Word windows under both limits; a word over either is cut on characters."""
+        pieces: list[tuple[int, int, int]] = []
+        words = [(m.start() + start, m.end() + start) for m in re.finditer(r"\S+", text[start:end])]
+        window: list[tuple[int, int]] = []
+        for word in words:
+            if window and not self._fits(text[window[0][0] : word[1]]):
                 piece = text[window[0][0] : window[-1][1]]
                 pieces.append((window[0][0], window[-1][1], self.count_tokens(piece)))
+                window = []
+            if not window and not self._fits(text[word[0] : word[1]]):
+                pieces.extend(self._cut_word(text, *word))
+                continue
+            window.append(word)
+        if window:
+            piece = text[window[0][0] : window[-1][1]]
+            pieces.append((window[0][0], window[-1][1], self.count_tokens(piece)))
         return pieces
 
     def _pack(self, text: str, pieces: list[tuple[int, int, int]]) -> list[list[tuple[int, int, int]]]:
@@ -179,8 +188,10 @@ class Chunker:
         return groups
 
     def _enforce_model_limit(self, text: str, group: list[tuple[int, int, int]]) -> list[list[tuple[int, int, int]]]:
-        if len(group) == 1 or self._fits_model(text[group[0][0] : group[-1][1]]):
+        if self._fits_model(text[group[0][0] : group[-1][1]]):
             return [group]
+        if len(group) == 1:  # one sentence over the encoder's limit: its word windows, one chunk each
+            return [[piece] for piece in self._cut_sentence(text, group[0][0], group[0][1])]
         middle = len(group) // 2
         return self._enforce_model_limit(text, group[:middle]) + self._enforce_model_limit(text, group[middle:])
 

@@ -357,3 +357,16 @@ class TestChunkerWithEmbeddingModel:
         assert_covers_all_text(doc, bounded)
         assert max(embedder.count_tokens(c.text) for c in bounded) <= embedder.max_tokens
         assert len(bounded) > len(unbounded)
+
+    def test_one_sentence_within_tiktoken_but_over_the_model_limit_is_cut(
+        self, default_chunker: Chunker, embedder: Embedder
+    ) -> None:
+        """Punctuation runs and URLs are cheap in tiktoken and expensive in word pieces."""
+        links = "Links: " + " ".join("https://www.example.com/news/world" for _ in range(25)) + " were shared."
+        doc = Document(id="links", text=f"{links} The ministry confirmed the figures on Monday.")
+        assert default_chunker.count_tokens(links) <= 180 < embedder.max_tokens < embedder.count_tokens(links)
+        chunks = default_chunker.split(doc)
+        assert_exact_spans(doc, chunks)
+        assert_covers_all_text(doc, chunks)
+        assert len(chunks) >= 2
+        assert max(embedder.count_tokens(c.text) for c in chunks) <= embedder.max_tokens
