@@ -70,14 +70,15 @@ def rtqa_index() -> Path | None:
     return path if (path / "manifest.json").is_file() and RTQA_QUESTIONS.is_file() else None
 
 
-def run(options: argparse.Namespace, parts: list[str]) -> dict[str, Any]:
+def run(options: argparse.Namespace, parts: list[str], results: dict[str, Any]) -> None:
+    """Fills `results` part by part, so a failure late in a long run keeps what was measured."""
     with tempfile.TemporaryDirectory(prefix="rag-bench-") as tmp:
-        return _run(Path(tmp), options, parts)
+        _run(Path(tmp), options, parts, results)
 
 
-def _run(work: Path, options: argparse.Namespace, parts: list[str]) -> dict[str, Any]:
+def _run(work: Path, options: argparse.Namespace, parts: list[str], results: dict[str, Any]) -> None:
     smoke, repeats = options.smoke, 1 if options.smoke else options.repeats
-    results: dict[str, Any] = {"machine": machine(), "repeats": repeats, "started": dt.datetime.now().isoformat()}
+    results.update(machine=machine(), repeats=repeats, started=dt.datetime.now().isoformat())
     big = None if smoke else rtqa_index()
     if "index" in parts:
         corpus = (
@@ -117,7 +118,6 @@ def _run(work: Path, options: argparse.Namespace, parts: list[str]) -> dict[str,
             _, chunk_vectors = real.open_index().stored_vectors()
             questions = [q for q, _ in rtqa_questions()[:200]]
             results["scale"] = scale.run(options.vectors, chunk_vectors, real.embedder.embed(questions))
-    return results
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -217,8 +217,14 @@ def main() -> None:
         parser.error(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
     if not args.smoke and "index" in parts and not SHARED_CORPUS.is_file():
         parser.error(f"the index part reads {SHARED_CORPUS}; use --smoke without it")
-    results = run(args, parts)
     name = "smoke" if args.smoke else "latest"
+    results: dict[str, Any] = {}
+    try:
+        run(args, parts, results)
+    except BaseException:
+        write_json(args.out / f"{name}.partial.json", results)
+        print(f"failed; what was measured is in {args.out / f'{name}.partial.json'}", file=sys.stderr)
+        raise
     write_json(args.out / f"{name}.json", results)
     table = markdown(results)
     (args.out / f"{name}.md").write_text(table, encoding="utf-8")

@@ -123,10 +123,11 @@ class Embedder:
                 try:
                     ensure_export(directory, self.name, self._load_torch)
                     self._encoder = OnnxEncoder(directory, self.precision)
-                except (OSError, RuntimeError, ValueError) as exc:
+                except (OSError, RuntimeError, ValueError, TypeError) as exc:
                     raise ConfigError(
                         f"cannot prepare the {self.backend} encoder for {self.name!r} in {directory}: {exc}",
-                        hint="set RAG_EMBEDDING_BACKEND=torch, or RAG_CACHE_DIR to a writable directory",
+                        hint=f"delete {directory} to export it again, set RAG_EMBEDDING_BACKEND=torch, "
+                        "or set RAG_CACHE_DIR to a writable directory",
                     ) from exc
         return self._encoder
 

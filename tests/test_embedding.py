@@ -209,6 +209,14 @@ class TestOnnxBackend:
         assert "disk full" in info.value.message and "RAG_EMBEDDING_BACKEND=torch" in (info.value.hint or "")
         assert list((tmp_path / "cache" / "onnx").iterdir()) == []
 
+    def test_a_damaged_export_is_a_config_error_that_says_what_to_delete(self, tmp_path: Path) -> None:
+        _ = Embedder(cache_dir=tmp_path / "cache").dimension
+        [export] = (tmp_path / "cache" / "onnx").iterdir()
+        (export / "export.json").write_text('{"pooling": "mean", "from": "another version"}', encoding="utf-8")
+        with pytest.raises(ConfigError) as info:
+            _ = Embedder(cache_dir=tmp_path / "cache").dimension
+        assert f"delete {export}" in (info.value.hint or "")
+
     def test_cls_pooling_models_match_torch(self, tmp_path: Path) -> None:
         path = _saved_model(tmp_path, pooling="cls")
         onnx, torch = Embedder(str(path), cache_dir=tmp_path / "c"), Embedder(str(path), backend="torch")
