@@ -17,7 +17,7 @@ from typing import Any
 from tqdm import tqdm
 
 from rag.answer import Answer, generate, pack_passages
-from rag.chunking import Chunker, tiktoken_counter
+from rag.chunking import Chunk, Chunker, tiktoken_counter
 from rag.config import Settings
 from rag.conversation import Turn, condense
 from rag.dates import DateRange
@@ -33,9 +33,10 @@ from rag.retrieval import Passage, Retrieval, Retriever
 
 log = logging.getLogger("rag")
 Progress = Callable[[int, int], None]
-DOCS_PER_BATCH = 32
-"""Documents chunked and embedded together: large enough to keep the encoder's batches full, small
-enough that progress moves and a crash between checkpoints loses little."""
+CHUNKS_PER_FLUSH = 512
+"""Chunks embedded together. The encoder sorts what it is given by length, so a larger flush pads less
+(32 documents, about 240 chunks, padded 2.4 % more tokens than sorting everything); small enough that
+progress moves every few seconds."""
 
 
 @dataclass
@@ -160,10 +161,11 @@ class RAG:
         pending = 0
         bar = tqdm(total=len(todo), unit="doc", desc="indexing", disable=not self.settings.progress or len(todo) < 2)
         batch: list[Document] = []
+        chunks: list[list[Chunk]] = []
+        waiting = 0
 
         def flush() -> None:
             nonlocal pending
-            chunks = [chunker.split(doc) for doc in batch]
             vectors = self.embedder.embed([c.text for group in chunks for c in group])
             offset = 0
             for doc, group in zip(batch, chunks, strict=True):
@@ -175,6 +177,7 @@ class RAG:
             if on_progress is not None:
                 on_progress(bar.n, len(todo))
             batch.clear()
+            chunks.clear()
             if pending >= self.settings.checkpoint_chunks:
                 index.save()
                 pending = 0
@@ -182,8 +185,11 @@ class RAG:
         with bar:
             for doc in todo:
                 batch.append(doc)
-                if len(batch) >= DOCS_PER_BATCH:
+                chunks.append(chunker.split(doc))
+                waiting += len(chunks[-1])
+                if waiting >= CHUNKS_PER_FLUSH:
                     flush()
+                    waiting = 0
             if batch:
                 flush()
         if todo or report.removed or not ArticleIndex.exists(index.path):
