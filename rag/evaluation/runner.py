@@ -38,6 +38,9 @@ KS = (1, 3, 5, 10)
 MC_FOCUS_SENTENCES = 6
 """Sentences the local model sees for a multiple-choice question: enough to hold evidence for each choice."""
 RETRIEVAL_SETTINGS = (
+    "embedding_backend",
+    "ann_min_chunks",
+    "ann_nprobe",
     "retrieval_mode",
     "article_ranking",
     "passages_per_article",
