@@ -154,7 +154,7 @@ def markdown(results: dict[str, Any]) -> str:
         lines += [
             f"| search over {q['chunks']} chunks ({q['questions']} questions) | p50 {q['p50_ms']:.1f} ms, "
             f"p95 {q['p95_ms']:.1f} ms (question embedding p50 {q['embed_p50_ms']:.1f} ms) |",
-            f"| first search (builds BM25) | {q['first_search_s']:.2f} s |",
+            f"| first search of a process (loads the saved BM25) | {q['first_search_s']:.2f} s |",
         ]
     if "answer" in results:
         a = results["answer"]
