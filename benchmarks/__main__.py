@@ -163,6 +163,18 @@ def markdown(results: dict[str, Any]) -> str:
             f"| local answer, {a['k']} passages | first token p50 {first}, full answer p50 {a['total_p50_s']:.2f} s, "
             f"p95 {a['total_p95_s']:.2f} s, {a['prompt_tokens_median']:.0f} prompt tokens |"
         )
+    if "memory" in results:
+        mem = results["memory"]
+        lines.append(
+            f"| peak RSS of `rag ask` over {mem['index_chunks']} chunks | extractive {mem['extractive']:.0f} MB, "
+            f"local {mem['local']:.0f} MB |"
+        )
+        if "page" in mem:
+            lines.append(
+                f"| peak RSS of the chat page (`rag ui`, local model) after one question | "
+                f"{mem['page']['peak_rss_mb']:.0f} MB (page opened to answer shown: "
+                f"{mem['page']['first_answer_s']:.1f} s) |"
+            )
     if "scale" in results:
         sc = results["scale"]
         lines += ["", f"Search at {sc['vectors']:,} synthetic {sc['dim']}-d vectors ({sc['source']}):", ""]
@@ -186,18 +198,6 @@ def markdown(results: dict[str, Any]) -> str:
             f"{g['chunks'] / g['index_s']:.1f} | {g['disk_mb']:.1f} | {g['rss_mb']:.0f} | {g['search_p50_ms']:.1f} |"
             for g in results["growth"]
         ]
-    if "memory" in results:
-        mem = results["memory"]
-        lines.append(
-            f"| peak RSS of `rag ask` over {mem['index_chunks']} chunks | extractive {mem['extractive']:.0f} MB, "
-            f"local {mem['local']:.0f} MB |"
-        )
-        if "page" in mem:
-            lines.append(
-                f"| peak RSS of the chat page (`rag ui`, local model) after one question | "
-                f"{mem['page']['peak_rss_mb']:.0f} MB (page opened to answer shown: "
-                f"{mem['page']['first_answer_s']:.1f} s) |"
-            )
     return "\n".join(lines) + "\n"
 
 
