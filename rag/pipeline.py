@@ -16,7 +16,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from rag.answer import Answer, generate, pack_passages
+from rag.answer import Answer, pack_passages, searched_dates
 from rag.chunking import Chunk, Chunker, tiktoken_counter
 from rag.config import Settings
 from rag.conversation import Turn, condense
@@ -24,10 +24,11 @@ from rag.dates import DateRange
 from rag.documents import Document, LoadResult, load_paths
 from rag.embedding import Embedder
 from rag.errors import DocumentError, IndexDirError, QuestionError
-from rag.evidence import focus, rank_sentences
+from rag.evidence import EvidencePool
 from rag.index import AddReport, ArticleIndex, DocumentRecord, Manifest
 from rag.llm import Generator, make_generator
-from rag.prompts import chat_messages
+from rag.question import Question, analyze
+from rag.reader import ReaderOptions, read
 from rag.rerank import Reranker
 from rag.retrieval import Passage, Retrieval, Retriever
 
@@ -37,6 +38,8 @@ CHUNKS_PER_FLUSH = 512
 """Chunks embedded together. The encoder sorts what it is given by length, so a larger flush pads less
 (32 documents, about 240 chunks, padded 2.4 % more tokens than sorting everything); small enough that
 progress moves every few seconds."""
+PART_PASSAGES = 2
+"""Passages searched for each part of a multi-part question, beside the question's own."""
 
 
 @dataclass
@@ -316,48 +319,58 @@ class RAG:
         generator = self.generator(backend, model)
         timings: dict[str, float] = {}
         start = time.perf_counter()
-        question = condense(original, history, generator if generator.name == "openai" else None)
+        rewriter = generator if generator.capabilities.rewrites_follow_ups else None
+        question = condense(original, history, rewriter)
         timings["rewrite"] = time.perf_counter() - start
         if retrieved is None:
             retrieved = self.search(question, k=k, since=since, until=until, as_of=as_of)
-        found = retrieved.passages[: k or self.settings.top_k]
-        timings["retrieve"] = time.perf_counter() - start - timings["rewrite"]
-        passages = pack_passages(found, self.settings.context_tokens, self.count_tokens)
         # The date phrase was used to search; the evidence must match the rest ("last week" is in no passage).
         topic = retrieved.mention.strip_from(question) if retrieved.mention else question
-        focused, refuse = self._focus(topic, passages, generator.name)
-        as_of = retrieved.as_of
-        for item in generate(
-            topic,
+        analysis = analyze(question, topic=topic)
+        found = self._with_parts(analysis, retrieved, k or self.settings.top_k)
+        timings["retrieve"] = time.perf_counter() - start - timings["rewrite"]
+        passages = pack_passages(found, self.settings.context_tokens, self.count_tokens)
+        pool = EvidencePool(passages, self.embedder.embed)
+        s = self.settings
+        options = ReaderOptions(
+            focus_sentences=s.local_focus_sentences,
+            max_tokens=s.max_answer_tokens,
+            temperature=s.temperature,
+            min_confidence=s.min_confidence,
+            attribute_citations=s.attribute_citations,
+        )
+        searched = searched_dates(retrieved.as_of, retrieved.dates, retrieved.mention, retrieved.mention_filtered)
+        for item in read(
+            analysis,
             passages,
             generator,
-            messages=chat_messages(question, passages, as_of, focused),
+            pool=pool,
+            options=options,
+            as_of=retrieved.as_of,
+            searched=searched,
             count=self.count_tokens,
-            max_tokens=self.settings.max_answer_tokens,
-            temperature=self.settings.temperature,
             timings=timings,
-            refuse=refuse,
-            cite_uncited=self.settings.attribute_citations,
         ):
             if isinstance(item, Answer):
                 timings["total"] = time.perf_counter() - start
                 item.retrieved = len(found)
                 item.question, item.standalone_question = original, question if question != original else None
-                item.as_of, item.since, item.until = as_of, retrieved.dates.since, retrieved.dates.until
+                item.as_of, item.since, item.until = retrieved.as_of, retrieved.dates.since, retrieved.dates.until
                 item.date_mention, item.date_mention_filtered = retrieved.mention, retrieved.mention_filtered
             yield item
 
-    def _focus(
-        self, question: str, passages: Sequence[Passage], backend: str
-    ) -> tuple[dict[int, list[str]] | None, bool]:
-        """For the small local model: the evidence sentences to show, and whether to refuse outright
-        because no sentence covers enough of the question."""
-        s = self.settings
-        if backend != "local":
-            return None, False
-        ranked = rank_sentences(question, passages)
-        refuse = s.min_coverage > 0 and (not ranked or ranked[0].coverage < s.min_coverage)
-        return (focus(question, passages, s.local_focus_sentences) if s.local_focus_sentences else None), refuse
+    def _with_parts(self, question: Question, retrieved: Retrieval, k: int) -> list[Passage]:
+        """The first k passages, and for a multi-part question the best passages for each part searched on
+        its own (same dates), so evidence for every part reaches the reader."""
+        found = list(retrieved.passages[:k])
+        seen = {p.chunk.id for p in found}
+        for part in question.parts:
+            since, until = retrieved.dates.since, retrieved.dates.until
+            for passage in self.search(part, k=PART_PASSAGES, since=since, until=until, as_of=retrieved.as_of).passages:
+                if passage.chunk.id not in seen:
+                    seen.add(passage.chunk.id)
+                    found.append(passage)
+        return found
 
     def answer(self, question: str, **options: Any) -> Answer:
         final = None

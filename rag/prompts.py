@@ -9,51 +9,69 @@ from rag.retrieval import Passage
 
 REFUSAL = "I cannot answer this from the provided articles."
 """The one sentence every backend uses to decline; refusal detection and evaluation key on it."""
+DECLINE = "unknown"
+"""What a small model replies instead of an answer (one word is easier for it than the refusal sentence)."""
 
 SYSTEM_PROMPT = (
     "You answer questions about news articles using only the numbered passages you are given.\n"
     "Rules:\n"
-    "- Cite the passage that supports each claim right after it, like [1] or [2][3].\n"
+    "- Start with the short answer: a name, number, date, place, Yes or No, or a short phrase, and cite the "
+    "passage it comes from right after it, like: Stanislav Zas [1].\n"
+    "- Then give at most two sentences from the passages that support it, each with its citation.\n"
     "- Use only facts stated in the passages; do not add outside knowledge.\n"
     "- Dates matter: prefer the most recent passage unless the question asks about another time.\n"
-    f'- If the passages do not contain the answer, reply with exactly: "{REFUSAL}"\n'
-    "- Answer in one to three short sentences."
+    f'- If the passages do not contain the answer, reply with exactly: "{REFUSAL}"'
 )
+"""For capable models (the `openai` backend): whole passages in, a cited short answer and its support out."""
+
+SHORT_ANSWER_PROMPT = (
+    "Answer the question using only the news excerpts. Reply with just the answer: a few words copied from "
+    "the excerpts (a name, number, date, place or short phrase), or yes or no. If the excerpts do not contain "
+    f"the answer, reply: {DECLINE}"
+)
+"""For small local models, whose reply a grammar holds to spans of the excerpts (`rag.reader`): asking for
+the citation too made Qwen2.5-0.5B reply "[1]" and nothing else, and a 135M model copied titles, so the
+prompt shows dated excerpts only and the reader finds the cited sentence itself."""
 
 
 def _chat(system: str, user: str) -> list[dict[str, str]]:
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
-def format_passage(number: int, passage: Passage, sentences: Sequence[str] | None = None) -> str:
-    """A numbered passage with its date. Whole passages carry their title; focused evidence (the local
-    model's prompt) does not: SmolLM2-135M copied the title instead of answering, and without it the
-    seed panel in tests/test_local_llm.py went from 1 to 4 of 5 answered with a supporting citation."""
-    chunk = passage.chunk
-    date = chunk.published.isoformat() if chunk.published else "date unknown"
-    if sentences is not None:
-        return f"[{number}] ({date}) {' … '.join(sentences)}"
-    return f"[{number}] {chunk.title or chunk.doc_id} ({date})\n{chunk.text}"
+def _date(passage: Passage) -> str:
+    published = passage.chunk.published
+    return published.isoformat() if published else "date unknown"
 
 
-def passages_block(passages: Sequence[Passage], focus: dict[int, list[str]] | None = None) -> str:
-    """`focus` maps passage numbers to the only sentences to show; passages it omits are left out, but
-    the numbering stays that of `passages` so citations still point at the right one."""
-    numbered = [(n, p) for n, p in enumerate(passages, start=1) if focus is None or n in focus]
-    return "\n\n".join(format_passage(n, p, focus.get(n) if focus else None) for n, p in numbered)
+def format_passage(number: int, passage: Passage) -> str:
+    """A numbered passage with its title and date."""
+    return f"[{number}] {passage.chunk.title or passage.chunk.doc_id} ({_date(passage)})\n{passage.chunk.text}"
 
 
-def user_prompt(
-    question: str, passages: Sequence[Passage], as_of: dt.date, focus: dict[int, list[str]] | None = None
-) -> str:
-    block = passages_block(passages, focus)
-    return f"Passages:\n\n{block}\n\nToday is {as_of.isoformat()}.\nQuestion: {question}\nAnswer with citations:"
+def passages_block(passages: Sequence[Passage]) -> str:
+    return "\n\n".join(format_passage(n, p) for n, p in enumerate(passages, start=1))
 
 
-def chat_messages(
-    question: str, passages: Sequence[Passage], as_of: dt.date, focus: dict[int, list[str]] | None = None
+def excerpts_block(passages: Sequence[Passage], focus: dict[int, list[str]]) -> str:
+    """The focused evidence, one line per passage in prompt order: its date, then its chosen sentences.
+    Without numbers or titles (see SHORT_ANSWER_PROMPT)."""
+    return "\n".join(f"({_date(passages[n - 1])}) {' '.join(focus[n])}" for n in sorted(focus))
+
+
+def _today(as_of: dt.date | None) -> str:
+    return f"Today is {as_of.isoformat()}.\n" if as_of else ""
+
+
+def chat_messages(question: str, passages: Sequence[Passage], as_of: dt.date) -> list[dict[str, str]]:
+    block = passages_block(passages)
+    return _chat(SYSTEM_PROMPT, f"Passages:\n\n{block}\n\n{_today(as_of)}Question: {question}\nAnswer:")
+
+
+def short_answer_messages(
+    question: str, passages: Sequence[Passage], focus: dict[int, list[str]], as_of: dt.date | None
 ) -> list[dict[str, str]]:
-    return _chat(SYSTEM_PROMPT, user_prompt(question, passages, as_of, focus))
+    block = excerpts_block(passages, focus)
+    return _chat(SHORT_ANSWER_PROMPT, f"Excerpts:\n{block}\n\n{_today(as_of)}Question: {question}\nAnswer:")
 
 
 CONDENSE_PROMPT = (
@@ -75,11 +93,9 @@ CHOICE_PROMPT = (
 )
 
 
-def choice_messages(
-    question: str, choices: Sequence[str], passages: Sequence[Passage], focus: dict[int, list[str]] | None = None
-) -> list[dict[str, str]]:
-    block = passages_block(passages, focus)
+def choice_messages(question: str, choices: Sequence[str], passages: Sequence[Passage]) -> list[dict[str, str]]:
     options = "\n".join(f"{chr(ord('A') + i)}. {choice}" for i, choice in enumerate(choices))
+    block = passages_block(passages)
     return _chat(CHOICE_PROMPT, f"Passages:\n\n{block}\n\nQuestion: {question}\n{options}\nAnswer:")
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from rag import RAG, Settings
 from rag.embedding import Embedder
-from rag.llm import GenerationRequest
+from rag.llm import Capabilities, Completion, GenerationRequest
 from tests.openai_server import openai_server  # the fixture, shared by every test module
 
 __all__ = ["openai_server"]
@@ -72,16 +72,32 @@ def corpus_dir(tmp_path: Path) -> Iterator[Path]:
     yield target
 
 
+CAPABLE = Capabilities(llm=True, rewrites_follow_ups=True)
+"""A capable endpoint's capabilities: the default stand-in."""
+
+
 class Scripted:
     """An LLM stand-in for unit tests of logic around generation: replies with a fixed text, streamed in
-    word-sized pieces, and records every request. `name` decides which code paths treat it as an LLM."""
+    word-sized pieces, and records every request. Its capabilities (a capable endpoint by default) decide
+    which code paths treat it how."""
 
-    def __init__(self, reply: str, *, name: str = "scripted", model: str = "scripted") -> None:
+    def __init__(
+        self,
+        reply: str,
+        *,
+        name: str = "scripted",
+        model: str = "scripted",
+        capabilities: Capabilities = CAPABLE,
+    ) -> None:
         self.reply = reply
         self.name = name
         self.model = model
+        self.capabilities = capabilities
         self.requests: list[GenerationRequest] = []
 
     def stream(self, request: GenerationRequest) -> Iterator[str]:
         self.requests.append(request)
         yield from re.findall(r"\S+|\s+", self.reply)
+
+    def complete(self, request: GenerationRequest) -> Completion:
+        return Completion("".join(self.stream(request)))

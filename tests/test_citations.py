@@ -8,7 +8,9 @@ import datetime as dt
 import pytest
 
 from rag.chunking import Chunk
-from rag.citations import CitationStreamFilter, attribute, clean_citations, extract_citations
+from rag.citations import CitationStreamFilter, attribute, check_claims, clean_citations, extract_citations
+from rag.embedding import Embedder
+from rag.evidence import EvidencePool
 from rag.retrieval import Passage
 
 
@@ -111,10 +113,38 @@ class TestExtractCitations:
 class TestAttribute:
     def test_uncited_restatement_gets_cited(self) -> None:
         text = "The Secretary General of the CSTO is Stanislav Zas. Paris is lovely in spring."
-        assert attribute(text, PASSAGES) == (
+        assert attribute(text, EvidencePool(PASSAGES)) == (
             "The Secretary General of the CSTO is Stanislav Zas [1]. Paris is lovely in spring."
         )
 
     def test_cited_sentences_are_left_alone(self) -> None:
         text = "Zakharova is the spokesperson of the Russian Foreign Ministry [2]."
-        assert attribute(text, PASSAGES) == text
+        assert attribute(text, EvidencePool(PASSAGES)) == text
+
+
+class TestCheckClaims:
+    def test_each_sentence_is_matched_to_the_passage_it_cites(self, embedder: Embedder) -> None:
+        pool = EvidencePool(PASSAGES, embedder.embed)
+        text = (
+            "Stanislav Zas [1]. Zas said the CSTO would send troops to Paris [1]. "
+            "Zakharova is the spokesperson of the Russian Foreign Ministry. [3]"
+        )
+        claims = check_claims(text, pool)
+        assert [c.text for c in claims] == [
+            "Stanislav Zas.",
+            "Zas said the CSTO would send troops to Paris.",
+            "Zakharova is the spokesperson of the Russian Foreign Ministry.",
+        ]
+        assert [c.supported for c in claims] == [True, False, True]
+        assert claims[2].citations == (3,), "a marker after the full stop belongs to the sentence before"
+        assert text[claims[1].start : claims[1].end] == "Zas said the CSTO would send troops to Paris [1]."
+        assert claims[0].quote.startswith("Stanislav Zas is the Secretary General")
+
+    def test_uncited_sentences_and_wrong_passages_are_unsupported(self, embedder: Embedder) -> None:
+        pool = EvidencePool(PASSAGES, embedder.embed)
+        claims = check_claims("Stanislav Zas leads the CSTO. Stanislav Zas leads the CSTO [2].", pool)
+        assert [(c.citations, c.supported) for c in claims] == [((), False), ((2,), False)]
+
+    def test_a_bare_verdict_is_supported_by_its_citations(self) -> None:
+        (claim,) = check_claims("Yes [1][2].", EvidencePool(PASSAGES))
+        assert claim.supported and claim.citations == (1, 2)

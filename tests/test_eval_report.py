@@ -228,6 +228,14 @@ class TestGate:
     def test_every_failure_is_reported(self) -> None:
         assert len(gate(self.SUMMARY, ["hit@5=0.9", "em=0.5", "x=1", "bad"])) == 4
 
+    def test_ceilings_fail_above_the_value(self) -> None:
+        assert gate(self.SUMMARY, [], ["em=0.25", "hit@5=0.9"]) == []  # equal to the ceiling passes
+        assert gate(self.SUMMARY, [], ["em=0.2"]) == ["em = 0.250 is above 0.2"]
+        assert gate(self.SUMMARY, ["hit@5=0.9"], ["em=0.2"]) == [
+            "hit@5 = 0.800 is below 0.9",
+            "em = 0.250 is above 0.2",
+        ]
+
 
 class TestCli:
     @pytest.fixture(autouse=True)

@@ -23,16 +23,14 @@ from rag.evaluation.runner import (
     eval_index_dir,
     evaluate,
     judge_citations,
-    pick_choice,
     score_question,
 )
 from rag.evaluation.sets import EvalQuestion, load_set
-from rag.extractive import Extractive
 from rag.llm import GenerationRequest
 from rag.pipeline import RAG
-from rag.prompts import REFUSAL, choice_messages
+from rag.prompts import REFUSAL
 from rag.retrieval import ArticleHit, Passage, Retrieval
-from tests.conftest import ROOT, Scripted
+from tests.conftest import ROOT
 from tests.openai_server import FakeOpenAIServer, Reply
 
 SEED_SET = ROOT / "evals" / "seed"
@@ -190,7 +188,7 @@ class TestResume:
         other = eval_settings.model_copy(update={"openai_api_key": "sk-test"})  # builds, never called
         with pytest.raises(RunError) as caught:
             _run(other, out, limit=1, backend="openai", k=3)
-        assert "(backend, k, model differ)" in caught.value.message
+        assert "(backend, family, k, model differ)" in caught.value.message
         assert caught.value.hint and "--out" in caught.value.hint
         assert (out / "results.jsonl").read_bytes() == results
         assert (out / "run.json").read_bytes() == run_json
@@ -296,39 +294,6 @@ class TestScoreQuestion:
         assert score_question(question, RANKED, answer, None)["hit@3"] == 0.0
         s = score_question(question, folded, answer, None)
         assert (s["hit@1"], s["hit@3"], s["mrr@10"]) == (0.0, 1.0, 0.5)
-
-
-MC_PASSAGES = [
-    _passage(
-        "a", "Stanislav Zas is the Secretary General of the CSTO. Nikol Pashinyan is the prime minister of Armenia."
-    )
-]
-MC_CHOICES = ["Nikol Pashinyan", "Ilham Aliyev", "Stanislav Zas"]
-MC_QUESTION = "Who is the Secretary General of the CSTO?"
-
-
-class TestPickChoice:
-    def test_extractive_picks_the_supported_choice(self) -> None:
-        assert pick_choice(MC_QUESTION, MC_CHOICES, MC_PASSAGES, Extractive()) == 2
-        assert pick_choice("Who is the prime minister of Armenia?", MC_CHOICES, MC_PASSAGES, Extractive()) == 0
-
-    def test_llm_letter(self) -> None:
-        generator = Scripted("B", name="openai", model="m")
-        assert pick_choice(MC_QUESTION, MC_CHOICES, MC_PASSAGES, generator) == 1
-        (request,) = generator.requests
-        assert request.messages == choice_messages(MC_QUESTION, MC_CHOICES, MC_PASSAGES)
-        assert "C. Stanislav Zas" in request.messages[1]["content"]
-
-    @pytest.mark.parametrize(
-        ("reply", "expected"),
-        [("c", 2), ("(A) Nikol Pashinyan", 0), ("B.", 1), ("The answer is B.", 1), ("I think B", 1)],
-    )
-    def test_letter_forms(self, reply: str, expected: int) -> None:
-        assert pick_choice(MC_QUESTION, MC_CHOICES, MC_PASSAGES, Scripted(reply, name="openai", model="m")) == expected
-
-    @pytest.mark.parametrize("reply", ["no idea", "", "Z", "I cannot tell"])
-    def test_reply_without_a_usable_letter_falls_back_to_the_lexical_pick(self, reply: str) -> None:
-        assert pick_choice(MC_QUESTION, MC_CHOICES, MC_PASSAGES, Scripted(reply, name="openai", model="m")) == 2
 
 
 class RuleJudge:

@@ -33,7 +33,7 @@ QUESTION = "Who is the Secretary General of the CSTO?"
 FOLLOW_UP = "What did he say about military assistance?"
 
 sys.path.insert(0, str(ROOT / "ui"))
-from render import _MARKDOWN_SPECIALS, answer_html, inert, plain, source_card  # noqa: E402
+from render import _MARKDOWN_SPECIALS, answer_html, final_answer_html, inert, plain, source_card  # noqa: E402
 
 INJECTION = (
     "<script>window.pwned=1</script>",
@@ -161,7 +161,18 @@ class TestChatPage:
             stats.value,
         )
         assert match, stats.value
-        assert int(match.group(1)) > int(match.group(2)) > 0
+        assert int(match.group(2)) > 0  # the extractive reader sends no prompt
+
+    def test_short_answer_headline_quote_and_confidence(self, index_dir: Path) -> None:
+        at = _ask(_launch(), QUESTION)
+        answer = at.session_state["messages"][-1]["answer"]
+        assert answer.short and not answer.refused
+        bodies = [m.value for m in at.chat_message[1].markdown]
+        [answer_md] = [b for b in bodies if 'class="rag-answer"' in b]
+        assert f'<span class="rag-short">{inert(answer.short)} <a class="rag-cite"' in answer_md
+        assert '<span class="rag-quote">' in answer_md and "rag-unsupported" not in answer_md
+        [line] = [b for b in bodies if "rag-confidence" in b]
+        assert f"({answer.confidence:.2f})" in line
 
     def test_refusal_is_a_warning_without_sources(self, index_dir: Path) -> None:
         at = _ask(_launch(), "What is the capital of France?")
@@ -501,3 +512,24 @@ class TestIndexUploads:
         assert result.report.added == ["story.txt"]
         assert [(e.path, e.problem) for e in result.errors] == [("story.txt", "was uploaded twice in one batch")]
         assert "Zorblat" in rag.open_index().documents["story.txt"].text
+
+
+class TestFinalAnswerHtml:
+    """Checked claims as the page shows them: built from a real extractive answer, with a sentence added
+    that its cited passage does not say."""
+
+    def test_an_unsupported_sentence_is_flagged(self, tmp_path: Path, embedder: object) -> None:
+        from rag.citations import check_claims
+        from rag.evidence import EvidencePool
+
+        pipeline = RAG(Settings(index_dir=tmp_path / "index", backend="extractive", progress=False))
+        pipeline._embedder = embedder  # type: ignore[assignment]
+        pipeline.index([SEEDS])
+        answer = pipeline.answer(QUESTION)
+        text = f"{answer.text} The CSTO moved its headquarters to Paris [1]."
+        claims = check_claims(text, EvidencePool(answer.passages, pipeline.embedder.embed))
+        flagged = dataclasses.replace(answer, text=text, claims=claims)
+        rendered = final_answer_html(flagged, "k")
+        assert [c.supported for c in claims][-1] is False and all(c.supported for c in claims[:-1])
+        assert rendered.count("rag-unsupported") == 1 and "not in the cited passage" in rendered
+        assert "Paris" in rendered.split("rag-unsupported")[1]

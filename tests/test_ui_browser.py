@@ -250,6 +250,12 @@ def test_answer_cites_a_card_with_date_and_highlight(app: tuple[str, int], brows
     answer = ask(browser, app[0], QUESTION)
     assert "Stanislav Zas" in answer.text
     assert "▌" not in answer.text  # the streaming cursor is gone from the final answer
+    # the short answer is the headline, its quote below it, and the confidence under the answer
+    short = answer.find_element(By.CSS_SELECTOR, ".rag-short")
+    assert short.is_displayed() and short.text.startswith("Stanislav Zas")
+    assert answer.find_element(By.CSS_SELECTOR, ".rag-quote").is_displayed()
+    confidence = browser.find_element(By.CSS_SELECTOR, ".rag-confidence")
+    assert confidence.is_displayed() and re.fullmatch(r"Confidence: (high|medium|low) \(\d\.\d\d\)", confidence.text)
     card, href = cited_card(browser, answer)
     assert card.is_displayed()
     assert "2020-10-08" in card.find_element(By.CSS_SELECTOR, ".rag-card-meta").text

@@ -11,10 +11,11 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `render` beside this file, however it is run
 
-from render import STYLE, answer_html, cited_spans, plain, source_card, stats_line
+from render import STYLE, answer_html, cited_spans, confidence_line, final_answer_html, plain, source_card, stats_line
 
 from rag import RAG, Answer, RagError, Settings
 from rag.conversation import Turn
+from rag.local_models import CATALOG, installed_parts
 
 BACKENDS = ["local", "openai", "extractive"]
 UPLOAD_TYPES = ["txt", "md", "html", "htm", "jsonl", "json"]
@@ -35,6 +36,13 @@ def sidebar(pipeline: RAG) -> dict[str, Any]:
     model = None
     if backend == "openai":
         model = st.sidebar.text_input("Model", value=s.openai_model, key="model").strip() or None
+    elif backend == "local":
+        # Models whose packages are installed; the configured one (a name or a GGUF path) comes first.
+        names = [
+            s.local_model,
+            *(m.name for m in CATALOG.values() if m.name != s.local_model and installed_parts(m) == len(m.parts)),
+        ]
+        model = st.sidebar.selectbox("Model", names, index=0, key="local_model", help="`rag models` lists them")
     try:
         st.sidebar.caption(f"Model: {plain(pipeline.generator(backend, model).model)}")
     except RagError as exc:
@@ -134,7 +142,13 @@ def show_answer(answer: Answer, key: str, options: dict[str, Any]) -> None:
     if answer.refused:
         st.warning(f"No answer in the articles: {plain(answer.text)}", icon="🚫")
     else:
-        st.markdown(answer_html(answer.text, key, len(answer.passages)), unsafe_allow_html=True)
+        st.markdown(final_answer_html(answer, key), unsafe_allow_html=True)
+        if answer.unsupported:
+            st.caption(
+                f"{len(answer.unsupported)} sentence(s) are not supported by the passage they cite and are "
+                "marked ⚠: check them against the sources."
+            )
+    st.markdown(confidence_line(answer), unsafe_allow_html=True)
     spans = cited_spans(answer)
     if spans:
         st.markdown('<div class="rag-section">Sources cited</div>', unsafe_allow_html=True)

@@ -25,6 +25,11 @@ STYLE = """
 .rag-card-meta { color: rgba(128,128,128,1); }
 .rag-card-body { font-size: .92rem; line-height: 1.5; white-space: normal; }
 .rag-card-body mark { background: #ffe58f; color: #1f1f1f; padding: 0 1px; }
+.rag-short { font-size: 1.25rem; font-weight: 650; margin-bottom: .25rem; }
+.rag-quote { color: rgba(90,90,90,1); font-style: italic; }
+.rag-unsupported { text-decoration: underline wavy #d4380d; text-underline-offset: 3px; }
+.rag-flag { color: #d4380d; font-size: .85rem; font-style: normal; font-weight: 600; }
+.rag-confidence { font-size: .85rem; color: rgba(128,128,128,1); }
 </style>
 """
 
@@ -55,8 +60,8 @@ def anchor(key: str, number: int) -> str:
     return f"src-{key}-{number}"
 
 
-def answer_html(text: str, key: str, n_passages: int, *, cursor: bool = False) -> str:
-    """The answer with each `[n]` linked to its source card further down the page."""
+def _linked(text: str, key: str, n_passages: int) -> str:
+    """Text with each `[n]` linked to its source card further down the page."""
     parts: list[str] = []
     previous = 0
     for match in CITATION.finditer(text):
@@ -66,7 +71,41 @@ def answer_html(text: str, key: str, n_passages: int, *, cursor: bool = False) -
                 parts.append(f'<a class="rag-cite" href="#{anchor(key, number)}">[{number}]</a>')
         previous = match.end()
     parts.append(inert(text[previous:]))
-    return f'<div class="rag-answer">{"".join(parts)}{"▌" if cursor else ""}</div>'
+    return "".join(parts)
+
+
+def answer_html(text: str, key: str, n_passages: int, *, cursor: bool = False) -> str:
+    """An answer as it streams in (or one without checked claims)."""
+    return f'<div class="rag-answer">{_linked(text, key, n_passages)}{"▌" if cursor else ""}</div>'
+
+
+def final_answer_html(answer: Answer, key: str) -> str:
+    """The short answer as the headline, then each further sentence: quotes in the quote style, and a
+    sentence no cited passage supports underlined and flagged, never passed off as sourced."""
+    text, n = answer.text, len(answer.passages)
+    claims = sorted(answer.claims, key=lambda c: c.start)
+    if not claims:
+        return answer_html(text, key, n)
+    blocks: list[str] = []
+    for i, claim in enumerate(claims):
+        end = claims[i + 1].start if i + 1 < len(claims) else len(text)
+        body = _linked(text[claim.start : end].strip(), key, n)
+        classes = ["rag-quote"] if claim.text.startswith("“") else []
+        flag = ""
+        if not claim.supported:
+            classes.append("rag-unsupported")
+            flag = ' <span class="rag-flag" title="No cited passage says this">⚠ not in the cited passage</span>'
+        if i == 0 and answer.short is not None:
+            classes.append("rag-short")
+        span = f'<span class="{" ".join(classes)}">{body}</span>' if classes else body
+        blocks.append(f"<div>{span}{flag}</div>")
+    return f'<div class="rag-answer">{"".join(blocks)}</div>'
+
+
+def confidence_line(answer: Answer) -> str:
+    """How sure the reader is that the passages answer the question, in words and as a number."""
+    level = "high" if answer.confidence >= 0.8 else "medium" if answer.confidence >= 0.5 else "low"
+    return f'<div class="rag-confidence">Confidence: {level} ({answer.confidence:.2f})</div>'
 
 
 def _safe_url(url: str | None) -> str | None:

@@ -17,7 +17,19 @@ SUMMARY = "summary.json"
 REPORT = "report.md"
 PLOT_METRICS = "metrics.png"
 PLOT_LATENCY = "latency.png"
-_HEADLINE = ["hit@1", "hit@5", "mrr@10", "passage_hit@5", "em", "f1", "mc_accuracy", "refusal_recall"]
+_HEADLINE = [
+    "hit@1",
+    "hit@5",
+    "mrr@10",
+    "passage_hit@5",
+    "em",
+    "f1",
+    "contains",
+    "mc_accuracy",
+    "claim_support",
+    "refusal_recall",
+    "wrong_refusal_rate",
+]
 
 
 def read_results(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -176,15 +188,16 @@ def compare(run_a: Path, run_b: Path) -> str:
     return "\n".join(lines)
 
 
-def gate(summary: dict[str, Any], thresholds: Sequence[str]) -> list[str]:
-    """Failures for `METRIC=VALUE` thresholds: below the value, or a metric the run does not have.
-    The names offered for a missing metric are only those with a value: a None metric (mc_accuracy on a
-    set without choices) would itself fail the gate, so listing it as "known" would mislead. A threshold
-    of nan or inf is malformed: nothing compares below nan, so such a gate could never fail."""
+def gate(summary: dict[str, Any], floors: Sequence[str], ceilings: Sequence[str] = ()) -> list[str]:
+    """Failures for `METRIC=VALUE` thresholds: below a floor, above a ceiling (a rate that must stay low,
+    such as wrong refusals), or a metric the run does not have. The names offered for a missing metric are
+    only those with a value: a None metric (mc_accuracy on a set without choices) would itself fail the
+    gate, so listing it as "known" would mislead. A threshold of nan or inf is malformed: nothing compares
+    below nan, so such a gate could never fail."""
     failures = []
     values = summary["metrics"]
     measured = sorted(name for name, value in values.items() if value is not None)
-    for spec in thresholds:
+    for spec, ceiling in [*((f, False) for f in floors), *((c, True) for c in ceilings)]:
         name, _, raw = spec.partition("=")
         name = name.strip()
         try:
@@ -196,6 +209,8 @@ def gate(summary: dict[str, Any], thresholds: Sequence[str]) -> list[str]:
             continue
         if name not in values or values[name] is None:
             failures.append(f"{name}: not measured by this run (known: {', '.join(measured)})")
-        elif values[name] < wanted:
+        elif ceiling and values[name] > wanted:
+            failures.append(f"{name} = {values[name]:.3f} is above {wanted}")
+        elif not ceiling and values[name] < wanted:
             failures.append(f"{name} = {values[name]:.3f} is below {wanted}")
     return failures

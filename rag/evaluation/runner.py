@@ -12,31 +12,31 @@ import json
 import re
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
 from rag.answer import Answer
+from rag.choice import choose
 from rag.chunking import split_sentences
 from rag.citations import CITATION, tidy
+from rag.confidence import family_of
 from rag.config import Settings
 from rag.embedding import precision_of
 from rag.errors import RagError
 from rag.evaluation import metrics
 from rag.evaluation.sets import EvalQuestion, EvalSet, load_set
-from rag.evidence import focus, rank_sentences
+from rag.evidence import EvidencePool
 from rag.llm import GenerationRequest, Generator
 from rag.pipeline import RAG
-from rag.prompts import choice_messages, entailment_messages
-from rag.retrieval import Passage, Retrieval
+from rag.prompts import entailment_messages
+from rag.retrieval import Retrieval
 
 RETRIEVAL_DEPTH = 10
 """Retrieval is scored at 1, 3, 5 and 10 whatever `k` the answer uses."""
 KS = (1, 3, 5, 10)
-MC_FOCUS_SENTENCES = 6
-"""Sentences the local model sees for a multiple-choice question: enough to hold evidence for each choice."""
 RETRIEVAL_SETTINGS = (
     "embedding_backend",
     "ann_min_chunks",
@@ -61,8 +61,6 @@ RETRIEVAL_SETTINGS = (
 """Settings that change what is retrieved: a run records them, and resuming under other values is refused."""
 RESULTS = "results.jsonl"
 RUN_CONFIG = "run.json"
-_LEADING_LETTER = re.compile(r"^\W*([A-Z])\s*(?:[.):]|$)")
-_LETTER = re.compile(r"\b([A-Z])\b")
 
 
 class RunError(RagError):
@@ -83,38 +81,6 @@ def _git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
-
-
-def pick_choice(question: str, choices: Sequence[str], passages: Sequence[Passage], generator: Generator) -> int:
-    """Multiple choice from the retrieved passages. LLM backends answer with a letter (prompt in
-    `rag.prompts`); the extractive backend, and an LLM reply without a usable letter, pick the choice whose
-    words best co-occur with the question's in one passage sentence."""
-    if generator.name != "extractive":
-        # The small local model reads evidence sentences, as it does when answering (RAG._focus).
-        wanted = f"{question} {' '.join(choices)}"
-        focused = focus(wanted, passages, MC_FOCUS_SENTENCES) if generator.name == "local" else None
-        messages = choice_messages(question, choices, passages, focused)
-        reply = "".join(generator.stream(GenerationRequest(question, passages, messages, 8, 0.0)))
-        letter = _choice_letter(reply, len(choices))
-        if letter is not None:
-            return letter
-    scores = []
-    for choice in choices:
-        ranked = rank_sentences(f"{question} {choice}", passages)
-        scores.append(ranked[0].coverage if ranked else 0.0)
-    return max(range(len(choices)), key=lambda i: (scores[i], -i))
-
-
-def _choice_letter(reply: str, n_choices: int) -> int | None:
-    """The choice a reply names: a letter opening it ("B", "b.", "(C) Zas"), else the last capital letter
-    standing alone ("The answer is B", "I think B"). Taking the first standalone letter instead read the
-    pronoun "I" (or an article "A") as the answer; None when no letter names one of the choices."""
-    lead = _LEADING_LETTER.match(reply.strip().upper())
-    letters = [lead.group(1)] if lead else [m.group(1) for m in reversed(list(_LETTER.finditer(reply)))]
-    for letter in letters:
-        if 0 <= ord(letter) - ord("A") < n_choices:
-            return ord(letter) - ord("A")
-    return None
 
 
 def _without_markers(text: str) -> str:
@@ -202,7 +168,9 @@ def score_question(
         for name, value in (passage or {}).items():
             scores[f"passage_{name}@{k}"] = value
     has_answers = q.answerable and bool(q.answers)
-    text = "" if answer.refused else _without_markers(answer.text)
+    # The short answer is the answer; the quotes after it are its evidence, and a quote that happens to
+    # hold "no" must not count as answering "no".
+    text = "" if answer.refused else (answer.short or _without_markers(answer.text))
     scores["em"] = metrics.exact_match(text, q.answers) if has_answers else None
     scores["f1"] = metrics.token_f1(text, q.answers) if has_answers else None
     scores["contains"] = metrics.contains_answer(text, q.answers) if has_answers else None
@@ -220,16 +188,22 @@ def score_question(
         scores["cited_support"] = metrics.contains_answer(cited, needles)
     else:
         scores["cited_support"] = None
+    # Every answer sentence is matched to the sentence it cites (`Answer.claims`): the share that are.
+    claims = answer.claims
+    scores["claim_support"] = sum(c.supported for c in claims) / len(claims) if claims else None
     return scores
 
 
-def _run_config(eval_set: EvalSet, rag: RAG, backend: str, model: str, k: int, judge: str | None) -> dict[str, Any]:
+def _run_config(
+    eval_set: EvalSet, rag: RAG, backend: str, family: str, model: str, k: int, judge: str | None
+) -> dict[str, Any]:
     s = rag.settings
     return {
         "set": eval_set.name,
         "set_path": str(eval_set.path),
         "questions": len(eval_set.questions),
         "backend": backend,
+        "family": family,
         "model": model,
         "k": k,
         "retrieval_depth": RETRIEVAL_DEPTH,
@@ -239,7 +213,7 @@ def _run_config(eval_set: EvalSet, rag: RAG, backend: str, model: str, k: int, j
         "chunk_tokens": s.chunk_tokens,
         "chunk_overlap": s.chunk_overlap,
         "context_tokens": s.context_tokens,
-        "min_coverage": s.min_coverage,
+        "min_confidence": s.min_confidence,
         "local_focus_sentences": s.local_focus_sentences,
         **{name: getattr(s, name) for name in RETRIEVAL_SETTINGS},
     }
@@ -302,7 +276,8 @@ def evaluate(
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = Path(out_dir) if out_dir else Path("evals/runs") / f"{eval_set.name}-{generator.name}-{stamp}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    config = _run_config(eval_set, rag, generator.name, generator.model, k, judge)
+    caps = generator.capabilities
+    config = _run_config(eval_set, rag, generator.name, family_of(caps.llm, caps.logprobs), generator.model, k, judge)
     done = _done_ids(run_dir, config)
     (run_dir / RUN_CONFIG).write_text(
         json.dumps({**config, "commit": _git_commit(), "started": stamp}, indent=2), encoding="utf-8"
@@ -321,7 +296,11 @@ def evaluate(
             # The answer reused `found`; charge it the search that produced it.
             answer.timings["retrieve"] = searched
             answer.timings["total"] += searched
-            picked = pick_choice(q.question, q.choices, answer.passages, generator) if q.choices else None
+            picked = (
+                choose(q.question, q.choices, EvidencePool(answer.passages, rag.embedder.embed), generator)
+                if q.choices
+                else None
+            )
             record: dict[str, Any] = {
                 "id": q.id,
                 "question": q.question,
@@ -332,7 +311,12 @@ def evaluate(
                 "answers": q.answers,
                 "retrieved_doc_ids": [a.doc_id for a in found.articles],
                 "answer": answer.text,
+                "short": answer.short,
                 "refused": answer.refused,
+                "confidence": answer.confidence,
+                "signals": answer.signals,
+                "draft": answer.draft,
+                "claims": [c.to_json() for c in answer.claims],
                 "picked": picked,
                 "answer_idx": q.answer_idx,
                 "cited": sorted({c.number for c in answer.citations}),

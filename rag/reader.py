@@ -1,0 +1,367 @@
+"""The reader: from retrieved passages to the answer a user reads.
+
+1. Evidence: the passage sentences are ranked for the question by words and meaning (`rag.evidence`).
+2. A draft: an LLM is asked for the short answer (a small local model reads the best sentences only,
+   and a grammar holds its reply to a span copied from them, "yes"/"no", or "unknown"); the extractive
+   reader takes the best span of the kind the question asks for (`rag.spans`).
+3. The text: the short answer first, cited to the sentence that holds it, then that sentence quoted; a
+   multi-part question quotes the best sentence for each part.
+4. Checks: every sentence is matched to the passage sentence it cites (`Answer.claims`), and the signals
+   gathered on the way give the probability that the passages answer the question at all
+   (`rag.confidence`); below `min_confidence` the answer is withheld and the refusal says what was
+   searched and which article came closest.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from rag.answer import Answer, TokenCounter, TokenUsage, is_refusal
+from rag.citations import CITATION, CitationStreamFilter, attribute, check_claims, extract_citations, tidy
+from rag.confidence import confidence, family_of
+from rag.evidence import EvidencePool, Sentence
+from rag.llm import GenerationRequest, Generator, TokenLogprob
+from rag.prompts import DECLINE, REFUSAL, chat_messages, short_answer_messages
+from rag.question import Kind, Question
+from rag.retrieval import Passage
+from rag.spans import is_new, spans, trim
+from rag.words import terms
+
+SHORT_ANSWER_TOKENS = 40
+"""A short answer is a few words; a copied span that runs on is trimmed (`rag.spans.trim`)."""
+_END = re.compile(r"[.;:!?”\"]+$")
+
+
+@dataclass
+class Draft:
+    """What a backend proposed, before it is grounded, checked and either shown or withheld."""
+
+    short: str | None
+    text: str | None = None
+    """A capable model's own cited text; None when the reader composes it from the short answer."""
+    declined: bool = False
+    logprobs: tuple[TokenLogprob, ...] | None = None
+    prompt_tokens: int = 0
+    invalid_citations: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ReaderOptions:
+    focus_sentences: int
+    """Evidence sentences a small model is shown (split across the parts of a multi-part question)."""
+    max_tokens: int
+    temperature: float
+    min_confidence: float
+    attribute_citations: bool
+
+
+TYPED = frozenset({Kind.PERSON, Kind.ORGANIZATION, Kind.PLACE, Kind.DATE, Kind.NUMBER})
+"""Kinds whose answers have a surface form `rag.spans` finds: the model chooses among those spans."""
+
+
+def candidates(sentences: Sequence[str], question: Question) -> list[str]:
+    """The spans of the question's kind in `sentences` that say something the question does not, each in
+    its fullest form: "2017" and "Zas" give way to "Dec 1, 2017" and "Stanislav Zas" where those appear."""
+    found = (span.text for sentence in sentences for span in spans(sentence, question.kind))
+    new = list(dict.fromkeys(text for text in found if is_new(text, question.text)))
+    return [text for text in new if not any(text != other and _within(text, other) for other in new)]
+
+
+def _within(part: str, whole: str) -> bool:
+    return re.search(rf"(?<!\w){re.escape(part)}(?!\w)", whole) is not None
+
+
+def copy_grammar(sentences: Sequence[str], question: Question) -> str:
+    """GBNF for the small model's reply: `unknown`; "Yes" or "No" to a yes/no question; one of the spans
+    of the asked kind (a name, date, number) when the excerpts have any, so a "who" question is not
+    answered with a place or with the question's own words; otherwise a run of words copied from one
+    sentence, ending where a sentence or quotation ends. The copy rules chain word to word, so the
+    grammar grows with the words shown, not with the number of possible spans."""
+    decline = f'"{DECLINE}"'
+    if question.kind is Kind.YES_NO:
+        return f'root ::= "Yes" | "No" | {decline}\n'
+    typed = candidates(sentences, question) if question.kind in TYPED else []
+    if typed:
+        return "root ::= " + " | ".join([decline, *(f'"{_gbnf(text)}"' for text in typed)]) + "\n"
+    rules: list[str] = []
+    starts: list[str] = []
+    index = 0
+    for sentence in sentences:
+        words = sentence.split()
+        for position, word in enumerate(words):
+            core = _END.sub("", word) or word
+            goes_on = position + 1 < len(words) and core == word
+            rules.append(f'w{index} ::= "{_gbnf(core)}"' + (f' (" " w{index + 1})?' if goes_on else ""))
+            starts.append(f"w{index}")
+            index += 1
+    return f"root ::= {decline} | " + " | ".join(starts) + "\n" + "\n".join(rules) + "\n"
+
+
+def _nearness(sentence: str, start: int, end: int, asked: frozenset[str]) -> float:
+    """1 / (1 + words between the span and the nearest of the question's content words in the sentence)."""
+    before = terms(sentence[:start])[-8:]
+    after = terms(sentence[end:])[:8]
+    gaps = [len(before) - i for i, w in enumerate(before) if w in asked] + [
+        i + 1 for i, w in enumerate(after) if w in asked
+    ]
+    return 1.0 / (1.0 + min(gaps)) if gaps else 0.0
+
+
+def _gbnf(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+class Reader:
+    def __init__(self, pool: EvidencePool, question: Question, options: ReaderOptions) -> None:
+        self.pool = pool
+        self.question = question
+        self.options = options
+        self.passages = pool.passages
+        self.ranked = pool.rank(question.evidence_query)
+
+    # -- drafts --------------------------------------------------------------------------------------
+
+    def focus(self) -> dict[int, list[str]]:
+        """The evidence a small model reads: the best sentences for the question, and for each part of a
+        multi-part question its own best ones, so every part's evidence is in front of it."""
+        limit = self.options.focus_sentences
+        queries = [self.question.evidence_query, *self.question.parts]
+        share = max(1, limit // len(queries))
+        grouped: dict[int, list[str]] = {}
+        chosen: set[tuple[int, str]] = set()
+        for query in queries:
+            for number, texts in self.pool.focus(query, share if len(queries) > 1 else limit).items():
+                for text in texts:
+                    if (number, text) not in chosen:
+                        chosen.add((number, text))
+                        grouped.setdefault(number, []).append(text)
+        order = {(s.number, s.text): s.position for s in self.pool.sentences}
+        return {n: sorted(texts, key=lambda t: order.get((n, t), 0)) for n, texts in sorted(grouped.items())}
+
+    def draft_llm(self, generator: Generator, as_of: dt.date, count: TokenCounter) -> Iterator[str | Draft]:
+        """Ask the model. A small one (`focused_prompt`) gets the focused excerpts and, where the backend
+        honours grammars, may only copy; a capable one gets whole passages and writes its own cited text,
+        streamed as it comes."""
+        caps = generator.capabilities
+        if caps.focused_prompt:
+            focus = self.focus()
+            messages = short_answer_messages(self.question.text, self.passages, focus, as_of)
+            sentences = [text for texts in focus.values() for text in texts]
+            request = GenerationRequest(
+                self.question.text,
+                self.passages,
+                messages,
+                SHORT_ANSWER_TOKENS,
+                self.options.temperature,
+                stop=("\n",),
+                top_logprobs=1 if caps.logprobs else 0,
+                grammar=copy_grammar(sentences, self.question) if caps.grammar else None,
+            )
+            completion = generator.complete(request)
+            reply = completion.text.strip().strip("\"'“”").strip()
+            declined = not reply or reply.lower().rstrip(".") == DECLINE or is_refusal(reply)
+            short = None if declined else trim(reply, self.question.kind, self.question.text)
+            yield Draft(
+                short,
+                declined=declined,
+                logprobs=completion.logprobs,
+                prompt_tokens=sum(count(m["content"]) for m in messages),
+            )
+            return
+        messages = chat_messages(self.question.text, self.passages, as_of)
+        request = GenerationRequest(
+            self.question.text, self.passages, messages, self.options.max_tokens, self.options.temperature
+        )
+        filt = CitationStreamFilter(len(self.passages))
+        pieces: list[str] = []
+        for raw in generator.stream(request):
+            piece = filt.feed(raw)
+            if piece:
+                pieces.append(piece)
+                yield piece
+        tail = filt.flush()
+        if tail:
+            pieces.append(tail)
+            yield tail
+        text = tidy("".join(pieces)).strip()
+        declined = is_refusal(text)
+        first = re.split(r"(?<=[.!?])\s|\n", text, maxsplit=1)[0] if text else ""
+        short = tidy(CITATION.sub("", first)).strip().rstrip(".") or None
+        yield Draft(
+            None if declined else short,
+            text=None if declined else text,
+            declined=declined,
+            prompt_tokens=sum(count(m["content"]) for m in messages),
+            invalid_citations=filt.invalid,
+        )
+
+    def ranked_spans(self) -> list[str]:
+        """Spans of the kind the question asks for among the best sentences, best first: by the sentence's
+        evidence score, its nearness there to the question's own words (the answer to "Who is the Secretary
+        General?" stands next to "Secretary General"), and the number of articles that give it (redundancy
+        across reports is evidence in news)."""
+        kind = self.question.kind
+        asked = frozenset(terms(self.question.evidence_query))
+        scores: dict[str, float] = {}
+        documents: dict[str, set[str]] = {}
+        for sentence in self.ranked[: max(6, self.options.focus_sentences)]:
+            for span in spans(sentence.text, kind):
+                if not is_new(span.text, self.question.text):
+                    continue
+                score = sentence.score + _nearness(sentence.text, span.start, span.end, asked)
+                scores[span.text] = max(scores.get(span.text, score), score)
+                documents.setdefault(span.text, set()).add(self.passages[sentence.number - 1].doc_id)
+        total = {text: score + 0.25 * math.log(len(documents[text])) for text, score in scores.items()}
+        return sorted(total, key=lambda text: (-total[text], -len(text)))
+
+    def draft_extractive(self) -> Draft:
+        """The best span; without a form to look for ("What did he say …?") the answer is the best
+        sentence, quoted."""
+        if self.question.kind not in TYPED and self.question.kind is not Kind.REASON:
+            return Draft(None)
+        ranked = self.ranked_spans()
+        return Draft(ranked[0] if ranked else None)
+
+    # -- the answer ----------------------------------------------------------------------------------
+
+    def quotes(self, short: str | None) -> list[Sentence]:
+        """The sentences to quote: the best one holding the short answer, or for a multi-part question (and
+        when no sentence holds the answer) the best one for the question and for each part, each from
+        another passage where possible."""
+        if short and self.question.kind is not Kind.YES_NO:
+            holding = self.pool.containing(short)
+            if holding:
+                best = max(holding, key=lambda s: self._score(s))
+                return [best]
+        chosen: list[Sentence] = []
+        for query in self.question.parts or (self.question.evidence_query,):
+            ranked = self.pool.rank(query)
+            numbers = {c.number for c in chosen}
+            pick = next((s for s in ranked if s.number not in numbers), ranked[0] if ranked else None)
+            if pick is not None and pick.text not in {c.text for c in chosen}:
+                chosen.append(pick)
+        return chosen
+
+    def _score(self, sentence: Sentence) -> float:
+        return next(
+            (s.score for s in self.ranked if s.number == sentence.number and s.position == sentence.position), 0.0
+        )
+
+    def compose(self, draft: Draft) -> str:
+        """Short answer first, cited, then the quoted evidence. A capable model writes its own text, which
+        is kept as written and checked like any other."""
+        if draft.text is not None:
+            return draft.text
+        quotes = self.quotes(draft.short)
+        body = " ".join(f"“{q.text}” [{q.number}]" for q in quotes)
+        if not draft.short:
+            return body
+        markers = "".join(f"[{n}]" for n in dict.fromkeys(q.number for q in quotes))
+        short = draft.short[0].upper() + draft.short[1:] if self.question.kind is Kind.YES_NO else draft.short
+        return f"{short} {markers}. {body}".strip()
+
+    def signals(self, draft: Draft, text: str) -> dict[str, float]:
+        best = self.ranked[0] if self.ranked else None
+        holding = self.pool.containing(draft.short) if draft.short else []
+        documents = {p.doc_id for p in self.passages}
+        supporting = {self.passages[s.number - 1].doc_id for s in holding}
+        quoted = self.quotes(draft.short)
+        tokens = [t.logprob for t in draft.logprobs or ()]
+        return {
+            "evidence": best.score if best else 0.0,
+            "lexical": max((s.lexical for s in self.ranked), default=0.0),
+            "semantic": max((s.semantic for s in self.ranked), default=0.0),
+            "support": max((self._score(s) for s in quoted), default=0.0),
+            "grounded": float(bool(holding) or (self.question.kind is Kind.YES_NO and bool(draft.short))),
+            "agreement": len(supporting) / len(documents) if documents else 0.0,
+            "new": float(bool(draft.short) and is_new(draft.short or "", self.question.text)),
+            "yes_no": float(self.question.kind is Kind.YES_NO),
+            "declined": float(draft.declined),
+            "logprob": math.fsum(tokens) / len(tokens) if tokens else 0.0,
+            "first_logprob": tokens[0] if tokens else 0.0,
+        }
+
+
+def refusal_text(passages: Sequence[Passage], searched: str) -> str:
+    """The refusal sentence, what was searched, and the closest article, so the user can look further."""
+    if not passages:
+        return f"{REFUSAL} No article matched ({searched})."
+    chunk = passages[0].chunk
+    date = chunk.published.isoformat() if chunk.published else "undated"
+    return f"{REFUSAL} Searched {searched}; the closest article was “{chunk.title or chunk.doc_id}” ({date})."
+
+
+def read(
+    question: Question,
+    passages: Sequence[Passage],
+    generator: Generator,
+    *,
+    pool: EvidencePool,
+    options: ReaderOptions,
+    as_of: dt.date,
+    searched: str,
+    count: TokenCounter,
+    timings: dict[str, float],
+) -> Iterator[str | Answer]:
+    """Yield text pieces (a capable model's as it writes them), then the final `Answer`."""
+    start = time.perf_counter()
+    reader = Reader(pool, question, options)
+    caps = generator.capabilities
+    draft: Draft | None = None
+    if passages and caps.llm:
+        for item in reader.draft_llm(generator, as_of, count):
+            if isinstance(item, Draft):
+                draft = item
+            else:
+                timings.setdefault("first_token", time.perf_counter() - start)
+                yield item
+    elif passages:
+        draft = reader.draft_extractive()
+    draft = draft or Draft(None, declined=True)
+    if draft.declined and passages and draft.text is None:
+        # A model's "unknown" is one signal among several, not the decision: the reader's own span (or
+        # best sentence) stands in, and the confidence, which knows the model declined, decides.
+        draft.short = reader.draft_extractive().short
+    timings["generate"] = time.perf_counter() - start
+    text = reader.compose(draft) if passages else ""
+    inferred = False
+    if text and not CITATION.search(text) and options.attribute_citations:
+        text = attribute(text, pool)
+        inferred = bool(CITATION.search(text))
+    signals = reader.signals(draft, text)
+    probability = confidence(signals, family_of(caps.llm, caps.logprobs))
+    refused = not text or probability < options.min_confidence
+    final = refusal_text(passages, searched) if refused else text
+    if not caps.llm or caps.focused_prompt or refused:
+        yield final
+    citations = [] if refused else extract_citations(final, passages)
+    claims = [] if refused else check_claims(final, pool)
+    timings["check"] = time.perf_counter() - start - timings["generate"]
+    yield Answer(
+        question=question.text,
+        text=final,
+        citations=citations,
+        passages=list(passages),
+        refused=refused,
+        backend=generator.name,
+        model=generator.model,
+        tokens=TokenUsage(
+            prompt=draft.prompt_tokens,
+            completion=count(draft.short or draft.text or ""),
+            context=sum(count(p.text) for p in passages),
+        ),
+        timings=timings,
+        invalid_citations=draft.invalid_citations,
+        inferred_citations=inferred and not refused,
+        short=None if refused else draft.short,
+        confidence=probability,
+        claims=claims,
+        signals=signals,
+        draft=text if refused and text else None,
+        parts=list(question.parts),
+    )

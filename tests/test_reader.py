@@ -1,0 +1,124 @@
+"""The reader: grammars for the small model, drafts, composition, checked claims and the refusal, over
+the real embedding model and seed index (the local model itself is exercised in test_local_llm.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from rag import RAG, REFUSAL
+from rag.chunking import Chunk
+from rag.embedding import Embedder
+from rag.evidence import EvidencePool
+from rag.question import analyze
+from rag.reader import Draft, Reader, ReaderOptions, candidates, copy_grammar, refusal_text
+from rag.retrieval import Passage
+from tests.conftest import Scripted
+
+QUESTION = "Who is the Secretary General of the CSTO?"
+OPTIONS = ReaderOptions(focus_sentences=6, max_tokens=64, temperature=0.0, min_confidence=0.5, attribute_citations=True)
+
+
+def passage(text: str, doc_id: str, rank: int) -> Passage:
+    chunk = Chunk(
+        doc_id, 0, text, 0, len(text), len(text.split()), title=doc_id, published=dt.date(2023, 11, rank), id=rank
+    )
+    return Passage(chunk, 1.0 / rank, rank)
+
+
+REPORTS = [
+    passage("Fortune reported that the exchange's business practices were legal, its lawyers said.", "fortune", 1),
+    passage("The Verge said the trading firm had a negative balance larger than the exchange's revenue.", "verge", 2),
+    passage("Markets were calm on Friday as investors waited for the jobs report.", "markets", 3),
+]
+
+
+class TestGrammar:
+    def test_a_yes_no_question_may_only_say_yes_no_or_unknown(self) -> None:
+        grammar = copy_grammar(["Anything at all."], analyze("Did Zas speak on Thursday?"))
+        assert grammar == 'root ::= "Yes" | "No" | "unknown"\n'
+
+    def test_a_who_question_chooses_among_new_names(self) -> None:
+        sentences = ["Remarks by Russian President Vladimir Putin were echoed by Stanislav Zas, the CSTO chief."]
+        question = analyze(QUESTION)
+        assert candidates(sentences, question) == ["Vladimir Putin", "Stanislav Zas"]
+        assert copy_grammar(sentences, question) == 'root ::= "unknown" | "Vladimir Putin" | "Stanislav Zas"\n'
+
+    def test_other_questions_copy_a_run_of_words_that_ends_with_its_sentence(self) -> None:
+        grammar = copy_grammar(['He said "stop now." Then left.'], analyze("What did he say?"))
+        assert grammar.splitlines() == [
+            'root ::= "unknown" | w0 | w1 | w2 | w3 | w4 | w5',
+            'w0 ::= "He" (" " w1)?',
+            'w1 ::= "said" (" " w2)?',
+            'w2 ::= "\\"stop" (" " w3)?',
+            'w3 ::= "now"',
+            'w4 ::= "Then" (" " w5)?',
+            'w5 ::= "left"',
+        ]
+
+
+class TestCompose:
+    def test_a_multi_part_yes_quotes_the_evidence_for_each_part(self, embedder: Embedder) -> None:
+        question = analyze(
+            "Did Fortune report that the exchange's practices were legal, while The Verge reported the trading "
+            "firm had a negative balance?"
+        )
+        reader = Reader(EvidencePool(REPORTS, embedder.embed), question, OPTIONS)
+        text = reader.compose(Draft("yes"))
+        assert text.startswith("Yes [1][2]. “Fortune reported")
+        assert "“The Verge said" in text and "Markets" not in text
+
+    def test_a_short_answer_is_cited_to_the_sentence_that_holds_it(self, embedder: Embedder) -> None:
+        reader = Reader(EvidencePool(REPORTS, embedder.embed), analyze("Who reported a negative balance?"), OPTIONS)
+        assert reader.compose(Draft("The Verge")) == (
+            "The Verge [2]. “The Verge said the trading firm had a negative balance larger than the exchange's "
+            "revenue.” [2]"
+        )
+
+    def test_the_extractive_draft_takes_the_name_beside_the_question_words(self, seeded: RAG) -> None:
+        found = seeded.search(QUESTION).passages
+        reader = Reader(EvidencePool(found, seeded.embedder.embed), analyze(QUESTION), OPTIONS)
+        assert reader.draft_extractive().short == "Stanislav Zas"
+
+    def test_refusal_names_what_was_searched_and_the_closest_article(self) -> None:
+        text = refusal_text(REPORTS, "articles published up to 2023-11-30")
+        assert text.startswith(REFUSAL)
+        assert "Searched articles published up to 2023-11-30; the closest article was “fortune” (2023-11-01)." in text
+        assert (
+            refusal_text([], "articles published in 2020")
+            == f"{REFUSAL} No article matched (articles published in 2020)."
+        )
+
+
+class TestCapableModel:
+    def test_its_own_text_is_kept_streamed_and_its_unsupported_sentence_flagged(self, seeded: RAG) -> None:
+        reply = "Stanislav Zas [1]. He was elected by the United Nations in Paris [1]."
+        seeded._generators["capable"] = Scripted(reply)
+        items = list(seeded.answer_stream(QUESTION, backend="capable"))
+        answer = items[-1]
+        assert "".join(items[:-1]) == reply and answer.text == reply
+        assert answer.short == "Stanislav Zas"
+        assert [c.supported for c in answer.claims] == [True, False]
+        assert [c.text for c in answer.unsupported] == ["He was elected by the United Nations in Paris."]
+
+    def test_its_refusal_is_a_refusal(self, seeded: RAG) -> None:
+        seeded._generators["capable"] = Scripted(REFUSAL)
+        answer = seeded.answer(QUESTION, backend="capable")
+        assert answer.refused and answer.signals["declined"] == 1.0 and answer.short is None
+
+
+class TestConfidence:
+    def test_below_the_threshold_the_draft_is_withheld_and_kept(self, seeded: RAG) -> None:
+        seeded.settings = seeded.settings.model_copy(update={"min_confidence": 1.0})
+        answer = seeded.answer(QUESTION)
+        assert answer.refused and answer.text.startswith(REFUSAL)
+        assert answer.draft is not None and "Stanislav Zas" in answer.draft
+        assert answer.citations == [] and answer.claims == []
+
+    @pytest.mark.parametrize("min_confidence", [0.0])
+    def test_zero_never_refuses_an_answer_it_found(self, seeded: RAG, min_confidence: float) -> None:
+        seeded.settings = seeded.settings.model_copy(update={"min_confidence": min_confidence})
+        answer = seeded.answer("What is the capital of France?")
+        assert not answer.refused and answer.text and 0.0 <= answer.confidence <= 1.0
+        assert set(answer.signals) >= {"evidence", "lexical", "semantic", "grounded", "declined"}
