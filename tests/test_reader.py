@@ -4,6 +4,7 @@ the real embedding model and seed index (the local model itself is exercised in 
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 
@@ -122,3 +123,31 @@ class TestConfidence:
         answer = seeded.answer("What is the capital of France?")
         assert not answer.refused and answer.text and 0.0 <= answer.confidence <= 1.0
         assert set(answer.signals) >= {"evidence", "lexical", "semantic", "grounded", "declined"}
+
+
+class TestMultiPart:
+    def test_each_part_is_searched_and_quoted(self, pipeline: RAG, tmp_path: object) -> None:
+        from pathlib import Path
+
+        corpus = Path(str(tmp_path)) / "reports.jsonl"
+        records = [
+            {"id": "fortune", "title": "Fortune", "published": "2023-11-01",
+             "text": "Fortune reported that the exchange's business practices were legal, its lawyers said."},
+            {"id": "verge", "title": "The Verge", "published": "2023-11-02",
+             "text": "The Verge said the trading firm had a negative balance larger than the exchange's revenue."},
+        ] + [
+            {"id": f"other-{i}", "title": f"Markets {i}", "published": "2023-11-03",
+             "text": f"Markets were calm on day {i} as investors waited for the exchange's jobs report."}
+            for i in range(8)
+        ]  # fmt: skip
+        corpus.write_text("\n".join(json.dumps(r) for r in records), encoding="utf-8")
+        pipeline.index([corpus])
+        question = (
+            "Did Fortune report that the exchange's practices were legal, while The Verge reported that the "
+            "trading firm had a negative balance?"
+        )
+        answer = pipeline.answer(question, k=1, as_of=dt.date(2023, 11, 30))
+        assert len(answer.parts) == 2
+        cited = {answer.passages[c.number - 1].doc_id for c in answer.citations}
+        assert cited == {"fortune", "verge"}, answer.text
+        assert all(claim.supported for claim in answer.claims)
