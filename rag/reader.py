@@ -258,7 +258,7 @@ class Reader:
         if draft.text is not None:
             return draft.text
         quotes = self.quotes(draft.short)
-        body = " ".join(f"“{q.text}” [{q.number}]" for q in quotes)
+        body = " ".join(f"“{_nested(q.text)}” [{q.number}]" for q in quotes)
         if not draft.short:
             return body
         markers = "".join(f"[{n}]" for n in dict.fromkeys(q.number for q in quotes))
@@ -285,6 +285,15 @@ class Reader:
             "logprob": math.fsum(tokens) / len(tokens) if tokens else 0.0,
             "first_logprob": tokens[0] if tokens else 0.0,
         }
+
+
+def _nested(quote: str) -> str:
+    """A quote inside the answer's quotation marks takes single ones, as in print: “‘We agreed,’ she
+    said.” rather than ““We agreed,” she said.”."""
+    return quote.translate(_INNER_QUOTES)
+
+
+_INNER_QUOTES = str.maketrans({"“": "‘", "”": "’", '"': "'"})
 
 
 def refusal_text(passages: Sequence[Passage], searched: str) -> str:

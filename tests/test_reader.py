@@ -77,6 +77,13 @@ class TestCompose:
             "revenue.” [2]"
         )
 
+    def test_a_quote_inside_the_quoted_sentence_takes_single_marks(self, embedder: Embedder) -> None:
+        said = [passage("“We agreed on a ceasefire,” the minister said on Friday.", "ceasefire", 1)]
+        reader = Reader(EvidencePool(said, embedder.embed), analyze("Who agreed on a ceasefire?"), OPTIONS)
+        assert reader.compose(Draft("the minister")) == (
+            "the minister [1]. “‘We agreed on a ceasefire,’ the minister said on Friday.” [1]"
+        )
+
     def test_the_extractive_draft_takes_the_name_beside_the_question_words(self, seeded: RAG) -> None:
         found = seeded.search(QUESTION).passages
         reader = Reader(EvidencePool(found, seeded.embedder.embed), analyze(QUESTION), OPTIONS)
