@@ -16,8 +16,8 @@ from benchmarks import llamaindex
 from benchmarks.measure import repeat_timings, summary
 from rag import RAG, Settings
 from rag.config import EmbeddingBackend
-from rag.documents import load_paths
 from rag.index import Manifest
+from rag.loaders import load_paths
 
 
 def sample_corpus(source: Path, n_articles: int, out: Path) -> Path:

@@ -7,18 +7,38 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rag.answer import Answer, TokenUsage
-from rag.citations import Citation
-from rag.config import Settings
-from rag.documents import Document, load_paths
 from rag.errors import RagError
-from rag.evaluation.runner import evaluate
-from rag.pipeline import RAG, IndexReport
 from rag.prompts import REFUSAL
-from rag.retrieval import Passage
+from rag.types import Answer, Citation, Document, Passage, TokenUsage
+
+if TYPE_CHECKING:
+    from rag.config import Settings
+    from rag.evaluation.runner import evaluate
+    from rag.loaders import load_paths
+    from rag.pipeline import RAG, IndexReport
+
+_LAZY = {
+    "RAG": "rag.pipeline",
+    "IndexReport": "rag.pipeline",
+    "Settings": "rag.config",
+    "evaluate": "rag.evaluation.runner",
+    "load_paths": "rag.loaders",
+}
+"""Imported on first use: `import rag.types` (or the CLI's `--help`) must not load FAISS, numpy and the
+model runtimes that the pipeline needs."""
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'rag' has no attribute {name!r}")
+
 
 __all__ = [
     "RAG",
@@ -42,6 +62,9 @@ _pipelines: dict[str, RAG] = {}
 
 def _pipeline(settings: Settings | None) -> RAG:
     """Reuse loaded models across calls: the second question must not pay for loading them again."""
+    from rag.config import Settings
+    from rag.pipeline import RAG
+
     settings = settings or Settings()
     key = settings.model_dump_json()
     if key not in _pipelines:

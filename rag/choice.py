@@ -17,8 +17,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from rag.evidence import EvidencePool
-from rag.llm import GenerationRequest, Generator
 from rag.prompts import choice_messages
+from rag.types import GenerationRequest, Generator
 from rag.words import terms
 
 _LEADING_LETTER = re.compile(r"^\W*([A-Z])\s*(?:[.):]|$)")

@@ -7,18 +7,13 @@ whose tail is never embedded can never be retrieved for what that tail says.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
 from functools import lru_cache
 
 import tiktoken
 
-from rag.documents import Document
 from rag.errors import ConfigError
-
-TokenCounter = Callable[[str], int]
+from rag.types import Chunk, Document, TokenCounter
 
 _ABBREVIATIONS = {
     "mr", "mrs", "ms", "dr", "prof", "sen", "rep", "gov", "gen", "col", "lt", "sgt", "st", "jr", "sr",
@@ -26,23 +21,6 @@ _ABBREVIATIONS = {
     "sept", "oct", "nov", "dec", "u.s", "u.k", "u.n", "e.g", "i.e", "etc", "a.m", "p.m",
 }  # fmt: skip
 _SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s+[\"'“‘(\[]?[A-Z0-9])|\n+")
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """A passage of one document. `start`/`end` index into the document's text; `id` is set by the index."""
-
-    doc_id: str
-    ordinal: int
-    text: str
-    start: int
-    end: int
-    n_tokens: int
-    title: str = ""
-    published: dt.date | None = None
-    source: str | None = None
-    url: str | None = None
-    id: int = -1
 
 
 @lru_cache(maxsize=4)

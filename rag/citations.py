@@ -8,43 +8,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 from rag.chunking import split_sentences
 from rag.evidence import EvidencePool
-from rag.retrieval import Passage
+from rag.types import Citation, Claim, Passage
 from rag.words import terms
 
 CITATION = re.compile(r"\[(\s*\d+(?:\s*[,;]\s*\d+)*\s*)\]")
 _OPEN_TAIL = re.compile(r"\[[\d,;\s]*$")
-
-
-@dataclass(frozen=True)
-class Citation:
-    """Citation `[number]` in the answer: the passage it names and the sentence of it that supports the claim."""
-
-    number: int
-    passage: Passage
-    claim: str
-    quote: str
-    quote_start: int
-    quote_end: int
-
-    def to_json(self) -> dict[str, object]:
-        chunk = self.passage.chunk
-        return {
-            "number": self.number,
-            "doc_id": chunk.doc_id,
-            "title": chunk.title,
-            "published": chunk.published.isoformat() if chunk.published else None,
-            "url": chunk.url,
-            "source": chunk.source,
-            "chunk_id": chunk.id,
-            "claim": self.claim,
-            "quote": self.quote,
-            "quote_start": self.quote_start,
-            "quote_end": self.quote_end,
-        }
 
 
 def numbers_in(marker: str) -> list[int]:
@@ -167,34 +138,6 @@ SUPPORT_SHARE = 0.6
 SUPPORT_SIMILARITY = 0.75
 """…or says the same in other words (cosine similarity under the embedding model). Neither was fitted:
 0.6 is the share `attribute` has always used, and MiniLM pairs above 0.75 are paraphrases."""
-
-
-@dataclass(frozen=True)
-class Claim:
-    """One sentence of an answer, the passages it cites, and whether they say it."""
-
-    text: str
-    citations: tuple[int, ...]
-    support: float
-    """The best of the share of the claim's content words in one cited sentence, and its cosine similarity
-    to that sentence; 0 for an uncited claim."""
-    supported: bool
-    quote: str = ""
-    """The cited sentence that supports it best."""
-    start: int = 0
-    end: int = 0
-    """Where the sentence, with its markers, is in the answer text."""
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "text": self.text,
-            "start": self.start,
-            "end": self.end,
-            "citations": list(self.citations),
-            "support": round(self.support, 3),
-            "supported": self.supported,
-            "quote": self.quote,
-        }
 
 
 def check_claims(text: str, pool: EvidencePool) -> list[Claim]:

@@ -14,12 +14,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from rag.answer import Answer
+from rag.backends import BACKENDS
 from rag.config import Settings
 from rag.errors import RagError
 from rag.index import ArticleIndex
+from rag.loaders import FORMATS
 from rag.local_models import CATALOG, install, installed_parts, is_assembled
 from rag.pipeline import RAG, IndexReport
+from rag.types import Answer
 
 
 def _date(value: str) -> dt.date:
@@ -40,12 +42,12 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     index = sub.add_parser("index", help="build or update the index from files or directories")
-    index.add_argument("paths", nargs="+", type=Path, metavar="PATH", help=".txt .md .html .json .jsonl or a directory")
+    index.add_argument("paths", nargs="+", type=Path, metavar="PATH", help=f"{' '.join(FORMATS)} files or a directory")
 
     ask = sub.add_parser("ask", help="answer a question with numbered sources")
     ask.add_argument("question")
     ask.add_argument("--json", action="store_true", help="print the full Answer as JSON")
-    ask.add_argument("--backend", choices=["local", "openai", "extractive"])
+    ask.add_argument("--backend", choices=list(BACKENDS))
     ask.add_argument("-k", "--top-k", type=int, dest="k", help="passages to retrieve")
     ask.add_argument("--since", type=_date, help="only articles published on or after YYYY-MM-DD")
     ask.add_argument("--until", type=_date, help="only articles published on or before YYYY-MM-DD")
@@ -82,11 +84,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SETTING=VALUE",
         help="override a setting for this run, e.g. --set recency_weight=0 (as RAG_* variables would)",
     )
-    ev.add_argument("--backend", choices=["local", "openai", "extractive"])
+    ev.add_argument("--backend", choices=list(BACKENDS))
     ev.add_argument("-k", "--top-k", type=int, dest="k", help="passages given to the answer (default: the set's)")
     ev.add_argument("--out", type=Path, help="run folder (default evals/runs/SET-BACKEND-TIME); reuse it to resume")
     ev.add_argument("--limit", type=int, help="only the first N questions")
-    ev.add_argument("--judge", choices=["local", "openai"], help="LLM backend judging citations (ALCE metrics)")
+    judges = [name for name, backend in BACKENDS.items() if backend.capabilities.llm]
+    ev.add_argument("--judge", choices=judges, help="LLM backend judging citations (ALCE metrics)")
     ev.add_argument(
         "--fail-under", action="append", default=[], metavar="METRIC=VALUE", help="exit 1 if METRIC < VALUE"
     )

@@ -22,7 +22,6 @@ from pydantic_settings import (
 from rag.local_models import CATALOG, DEFAULT_LOCAL_MODEL
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-Backend = Literal["local", "openai", "extractive"]
 EmbeddingBackend = Literal["onnx", "onnx-int8", "torch"]
 RetrievalMode = Literal["hybrid", "dense", "bm25"]
 QuestionDates = Literal["prefer", "filter", "off"]
@@ -53,7 +52,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="RAG_", extra="forbid", validate_default=True)
 
-    backend: Backend = Field(
+    backend: str = Field(
         "local",
         description="Answer generator: `local` (an embedded GGUF model, `local_model`, offline), `openai` "
         "(any OpenAI-compatible endpoint) or `extractive` (quotes passage sentences, no LLM).",
@@ -208,6 +207,15 @@ class Settings(BaseSettings):
     ui_address: str = Field(
         "127.0.0.1", description="Address `rag ui` binds to; the default keeps the page private to this machine."
     )
+
+    @field_validator("backend")
+    @classmethod
+    def _registered_backend(cls, value: str) -> str:
+        from rag.backends import BACKENDS
+
+        if value not in BACKENDS:
+            raise ValueError(f"unknown backend {value!r}: use one of {', '.join(BACKENDS)}")
+        return value
 
     @field_validator(
         "openai_base_url",

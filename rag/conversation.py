@@ -13,8 +13,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rag.llm import GenerationRequest, Generator
 from rag.prompts import condense_messages
+from rag.types import GenerationRequest, Generator
 from rag.words import stopwords, terms
 
 _PERSON = {"he": "", "him": "", "she": "", "her": "", "his": "'s", "hers": "'s", "he's": " is", "she's": " is"}

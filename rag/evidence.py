@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rag.chunking import split_sentences
-from rag.retrieval import Passage
+from rag.types import Passage
 from rag.words import terms
 
 Embed = Callable[[Sequence[str]], np.ndarray]

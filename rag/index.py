@@ -31,10 +31,9 @@ from typing import Any
 import faiss
 import numpy as np
 
-from rag.chunking import Chunk
-from rag.documents import Document
 from rag.errors import IndexDirError
 from rag.index_ann import IvfIndex
+from rag.types import Chunk, Document
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"

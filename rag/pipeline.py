@@ -16,21 +16,22 @@ from typing import Any
 
 from tqdm import tqdm
 
-from rag.answer import Answer, pack_passages, searched_dates
-from rag.chunking import Chunk, Chunker, tiktoken_counter
+from rag.backends import make_generator
+from rag.chunking import Chunker, tiktoken_counter
 from rag.config import Settings
 from rag.conversation import Turn, condense
 from rag.dates import DateRange
-from rag.documents import Document, LoadResult, load_paths
 from rag.embedding import Embedder
 from rag.errors import DocumentError, IndexDirError, QuestionError
 from rag.evidence import EvidencePool
 from rag.index import AddReport, ArticleIndex, DocumentRecord, Manifest
-from rag.llm import Generator, make_generator
+from rag.loaders import load_paths
+from rag.packing import pack_passages
 from rag.question import Question, analyze
-from rag.reader import ReaderOptions, read
+from rag.reader import Asked, ReaderOptions, read
 from rag.rerank import Reranker
-from rag.retrieval import Passage, Retrieval, Retriever
+from rag.retrieval import Retriever
+from rag.types import Answer, Chunk, Document, Generator, LoadResult, Passage, Retrieval
 
 log = logging.getLogger("rag")
 Progress = Callable[[int, int], None]
@@ -284,8 +285,11 @@ class RAG:
         """Passages and the ranked articles they come from, with the dates searched (see `rag.retrieval`).
         `as_of` is the date the question is asked (default today): later articles are left out."""
         question = _check_question(question)
+        start = time.perf_counter()
         with self._lock:
-            return self.retriever().retrieve(question, k or self.settings.top_k, DateRange(since, until), as_of=as_of)
+            found = self.retriever().retrieve(question, k or self.settings.top_k, DateRange(since, until), as_of=as_of)
+        found.seconds = time.perf_counter() - start
+        return found
 
     def retrieve(
         self,
@@ -322,15 +326,16 @@ class RAG:
         rewriter = generator if generator.capabilities.rewrites_follow_ups else None
         question = condense(original, history, rewriter)
         timings["rewrite"] = time.perf_counter() - start
+        # A retrieval passed in was searched before this call: its time is charged to this answer.
+        earlier = retrieved.seconds if retrieved is not None else 0.0
         if retrieved is None:
             retrieved = self.search(question, k=k, since=since, until=until, as_of=as_of)
         # The date phrase was used to search; the evidence must match the rest ("last week" is in no passage).
         topic = retrieved.mention.strip_from(question) if retrieved.mention else question
         analysis = analyze(question, topic=topic)
         found = self._with_parts(analysis, retrieved, k or self.settings.top_k)
-        timings["retrieve"] = time.perf_counter() - start - timings["rewrite"]
+        timings["retrieve"] = earlier + time.perf_counter() - start - timings["rewrite"]
         passages = pack_passages(found, self.settings.context_tokens, self.count_tokens)
-        pool = EvidencePool(passages, self.embedder.embed)
         s = self.settings
         options = ReaderOptions(
             focus_sentences=s.local_focus_sentences,
@@ -339,25 +344,16 @@ class RAG:
             min_confidence=s.min_confidence,
             attribute_citations=s.attribute_citations,
         )
-        searched = searched_dates(retrieved.as_of, retrieved.dates, retrieved.mention, retrieved.mention_filtered)
-        for item in read(
-            analysis,
+        asked = Asked(original, analysis, retrieved, len(found), start - earlier)
+        yield from read(
+            asked,
             passages,
             generator,
-            pool=pool,
+            pool=EvidencePool(passages, self.embedder.embed),
             options=options,
-            as_of=retrieved.as_of,
-            searched=searched,
             count=self.count_tokens,
             timings=timings,
-        ):
-            if isinstance(item, Answer):
-                timings["total"] = time.perf_counter() - start
-                item.retrieved = len(found)
-                item.question, item.standalone_question = original, question if question != original else None
-                item.as_of, item.since, item.until = retrieved.as_of, retrieved.dates.since, retrieved.dates.until
-                item.date_mention, item.date_mention_filtered = retrieved.mention, retrieved.mention_filtered
-            yield item
+        )
 
     def _with_parts(self, question: Question, retrieved: Retrieval, k: int) -> list[Passage]:
         """The first k passages, and for a multi-part question the best passages for each part searched on

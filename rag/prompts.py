@@ -5,10 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from rag.retrieval import Passage
+from rag.types import Passage
+from rag.words import terms
 
 REFUSAL = "I cannot answer this from the provided articles."
 """The one sentence every backend uses to decline; refusal detection and evaluation key on it."""
+_REFUSAL_TERMS = frozenset(terms(REFUSAL))
 DECLINE = "unknown"
 """What a small model replies instead of an answer (one word is easier for it than the refusal sentence)."""
 
@@ -108,3 +110,10 @@ ENTAILMENT_PROMPT = (
 def entailment_messages(premise: str, claim: str) -> list[dict[str, str]]:
     """The citation judge's question (ALCE uses an NLI model; any configured LLM backend plays that role)."""
     return _chat(ENTAILMENT_PROMPT, f"Premise: {premise}\n\nClaim: {claim}\n\nDoes the premise entail the claim?")
+
+
+def is_refusal(text: str) -> bool:
+    """True when the answer is (or opens with) the refusal sentence; small models paraphrase punctuation."""
+    words = terms(text)
+    head = set(words[: len(_REFUSAL_TERMS) + 2])
+    return not words or head >= _REFUSAL_TERMS

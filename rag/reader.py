@@ -21,15 +21,13 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from rag.answer import Answer, TokenCounter, TokenUsage, is_refusal
 from rag.citations import CITATION, CitationStreamFilter, attribute, check_claims, extract_citations, tidy
 from rag.confidence import confidence, family_of
 from rag.evidence import EvidencePool, Sentence
-from rag.llm import GenerationRequest, Generator, TokenLogprob
-from rag.prompts import DECLINE, REFUSAL, chat_messages, short_answer_messages
+from rag.prompts import DECLINE, REFUSAL, chat_messages, is_refusal, short_answer_messages
 from rag.question import Kind, Question
-from rag.retrieval import Passage
 from rag.spans import is_new, spans, trim
+from rag.types import Answer, GenerationRequest, Generator, Passage, Retrieval, TokenCounter, TokenLogprob, TokenUsage
 from rag.words import terms
 
 SHORT_ANSWER_TOKENS = 40
@@ -48,6 +46,20 @@ class Draft:
     logprobs: tuple[TokenLogprob, ...] | None = None
     prompt_tokens: int = 0
     invalid_citations: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Asked:
+    """What the reader answers: the question as the user asked it, as it was searched (with its kind and
+    parts), and the search behind it."""
+
+    question: str
+    searched: Question
+    retrieval: Retrieval
+    retrieved: int
+    """Passages found, before packing under the token budget."""
+    started: float
+    """`time.perf_counter()` when answering began (the search included), for the total."""
 
 
 @dataclass(frozen=True)
@@ -306,24 +318,23 @@ def refusal_text(passages: Sequence[Passage], searched: str) -> str:
 
 
 def read(
-    question: Question,
+    asked: Asked,
     passages: Sequence[Passage],
     generator: Generator,
     *,
     pool: EvidencePool,
     options: ReaderOptions,
-    as_of: dt.date,
-    searched: str,
     count: TokenCounter,
     timings: dict[str, float],
 ) -> Iterator[str | Answer]:
     """Yield text pieces (a capable model's as it writes them), then the final `Answer`."""
     start = time.perf_counter()
+    question, retrieval = asked.searched, asked.retrieval
     reader = Reader(pool, question, options)
     caps = generator.capabilities
     draft: Draft | None = None
     if passages and caps.llm:
-        for item in reader.draft_llm(generator, as_of, count):
+        for item in reader.draft_llm(generator, retrieval.as_of, count):
             if isinstance(item, Draft):
                 draft = item
             else:
@@ -345,14 +356,15 @@ def read(
     signals = reader.signals(draft, text)
     probability = confidence(signals, family_of(caps.llm, caps.logprobs))
     refused = not text or probability < options.min_confidence
-    final = refusal_text(passages, searched) if refused else text
+    final = refusal_text(passages, retrieval.searched) if refused else text
     if not caps.llm or caps.focused_prompt or refused:
         yield final
     citations = [] if refused else extract_citations(final, passages)
     claims = [] if refused else check_claims(final, pool)
     timings["check"] = time.perf_counter() - start - timings["generate"]
+    timings["total"] = time.perf_counter() - asked.started
     yield Answer(
-        question=question.text,
+        question=asked.question,
         text=final,
         citations=citations,
         passages=list(passages),
@@ -367,6 +379,13 @@ def read(
         timings=timings,
         invalid_citations=draft.invalid_citations,
         inferred_citations=inferred and not refused,
+        retrieved=asked.retrieved,
+        standalone_question=question.text if question.text != asked.question else None,
+        as_of=retrieval.as_of,
+        since=retrieval.dates.since,
+        until=retrieval.dates.until,
+        date_mention=retrieval.mention,
+        date_mention_filtered=retrieval.mention_filtered,
         short=None if refused else draft.short,
         confidence=probability,
         claims=claims,

@@ -29,12 +29,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rag.chunking import Chunk
 from rag.config import Settings
 from rag.dates import DateMention, DateRange, resolve
 from rag.embedding import Embedder
 from rag.index import ArticleIndex
 from rag.sparse import BM25Index, query_terms
+from rag.types import ArticleHit, Passage, Retrieval
 
 if TYPE_CHECKING:
     from rag.rerank import Reranker
@@ -49,64 +49,6 @@ _RowOf = Callable[[int], int]
 
 def _day(date: dt.date | None) -> int:
     return UNDATED if date is None else (date - _EPOCH).days
-
-
-@dataclass(frozen=True)
-class Passage:
-    """A retrieved chunk; `rank` is 1-based in retrieval order and `score` is what its article (or, with
-    article ranking off, the chunk itself) was ranked by. `also_in` lists other articles whose matching
-    passage is a near-copy of this one."""
-
-    chunk: Chunk
-    score: float
-    rank: int
-    also_in: tuple[str, ...] = ()
-
-    @property
-    def text(self) -> str:
-        return self.chunk.text
-
-    @property
-    def doc_id(self) -> str:
-        return self.chunk.doc_id
-
-    def to_json(self) -> dict[str, object]:
-        c = self.chunk
-        return {
-            "rank": self.rank,
-            "score": round(self.score, 6),
-            "chunk_id": c.id,
-            "doc_id": c.doc_id,
-            "title": c.title,
-            "published": c.published.isoformat() if c.published else None,
-            "source": c.source,
-            "url": c.url,
-            "start": c.start,
-            "end": c.end,
-            "text": c.text,
-            "also_in": list(self.also_in),
-        }
-
-
-@dataclass(frozen=True)
-class ArticleHit:
-    doc_id: str
-    score: float
-    rank: int
-    also_in: tuple[str, ...] = ()
-
-
-@dataclass
-class Retrieval:
-    """What a search found, and the dates it searched: `dates` is the filter applied (explicit range capped
-    at `as_of`), `mention` the date phrase found in the question, if any."""
-
-    passages: list[Passage]
-    articles: list[ArticleHit]
-    as_of: dt.date
-    dates: DateRange
-    mention: DateMention | None = None
-    mention_filtered: bool = False
 
 
 @dataclass

@@ -12,7 +12,7 @@ import pytest
 
 from rag import RAG, Settings
 from rag.embedding import Embedder
-from rag.llm import Capabilities, Completion, GenerationRequest
+from rag.types import Capabilities, Completion, GenerationRequest
 from tests.openai_server import openai_server  # the fixture, shared by every test module
 
 __all__ = ["openai_server"]

@@ -9,10 +9,11 @@ import pytest
 
 import rag
 from rag import RAG, REFUSAL, Answer
-from rag.answer import is_refusal, pack_passages
-from rag.chunking import Chunk, tiktoken_counter
+from rag.chunking import tiktoken_counter
 from rag.errors import QuestionError
-from rag.retrieval import Passage
+from rag.packing import pack_passages
+from rag.prompts import is_refusal
+from rag.types import Chunk, Passage
 from tests.conftest import Scripted
 
 QUESTION = "Who is the Secretary General of the CSTO?"

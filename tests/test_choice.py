@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from rag.backends.extractive import Extractive
 from rag.choice import choose, evidence_scores, letter
-from rag.chunking import Chunk
 from rag.embedding import Embedder
 from rag.evidence import EvidencePool
-from rag.extractive import Extractive
-from rag.llm import Capabilities
 from rag.prompts import choice_messages
-from rag.retrieval import Passage
+from rag.types import Capabilities, Chunk, Passage
 from tests.conftest import Scripted
 
 TEXT = "Stanislav Zas is the Secretary General of the CSTO. Nikol Pashinyan is the prime minister of Armenia."

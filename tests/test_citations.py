@@ -7,11 +7,10 @@ import datetime as dt
 
 import pytest
 
-from rag.chunking import Chunk
 from rag.citations import CitationStreamFilter, attribute, check_claims, clean_citations, extract_citations
 from rag.embedding import Embedder
 from rag.evidence import EvidencePool
-from rag.retrieval import Passage
+from rag.types import Chunk, Passage
 
 
 def passage(text: str, rank: int = 1, start: int = 0) -> Passage:

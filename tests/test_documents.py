@@ -10,18 +10,13 @@ import pytest
 
 from rag import RAG
 from rag.cli import main, run
-from rag.documents import (
-    Document,
-    content_hash,
-    html_to_text,
-    load_file,
-    load_paths,
-    make_title,
-    parse_date,
-)
 from rag.embedding import Embedder
 from rag.errors import DocumentError
 from rag.index import ArticleIndex
+from rag.loaders import load_file, load_paths
+from rag.loaders.common import make_title, parse_date
+from rag.loaders.html import html_to_text
+from rag.types import Document, content_hash
 
 SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 SEED_FILE = next(SEEDS.glob("*.txt"))

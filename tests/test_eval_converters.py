@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 import tomllib
 
-from rag.documents import load_file
 from rag.evaluation.converters import (
     CONVERTERS,
     DEFAULT_DATA_DIRS,
@@ -21,6 +20,7 @@ from rag.evaluation.converters import (
     convert_rgb,
     convert_squad2,
 )
+from rag.loaders import load_file
 
 ROOT = Path(__file__).resolve().parent.parent
 EVALDATA = (ROOT / ".." / "shared" / "evaldata").resolve()

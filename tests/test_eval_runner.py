@@ -13,9 +13,7 @@ from typing import Any
 import pytest
 
 from rag import Settings
-from rag.answer import Answer, TokenUsage
-from rag.chunking import Chunk
-from rag.citations import Citation, extract_citations
+from rag.citations import extract_citations
 from rag.dates import DateRange
 from rag.embedding import Embedder
 from rag.evaluation.runner import (
@@ -26,10 +24,9 @@ from rag.evaluation.runner import (
     score_question,
 )
 from rag.evaluation.sets import EvalQuestion, load_set
-from rag.llm import GenerationRequest
 from rag.pipeline import RAG
 from rag.prompts import REFUSAL
-from rag.retrieval import ArticleHit, Passage, Retrieval
+from rag.types import Answer, ArticleHit, Chunk, Citation, GenerationRequest, Passage, Retrieval, TokenUsage
 from tests.conftest import ROOT
 from tests.openai_server import FakeOpenAIServer, Reply
 

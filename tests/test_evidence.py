@@ -8,10 +8,9 @@ import subprocess
 import sys
 import textwrap
 
-from rag.chunking import Chunk
 from rag.embedding import Embedder
 from rag.evidence import EvidencePool
-from rag.retrieval import Passage
+from rag.types import Chunk, Passage
 from tests.conftest import ROOT
 
 

@@ -23,12 +23,13 @@ from openai_server import (
 
 import rag.pipeline
 from rag import RAG, Settings
-from rag.answer import Answer
+from rag.backends import make_generator
+from rag.backends.openai_chat import OpenAIChat
 from rag.cli import main, run
 from rag.embedding import Embedder
 from rag.errors import ConfigError, LLMError
-from rag.llm import Capabilities, Completion, GenerationRequest, OpenAIChat, make_generator
 from rag.prompts import REFUSAL
+from rag.types import Answer, Capabilities, Completion, GenerationRequest
 
 __all__ = ["openai_server"]  # the fixture is used by name
 

@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 
 from rag import RAG, REFUSAL, Answer, Settings
+from rag.backends import make_generator
+from rag.backends.local import LocalLLM
 from rag.errors import LLMError
-from rag.llm import GenerationRequest, LocalLLM, make_generator
 from rag.local_models import CATALOG, DEFAULT_LOCAL_MODEL, installed_parts
 from rag.prompts import chat_messages
+from rag.types import GenerationRequest
 
 QUESTION = "Who is the Secretary General of the CSTO?"
 CAPITAL = [

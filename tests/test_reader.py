@@ -9,12 +9,11 @@ import json
 import pytest
 
 from rag import RAG, REFUSAL
-from rag.chunking import Chunk
 from rag.embedding import Embedder
 from rag.evidence import EvidencePool
 from rag.question import analyze
 from rag.reader import Draft, Reader, ReaderOptions, candidates, copy_grammar, refusal_text
-from rag.retrieval import Passage
+from rag.types import Chunk, Passage
 from tests.conftest import Scripted
 
 QUESTION = "Who is the Secretary General of the CSTO?"

@@ -14,12 +14,13 @@ import pytest
 
 from rag import RAG, Settings
 from rag.dates import DateRange
-from rag.documents import load_paths
 from rag.embedding import Embedder
 from rag.errors import ConfigError, QuestionError
 from rag.index import ArticleIndex, Manifest
-from rag.retrieval import Passage, Retriever, rrf
+from rag.loaders import load_paths
+from rag.retrieval import Retriever, rrf
 from rag.sparse import BM25Index
+from rag.types import Passage
 
 SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 CSTO_QUESTION = "Who is the Secretary General of the CSTO?"

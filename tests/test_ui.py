@@ -21,8 +21,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from rag import RAG, Settings
-from rag.chunking import Chunk
-from rag.retrieval import Passage
+from rag.types import Chunk, Passage
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "ui" / "app.py"

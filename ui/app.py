@@ -14,11 +14,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # `render` beside this
 from render import STYLE, answer_html, cited_spans, confidence_line, final_answer_html, plain, source_card, stats_line
 
 from rag import RAG, Answer, RagError, Settings
+from rag.backends import BACKENDS
 from rag.conversation import Turn
-from rag.local_models import CATALOG, installed_parts
+from rag.loaders import FORMATS
 
-BACKENDS = ["local", "openai", "extractive"]
-UPLOAD_TYPES = ["txt", "md", "html", "htm", "jsonl", "json"]
+UPLOAD_TYPES = [suffix.lstrip(".") for suffix in FORMATS]
 
 
 @st.cache_resource(show_spinner="Loading the index and models…")
@@ -32,17 +32,15 @@ def load_pipeline(settings_json: str) -> RAG:
 def sidebar(pipeline: RAG) -> dict[str, Any]:
     s = pipeline.settings
     st.sidebar.header("Answering")
-    backend = st.sidebar.selectbox("Backend", BACKENDS, index=BACKENDS.index(s.backend), key="backend")
+    names = list(BACKENDS)
+    backend = st.sidebar.selectbox("Backend", names, index=names.index(s.backend), key="backend")
+    spec = BACKENDS[backend]
     model = None
-    if backend == "openai":
-        model = st.sidebar.text_input("Model", value=s.openai_model, key="model").strip() or None
-    elif backend == "local":
-        # Models whose packages are installed; the configured one (a name or a GGUF path) comes first.
-        names = [
-            s.local_model,
-            *(m.name for m in CATALOG.values() if m.name != s.local_model and installed_parts(m) == len(m.parts)),
-        ]
-        model = st.sidebar.selectbox("Model", names, index=0, key="local_model", help="`rag models` lists them")
+    if spec.model_setting and spec.model_choices:
+        model = st.sidebar.selectbox("Model", spec.model_choices(s), index=0, key=f"model-{backend}")
+    elif spec.model_setting:
+        configured = str(getattr(s, spec.model_setting))
+        model = st.sidebar.text_input("Model", value=configured, key=f"model-{backend}").strip() or None
     try:
         st.sidebar.caption(f"Model: {plain(pipeline.generator(backend, model).model)}")
     except RagError as exc:

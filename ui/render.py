@@ -168,7 +168,7 @@ def cited_spans(answer: Answer) -> dict[int, list[tuple[int, int]]]:
 def stats_line(answer: Answer) -> str:
     t = answer.timings
     parts = [f"retrieve {t.get('retrieve', 0.0) * 1000:.0f} ms", f"generate {t.get('generate', 0.0):.2f} s"]
-    if "first_token" in t and answer.backend != "extractive":
+    if "first_token" in t:
         parts.append(f"first token {t['first_token']:.2f} s")
     parts.append(f"tokens: {answer.tokens.prompt} prompt, {answer.tokens.completion} answer")
     parts.append(answer.backend if answer.model == answer.backend else f"{answer.backend} · {answer.model}")

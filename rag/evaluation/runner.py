@@ -11,14 +11,12 @@ import datetime as dt
 import json
 import re
 import subprocess
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from rag.answer import Answer
 from rag.choice import choose
 from rag.chunking import split_sentences
 from rag.citations import CITATION, tidy
@@ -29,10 +27,9 @@ from rag.errors import RagError
 from rag.evaluation import metrics
 from rag.evaluation.sets import EvalQuestion, EvalSet, load_set
 from rag.evidence import EvidencePool
-from rag.llm import GenerationRequest, Generator
 from rag.pipeline import RAG
 from rag.prompts import entailment_messages
-from rag.retrieval import Retrieval
+from rag.types import Answer, GenerationRequest, Generator, Retrieval
 
 RETRIEVAL_DEPTH = 10
 """Retrieval is scored at 1, 3, 5 and 10 whatever `k` the answer uses."""
@@ -289,13 +286,8 @@ def evaluate(
     ):
         for q in todo:
             as_of = q.question_date if eval_set.config.defaults.use_question_date else None
-            started = time.perf_counter()
             found = rag.search(q.question, k=RETRIEVAL_DEPTH, as_of=as_of)
-            searched = time.perf_counter() - started
             answer = rag.answer(q.question, k=k, backend=backend, retrieved=found)
-            # The answer reused `found`; charge it the search that produced it.
-            answer.timings["retrieve"] = searched
-            answer.timings["total"] += searched
             picked = (
                 choose(q.question, q.choices, EvidencePool(answer.passages, rag.embedder.embed), generator)
                 if q.choices

@@ -5,9 +5,13 @@ must beat."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from rag.errors import ConfigError
-from rag.llm import Capabilities, Completion, GenerationRequest
+from rag.types import Backend, Capabilities, Completion, GenerationRequest, Generator
+
+if TYPE_CHECKING:
+    from rag.config import Settings
 
 
 class Extractive:
@@ -23,3 +27,10 @@ class Extractive:
 
     def complete(self, request: GenerationRequest) -> Completion:
         return Completion("".join(self.stream(request)))
+
+
+def _build(settings: Settings, model: str | None) -> Generator:
+    return Extractive()
+
+
+BACKEND = Backend("extractive", "quotes passage sentences, no LLM", Extractive.capabilities, _build)

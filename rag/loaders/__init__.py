@@ -1,0 +1,76 @@
+"""Loaders: article files to `Document`s, one module per format, registered by suffix below.
+
+Loading never stops at the first bad file: a corpus of thousands of articles with one broken line must
+still be indexed, so loaders return the good documents together with the errors of the bad ones. The CLI,
+the chat page's uploader and the README's table of formats all read `FORMATS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from rag.errors import DocumentError
+from rag.loaders import html, records, text
+from rag.types import Format, LoadResult
+
+FORMATS: dict[str, Format] = {}
+"""Suffix (lower case, with the dot) -> the format that reads it."""
+
+
+def register(fmt: Format) -> Format:
+    for suffix in fmt.suffixes:
+        FORMATS[suffix] = fmt
+    return fmt
+
+
+register(text.FORMAT)
+register(html.FORMAT)
+register(records.FORMAT)
+
+
+def suffixes() -> list[str]:
+    return list(FORMATS)
+
+
+def load_file(path: Path, doc_id: str | None = None) -> LoadResult:
+    """Load one file; `doc_id` defaults to the file name, the part of the path that survives moves."""
+    doc_id = doc_id or path.name
+    suffix = path.suffix.lower()
+    try:
+        if suffix not in FORMATS:
+            raise DocumentError(
+                path, f"unsupported file type {suffix or '(none)'}", hint=f"use one of {', '.join(FORMATS)}"
+            )
+        return FORMATS[suffix].load(path, doc_id)
+    except DocumentError as exc:
+        return LoadResult(errors=[exc])
+    except OSError as exc:
+        return LoadResult(errors=[DocumentError(path, f"cannot read: {exc.strerror}", hint="check permissions")])
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root)
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        if path.is_file():
+            yield path
+
+
+def load_paths(paths: Iterable[Path | str]) -> LoadResult:
+    """Files load under their own name; files inside a directory under their path relative to it."""
+    result = LoadResult()
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            for file in _walk(path):
+                if file.suffix.lower() in FORMATS:
+                    result.extend(load_file(file, file.relative_to(path).as_posix()))
+                else:
+                    result.skipped.append(str(file))
+        elif path.is_file():
+            result.extend(load_file(path))
+        else:
+            result.errors.append(DocumentError(path, "no such file or directory", hint="check the path"))
+    return result

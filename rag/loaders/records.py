@@ -1,0 +1,90 @@
+"""JSON and JSON Lines exports of feeds and archives: one article per record."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rag.errors import DocumentError
+from rag.loaders.common import make_title, parse_date, read_text
+from rag.types import Document, Format, LoadResult
+
+_RECORD_KEYS = {"id", "doc_id", "title", "text", "body", "content", "url", "source", "published", "date"}
+
+
+def record_to_document(record: object, path: Path, line: int | None, fallback_id: str) -> Document:
+    """One JSON record; unknown keys survive as metadata so nothing the feed provided is lost."""
+    if not isinstance(record, dict):
+        raise DocumentError(path, "record is not a JSON object", line=line, hint="one {...} per line")
+    text = record.get("text") or record.get("body") or record.get("content")
+    if not isinstance(text, str) or not text.strip():
+        raise DocumentError(path, "record has no `text`", line=line, hint="add a non-empty `text` field")
+    # `or`, not a `get` default: feeds often send `"published": null` next to a usable `date`.
+    raw_date = record.get("published") or record.get("date")
+    try:
+        published = parse_date(raw_date)
+    except ValueError as exc:
+        raise DocumentError(path, str(exc), line=line, hint="use YYYY-MM-DD in `published`") from exc
+    url = record.get("url") or None
+    doc_id = record.get("id") or record.get("doc_id") or url or fallback_id
+    text = text.replace("\r\n", "\n").strip()
+    title = str(record.get("title") or "").strip() or make_title(text)
+    metadata = {key: value for key, value in record.items() if key not in _RECORD_KEYS}
+    source = record.get("source")
+    return Document(
+        id=str(doc_id),
+        text=text,
+        title=title,
+        published=published,
+        url=str(url) if url else None,
+        source=str(source) if source else path.name,
+        metadata=metadata,
+    )
+
+
+def load(path: Path, doc_id: str) -> LoadResult:
+    result = LoadResult()
+    text = read_text(path)
+    if path.suffix.lower() == ".jsonl":
+        for number, line in enumerate(text.split("\n"), start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                result.errors.append(
+                    DocumentError(path, f"malformed JSON: {exc.msg}", line=number, hint="fix or delete the line")
+                )
+                continue
+            try:
+                result.documents.append(record_to_document(record, path, number, f"{doc_id}#{number}"))
+            except DocumentError as exc:
+                result.errors.append(exc)
+        if not result.documents and not result.errors:
+            result.errors.append(DocumentError(path, "no records", hint="one JSON object per line"))
+        return result
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DocumentError(path, f"malformed JSON: {exc.msg}", line=exc.lineno, hint="fix the JSON syntax") from exc
+    records = data if isinstance(data, list) else [data]
+    if not records:
+        raise DocumentError(path, "no records", hint="a JSON object, or a list of objects with `text`")
+    for number, record in enumerate(records, start=1):
+        try:
+            fallback = doc_id if len(records) == 1 else f"{doc_id}#{number}"
+            result.documents.append(record_to_document(record, path, None, fallback))
+        except DocumentError as exc:
+            if len(records) > 1:
+                # A JSON array has no useful line numbers; the record's position is how to find it.
+                exc = DocumentError(path, f"record {number}: {exc.problem}", hint=exc.hint)
+            result.errors.append(exc)
+    return result
+
+
+FORMAT = Format(
+    (".jsonl", ".json"),
+    "one article per record: `text` (required), `id`, `title`, `url`, `source`, `published` or `date`; other "
+    "fields kept as metadata",
+    load,
+)
