@@ -190,7 +190,8 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
     from rag.evaluation.ablation import ablate
     from rag.evaluation.calibration import calibrate
     from rag.evaluation.converters import CONVERTERS, DEFAULT_OUT_ROOT, convert
-    from rag.evaluation.report import compare, gate, load_summary
+    from rag.evaluation.report import compare, gate
+    from rag.evaluation.runfolder import load_summary
     from rag.evaluation.runner import evaluate
 
     settings = _with_overrides(settings, args.overrides)

@@ -12,8 +12,8 @@ import pytest
 import rag.cli
 from rag.embedding import Embedder
 from rag.evaluation.ablation import LADDER
-from rag.evaluation.report import compare, gate, markdown, read_results, summarize, write_report
-from rag.evaluation.runner import RunError
+from rag.evaluation.report import compare, gate, markdown, summarize, write_report
+from rag.evaluation.runfolder import RunError, read_results
 from tests.conftest import ROOT
 
 SEED_SET = ROOT / "evals" / "seed"

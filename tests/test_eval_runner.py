@@ -16,13 +16,13 @@ from rag import Settings
 from rag.citations import extract_citations
 from rag.dates import DateRange
 from rag.embedding import Embedder
+from rag.evaluation.runfolder import RunError
 from rag.evaluation.runner import (
-    RunError,
     eval_index_dir,
     evaluate,
     judge_citations,
-    score_question,
 )
+from rag.evaluation.scoring import Scored, score_question
 from rag.evaluation.sets import EvalQuestion, load_set
 from rag.pipeline import RAG
 from rag.prompts import REFUSAL
@@ -31,6 +31,14 @@ from tests.conftest import ROOT
 from tests.openai_server import FakeOpenAIServer, Reply
 
 SEED_SET = ROOT / "evals" / "seed"
+
+
+def score(
+    q: EvalQuestion, found: Retrieval, answer: Answer, picked: int | None, aliases: dict[str, str] | None = None
+) -> dict[str, Any]:
+    return score_question(Scored(q, found, answer, picked, aliases or {}))
+
+
 SEED_IDS = [q.id for q in load_set(SEED_SET).questions]
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -213,7 +221,7 @@ QUESTION = EvalQuestion(
 
 class TestScoreQuestion:
     def test_retrieval_scores(self) -> None:
-        s = score_question(QUESTION, RANKED, _answer("Zas [2].", [P_B, P_A1]), None)
+        s = score(QUESTION, RANKED, _answer("Zas [2].", [P_B, P_A1]), None)
         # Doc ranking deduped: [b, a, c]; gold a at rank 2.
         assert (s["hit@1"], s["hit@3"], s["hit@10"]) == (0.0, 1.0, 1.0)
         assert s["mrr@10"] == 0.5
@@ -225,7 +233,7 @@ class TestScoreQuestion:
 
     def test_answer_scores_ignore_citation_markers(self) -> None:
         answer = _answer("Zas leads the bloc [2].", [P_B, P_A1], invalid=[7])
-        s = score_question(QUESTION, RANKED, answer, None)
+        s = score(QUESTION, RANKED, answer, None)
         assert s["em"] == 0.0
         # Tokens [zas, leads, bloc] against "zas": P = 1/3, R = 1, F1 = 0.5 (the marker is not a token).
         assert s["f1"] == pytest.approx(0.5)
@@ -235,49 +243,49 @@ class TestScoreQuestion:
         assert s["cited_support"] == 1.0  # passage 2 holds "Stanislav Zas"
 
     def test_exact_answer_with_a_citation_is_an_exact_match(self) -> None:
-        s = score_question(QUESTION, RANKED, _answer("Stanislav Zas [2].", [P_B, P_A1]), None)
+        s = score(QUESTION, RANKED, _answer("Stanislav Zas [2].", [P_B, P_A1]), None)
         assert (s["em"], s["f1"], s["contains"]) == (1.0, 1.0, 1.0)
 
     def test_citing_the_wrong_passage_is_unsupported(self) -> None:
-        s = score_question(QUESTION, RANKED, _answer("Zas is the Secretary General [1].", [P_B, P_A1]), None)
+        s = score(QUESTION, RANKED, _answer("Zas is the Secretary General [1].", [P_B, P_A1]), None)
         assert s["cited_support"] == 0.0
         assert s["contains"] == 1.0
 
     def test_cited_support_matches_whole_tokens(self) -> None:
         question = EvalQuestion(id="n", question="How many?", answers=["10"], gold_doc_ids=["c"])
-        s = score_question(question, RANKED, _answer("It was cold [1].", [P_C]), None)
+        s = score(question, RANKED, _answer("It was cold [1].", [P_C]), None)
         assert s["cited_support"] == 0.0  # "10" is not in "In 2010 ..."
 
     def test_unanswerable_question_refused(self) -> None:
         question = EvalQuestion(id="u", question="Who won the election?", answerable=False)
-        s = score_question(question, RANKED, _answer(REFUSAL, [P_B], [], refused=True), None)
+        s = score(question, RANKED, _answer(REFUSAL, [P_B], [], refused=True), None)
         for name in ("em", "f1", "contains", "mc_accuracy", "cited_support"):
             assert s[name] is None, name
         assert not any(name.startswith(("hit@", "passage_")) for name in s)  # no gold, no evidence
         assert (s["citations"], s["citations_valid"], s["citations_invalid_raw"]) == (0, 0, 0)
 
     def test_answerable_question_refused_scores_zero(self) -> None:
-        s = score_question(QUESTION, RANKED, _answer(REFUSAL, [P_B], [], refused=True), None)
+        s = score(QUESTION, RANKED, _answer(REFUSAL, [P_B], [], refused=True), None)
         assert (s["em"], s["f1"], s["contains"]) == (0.0, 0.0, 0.0)
         assert s["cited_support"] is None  # nothing cited
 
     def test_multiple_choice(self) -> None:
         question = QUESTION.model_copy(update={"choices": ["Pashinyan", "Zas"], "answer_idx": 1})
         answer = _answer("Zas [2].", [P_B, P_A1])
-        assert score_question(question, RANKED, answer, 1)["mc_accuracy"] == 1.0
-        assert score_question(question, RANKED, answer, 0)["mc_accuracy"] == 0.0
+        assert score(question, RANKED, answer, 1)["mc_accuracy"] == 1.0
+        assert score(question, RANKED, answer, 0)["mc_accuracy"] == 0.0
 
     def test_nothing_to_support_is_not_applicable(self) -> None:
         question = EvalQuestion(id="n", question="What happened?", gold_doc_ids=["a"])
-        s = score_question(question, RANKED, _answer("Zas spoke [2].", [P_B, P_A1]), None)
+        s = score(question, RANKED, _answer("Zas spoke [2].", [P_B, P_A1]), None)
         assert (s["em"], s["f1"], s["contains"], s["cited_support"]) == (None, None, None, None)
         assert s["citations"] == 1
 
     def test_aliases_credit_a_duplicate_gold_article(self) -> None:
         question = QUESTION.model_copy(update={"gold_doc_ids": ["a-copy"]})
         answer = _answer("Zas [2].", [P_B, P_A1])
-        assert score_question(question, RANKED, answer, None)["hit@3"] == 0.0
-        assert score_question(question, RANKED, answer, None, {"a-copy": "a"})["hit@3"] == 1.0
+        assert score(question, RANKED, answer, None)["hit@3"] == 0.0
+        assert score(question, RANKED, answer, None, {"a-copy": "a"})["hit@3"] == 1.0
 
     def test_a_near_copy_folded_into_a_listed_article_counts_as_found(self) -> None:
         question = QUESTION.model_copy(update={"gold_doc_ids": ["a-wire"]})
@@ -288,8 +296,8 @@ class TestScoreQuestion:
             RANKED.as_of,
             RANKED.dates,
         )
-        assert score_question(question, RANKED, answer, None)["hit@3"] == 0.0
-        s = score_question(question, folded, answer, None)
+        assert score(question, RANKED, answer, None)["hit@3"] == 0.0
+        s = score(question, folded, answer, None)
         assert (s["hit@1"], s["hit@3"], s["mrr@10"]) == (0.0, 1.0, 0.5)
 
 

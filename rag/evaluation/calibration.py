@@ -22,7 +22,7 @@ import numpy as np
 
 from rag.confidence import SIGNALS, Family
 from rag.evaluation import metrics
-from rag.evaluation.report import read_results
+from rag.evaluation.runfolder import read_results
 
 RIDGE = 1e-2
 """L2 penalty: keeps weights finite when a signal separates a small set perfectly."""

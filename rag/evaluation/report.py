@@ -5,80 +5,26 @@ from __future__ import annotations
 
 import json
 import math
-from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rag.evaluation import metrics
-from rag.evaluation.runner import KS, RESULTS, RUN_CONFIG, RunError
-
-SUMMARY = "summary.json"
-REPORT = "report.md"
-PLOT_METRICS = "metrics.png"
-PLOT_LATENCY = "latency.png"
-_HEADLINE = [
-    "hit@1",
-    "hit@5",
-    "mrr@10",
-    "passage_hit@5",
-    "em",
-    "f1",
-    "contains",
-    "mc_accuracy",
-    "claim_support",
-    "refusal_recall",
-    "wrong_refusal_rate",
-]
-
-
-def read_results(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    config_path, results_path = run_dir / RUN_CONFIG, run_dir / RESULTS
-    if not config_path.is_file() or not results_path.is_file():
-        raise RunError(
-            f"{run_dir} is not a run folder (no {RUN_CONFIG} / {RESULTS})", hint="give a folder `rag eval` wrote"
-        )
-    records = []
-    for line in results_path.read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a torn line from an interrupted run; the next resume drops it
-    return json.loads(config_path.read_text(encoding="utf-8")), records
+from rag.evaluation import scoring
+from rag.evaluation.runfolder import PLOT_LATENCY, PLOT_METRICS, REPORT, SUMMARY, load_summary, read_results
+from rag.evaluation.scoring import KS, METRICS, STAGES
 
 
 def summarize(config: dict[str, Any], records: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Means of per-question metrics over the questions each applies to, plus counts and costs."""
-    values: dict[str, list[float | None]] = defaultdict(list)
-    for record in records:
-        for name, value in record["scores"].items():
-            values[name].append(value)
-    summary: dict[str, Any] = {}
-    for name, series in values.items():
-        if name.startswith("citations"):
-            continue
-        summary[name] = metrics.mean(series)
-    citations = sum(r["scores"]["citations"] for r in records)
-    valid = sum(r["scores"]["citations_valid"] for r in records)
-    raw_invalid = sum(r["scores"]["citations_invalid_raw"] for r in records)
-    summary["citation_validity"] = valid / citations if citations else None
-    summary["citation_validity_raw"] = valid / (valid + raw_invalid) if valid + raw_invalid else None
-    summary.update(metrics.refusal_metrics([r["answerable"] for r in records], [r["refused"] for r in records]))
-    for stage in ("retrieve", "generate", "total"):
-        latency = metrics.latency_summary([r["timings"][stage] for r in records if stage in r["timings"]])
-        for stat, value in latency.items():
-            summary[f"latency_{stage}_{stat}"] = value
-    summary["tokens_prompt_mean"] = metrics.mean(float(r["tokens"]["prompt"]) for r in records)
-    summary["tokens_completion_mean"] = metrics.mean(float(r["tokens"]["completion"]) for r in records)
+    """Every registered metric over the run, plus counts."""
     counts = {
         "questions": len(records),
         "answerable": sum(r["answerable"] for r in records),
         "with_gold_docs": sum(1 for r in records if r["gold_doc_ids"]),
         "multiple_choice": sum(1 for r in records if r["picked"] is not None),
         "refused": sum(r["refused"] for r in records),
-        "citations": citations,
+        "citations": sum(r["scores"]["citations"] for r in records),
     }
-    return {"config": config, "counts": counts, "metrics": summary}
+    return {"config": config, "counts": counts, "metrics": scoring.summarize(records)}
 
 
 def _fmt(value: object) -> str:
@@ -105,18 +51,17 @@ def markdown(summary: dict[str, Any]) -> str:
         "| level | metric | " + " | ".join(f"@{k}" for k in KS) + " |",
         "| --- | --- | " + " | ".join("---" for _ in KS) + " |",
     ]
-    for level, prefix in (("document", ""), ("passage", "passage_")):
-        for name in ("hit", "recall", "mrr", "ndcg", "map"):
-            row = [_fmt(m.get(f"{prefix}{name}@{k}")) for k in KS]
-            lines.append(f"| {level} | {name} | " + " | ".join(row) + " |")
+    for level in ("document", "passage"):
+        bases = dict.fromkeys(metric.base for metric in METRICS.values() if metric.level == level)
+        for base in bases:
+            row = [_fmt(m.get(f"{base}@{k}")) for k in KS]
+            lines.append(f"| {level} | {base.removeprefix('passage_')} | " + " | ".join(row) + " |")
     lines += ["", "## Answers, citations, refusals", "", "| metric | value |", "| --- | --- |"]
-    for name in (
-        "em", "f1", "contains", "mc_accuracy", "citation_validity", "citation_validity_raw", "cited_support",
-        "citation_recall", "citation_precision", "refusal_precision", "refusal_recall", "wrong_refusal_rate",
-    ):  # fmt: skip
-        lines.append(f"| {name} | {_fmt(m.get(name))} |")
+    for metric in METRICS.values():
+        if metric.level in ("answer", "citation", "refusal"):
+            lines.append(f"| {metric.name} | {_fmt(m.get(metric.name))} |")
     lines += ["", "## Cost", "", "| stage | p50 (s) | p95 (s) | mean (s) |", "| --- | --- | --- | --- |"]
-    for stage in ("retrieve", "generate", "total"):
+    for stage in STAGES:
         stats = [_fmt(m.get(f"latency_{stage}_{s}")) for s in ("p50", "p95", "mean")]
         lines.append(f"| {stage} | " + " | ".join(stats) + " |")
     lines += [
@@ -138,7 +83,7 @@ def plot(summary: dict[str, Any], records: Sequence[dict[str, Any]], run_dir: Pa
     import matplotlib.pyplot as plt
 
     m = summary["metrics"]
-    names = [name for name in _HEADLINE if m.get(name) is not None]
+    names = [name for name in scoring.headline() if m.get(name) is not None]
     fig, ax = plt.subplots(figsize=(8, 3.5))
     ax.bar(names, [m[name] for name in names], color="#4c78a8")
     ax.set_ylim(0, 1)
@@ -148,7 +93,7 @@ def plot(summary: dict[str, Any], records: Sequence[dict[str, Any]], run_dir: Pa
     fig.savefig(run_dir / PLOT_METRICS, dpi=100)
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(8, 3.5))
-    for stage in ("retrieve", "generate", "total"):
+    for stage in STAGES:
         series = [r["timings"][stage] for r in records if stage in r["timings"]]
         if series:
             ax.hist(series, bins=30, alpha=0.6, label=stage)
@@ -167,14 +112,6 @@ def write_report(run_dir: Path) -> dict[str, Any]:
     (run_dir / REPORT).write_text(markdown(summary), encoding="utf-8")
     plot(summary, records, run_dir)
     return summary
-
-
-def load_summary(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / SUMMARY
-    if not path.is_file():
-        raise RunError(f"{run_dir} has no {SUMMARY}", hint="give a folder `rag eval` wrote, or rerun it")
-    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return data
 
 
 def compare(run_a: Path, run_b: Path) -> str:

@@ -11,7 +11,6 @@ import datetime as dt
 import json
 import re
 import subprocess
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +18,17 @@ from tqdm import tqdm
 
 from rag.choice import choose
 from rag.chunking import split_sentences
-from rag.citations import CITATION, tidy
 from rag.confidence import family_of
 from rag.config import Settings
 from rag.embedding import precision_of
-from rag.errors import RagError
-from rag.evaluation import metrics
-from rag.evaluation.sets import EvalQuestion, EvalSet, load_set
+from rag.evaluation.report import write_report
+from rag.evaluation.runfolder import RESULTS, RUN_CONFIG, RunError, done_ids
+from rag.evaluation.scoring import Scored, score_question, without_markers
+from rag.evaluation.sets import EvalSet, load_set
 from rag.evidence import EvidencePool
 from rag.pipeline import RAG
 from rag.prompts import entailment_messages
-from rag.types import Answer, GenerationRequest, Generator, Retrieval
+from rag.types import Answer, GenerationRequest, Generator
 
 RETRIEVAL_DEPTH = 10
 """Retrieval is scored at 1, 3, 5 and 10 whatever `k` the answer uses."""
@@ -56,12 +55,6 @@ RETRIEVAL_SETTINGS = (
     "rerank_depth",
 )
 """Settings that change what is retrieved: a run records them, and resuming under other values is refused."""
-RESULTS = "results.jsonl"
-RUN_CONFIG = "run.json"
-
-
-class RunError(RagError):
-    """A run folder that cannot be resumed as asked."""
 
 
 def eval_index_dir(settings: Settings, set_name: str) -> Path:
@@ -80,13 +73,6 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def _without_markers(text: str) -> str:
-    """Answer text without its `[n]` markers. They are the product's formatting, not content: left in,
-    "Zas [1]" is no exact match for "Zas", and the citation judge reads "[1]" as part of the claim
-    (ALCE removes them too before scoring either)."""
-    return tidy(CITATION.sub("", text)).strip()
-
-
 def _cited_sentences(answer: Answer) -> list[tuple[str, list[int]]]:
     """Each answer sentence, markers removed, with the passage numbers cited for it: those of every claim
     it holds (`X [1], which Y [2].` cites 1 and 2, not just the first claim's). Markers placed after the
@@ -98,7 +84,7 @@ def _cited_sentences(answer: Answer) -> list[tuple[str, list[int]]]:
     sentences = []
     for start, end in split_sentences(answer.text):
         raw = answer.text[start:end]
-        claim = _without_markers(raw)
+        claim = without_markers(raw)
         if not claim.strip(" .,;"):
             continue
         numbers = [n for cited, nums in by_claim.items() if cited and cited in raw for n in nums]
@@ -143,54 +129,6 @@ def judge_citations(answer: Answer, judge: Generator) -> tuple[float | None, flo
     return supported / len(sentences), (relevant / total if total else None)
 
 
-def score_question(
-    q: EvalQuestion,
-    found: Retrieval,
-    answer: Answer,
-    picked: int | None,
-    aliases: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
-    """Every per-question metric; None marks "not applicable", which averages ignore. `aliases` maps a
-    corpus id whose identical text is stored under another id to that id: the same wire story published
-    twice is one document in the index, and finding it must count as finding either. For the same
-    reason an article listed with near-copies folded into it (`also_in`) counts as finding any of them."""
-    gold = {(aliases or {}).get(doc_id, doc_id) for doc_id in q.gold_doc_ids}
-    doc_ranking = [
-        next((doc for doc in (hit.doc_id, *hit.also_in) if doc in gold), hit.doc_id) for hit in found.articles
-    ]
-    ranked = found.passages
-    scores: dict[str, Any] = dict(metrics.retrieval_metrics(doc_ranking, gold, KS))
-    for k in KS:
-        passage = metrics.passage_metrics([p.text for p in ranked], q.gold_evidence, k)
-        for name, value in (passage or {}).items():
-            scores[f"passage_{name}@{k}"] = value
-    has_answers = q.answerable and bool(q.answers)
-    # The short answer is the answer; the quotes after it are its evidence, and a quote that happens to
-    # hold "no" must not count as answering "no".
-    text = "" if answer.refused else (answer.short or _without_markers(answer.text))
-    scores["em"] = metrics.exact_match(text, q.answers) if has_answers else None
-    scores["f1"] = metrics.token_f1(text, q.answers) if has_answers else None
-    scores["contains"] = metrics.contains_answer(text, q.answers) if has_answers else None
-    scores["mc_accuracy"] = float(picked == q.answer_idx) if picked is not None else None
-    numbers = [c.number for c in answer.citations]
-    valid = sum(1 for n in numbers if 1 <= n <= len(answer.passages))
-    scores["citations"] = len(numbers)
-    scores["citations_valid"] = valid
-    scores["citations_invalid_raw"] = len(answer.invalid_citations)
-    # Whole-token containment (as `contains`), so the answer "10" is not found in "2010"; a question with
-    # neither answers nor evidence has nothing to look for, so the metric does not apply (not 0).
-    needles = [x for x in (*q.answers, *q.gold_evidence) if metrics.normalize_answer(x)]
-    if numbers and q.answerable and needles:
-        cited = " ".join(answer.passages[n - 1].text for n in sorted(set(numbers)) if 1 <= n <= len(answer.passages))
-        scores["cited_support"] = metrics.contains_answer(cited, needles)
-    else:
-        scores["cited_support"] = None
-    # Every answer sentence is matched to the sentence it cites (`Answer.claims`): the share that are.
-    claims = answer.claims
-    scores["claim_support"] = sum(c.supported for c in claims) / len(claims) if claims else None
-    return scores
-
-
 def _run_config(
     eval_set: EvalSet, rag: RAG, backend: str, family: str, model: str, k: int, judge: str | None
 ) -> dict[str, Any]:
@@ -216,32 +154,6 @@ def _run_config(
     }
 
 
-def _done_ids(run_dir: Path, config: dict[str, Any]) -> set[str]:
-    config_path, results_path = run_dir / RUN_CONFIG, run_dir / RESULTS
-    if not config_path.is_file():
-        return set()
-    previous = json.loads(config_path.read_text(encoding="utf-8"))
-    differing = sorted(k for k in config if k != "started" and previous.get(k) != config[k])
-    if differing:
-        raise RunError(
-            f"{run_dir} holds a run with another configuration ({', '.join(differing)} differ)",
-            hint="choose another --out folder, or delete that one to start over",
-        )
-    if not results_path.is_file():
-        return set()
-    done = set()
-    lines = results_path.read_text(encoding="utf-8").splitlines()
-    with open(results_path, "w", encoding="utf-8") as handle:  # drop a torn last line from a crash
-        for line in lines:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            done.add(record["id"])
-            handle.write(line + "\n")
-    return done
-
-
 def evaluate(
     eval_set: EvalSet | Path | str,
     *,
@@ -254,8 +166,6 @@ def evaluate(
     progress: bool = True,
 ) -> Path:
     """Run (or resume) an evaluation and write its report; returns the run folder."""
-    from rag.evaluation.report import write_report
-
     if not isinstance(eval_set, EvalSet):
         eval_set = load_set(eval_set)
     settings = settings or Settings()
@@ -275,7 +185,7 @@ def evaluate(
     run_dir.mkdir(parents=True, exist_ok=True)
     caps = generator.capabilities
     config = _run_config(eval_set, rag, generator.name, family_of(caps.llm, caps.logprobs), generator.model, k, judge)
-    done = _done_ids(run_dir, config)
+    done = done_ids(run_dir, config)
     (run_dir / RUN_CONFIG).write_text(
         json.dumps({**config, "commit": _git_commit(), "started": stamp}, indent=2), encoding="utf-8"
     )
@@ -313,7 +223,7 @@ def evaluate(
                 "answer_idx": q.answer_idx,
                 "cited": sorted({c.number for c in answer.citations}),
                 "inferred_citations": answer.inferred_citations,
-                "scores": score_question(q, found, answer, picked, aliases),
+                "scores": score_question(Scored(q, found, answer, picked, aliases)),
                 "timings": answer.timings,
                 "tokens": {"prompt": answer.tokens.prompt, "completion": answer.tokens.completion},
             }
