@@ -12,8 +12,10 @@ import pytest
 import rag.cli
 from rag.embedding import Embedder
 from rag.evaluation.ablation import LADDER
+from rag.evaluation.ablation import METRICS as ABLATION_METRICS
 from rag.evaluation.report import compare, gate, markdown, summarize, write_report
 from rag.evaluation.runfolder import RunError, read_results
+from rag.evaluation.scoring import METRICS, headline
 from tests.conftest import ROOT
 
 SEED_SET = ROOT / "evals" / "seed"
@@ -320,3 +322,14 @@ class TestCli:
             rag.cli.main(["eval", str(tmp_path / "nope")])
         assert caught.value.code == 2
         assert capsys.readouterr().err.startswith("error: no eval set at")
+
+
+class TestRegistry:
+    def test_the_ablation_and_the_headline_name_registered_metrics(self) -> None:
+        assert set(ABLATION_METRICS) <= set(METRICS)
+        assert {"hit@5", "contains", "claim_support", "wrong_refusal_rate"} <= set(headline())
+
+    def test_every_metric_has_a_description_and_one_way_to_be_computed(self) -> None:
+        for metric in METRICS.values():
+            assert metric.description, metric.name
+            assert not (metric.per_question and metric.from_records), metric.name
