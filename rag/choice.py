@@ -18,8 +18,8 @@ import numpy as np
 
 from rag.evidence import EvidencePool
 from rag.prompts import choice_messages
+from rag.text import terms
 from rag.types import GenerationRequest, Generator
-from rag.words import terms
 
 _LEADING_LETTER = re.compile(r"^\W*([A-Z])\s*(?:[.):]|$)")
 _LETTER = re.compile(r"\b([A-Z])\b")

@@ -7,12 +7,12 @@ numbers are removed from the text (and reported) rather than shown to the user.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 from rag.chunking import split_sentences
 from rag.evidence import EvidencePool
-from rag.types import Citation, Claim, Passage
-from rag.words import terms
+from rag.text import terms
+from rag.types import Citation, Claim
 
 CITATION = re.compile(r"\[(\s*\d+(?:\s*[,;]\s*\d+)*\s*)\]")
 _OPEN_TAIL = re.compile(r"\[[\d,;\s]*$")
@@ -68,21 +68,6 @@ class CitationStreamFilter:
         return cleaned
 
 
-def best_sentence(claim: str, passage: Passage) -> tuple[str, int, int]:
-    """The passage sentence sharing most content words with the claim, as (quote, doc start, doc end)."""
-    text = passage.chunk.text
-    wanted = set(terms(claim))
-    best = (-1.0, 0, len(text))
-    for start, end in split_sentences(text):
-        found = set(terms(text[start:end]))
-        score = len(wanted & found) / (len(found) ** 0.5 or 1.0)
-        if score > best[0]:
-            best = (score, start, end)
-    _, start, end = best
-    offset = passage.chunk.start
-    return text[start:end], offset + start, offset + end
-
-
 def _claims(text: str) -> Iterator[tuple[str, list[int]]]:
     """Each citation marker with the claim it closes: the last sentence before it. Adjacent markers
     (`[1][3]`) share one claim."""
@@ -96,18 +81,23 @@ def _claims(text: str) -> Iterator[tuple[str, list[int]]]:
         yield claim, numbers_in(match.group(1))
 
 
-def extract_citations(text: str, passages: Sequence[Passage]) -> list[Citation]:
-    """Citations in order of first appearance, one per (claim, passage) pair; `text` is already cleaned."""
+def extract_citations(text: str, pool: EvidencePool) -> list[Citation]:
+    """Citations in order of first appearance, one per (claim, passage) pair, each quoting the sentence of
+    its passage that best restates the claim (`EvidencePool.support`, the one scorer for the sentence
+    behind a claim); `text` is already cleaned."""
     citations: list[Citation] = []
     seen: set[tuple[str, int]] = set()
+    passages = pool.passages
     for claim, numbers in _claims(text):
         for number in numbers:
             if not 1 <= number <= len(passages) or (claim, number) in seen:
                 continue
             seen.add((claim, number))
             passage = passages[number - 1]
-            quote, start, end = best_sentence(claim, passage)
-            citations.append(Citation(number, passage, claim, quote, start, end))
+            best = pool.support(claim, (number,))
+            start, end = (best.start, best.end) if best else (0, len(passage.text))
+            offset = passage.chunk.start
+            citations.append(Citation(number, passage, claim, passage.text[start:end], offset + start, offset + end))
     return citations
 
 

@@ -14,15 +14,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rag.prompts import condense_messages
+from rag.text import stopwords, terms, words
 from rag.types import GenerationRequest, Generator
-from rag.words import stopwords, terms
 
 _PERSON = {"he": "", "him": "", "she": "", "her": "", "his": "'s", "hers": "'s", "he's": " is", "she's": " is"}
 _PERSON_WORD = re.compile(r"\b(?:he['’]s|she['’]s|he|him|she|her|his|hers)\b", re.IGNORECASE)
 _DEICTIC = {"it", "its", "they", "them", "their", "that", "this", "those", "these", "there", "then"}
 _NAME = re.compile(r"\b(?:[A-Z][a-z’'\-]+|[A-Z]{2,})(?:\s+(?:[A-Z][a-z’'\-]+|[A-Z]{2,}))+\b")
 _FOLLOW_UP_START = re.compile(r"^\s*(and|but|also|what about|how about|so)\b", re.IGNORECASE)
-_WORD = re.compile(r"[A-Za-z’']+")
 
 
 @dataclass(frozen=True)
@@ -39,9 +38,9 @@ class Turn:
 
 
 def needs_context(question: str) -> bool:
-    words = [w.lower() for w in _WORD.findall(question)]
+    said = words(question)
     return (
-        any(w in _PERSON or w in _DEICTIC for w in words)
+        any(w in _PERSON or w in _DEICTIC for w in said)
         or bool(_FOLLOW_UP_START.match(question))
         or len(terms(question)) <= 1
     )
@@ -55,19 +54,19 @@ def _last_new_name(answer: str, question: str) -> str | None:
     Stanislav Zas said" to "Who is the Secretary General ...?" names "Stanislav Zas". Searching with the
     title attached ranks whatever else the title's words match above what the person said."""
     asked = question.lower()
-    asked_words = set(_WORD.findall(asked))
+    asked_words = set(words(asked))
     names = []
     for match in _NAME.findall(answer):
-        words = match.split()
+        parts = match.split()
         # A sentence-initial "The"/"In" is not part of the name ("In Geneva" is no person), and neither is
         # a title the question used.
-        while words and words[0].lower() in stopwords():
-            words.pop(0)
-        if len(words) < 2:
+        while parts and parts[0].lower() in stopwords():
+            parts.pop(0)
+        if len(parts) < 2:
             continue
-        while words and words[0].lower() in asked_words:
-            words.pop(0)
-        name = " ".join(words)
+        while parts and parts[0].lower() in asked_words:
+            parts.pop(0)
+        name = " ".join(parts)
         if name and name.lower() not in asked:
             names.append(name)
     return names[-1] if names else None
@@ -89,7 +88,7 @@ def rewrite_heuristic(question: str, history: Sequence[Turn]) -> str:
             return name + _PERSON[match.group(0).lower().replace("’", "'")]
 
         rewritten = _PERSON_WORD.sub(person, question)
-    remaining = [w.lower() for w in _WORD.findall(rewritten)]
+    remaining = words(rewritten)
     if not replaced or any(w in _DEICTIC for w in remaining) or _FOLLOW_UP_START.match(question):
         rewritten = f"{rewritten.rstrip()} (context: {previous.searched.rstrip()})"
     return rewritten

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from rag.chunking import split_sentences
+from rag.text import terms
 from rag.types import Passage
-from rag.words import terms
 
 Embed = Callable[[Sequence[str]], np.ndarray]
 """Texts to unit-length vectors, one row each (`Embedder.embed`)."""

@@ -27,8 +27,8 @@ from rag.evidence import EvidencePool, Sentence
 from rag.prompts import DECLINE, REFUSAL, chat_messages, is_refusal, short_answer_messages
 from rag.question import Kind, Question
 from rag.spans import is_new, spans, trim
+from rag.text import terms
 from rag.types import Answer, GenerationRequest, Generator, Passage, Retrieval, TokenCounter, TokenLogprob, TokenUsage
-from rag.words import terms
 
 SHORT_ANSWER_TOKENS = 40
 """A short answer is a few words; a copied span that runs on is trimmed (`rag.spans.trim`)."""
@@ -359,7 +359,7 @@ def read(
     final = refusal_text(passages, retrieval.searched) if refused else text
     if not caps.llm or caps.focused_prompt or refused:
         yield final
-    citations = [] if refused else extract_citations(final, passages)
+    citations = [] if refused else extract_citations(final, pool)
     claims = [] if refused else check_claims(final, pool)
     timings["check"] = time.perf_counter() - start - timings["generate"]
     timings["total"] = time.perf_counter() - asked.started

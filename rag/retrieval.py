@@ -33,7 +33,8 @@ from rag.config import Settings
 from rag.dates import DateMention, DateRange, resolve
 from rag.embedding import Embedder
 from rag.index import ArticleIndex
-from rag.sparse import BM25Index, query_terms
+from rag.sparse import BM25Index
+from rag.text import query_terms
 from rag.types import ArticleHit, Passage, Retrieval
 
 if TYPE_CHECKING:

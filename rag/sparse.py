@@ -13,7 +13,6 @@ memory-mapped by later processes.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
 import os
@@ -22,43 +21,19 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 if TYPE_CHECKING:
     import bm25s
 
+from rag.text import bm25s_module, index_terms
+
 log = logging.getLogger(__name__)
 FORMAT = "bm25s-stemmed-english-1"
 """Part of a saved index's fingerprint: change it when tokenizing changes, and saved indexes are rebuilt."""
 _FINGERPRINT = "fingerprint.txt"
-
-
-@functools.cache
-def _bm25s() -> ModuleType:
-    """bm25s, imported on first use: it costs about 120 ms that `rag info` or `rag --help` need not pay."""
-    import bm25s
-
-    # bm25s sets its own logger to DEBUG, which would print its progress notes through any configured handler.
-    logging.getLogger("bm25s").setLevel(logging.WARNING)
-    module: ModuleType = bm25s
-    return module
-
-
-@functools.cache
-def _stemmer() -> Any:
-    import Stemmer
-
-    return Stemmer.Stemmer("english")
-
-
-def _tokenize(texts: Sequence[str], *, return_ids: bool) -> Any:
-    """Texts and questions go through the same lower-casing, stop words and stemming."""
-    return _bm25s().tokenize(
-        list(texts), stopwords="en", stemmer=_stemmer(), return_ids=return_ids, show_progress=False
-    )
 
 
 @dataclass
@@ -70,9 +45,9 @@ class BM25Index:
 
     @classmethod
     def build(cls, texts: Sequence[str]) -> BM25Index:
-        model = _bm25s().BM25()
+        model = bm25s_module().BM25()
         if texts:
-            model.index(_tokenize(texts, return_ids=True), show_progress=False)
+            model.index(index_terms(texts, return_ids=True), show_progress=False)
         return cls(model, len(texts))
 
     @classmethod
@@ -84,7 +59,7 @@ class BM25Index:
         fingerprint = _fingerprint(texts)
         try:
             if (directory / _FINGERPRINT).read_text(encoding="utf-8") == fingerprint:
-                return cls(_bm25s().BM25.load(str(directory), mmap=True, show_progress=False), len(texts))
+                return cls(bm25s_module().BM25.load(str(directory), mmap=True, show_progress=False), len(texts))
         except (OSError, ValueError, KeyError) as exc:
             if not isinstance(exc, FileNotFoundError):
                 log.warning("rebuilding the BM25 index: the saved one at %s is unreadable (%s)", directory, exc)
@@ -122,9 +97,3 @@ def _fingerprint(texts: Sequence[str]) -> str:
         digest.update(text.encode())
         digest.update(b"\0")
     return digest.hexdigest()
-
-
-def query_terms(question: str) -> list[str]:
-    """The question as the index sees text: lower-cased, stop words dropped, stemmed."""
-    tokenized = _tokenize([question], return_ids=False)
-    return list(tokenized[0]) if tokenized else []

@@ -78,7 +78,7 @@ class TestCitationStreamFilter:
 
 class TestExtractCitations:
     def test_quote_is_the_supporting_sentence_with_document_span(self) -> None:
-        citations = extract_citations("The Secretary General is Stanislav Zas [1].", PASSAGES)
+        citations = extract_citations("The Secretary General is Stanislav Zas [1].", EvidencePool(PASSAGES))
         assert len(citations) == 1
         c = citations[0]
         assert c.number == 1 and c.passage is PASSAGES[0]
@@ -87,14 +87,14 @@ class TestExtractCitations:
         assert c.claim == "The Secretary General is Stanislav Zas"
 
     def test_adjacent_markers_share_the_claim(self) -> None:
-        citations = extract_citations("Putin urged a ceasefire and Zakharova spoke [2][3].", PASSAGES)
+        citations = extract_citations("Putin urged a ceasefire and Zakharova spoke [2][3].", EvidencePool(PASSAGES))
         assert [c.number for c in citations] == [2, 3]
         assert citations[0].claim == citations[1].claim
         assert citations[0].quote == "He urged a ceasefire."
 
     def test_each_claim_gets_its_own_citation(self) -> None:
         text = "Zas leads the CSTO [1]. Putin urged a ceasefire [2]. Zas spoke on Thursday [1]."
-        citations = extract_citations(text, PASSAGES)
+        citations = extract_citations(text, EvidencePool(PASSAGES))
         assert [(c.number, c.quote) for c in citations] == [
             (1, "Stanislav Zas is the Secretary General of the CSTO."),
             (2, "He urged a ceasefire."),
@@ -102,10 +102,10 @@ class TestExtractCitations:
         ]
 
     def test_out_of_range_numbers_are_ignored(self) -> None:
-        assert extract_citations("Nothing [9].", PASSAGES) == []
+        assert extract_citations("Nothing [9].", EvidencePool(PASSAGES)) == []
 
     def test_to_json_names_the_article(self) -> None:
-        data = extract_citations("Zakharova is the spokesperson [3].", PASSAGES)[0].to_json()
+        data = extract_citations("Zakharova is the spokesperson [3].", EvidencePool(PASSAGES))[0].to_json()
         assert data["title"] == "Title 3" and data["published"] == "2020-10-03" and data["doc_id"] == "doc3"
 
 

@@ -19,7 +19,6 @@ from rag.evaluation.metrics import (
     mean,
     mrr_at_k,
     ndcg_at_k,
-    normalize_answer,
     passage_metrics,
     percentile,
     recall_at_k,
@@ -27,6 +26,7 @@ from rag.evaluation.metrics import (
     retrieval_metrics,
     token_f1,
 )
+from rag.text import normalize_answer
 
 # The worked example: doc-level ranking derived from chunks, so "a" appears twice.
 # Deduped: [a, b, c]; gold {c, x}; relevance within k=3: [0, 0, 1].

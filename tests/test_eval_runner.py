@@ -24,6 +24,7 @@ from rag.evaluation.runner import (
 )
 from rag.evaluation.scoring import Scored, score_question
 from rag.evaluation.sets import EvalQuestion, load_set
+from rag.evidence import EvidencePool
 from rag.pipeline import RAG
 from rag.prompts import REFUSAL
 from rag.types import Answer, ArticleHit, Chunk, Citation, GenerationRequest, Passage, Retrieval, TokenUsage
@@ -59,7 +60,7 @@ def _answer(
     return Answer(
         question="q",
         text=text,
-        citations=citations if citations is not None else extract_citations(text, passages),
+        citations=citations if citations is not None else extract_citations(text, EvidencePool(passages)),
         passages=passages,
         refused=refused,
         backend="test",

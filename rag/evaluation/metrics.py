@@ -9,10 +9,10 @@ rather than dragging it towards 0.
 from __future__ import annotations
 
 import math
-import re
-import string
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Sequence
+
+from rag.text import normalize_answer
 
 RETRIEVAL_METRICS = ("hit", "recall", "mrr", "ndcg", "map")
 
@@ -187,22 +187,6 @@ def passage_metrics(passages: Sequence[str], evidence: Sequence[str], k: int) ->
         "ndcg": _ndcg(relevance, ideal),
         "map": _average_precision(relevance, ideal),
     }
-
-
-_ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
-_PUNCTUATION = frozenset(string.punctuation)
-
-
-def normalize_answer(s: str) -> str:
-    """The official SQuAD v2 normalization, so answer scores are comparable with published numbers.
-
-    Order matters and follows the reference script: lowercase, drop ASCII punctuation (so "U.S." becomes
-    "us", and hyphenated words merge), drop the articles a/an/the, collapse whitespace.
-    """
-    lowered = s.lower()
-    no_punct = "".join(ch for ch in lowered if ch not in _PUNCTUATION)
-    no_articles = _ARTICLES.sub(" ", no_punct)
-    return " ".join(no_articles.split())
 
 
 def exact_match(prediction: str, golds: Sequence[str]) -> float:

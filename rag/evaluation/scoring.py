@@ -18,6 +18,7 @@ from typing import Any, Literal
 from rag.citations import CITATION, tidy
 from rag.evaluation import metrics
 from rag.evaluation.sets import EvalQuestion
+from rag.text import normalize_answer
 from rag.types import Answer, Retrieval
 
 Level = Literal["document", "passage", "answer", "citation", "refusal", "cost", "count"]
@@ -266,7 +267,7 @@ def _cited_support(s: Scored) -> float | None:
     """Whole-token containment (as `contains`), so the answer "10" is not found in "2010"; a question with
     neither answers nor evidence has nothing to look for, so the metric does not apply (not 0)."""
     q, numbers = s.question, s.citation_numbers
-    needles = [x for x in (*q.answers, *q.gold_evidence) if metrics.normalize_answer(x)]
+    needles = [x for x in (*q.answers, *q.gold_evidence) if normalize_answer(x)]
     if not (numbers and q.answerable and needles):
         return None
     passages = s.answer.passages
