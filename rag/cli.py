@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from rag.backends import BACKENDS
-from rag.config import Settings
+from rag.config import PRESETS, SECTIONS, Settings, settings_table
 from rag.errors import RagError
 from rag.index import ArticleIndex
 from rag.loaders import FORMATS
@@ -58,6 +58,10 @@ def _parser() -> argparse.ArgumentParser:
         help="the date the question is asked (default: today): later articles are left out, recent ones preferred, "
         "and 'last week' means the week before it",
     )
+
+    shown = sub.add_parser("settings", help="the settings in effect, by section (and the presets)")
+    shown.add_argument("--presets", action="store_true", help="list the named presets (RAG_PRESET)")
+    shown.add_argument("--markdown", action="store_true", help="the README's settings table")
 
     info = sub.add_parser("info", help="index statistics")
     info.add_argument("--docs", action="store_true", help="also list every document id with its date and title")
@@ -159,6 +163,23 @@ def _print_sources(answer: Answer) -> None:
     print(f"Searched {answer.searched_dates}.")
     for number, quote in dict.fromkeys((c.number, c.quote) for c in answer.citations):
         print(f'   [{number}] "{quote}"')
+
+
+def _settings(settings: Settings, *, presets: bool, markdown: bool) -> str:
+    if markdown:
+        return settings_table()
+    if presets:
+        return "\n".join(
+            f"{name:<10} {purpose}" + (f"  ({values})" if values else "") for name, (purpose, values) in PRESETS.items()
+        )
+    lines = []
+    for section, names in SECTIONS.items():
+        lines.append(f"[{section}]")
+        for name in names:
+            value = getattr(settings, name)
+            secret = name.endswith("api_key") and value
+            lines.append(f"  {name} = {'(set)' if secret else value}")
+    return "\n".join(lines)
 
 
 def _info(rag: RAG, docs: bool) -> dict[str, Any]:
@@ -328,6 +349,9 @@ def run(argv: Sequence[str] | None = None) -> int:
         level = "high" if final.confidence >= 0.8 else "medium" if final.confidence >= 0.5 else "low"
         print(f"Confidence: {level} ({final.confidence:.2f})")
         _print_sources(final)
+        return 0
+    if args.command == "settings":
+        print(_settings(rag.settings, presets=args.presets, markdown=args.markdown))
         return 0
     if args.command == "info":
         for key, value in _info(rag, args.docs).items():

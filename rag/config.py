@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, field_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -52,6 +53,11 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="RAG_", extra="forbid", validate_default=True)
 
+    preset: str | None = Field(
+        None,
+        description="A named set of defaults (`rag settings --presets` lists them): its values apply where "
+        "nothing else sets the setting.",
+    )
     backend: str = Field(
         "local",
         description="Answer generator: `local` (an embedded GGUF model, `local_model`, offline), `openai` "
@@ -59,10 +65,12 @@ class Settings(BaseSettings):
     )
     index_dir: Path = Field(
         default_factory=lambda: _default_data_dir() / "index",
+        json_schema_extra={"shown": "`~/.local/share/rag/index`"},
         description="Directory holding the FAISS index, chunk store and manifest (`$XDG_DATA_HOME` respected).",
     )
     seed_dir: Path = Field(
         default_factory=lambda: Path(__file__).resolve().parent.parent / "seeds",
+        json_schema_extra={"shown": "`seeds/` of this checkout"},
         description="Articles indexed automatically when `rag ask` finds no index.",
     )
     embedding_model: str = Field(
@@ -80,6 +88,7 @@ class Settings(BaseSettings):
     embedding_device: str = Field("cpu", description="Torch device for the embedding model (`torch` backend).")
     cache_dir: Path = Field(
         default_factory=default_cache_dir,
+        json_schema_extra={"shown": "`~/.cache/rag`"},
         description="Derived files that are safe to delete and rebuilt on demand: ONNX exports of the embedding model, "
         "local models assembled from their packages (`$XDG_CACHE_HOME` respected).",
     )
@@ -182,7 +191,12 @@ class Settings(BaseSettings):
         "RAG_LOCAL_MODEL_PATH.",
     )
     local_context_window: int = Field(4096, ge=512, description="llama.cpp context window (n_ctx).")
-    local_threads: int | None = Field(None, ge=1, description="llama.cpp CPU threads; empty means one per core.")
+    local_threads: int | None = Field(
+        None,
+        ge=1,
+        json_schema_extra={"shown": "(cores)"},
+        description="llama.cpp CPU threads; empty means one per core.",
+    )
     openai_model: str = Field("gpt-4o-mini", description="Model name sent to the OpenAI-compatible endpoint.")
     openai_base_url: str | None = Field(
         None,
@@ -221,6 +235,7 @@ class Settings(BaseSettings):
         "openai_base_url",
         "openai_api_key",
         "local_threads",
+        "preset",
         "near_duplicate_similarity",
         "reranker",
         "ann_min_chunks",
@@ -254,4 +269,95 @@ class Settings(BaseSettings):
 
                 raise ConfigError(f"config file {path} does not exist", hint="fix RAG_CONFIG or create the file")
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
-        return tuple(sources)
+        return (*sources, _PresetSource(settings_cls, sources))
+
+
+PRESETS: dict[str, tuple[str, dict[str, object]]] = {
+    "offline": ("the default: the embedded local model, nothing leaves the machine", {}),
+    "fast": ("no LLM: extractive answers in milliseconds, on any machine", {"backend": "extractive"}),
+    "accurate": (
+        "the larger embedded model (`rag models install qwen2.5-coder-1.5b`): better reading, about twice as slow",
+        {"local_model": "qwen2.5-coder-1.5b"},
+    ),
+    "openai": ("an OpenAI-compatible endpoint (set OPENAI_API_KEY or OPENAI_BASE_URL)", {"backend": "openai"}),
+}
+"""Named defaults: (what it is for, the settings it changes)."""
+
+
+class _PresetSource(PydanticBaseSettingsSource):
+    """The chosen preset's values, below every explicit source: a preset changes defaults, never what the
+    user set."""
+
+    def __init__(self, settings_cls: type[BaseSettings], sources: list[PydanticBaseSettingsSource]) -> None:
+        super().__init__(settings_cls)
+        self.sources = sources
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        given: dict[str, Any] = {}
+        for source in reversed(self.sources):
+            given.update(source())
+        name = given.get("preset")
+        if not name:
+            return {}
+        if name not in PRESETS:
+            from rag.errors import ConfigError
+
+            raise ConfigError(f"unknown preset {name!r}", hint=f"use one of: {', '.join(PRESETS)}")
+        # A setting given under any of its names (RAG_LOCAL_MODEL_PATH for local_model) is the user's.
+        return {key: value for key, value in PRESETS[name][1].items() if not _names(key) & given.keys()}
+
+
+def _names(field_name: str) -> set[str]:
+    alias = Settings.model_fields[field_name].validation_alias
+    choices = alias.choices if isinstance(alias, AliasChoices) else []
+    return {field_name, *(c for c in choices if isinstance(c, str))}
+
+
+SECTIONS: dict[str, tuple[str, ...]] = {
+    "general": ("preset", "backend", "progress"),
+    "index": (
+        "index_dir", "seed_dir", "embedding_model", "embedding_backend", "embedding_batch_size", "embedding_device",
+        "cache_dir", "chunk_tokens", "chunk_overlap", "tokenizer_encoding", "ann_min_chunks", "ann_nprobe",
+        "checkpoint_chunks",
+    ),
+    "retrieval": (
+        "top_k", "retrieval_mode", "article_ranking", "passages_per_article", "rrf_k", "dense_weight", "bm25_weight",
+        "article_bm25_weight", "candidates", "as_of_filter", "recency_weight", "recency_half_life_days",
+        "question_dates", "question_date_weight", "near_duplicate_similarity", "reranker", "rerank_depth",
+    ),
+    "generation": (
+        "context_tokens", "min_confidence", "local_focus_sentences", "attribute_citations", "max_answer_tokens",
+        "temperature", "local_model", "local_context_window", "local_threads",
+    ),
+    "openai": ("openai_model", "openai_base_url", "openai_api_key", "openai_timeout", "openai_max_retries"),
+    "ui": ("max_upload_mb", "ui_port", "ui_address"),
+}  # fmt: skip
+"""The settings by the part of `rag` they tune: how `rag settings` and the README list them. The names
+stay flat (`RAG_TOP_K`), as they always were."""
+
+
+def _shown_default(name: str) -> str:
+    field = Settings.model_fields[name]
+    extra = field.json_schema_extra
+    if isinstance(extra, dict) and "shown" in extra:
+        return str(extra["shown"])
+    default = field.default
+    if default is None:
+        return ""
+    if isinstance(default, bool):
+        return f"`{str(default).lower()}`"
+    return f"`{default}`"
+
+
+def settings_table() -> str:
+    """The README's settings table, generated: a test fails when the README differs from it."""
+    lines = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for section, names in SECTIONS.items():
+        lines.append(f"| **{section}** | | |")
+        for name in names:
+            field = Settings.model_fields[name]
+            lines.append(f"| `RAG_{name.upper()}` | {_shown_default(name)} | {field.description} |")
+    return "\n".join(lines)

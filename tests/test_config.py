@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from rag import Settings
+from rag.config import SECTIONS, settings_table
 from rag.errors import ConfigError
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -56,14 +57,19 @@ class TestSettings:
         with pytest.raises(ValidationError, match="top_kk"):
             Settings()
 
-    def test_every_field_is_described_and_in_the_readme(self) -> None:
-        """The README's table says what the code says: each row holds its field's description verbatim."""
-        rows = {
-            line.split("|")[1].strip(): line for line in README.read_text().splitlines() if line.startswith("| `RAG_")
-        }
+    def test_every_field_is_described_sectioned_and_the_readme_table_is_generated(self) -> None:
         for name, field in Settings.model_fields.items():
             assert field.description, name
-            row = rows.get(f"`RAG_{name.upper()}`")
-            assert row is not None, f"README settings table lacks RAG_{name.upper()}"
-            assert field.description in row, f"README row of RAG_{name.upper()} differs from its description"
-        assert len(rows) == len(Settings.model_fields), "the README lists a setting that does not exist"
+        listed = [name for names in SECTIONS.values() for name in names]
+        assert sorted(listed) == sorted(Settings.model_fields), "every setting in exactly one section"
+        assert settings_table() in README.read_text(), "regenerate the README table: rag settings --markdown"
+
+    def test_a_preset_sets_defaults_but_never_what_the_user_set(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        assert Settings(preset="fast").backend == "extractive"
+        assert Settings(preset="fast", backend="local").backend == "local"
+        monkeypatch.setenv("RAG_PRESET", "accurate")
+        assert Settings().local_model == "qwen2.5-coder-1.5b"
+        monkeypatch.setenv("RAG_LOCAL_MODEL_PATH", "smollm2-135m")  # the setting under another of its names
+        assert Settings().local_model == "smollm2-135m"
+        with pytest.raises(ConfigError, match="unknown preset 'nope'"):
+            Settings(preset="nope")
