@@ -300,8 +300,12 @@ class TestCli:
         last = json.loads((out / f"{len(LADDER):02d}" / "run.json").read_text(encoding="utf-8"))
         assert (first["retrieval_mode"], first["article_ranking"], first["recency_weight"]) == ("dense", False, 0.0)
         assert (last["retrieval_mode"], last["article_ranking"], last["recency_weight"]) == ("hybrid", True, 1.0)
+        stages = [row.split(" | ")[1].split(", ") for row in rows]
+        assert stages[0] == ["dense", "fuse", "order", "passages"]
+        assert stages[1] == ["bm25", "fuse", "order", "passages"]
+        assert stages[-1] == ["dense", "bm25", "fuse", "recency", "question dates", "order", "diversity", "passages"]
         for row in rows:  # a one-article corpus: every step finds it first
-            assert row.split(" | ")[1] == "1.000"
+            assert row.split(" | ")[2] == "1.000"
 
     def test_compare_prints_the_table(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         a = _write_summary(tmp_path / "a", {"hit@5": 0.5})

@@ -1,5 +1,8 @@
 """Ablation: what each retrieval stage buys, measured by switching the stages on one at a time.
 
+A step's settings pick its stages (`rag.retrieval.stages_for`), and the table lists them beside the
+metrics, so a new stage shows up in the ladder as soon as a step turns it on.
+
 Each step of the ladder is an ordinary evaluation run with some settings overridden, so its folder can be
 inspected, resumed and compared like any other; the table puts their retrieval metrics side by side.
 """
@@ -14,6 +17,7 @@ from typing import Any
 from rag.config import Settings
 from rag.evaluation.runner import evaluate
 from rag.evaluation.sets import load_set
+from rag.retrieval import stages_for
 
 NO_DIVERSITY: dict[str, Any] = {"near_duplicate_similarity": None}
 NO_QUESTION_DATES: dict[str, Any] = {"question_dates": "off", **NO_DIVERSITY}
@@ -59,16 +63,20 @@ def ablate(
     out = Path(out_dir)
     rows: list[dict[str, Any]] = []
     for number, (name, overrides) in enumerate(ladder(settings), start=1):
+        step = settings.model_copy(update=overrides)
         run_dir = evaluate(
             loaded,
-            settings=settings.model_copy(update=overrides),
+            settings=step,
             out_dir=out / f"{number:02d}",
             backend=backend,
             limit=limit,
             progress=progress,
         )
         summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-        rows.append({"step": name, "run": run_dir.name, "overrides": overrides, "metrics": summary["metrics"]})
+        stages = [stage.name for stage in stages_for(step, reranker=bool(step.reranker))]
+        rows.append(
+            {"step": name, "run": run_dir.name, "overrides": overrides, "stages": stages, "metrics": summary["metrics"]}
+        )
     (out / "ablation.json").write_text(json.dumps(rows, indent=2, default=str), encoding="utf-8")
     (out / "ablation.md").write_text(table(loaded.name, rows, settings), encoding="utf-8")
     return out
@@ -85,8 +93,13 @@ def table(set_name: str, rows: list[dict[str, Any]], settings: Settings) -> str:
         f"Document-level metrics unless marked passage; embedding {settings.embedding_model}, chunks "
         f"{settings.chunk_tokens}/{settings.chunk_overlap}. Each step adds one stage to the one above.",
         "",
-        "| step | " + " | ".join(METRICS) + " |",
-        "| --- | " + " | ".join("---" for _ in METRICS) + " |",
+        "| step | stages | " + " | ".join(METRICS) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in METRICS) + " |",
     ]
-    lines += [f"| {row['step']} | " + " | ".join(cell(row["metrics"], m) for m in METRICS) + " |" for row in rows]
+    lines += [
+        f"| {row['step']} | {', '.join(row.get('stages', []))} | "
+        + " | ".join(cell(row["metrics"], m) for m in METRICS)
+        + " |"
+        for row in rows
+    ]
     return "\n".join(lines) + "\n"

@@ -1,0 +1,148 @@
+"""Retrieval: which articles a question is about, and which of their passages to show the reader.
+
+A search is a list of small stages (`stages_for`) run in order over one `Search`:
+
+1. candidates: the dense top chunks (`DenseCandidates`) and BM25 (`KeywordCandidates`), within the
+   dates searched (explicit `since`/`until`, capped at the as-of date, narrowed by a date the question
+   names when `question_dates=filter`);
+2. fuse: weighted reciprocal rank fusion of the candidate rankings (`Fuse`);
+3. priors: recency at the as-of date and dates the question names (`RecencyPrior`, `QuestionDatePrior`),
+   then the order (`Order`);
+4. diversity: near-copies of a kept passage fold into it (`Diversify`);
+5. rerank: an optional cross-encoder reorders the leading results (`Rerank`);
+6. passages: the articles listed and the passages shown (`Passages`).
+
+With `article_ranking` (the default) the units ranked are articles, each standing for its best passage;
+without it, chunks, the textbook hybrid. A new signal is one module with a stage class and one line in
+`stages_for`; the evaluation's ablation ladder shows each step's stages.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING
+
+from rag.config import Settings
+from rag.dates import DateRange, resolve
+from rag.embedding import Embedder
+from rag.index import ArticleIndex
+from rag.retrieval.candidates import DenseCandidates, KeywordCandidates
+from rag.retrieval.corpus import Corpus, allowed, rrf
+from rag.retrieval.diversity import Diversify
+from rag.retrieval.fusion import Fuse, Order
+from rag.retrieval.passages import Passages
+from rag.retrieval.priors import QuestionDatePrior, RecencyPrior
+from rag.retrieval.reranking import Rerank
+from rag.retrieval.search import Search, Stage
+from rag.text import query_terms
+from rag.types import Retrieval
+
+if TYPE_CHECKING:
+    from rag.rerank import Reranker
+
+__all__ = ["Retriever", "Search", "Stage", "rrf", "stages_for"]
+
+
+def stages_for(settings: Settings, *, reranker: bool = False) -> list[Stage]:
+    """The stages the settings switch on, in the order they run."""
+    s = settings
+    stages: list[Stage] = []
+    if s.retrieval_mode != "bm25":
+        stages.append(DenseCandidates())
+    if s.retrieval_mode != "dense":
+        stages.append(KeywordCandidates())
+    stages.append(Fuse())
+    if s.recency_weight > 0:
+        stages.append(RecencyPrior())
+    if s.question_dates != "off" and s.question_date_weight > 0:
+        stages.append(QuestionDatePrior())
+    stages.append(Order())
+    if s.near_duplicate_similarity is not None:
+        stages.append(Diversify())
+    if reranker:
+        stages.append(Rerank())
+    stages.append(Passages())
+    return stages
+
+
+class Retriever:
+    def __init__(
+        self,
+        index: ArticleIndex,
+        embedder: Embedder,
+        settings: Settings | None = None,
+        reranker: Reranker | None = None,
+        stages: list[Stage] | None = None,
+    ) -> None:
+        self.index = index
+        self.embedder = embedder
+        self.settings = settings or Settings()
+        self.reranker = reranker
+        self._stages = stages
+        self._corpus: tuple[int, Corpus] | None = None
+
+    @property
+    def stages(self) -> list[Stage]:
+        """The stages given, or those the settings switch on (read at each search, so they follow the
+        settings)."""
+        return self._stages if self._stages is not None else stages_for(self.settings, reranker=bool(self.reranker))
+
+    @property
+    def corpus(self) -> Corpus:
+        if self._corpus is None or self._corpus[0] != self.index.version:
+            self._corpus = (self.index.version, Corpus.of(self.index))
+        return self._corpus[1]
+
+    def prepare(self) -> None:
+        """Build, and save beside the index, the keyword indexes the first search would otherwise build:
+        indexing pays for them once rather than the first question of every process."""
+        if self.settings.retrieval_mode != "dense":
+            _ = self.corpus.chunk_bm25, self.corpus.article_bm25
+
+    def retrieve(
+        self,
+        question: str,
+        k: int,
+        dates: DateRange | None = None,
+        *,
+        as_of: dt.date | None = None,
+    ) -> Retrieval:
+        s = self.settings
+        as_of = as_of or dt.date.today()
+        dates = dates or DateRange()
+        if s.as_of_filter:
+            dates = DateRange(dates.since, min(dates.until or as_of, as_of))
+        mention = resolve(question, as_of) if s.question_dates != "off" else None
+        filtered = mention is not None and s.question_dates == "filter"
+        if filtered:
+            assert mention is not None
+            since = max(filter(None, (dates.since, mention.range.since)), default=None)
+            until = min(filter(None, (dates.until, mention.range.until)), default=None)
+            if since and until and since > until:
+                return Retrieval([], [], as_of, dates, mention, True)
+            dates = DateRange(since, until)
+        result = Retrieval([], [], as_of, dates, mention, filtered)
+        corpus = self.corpus
+        if not len(corpus.chunk_ids):
+            return result
+        allowed_chunks = allowed(corpus.chunk_day, dates)
+        if not allowed_chunks.any():
+            return result
+        search = Search(
+            question=question,
+            k=k,
+            as_of=as_of,
+            mention=mention,
+            index=self.index,
+            corpus=corpus,
+            settings=s,
+            reranker=self.reranker,
+            unit="article" if s.article_ranking else "chunk",
+            vector=self.embedder.embed_query(question) if s.retrieval_mode != "bm25" else None,
+            terms=query_terms(question) if s.retrieval_mode != "dense" else [],
+            allowed_chunks=allowed_chunks,
+            result=result,
+        )
+        for stage in self.stages:
+            stage(search)
+        return result

@@ -1,0 +1,21 @@
+"""Reranking: a cross-encoder (`rag.rerank`) reorders the leading units by their passage."""
+
+from __future__ import annotations
+
+from rag.retrieval.search import Search
+
+
+class Rerank:
+    """Reorders the leading `rerank_depth` units by the cross-encoder's score of their passage."""
+
+    name = "rerank"
+
+    def __call__(self, search: Search) -> None:
+        assert search.reranker is not None, "reranking needs a configured reranker"
+        head = search.ranked[: search.settings.rerank_depth]
+        if not head:
+            return
+        texts = [search.corpus.chunk_texts[search.passage_row(unit)] for unit in head]
+        scores = search.reranker.score(search.question, texts)
+        order = sorted(range(len(head)), key=lambda i: -scores[i])
+        search.ranked = [head[i] for i in order] + search.ranked[len(head) :]

@@ -1,0 +1,103 @@
+"""One search as the stages see it: what was asked, and what the stages before it have found so far."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, Protocol
+
+import numpy as np
+
+from rag.config import Settings
+from rag.dates import DateMention
+from rag.index import ArticleIndex
+from rag.retrieval.corpus import Corpus, fused, top
+from rag.types import Retrieval
+
+if TYPE_CHECKING:
+    from rag.rerank import Reranker
+
+Unit = Literal["article", "chunk"]
+"""What is ranked: whole articles (the default, `article_ranking`), or chunks directly."""
+ARTICLES_LISTED = 10
+"""Articles a search lists whatever k is: enough to score the article ranking at depth 10."""
+
+
+@dataclass
+class Search:
+    question: str
+    k: int
+    as_of: dt.date
+    mention: DateMention | None
+    index: ArticleIndex
+    corpus: Corpus
+    settings: Settings
+    reranker: Reranker | None
+    unit: Unit
+    vector: np.ndarray | None
+    """The question's embedding; None without dense retrieval."""
+    terms: list[str]
+    """The question's BM25 terms; empty without keyword retrieval."""
+    allowed_chunks: np.ndarray
+    """Chunk rows inside the dates searched."""
+    result: Retrieval
+    """What the search returns: `articles` and `passages` are filled by the last stage."""
+    rankings: list[tuple[np.ndarray, float]] = field(default_factory=list)
+    """Candidate lists of units (rows), each best first, with its weight in fusion."""
+    prior: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """Per article: the bonus the prior stages give it, in the units of a first place in one ranking."""
+    score: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """Per unit: the fused score, then with its prior added."""
+    ranked: list[int] = field(default_factory=list)
+    """Candidate units in order, best first: ordered, then thinned and reordered by later stages."""
+    folded: dict[int, list[int]] = field(default_factory=dict)
+    """Per kept unit, the near-copies folded into it."""
+    _best_rows: dict[int, list[int]] = field(default_factory=dict)
+    _chunk_bm25: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.prior = np.zeros(len(self.corpus.article_ids), dtype=np.float64)
+
+    @property
+    def size(self) -> int:
+        return len(self.corpus.article_ids) if self.unit == "article" else len(self.corpus.chunk_ids)
+
+    @property
+    def shown(self) -> int:
+        """Articles the search lists."""
+        return max(self.k, ARTICLES_LISTED)
+
+    def vectors(self, rows: list[int] | np.ndarray) -> np.ndarray:
+        corpus = self.corpus
+        vectors: np.ndarray = corpus.vectors[corpus.vector_row[np.asarray(rows, dtype=np.int64)]]
+        return vectors
+
+    def passage_row(self, unit: int) -> int:
+        """The chunk row that stands for a unit: an article's best passage, or the chunk itself."""
+        return self.best_rows(unit)[0] if self.unit == "article" else unit
+
+    def best_rows(self, article: int) -> list[int]:
+        """The article's chunk rows, best first: dense similarity and chunk BM25 fused by RRF within the
+        article, so the passage shown is the one that both matches the meaning and holds the words."""
+        if article not in self._best_rows:
+            s = self.settings
+            rows = self.corpus.article_rows[article]
+            rankings = []
+            if self.vector is not None:
+                rankings.append((np.argsort(-(self.vectors(rows) @ self.vector), kind="stable"), s.dense_weight))
+            if self.terms and s.bm25_weight > 0:
+                if self._chunk_bm25 is None:
+                    self._chunk_bm25 = self.corpus.chunk_bm25.scores(self.terms)
+                rankings.append((top(self._chunk_bm25[rows], np.ones(len(rows), dtype=bool), len(rows)), s.bm25_weight))
+            score, _ = fused(rankings, len(rows), s.rrf_k)
+            self._best_rows[article] = [int(r) for r in rows[np.argsort(-score, kind="stable")]]
+        return self._best_rows[article]
+
+
+class Stage(Protocol):
+    """A retrieval stage: reads and updates the `Search`. `rag.retrieval.stages_for` picks them from the
+    settings and `Retriever` runs them in order."""
+
+    name: str
+
+    def __call__(self, search: Search) -> None: ...
