@@ -9,7 +9,7 @@ import logging
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,12 +54,23 @@ class IndexReport:
 
 
 class RAG:
-    def __init__(self, settings: Settings | None = None, **overrides: Any) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        embedder: Embedder | None = None,
+        generators: Mapping[str, Generator] | None = None,
+        **overrides: Any,
+    ) -> None:
+        """`embedder` and `generators` (by backend name) let several pipelines share loaded models, and
+        tests answer with a scripted generator; without them, they are built from the settings on first
+        use."""
         self.settings = settings.model_copy(update=overrides) if settings else Settings(**overrides)
         self.count_tokens = tiktoken_counter(self.settings.tokenizer_encoding)
-        self._embedder: Embedder | None = None
+        self._embedder = embedder
         self._index: ArticleIndex | None = None
-        self._generators: dict[str, Generator] = {}
+        self.generators: dict[str, Generator] = dict(generators or {})
+        """Generators built so far, by backend name (`backend:model` with a model override)."""
         self._retriever: Retriever | None = None
         reranker = self.settings.reranker
         self._reranker = Reranker(reranker, device=self.settings.embedding_device) if reranker else None
@@ -262,9 +273,9 @@ class RAG:
     def generator(self, backend: str | None = None, model: str | None = None) -> Generator:
         name = backend or self.settings.backend
         key = f"{name}:{model}" if model else name
-        if key not in self._generators:
-            self._generators[key] = make_generator(self.settings, name, model)
-        return self._generators[key]
+        if key not in self.generators:
+            self.generators[key] = make_generator(self.settings, name, model)
+        return self.generators[key]
 
     def retriever(self) -> Retriever:
         """The retriever over the current index; a new one when the index was reloaded."""

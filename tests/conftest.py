@@ -53,9 +53,7 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def pipeline(settings: Settings, embedder: Embedder) -> RAG:
     """A RAG over an empty temp index that shares the session's embedding model."""
-    rag = RAG(settings)
-    rag._embedder = embedder
-    return rag
+    return RAG(settings, embedder=embedder)
 
 
 @pytest.fixture

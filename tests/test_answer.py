@@ -125,7 +125,7 @@ class TestCitationAttribution:
     REPLY = "The Secretary General of the CSTO is Stanislav Zas."
 
     def test_uncited_restatement_is_cited_and_flagged(self, seeded: RAG) -> None:
-        seeded._generators["scripted"] = Scripted(self.REPLY)
+        seeded.generators["scripted"] = Scripted(self.REPLY)
         answer = seeded.answer(QUESTION, backend="scripted")
         assert answer.inferred_citations
         assert answer.text.startswith("The Secretary General of the CSTO is Stanislav Zas [")
@@ -133,11 +133,11 @@ class TestCitationAttribution:
 
     def test_attribution_can_be_switched_off(self, seeded: RAG) -> None:
         seeded.settings = seeded.settings.model_copy(update={"attribute_citations": False})
-        seeded._generators["scripted"] = Scripted(self.REPLY)
+        seeded.generators["scripted"] = Scripted(self.REPLY)
         answer = seeded.answer(QUESTION, backend="scripted")
         assert answer.text == self.REPLY and answer.citations == [] and not answer.inferred_citations
 
     def test_cited_answers_are_not_touched(self, seeded: RAG) -> None:
-        seeded._generators["scripted"] = Scripted("Stanislav Zas leads it [1].")
+        seeded.generators["scripted"] = Scripted("Stanislav Zas leads it [1].")
         answer = seeded.answer(QUESTION, backend="scripted")
         assert answer.text == "Stanislav Zas leads it [1]." and not answer.inferred_citations

@@ -530,8 +530,7 @@ class TestIndexWithBadFiles:
         assert len(after.chunks) == len(before.chunks) > 0
         assert after.manifest.generation == before.manifest.generation
 
-        fresh = RAG(seeded.settings)
-        fresh._embedder = embedder
+        fresh = RAG(seeded.settings, embedder=embedder)
         answer = fresh.answer("Who is the Secretary General of the CSTO?")
         assert not answer.refused
         assert answer.passages[0].doc_id == SEED_ID

@@ -79,8 +79,7 @@ def built(pipeline: RAG, corpus: Path) -> RAG:
 
 def fresh_rag(settings: Settings, embedder: Embedder, **overrides: object) -> RAG:
     """A new RAG over the same directory: nothing cached in memory, only what is on disk."""
-    new = RAG(settings, **overrides)
-    new._embedder = embedder
+    new = RAG(settings, embedder=embedder, **overrides)
     return new
 
 

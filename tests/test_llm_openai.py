@@ -65,8 +65,7 @@ def seeded_index(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -
         for var in [v for v in os.environ if v.startswith("RAG_")]:
             mp.delenv(var)
         mp.chdir(index_dir.parent)
-        pipeline = RAG(Settings(index_dir=index_dir, progress=False, backend="extractive"))
-        pipeline._embedder = embedder
+        pipeline = RAG(Settings(index_dir=index_dir, progress=False, backend="extractive"), embedder=embedder)
         pipeline.index([SEEDS])
     return index_dir
 
@@ -74,8 +73,7 @@ def seeded_index(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -
 @pytest.fixture
 def seeded(seeded_index: Path, embedder: Embedder) -> RAG:
     """Same as conftest's `seeded`, over the module's shared index."""
-    pipeline = RAG(Settings(index_dir=seeded_index, progress=False, backend="extractive"))
-    pipeline._embedder = embedder
+    pipeline = RAG(Settings(index_dir=seeded_index, progress=False, backend="extractive"), embedder=embedder)
     return pipeline
 
 
@@ -91,8 +89,7 @@ def openai_rag(seeded: RAG, server: FakeOpenAIServer, **overrides: object) -> RA
         "openai_max_retries": 0,
         **overrides,
     }
-    pipeline = RAG(Settings(**options))  # type: ignore[arg-type]
-    pipeline._embedder = seeded.embedder
+    pipeline = RAG(Settings(**options), embedder=seeded.embedder)  # type: ignore[arg-type]
     return pipeline
 
 

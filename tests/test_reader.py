@@ -101,7 +101,7 @@ class TestCompose:
 class TestCapableModel:
     def test_its_own_text_is_kept_streamed_and_its_unsupported_sentence_flagged(self, seeded: RAG) -> None:
         reply = "Stanislav Zas [1]. He was elected by the United Nations in Paris [1]."
-        seeded._generators["capable"] = Scripted(reply)
+        seeded.generators["capable"] = Scripted(reply)
         items = list(seeded.answer_stream(QUESTION, backend="capable"))
         answer = items[-1]
         assert "".join(items[:-1]) == reply and answer.text == reply
@@ -110,7 +110,7 @@ class TestCapableModel:
         assert [c.text for c in answer.unsupported] == ["He was elected by the United Nations in Paris."]
 
     def test_its_refusal_is_a_refusal(self, seeded: RAG) -> None:
-        seeded._generators["capable"] = Scripted(REFUSAL)
+        seeded.generators["capable"] = Scripted(REFUSAL)
         answer = seeded.answer(QUESTION, backend="capable")
         assert answer.refused and answer.signals["declined"] == 1.0 and answer.short is None
 

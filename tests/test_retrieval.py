@@ -55,8 +55,7 @@ def write_articles(folder: Path, articles: list[dict[str, Any]]) -> Path:
 
 def make_rag(tmp_path: Path, embedder: Embedder, articles: list[dict[str, Any]], **overrides: Any) -> RAG:
     settings = Settings(index_dir=tmp_path / "index", progress=False, backend="extractive", **overrides)
-    rag = RAG(settings)
-    rag._embedder = embedder
+    rag = RAG(settings, embedder=embedder)
     rag.index([write_articles(tmp_path / "articles", articles)])
     return rag
 
@@ -389,8 +388,7 @@ class TestSavedKeywordIndex:
     QUESTION = "tram repairs after the flood"
 
     def fresh(self, rag: RAG, embedder: Embedder) -> RAG:
-        new = RAG(rag.settings)
-        new._embedder = embedder
+        new = RAG(rag.settings, embedder=embedder)
         return new
 
     def test_indexing_saves_bm25_and_a_new_process_loads_it(

@@ -21,6 +21,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from rag import RAG, Settings
+from rag.embedding import Embedder
 from rag.types import Chunk, Passage
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -517,12 +518,11 @@ class TestFinalAnswerHtml:
     """Checked claims as the page shows them: built from a real extractive answer, with a sentence added
     that its cited passage does not say."""
 
-    def test_an_unsupported_sentence_is_flagged(self, tmp_path: Path, embedder: object) -> None:
+    def test_an_unsupported_sentence_is_flagged(self, tmp_path: Path, embedder: Embedder) -> None:
         from rag.citations import check_claims
         from rag.evidence import EvidencePool
 
-        pipeline = RAG(Settings(index_dir=tmp_path / "index", backend="extractive", progress=False))
-        pipeline._embedder = embedder  # type: ignore[assignment]
+        pipeline = RAG(Settings(index_dir=tmp_path / "index", backend="extractive", progress=False), embedder=embedder)
         pipeline.index([SEEDS])
         answer = pipeline.answer(QUESTION)
         text = f"{answer.text} The CSTO moved its headquarters to Paris [1]."

@@ -73,7 +73,7 @@ def ablate(
             progress=progress,
         )
         summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-        stages = [stage.name for stage in stages_for(step, reranker=bool(step.reranker))]
+        stages = [stage.name for stage in stages_for(step)]
         rows.append(
             {"step": name, "run": run_dir.name, "overrides": overrides, "stages": stages, "metrics": summary["metrics"]}
         )

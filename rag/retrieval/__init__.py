@@ -13,8 +13,8 @@ A search is a list of small stages (`stages_for`) run in order over one `Search`
 6. passages: the articles listed and the passages shown (`Passages`).
 
 With `article_ranking` (the default) the units ranked are articles, each standing for its best passage;
-without it, chunks, the textbook hybrid. A new signal is one module with a stage class and one line in
-`stages_for`; the evaluation's ablation ladder shows each step's stages.
+without it, chunks, the textbook hybrid. A new signal is one module with a stage class and one `register`
+call; the evaluation's ablation ladder shows each step's stages.
 """
 
 from __future__ import annotations
@@ -40,29 +40,37 @@ from rag.types import Retrieval
 if TYPE_CHECKING:
     from rag.rerank import Reranker
 
-__all__ = ["Retriever", "Search", "Stage", "rrf", "stages_for"]
+__all__ = ["PIPELINE", "Retriever", "Search", "Stage", "register", "rrf", "stages_for"]
 
 
-def stages_for(settings: Settings, *, reranker: bool = False) -> list[Stage]:
+PIPELINE: list[type[Stage]] = [
+    DenseCandidates,
+    KeywordCandidates,
+    Fuse,
+    RecencyPrior,
+    QuestionDatePrior,
+    Order,
+    Diversify,
+    Rerank,
+    Passages,
+]
+"""Every stage in the order they run; the settings switch each on or off (`Stage.enabled`)."""
+
+
+def register(stage: type[Stage], *, before: str) -> type[Stage]:
+    """Insert a stage into the pipeline ahead of the stage named `before` (e.g. a prior before "order")."""
+    names = [cls.name for cls in PIPELINE]
+    if stage.name in names:
+        raise ValueError(f"a retrieval stage is already named {stage.name!r}")
+    if before not in names:
+        raise ValueError(f"no retrieval stage named {before!r}; the stages are: {', '.join(names)}")
+    PIPELINE.insert(names.index(before), stage)
+    return stage
+
+
+def stages_for(settings: Settings) -> list[Stage]:
     """The stages the settings switch on, in the order they run."""
-    s = settings
-    stages: list[Stage] = []
-    if s.retrieval_mode != "bm25":
-        stages.append(DenseCandidates())
-    if s.retrieval_mode != "dense":
-        stages.append(KeywordCandidates())
-    stages.append(Fuse())
-    if s.recency_weight > 0:
-        stages.append(RecencyPrior())
-    if s.question_dates != "off" and s.question_date_weight > 0:
-        stages.append(QuestionDatePrior())
-    stages.append(Order())
-    if s.near_duplicate_similarity is not None:
-        stages.append(Diversify())
-    if reranker:
-        stages.append(Rerank())
-    stages.append(Passages())
-    return stages
+    return [cls() for cls in PIPELINE if cls.enabled(settings)]
 
 
 class Retriever:
@@ -85,7 +93,7 @@ class Retriever:
     def stages(self) -> list[Stage]:
         """The stages given, or those the settings switch on (read at each search, so they follow the
         settings)."""
-        return self._stages if self._stages is not None else stages_for(self.settings, reranker=bool(self.reranker))
+        return self._stages if self._stages is not None else stages_for(self.settings)
 
     @property
     def corpus(self) -> Corpus:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rag.config import Settings
 from rag.retrieval.corpus import allowed, first_seen, top
 from rag.retrieval.search import Search
 
@@ -17,6 +18,10 @@ class DenseCandidates:
     """The FAISS top `candidates` chunks within the dates searched."""
 
     name = "dense"
+
+    @staticmethod
+    def enabled(settings: Settings) -> bool:
+        return settings.retrieval_mode != "bm25"
 
     def __call__(self, search: Search) -> None:
         assert search.vector is not None, "dense candidates need the question's embedding"
@@ -34,6 +39,10 @@ class KeywordCandidates:
     """The BM25 top `candidates` (`rag.sparse`) within the dates searched."""
 
     name = "bm25"
+
+    @staticmethod
+    def enabled(settings: Settings) -> bool:
+        return settings.retrieval_mode != "dense"
 
     def __call__(self, search: Search) -> None:
         corpus, s = search.corpus, search.settings

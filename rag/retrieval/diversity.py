@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rag.config import Settings
 from rag.retrieval.search import Search
 
 
@@ -13,6 +14,10 @@ class Diversify:
     list and the reranker; chunks go through to the end, since the article list is read off them."""
 
     name = "diversity"
+
+    @staticmethod
+    def enabled(settings: Settings) -> bool:
+        return settings.near_duplicate_similarity is not None
 
     def __call__(self, search: Search) -> None:
         threshold = search.settings.near_duplicate_similarity

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rag.config import Settings
 from rag.retrieval.corpus import fused
 from rag.retrieval.search import Search
 
@@ -16,6 +17,10 @@ class Fuse:
     """RRF of the candidate rankings (`rrf_k`, each ranking's weight)."""
 
     name = "fuse"
+
+    @staticmethod
+    def enabled(settings: Settings) -> bool:
+        return True
 
     def __call__(self, search: Search) -> None:
         search.score, listed = fused(search.rankings, search.size, search.settings.rrf_k)
@@ -27,6 +32,10 @@ class Order:
     first, since the same story's later report usually holds the outcome."""
 
     name = "order"
+
+    @staticmethod
+    def enabled(settings: Settings) -> bool:
+        return True
 
     def __call__(self, search: Search) -> None:
         corpus = search.corpus

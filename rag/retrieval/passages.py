@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rag.config import Settings
 from rag.retrieval.corpus import first_seen
 from rag.retrieval.search import Search
 from rag.types import ArticleHit, Passage
@@ -15,6 +16,10 @@ class Passages:
     directly, the first k chunks are the passages."""
 
     name = "passages"
+
+    @staticmethod
+    def enabled(settings: Settings) -> bool:
+        return True
 
     def __call__(self, search: Search) -> None:
         if search.unit == "article":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rag.config import Settings
 from rag.retrieval.corpus import UNDATED, allowed, day
 from rag.retrieval.search import Search
 
@@ -17,6 +18,10 @@ class RecencyPrior:
     undated articles earn none."""
 
     name = "recency"
+
+    @staticmethod
+    def enabled(settings: Settings) -> bool:
+        return settings.recency_weight > 0
 
     def __call__(self, search: Search) -> None:
         s, days = search.settings, search.corpus.article_day
@@ -32,6 +37,10 @@ class QuestionDatePrior:
     the recency reference cost 2 points of Hit@1 and Hit@5 on RealTime QA."""
 
     name = "question dates"
+
+    @staticmethod
+    def enabled(settings: Settings) -> bool:
+        return settings.question_dates != "off" and settings.question_date_weight > 0
 
     def __call__(self, search: Search) -> None:
         if search.mention is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rag.config import Settings
 from rag.retrieval.search import Search
 
 
@@ -10,10 +11,13 @@ class Rerank:
 
     name = "rerank"
 
+    @staticmethod
+    def enabled(settings: Settings) -> bool:
+        return settings.reranker is not None
+
     def __call__(self, search: Search) -> None:
-        assert search.reranker is not None, "reranking needs a configured reranker"
         head = search.ranked[: search.settings.rerank_depth]
-        if not head:
+        if search.reranker is None or not head:
             return
         texts = [search.corpus.chunk_texts[search.passage_row(unit)] for unit in head]
         scores = search.reranker.score(search.question, texts)

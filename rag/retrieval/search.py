@@ -95,9 +95,14 @@ class Search:
 
 
 class Stage(Protocol):
-    """A retrieval stage: reads and updates the `Search`. `rag.retrieval.stages_for` picks them from the
-    settings and `Retriever` runs them in order."""
+    """A retrieval stage: reads and updates the `Search`. `rag.retrieval.PIPELINE` lists them in order,
+    `enabled` says whether the settings switch one on, and `Retriever` runs those that are."""
 
     name: str
+
+    def __init__(self) -> None: ...
+
+    @staticmethod
+    def enabled(settings: Settings) -> bool: ...
 
     def __call__(self, search: Search) -> None: ...
