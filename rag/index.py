@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import fcntl
 import json
 import logging
 import os
 import re
 import shutil
+import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -39,6 +42,11 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 log = logging.getLogger(__name__)
 _DERIVED_DIR = re.compile(r"bm25\.(?P<gen>\d+)")
+_CREATING = ".creating"
+"""Present, and locked by the building process, while a new index has not had its first save."""
+_WRITE = ".write"
+"""Locked by the process changing the index, for as long as the change (an index run, a delete) lasts."""
+_LOCKS = (".lock", _CREATING, _WRITE)
 _DATA_FILE = re.compile(r"(?:vectors|documents|chunks|ann)\.(?P<gen>\d+)\.(?:faiss|jsonl)(?:\.tmp)?")
 
 
@@ -95,6 +103,8 @@ class AddReport:
     duplicates: list[tuple[str, str]] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     """Stored documents whose new content duplicates another one: their old text is gone, so are they."""
+    repeated: list[str] = field(default_factory=list)
+    """Ids given to more than one document of this batch: the first was taken, the later ones skipped."""
     chunks_added: int = 0
 
 
@@ -129,6 +139,19 @@ def _fsync_write(path: Path, write: Callable[[Path], object]) -> None:
     os.replace(tmp, path)
 
 
+def _write_faiss(index: Any, path: Path) -> None:
+    """faiss reports a failed write (disk full, file-size limit) as a RuntimeError whose message ends with
+    the system's reason; it is an OSError like any other write, so the CLI says it in one line."""
+    try:
+        faiss.write_index(index, str(path))
+    except RuntimeError as exc:
+        match = re.search(r"\(([^()]+)\)\s*$", str(exc))
+        code = next((n for n in errno.errorcode if match and os.strerror(n) == match.group(1)), None)
+        if code is None:
+            raise
+        raise OSError(code, os.strerror(code), str(path)) from exc
+
+
 def _fsync_dir(path: Path) -> None:
     """Make the renames durable: without it a power cut can roll the directory back past the manifest."""
     fd = os.open(path, os.O_RDONLY)
@@ -154,24 +177,117 @@ def _read_lines(path: Path) -> Iterator[dict[str, Any]]:
             yield json.loads(line)
 
 
+LOCK_TIMEOUT = 120.0
+"""Seconds a command waits for another process's lock on the index before it gives up and says who holds
+it (`Settings.lock_timeout` sets it per pipeline)."""
+_POLL = 0.1
+
+
+def _holder(handle: Any) -> str:
+    """Who holds a lock, as the holder wrote it ("pid 123: rag index ..."), for the waiting process."""
+    try:
+        handle.seek(0)
+        return str(handle.read(300)).strip() or "another process (a reader)"
+    except OSError:
+        return "another process"
+
+
+def _acquire(handle: Any, path: Path, operation: int, timeout: float) -> None:
+    """flock that never hangs silently: one line when it has to wait, and after `timeout` an error naming
+    the holder, since a stopped (Ctrl-Z) or hung process would otherwise block every command forever."""
+    try:
+        fcntl.flock(handle, operation | fcntl.LOCK_NB)
+        return
+    except BlockingIOError:
+        pass
+    holder = _holder(handle)
+    log.warning("waiting for the index lock on %s, held by %s", path, holder)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(_POLL)
+        try:
+            fcntl.flock(handle, operation | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            continue
+    raise IndexDirError(
+        f"the index at {path} has been locked by {holder} for over {timeout:g} s",
+        hint="wait for it to finish, or if it is stopped or hung, resume it (`kill -CONT PID`) or end it "
+        "(`kill PID`); RAG_LOCK_TIMEOUT sets how long to wait",
+    )
+
+
+def _who() -> str:
+    return f"pid {os.getpid()}: {' '.join(sys.argv)[:200]}"
+
+
 @contextlib.contextmanager
-def _locked(path: Path, *, exclusive: bool) -> Iterator[None]:
+def _locked(path: Path, *, exclusive: bool, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
     """Readers share the lock and a writer takes it alone, so a save never deletes the files of the
-    generation a concurrent reader (the chat page, say) is loading. An index on a read-only medium
-    cannot be written by anyone, so it is read without a lock."""
+    generation a concurrent reader (the chat page, say) is loading. The writer leaves its pid and command
+    in the lock file while it holds it. An index on a read-only medium cannot be written by anyone, so it
+    is read without a lock."""
     with contextlib.ExitStack() as stack:
         try:
-            handle = stack.enter_context(open(path / ".lock", "a"))
+            handle = stack.enter_context(open(path / ".lock", "a+"))
         except OSError:
             if exclusive:
                 raise
             yield
             return
-        fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        _acquire(handle, path, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH, timeout)
         try:
+            if exclusive:
+                handle.truncate(0)
+                handle.write(_who())
+                handle.flush()
             yield
         finally:
+            if exclusive:
+                handle.truncate(0)
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def writing(path: Path, *, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+    """One change at a time (an index run, a delete), held for the whole change rather than only its
+    saves: a second writer waits, saying for whom, instead of embedding for minutes and then being
+    refused, and never makes the first throw its finished work away. The index directory is created."""
+    if path.exists() and not path.is_dir():
+        raise IndexDirError(f"{path} is a file, not an index directory", hint="point RAG_INDEX_DIR at a directory")
+    path.mkdir(parents=True, exist_ok=True)
+    with open(path / _WRITE, "a+") as handle:
+        _acquire(handle, path, fcntl.LOCK_EX, timeout)
+        try:
+            handle.truncate(0)
+            handle.write(_who())
+            handle.flush()
+            yield
+        finally:
+            handle.truncate(0)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def being_created(path: Path) -> str | None:
+    """Who is building a new index at `path` (its first save still to come), or None."""
+    try:
+        with open(path / _CREATING) as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return handle.read(300).strip() or "another process"
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return None
+    except OSError:
+        return None
+
+
+def _ours(file: Path) -> bool:
+    """A file or directory of a generation, whole or torn (`.tmp`): what an index writes, and nothing else."""
+    if file.name == MANIFEST + ".tmp":
+        return True
+    pattern = _DERIVED_DIR if file.is_dir() else _DATA_FILE
+    return pattern.fullmatch(file.name) is not None
 
 
 def _read_manifest(path: Path) -> Manifest:
@@ -195,17 +311,51 @@ class ArticleIndex:
         self.ann: IvfIndex | None = None
         self.ann_min_chunks: int | None = None
         """Set by `configure_ann` from `Settings.ann_min_chunks`; None: exact search only."""
+        self.lock_timeout = LOCK_TIMEOUT
+        self._creating: Any = None
+        """While a new index is built, its `.creating` marker, held locked until the first save."""
 
     @classmethod
-    def create(cls, path: Path, manifest: Manifest) -> ArticleIndex:
-        """A new, empty index. A non-empty directory without a manifest is someone's data or a damaged
-        index; building over it would delete what is left, so it is refused."""
-        if path.is_dir() and any(f.name != ".lock" for f in path.iterdir()):
-            raise IndexDirError(
-                f"{path} is not empty and has no {MANIFEST}: refusing to build an index over it",
-                hint="choose an empty or new RAG_INDEX_DIR, or delete that directory if it is a damaged index",
-            )
-        return cls(path, manifest, faiss.IndexIDMap2(faiss.IndexFlatIP(manifest.dimension)))
+    def create(cls, path: Path, manifest: Manifest, *, lock_timeout: float = LOCK_TIMEOUT) -> ArticleIndex:
+        """A new, empty index, its directory marked `.creating` (locked, with this process's pid) until the
+        first save. Another process that finds the marker locked leaves the directory alone; one that finds
+        it unlocked knows the first build died, and clears what it left behind. A non-empty directory with
+        files this class never writes is someone's data, and is refused."""
+        if path.exists() and not path.is_dir():
+            raise IndexDirError(f"{path} is a file, not an index directory", hint="point RAG_INDEX_DIR at a directory")
+        path.mkdir(parents=True, exist_ok=True)
+        marked = (path / _CREATING).exists()
+        marker = open(path / _CREATING, "a+")  # noqa: SIM115 - held open until the first save
+        try:
+            try:
+                fcntl.flock(marker, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise IndexDirError(
+                    f"an index is being created at {path} by {_holder(marker)}",
+                    hint="wait for that command to finish, then run this one again",
+                ) from None
+            leftovers = [f for f in path.iterdir() if f.name not in _LOCKS]
+            if any(not _ours(f) for f in leftovers):
+                raise IndexDirError(
+                    f"{path} is not empty and has no {MANIFEST}: refusing to build an index over it",
+                    hint="choose an empty or new RAG_INDEX_DIR, or delete that directory if it is a damaged index",
+                )
+            if leftovers:
+                for file in leftovers:
+                    shutil.rmtree(file) if file.is_dir() else file.unlink()
+                log.warning("removed %d files left in %s by a first build that did not finish", len(leftovers), path)
+            marker.truncate(0)
+            marker.write(_who())
+            marker.flush()
+        except BaseException:
+            marker.close()
+            if not marked:
+                (path / _CREATING).unlink(missing_ok=True)
+            raise
+        index = cls(path, manifest, faiss.IndexIDMap2(faiss.IndexFlatIP(manifest.dimension)))
+        index.lock_timeout = lock_timeout
+        index._creating = marker
+        return index
 
     @staticmethod
     def exists(path: Path) -> bool:
@@ -219,7 +369,7 @@ class ArticleIndex:
             return False  # gone or unreadable: the next load reports it properly
 
     @classmethod
-    def load(cls, path: Path) -> ArticleIndex:
+    def load(cls, path: Path, *, lock_timeout: float = LOCK_TIMEOUT) -> ArticleIndex:
         if not path.exists():
             raise IndexDirError(f"no index at {path}", hint="build one with `rag index PATH...`")
         manifest_path = path / MANIFEST
@@ -228,8 +378,10 @@ class ArticleIndex:
                 f"{path} is not an index directory (no {MANIFEST})",
                 hint="point RAG_INDEX_DIR at an index, or build one with `rag index PATH...`",
             )
-        with _locked(path, exclusive=False):
-            return cls._read(path)
+        with _locked(path, exclusive=False, timeout=lock_timeout):
+            index = cls._read(path)
+        index.lock_timeout = lock_timeout
+        return index
 
     @classmethod
     def _read(cls, path: Path) -> ArticleIndex:
@@ -318,8 +470,15 @@ class ArticleIndex:
         report = AddReport()
         todo: list[Document] = []
         seen: dict[str, str] = {}
-        incoming = {doc.id: doc.content_hash for doc in documents}
+        incoming: dict[str, str] = {}
+        firsts: list[Document] = []
         for doc in documents:
+            if doc.id in incoming:
+                report.repeated.append(doc.id)
+            else:
+                incoming[doc.id] = doc.content_hash
+                firsts.append(doc)
+        for doc in firsts:
             digest = doc.content_hash
             existing = self.documents.get(doc.id)
             if existing is not None and existing.content_hash == digest:
@@ -449,7 +608,7 @@ class ArticleIndex:
         since this index was loaded: writing now would silently discard that process's changes."""
         self.path.mkdir(parents=True, exist_ok=True)
         self._size_ann()
-        with _locked(self.path, exclusive=True):
+        with _locked(self.path, exclusive=True, timeout=self.lock_timeout):
             on_disk = _read_manifest(self.path).generation if self.exists(self.path) else 0
             if on_disk != self.manifest.generation:
                 raise IndexDirError(
@@ -457,10 +616,10 @@ class ArticleIndex:
                     hint="nothing was written; run the command again to apply your change to the new index",
                 )
             gen = self.manifest.generation + 1
-            _fsync_write(self.path / f"vectors.{gen}.faiss", lambda p: faiss.write_index(self.vectors, str(p)))
+            _fsync_write(self.path / f"vectors.{gen}.faiss", lambda p: _write_faiss(self.vectors, p))
             ann = self.ann
             if ann is not None:
-                _fsync_write(self.path / f"ann.{gen}.faiss", lambda p: faiss.write_index(ann.ivf, str(p)))
+                _fsync_write(self.path / f"ann.{gen}.faiss", lambda p: _write_faiss(ann.ivf, p))
             _fsync_write(
                 self.path / f"documents.{gen}.jsonl",
                 _write_lines(record.to_json() for record in self.documents.values()),
@@ -493,6 +652,10 @@ class ArticleIndex:
             self.manifest = manifest
             self._saved_version = self.version
             self._remove_stale(gen)
+            if self._creating is not None:
+                (self.path / _CREATING).unlink(missing_ok=True)
+                self._creating.close()
+                self._creating = None
 
     def _remove_stale(self, live: int) -> None:
         """Delete data files (and torn `.tmp` files) of every generation but `live`. Only names this class

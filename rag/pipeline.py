@@ -24,7 +24,7 @@ from rag.dates import DateRange
 from rag.embedding import Embedder
 from rag.errors import DocumentError, IndexDirError, QuestionError
 from rag.evidence import EvidencePool
-from rag.index import AddReport, ArticleIndex, DocumentRecord, Manifest
+from rag.index import AddReport, ArticleIndex, DocumentRecord, Manifest, being_created, writing
 from rag.loaders import load_paths
 from rag.packing import pack_passages
 from rag.question import Question, analyze
@@ -77,6 +77,8 @@ class RAG:
         # The chat page shares one RAG between browser sessions: searches must not see an index that an
         # upload or a delete is halfway through changing.
         self._lock = threading.RLock()
+        self._writers = 0
+        """Nesting depth of `_writing` (an index run that saves, say): the process lock is taken once."""
 
     @property
     def embedder(self) -> Embedder:
@@ -99,7 +101,7 @@ class RAG:
         if self._index is None:
             path = self.settings.index_dir
             if ArticleIndex.exists(path) or not create:
-                index = ArticleIndex.load(path)
+                index = ArticleIndex.load(path, lock_timeout=self.settings.lock_timeout)
                 index.check_model(self.embedder.name, self.embedder.precision)
             else:
                 s = self.settings
@@ -113,22 +115,34 @@ class RAG:
                         chunk_overlap=s.chunk_overlap,
                         tokenizer=s.tokenizer_encoding,
                     ),
+                    lock_timeout=s.lock_timeout,
                 )
             index.configure_ann(self.settings.ann_min_chunks)
             self._index = index
         return self._index
 
     def ensure_index(self) -> ArticleIndex:
-        """Open the index, building it from the seed articles the first time, so a fresh checkout answers."""
-        if self._index is None and not ArticleIndex.exists(self.settings.index_dir):
+        """Open the index, building it from the seed articles the first time, so a fresh checkout answers.
+        An index another process is still building is left alone: seeding it would put the seed articles
+        into someone else's corpus."""
+        path = self.settings.index_dir
+        if self._index is None and not ArticleIndex.exists(path):
+            builder = being_created(path)
+            if builder is not None:
+                raise IndexDirError(
+                    f"the index at {path} is still being built by {builder}",
+                    hint="wait for that command to finish, then ask again",
+                )
             seeds = self.settings.seed_dir
             if not seeds.is_dir():
                 raise IndexDirError(
-                    f"no index at {self.settings.index_dir} and no seed articles at {seeds}",
+                    f"no index at {path} and no seed articles at {seeds}",
                     hint="build an index with `rag index PATH...`",
                 )
-            log.warning("no index at %s yet: indexing the seed articles in %s", self.settings.index_dir, seeds)
-            self.index([seeds])
+            with self._writing():
+                if not ArticleIndex.exists(path):
+                    log.warning("no index at %s yet: indexing the seed articles in %s", path, seeds)
+                    self.index([seeds])
         return self.open_index()
 
     def warm_up(self) -> None:
@@ -152,9 +166,10 @@ class RAG:
         loaded: LoadResult = load_paths(paths)
         report = self.add_documents(loaded.documents, on_progress) if loaded.documents else AddReport()
         if not loaded.documents and not ArticleIndex.exists(self.settings.index_dir):
-            self.open_index(create=True).save()
+            with self._writing(), self._reload_on_failure():
+                self.open_index(create=True).save()
         elif self.open_index().ann_pending:
-            with self._lock, self._reload_on_failure():
+            with self._writing(), self._reload_on_failure():
                 self.open_index().save()
         if report.added or report.updated or report.removed:
             self.retriever().prepare()
@@ -164,7 +179,7 @@ class RAG:
         """Embed only what is new or changed, saving every `checkpoint_chunks` chunks: an interrupted run
         keeps what it finished, and the index on disk is always a consistent one. `on_progress(done, total)`
         lets a UI show the same progress the terminal bar shows."""
-        with self._lock, self._reload_on_failure():
+        with self._writing(), self._reload_on_failure():
             return self._add_documents(documents, on_progress)
 
     def _add_documents(self, documents: Sequence[Document], on_progress: Progress | None) -> AddReport:
@@ -255,10 +270,30 @@ class RAG:
         return sorted(records, key=lambda r: (r.published is not None, r.published or dt.date.min, r.id), reverse=True)
 
     def delete(self, doc_id: str) -> None:
-        with self._lock, self._reload_on_failure():
+        if not ArticleIndex.exists(self.settings.index_dir):
+            self.open_index()  # says there is no index, and what to do
+        with self._writing(), self._reload_on_failure():
             index = self.open_index()
             index.remove(doc_id)
             index.save()
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """This pipeline's threads and other processes change the index one at a time (`index.writing`)."""
+        with self._lock:
+            if self._writers:
+                self._writers += 1
+                try:
+                    yield
+                finally:
+                    self._writers -= 1
+                return
+            with writing(self.settings.index_dir, timeout=self.settings.lock_timeout):
+                self._writers = 1
+                try:
+                    yield
+                finally:
+                    self._writers = 0
 
     @contextlib.contextmanager
     def _reload_on_failure(self) -> Iterator[None]:

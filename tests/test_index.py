@@ -87,18 +87,22 @@ def faiss_ids(index: ArticleIndex) -> set[int]:
     return {int(i) for i in faiss.vector_to_array(index.vectors.id_map)}
 
 
+LOCKS = {".lock", ".write"}
+"""Lock files: not data, and a writer notes its pid in them while it holds them."""
+
+
 def snapshot(folder: Path) -> dict[str, tuple[str, int]]:
     """Every file under `folder` with its content hash and mtime, to prove a read left the disk alone."""
     return {
         str(path.relative_to(folder)): (hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns)
         for path in sorted(folder.rglob("*"))
-        if path.is_file()
+        if path.is_file() and path.name not in LOCKS
     }
 
 
 def data_files(folder: Path) -> set[str]:
     """Files only: derived directories (`bm25.N`) are checked by the retrieval tests."""
-    return {p.name for p in folder.iterdir() if p.name != ".lock" and p.is_file()}
+    return {p.name for p in folder.iterdir() if p.name not in LOCKS and p.is_file()}
 
 
 def live_files(generation: int) -> set[str]:

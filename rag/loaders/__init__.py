@@ -38,6 +38,10 @@ def load_file(path: Path, doc_id: str | None = None) -> LoadResult:
     doc_id = doc_id or path.name
     suffix = path.suffix.lower()
     try:
+        try:
+            doc_id.encode("utf-8")
+        except UnicodeEncodeError:
+            raise DocumentError(path, "the file name is not valid UTF-8", hint="rename the file") from None
         if suffix not in FORMATS:
             raise DocumentError(
                 path, f"unsupported file type {suffix or '(none)'}", hint=f"use one of {', '.join(FORMATS)}"
@@ -47,6 +51,9 @@ def load_file(path: Path, doc_id: str | None = None) -> LoadResult:
         return LoadResult(errors=[exc])
     except OSError as exc:
         return LoadResult(errors=[DocumentError(path, f"cannot read: {exc.strerror}", hint="check permissions")])
+    except Exception as exc:  # one unreadable file must never cost the others
+        problem = f"could not be read ({type(exc).__name__}: {exc})"
+        return LoadResult(errors=[DocumentError(path, problem[:300], hint="check the file; the others were read")])
 
 
 def _walk(root: Path) -> Iterator[Path]:

@@ -42,6 +42,28 @@ def record_to_document(record: object, path: Path, line: int | None, fallback_id
     )
 
 
+def _parse(text: str, path: Path, line: int | None) -> object:
+    """JSON as `json` reads it, with what it lets through as other exceptions turned into a per-line error:
+    nesting too deep to parse, integers too long to convert, and escapes of lone surrogates, which no
+    file can store (the index is UTF-8)."""
+    fix = "fix or delete the line" if line else "fix the JSON syntax"
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DocumentError(path, f"malformed JSON: {exc.msg}", line=line or exc.lineno, hint=fix) from exc
+    except RecursionError as exc:
+        raise DocumentError(path, "JSON nested too deeply", line=line, hint=fix) from exc
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+        raise DocumentError(path, f"unreadable JSON value: {exc}"[:200], line=line, hint=fix) from exc
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise DocumentError(path, "JSON holds an invalid \\u escape (a lone surrogate)", line=line, hint=fix) from exc
+    except RecursionError as exc:
+        raise DocumentError(path, "JSON nested too deeply", line=line, hint=fix) from exc
+    return data
+
+
 def load(path: Path, doc_id: str) -> LoadResult:
     result = LoadResult()
     text = read_text(path)
@@ -50,23 +72,14 @@ def load(path: Path, doc_id: str) -> LoadResult:
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                result.errors.append(
-                    DocumentError(path, f"malformed JSON: {exc.msg}", line=number, hint="fix or delete the line")
-                )
-                continue
-            try:
+                record = _parse(line, path, number)
                 result.documents.append(record_to_document(record, path, number, f"{doc_id}#{number}"))
             except DocumentError as exc:
                 result.errors.append(exc)
         if not result.documents and not result.errors:
             result.errors.append(DocumentError(path, "no records", hint="one JSON object per line"))
         return result
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DocumentError(path, f"malformed JSON: {exc.msg}", line=exc.lineno, hint="fix the JSON syntax") from exc
+    data = _parse(text, path, None)
     records = data if isinstance(data, list) else [data]
     if not records:
         raise DocumentError(path, "no records", hint="a JSON object, or a list of objects with `text`")

@@ -1,0 +1,280 @@
+"""Reliability under faults, bad input and contention, with real `rag` processes and real files: kill -9 at
+any moment of an index run or a delete, a stopped lock holder, a command racing a first build, a full disk,
+fuzzed inputs and settings. `RAG_KILLS=100 pytest tests/test_reliability.py -k kill` runs the long version
+of the kill test (the default run kills a handful of times)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import random
+import re
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rag.config import Settings
+from rag.index import ArticleIndex
+from rag.loaders import load_file, load_paths
+from tests.conftest import SEEDS
+
+RAG = str(Path(sys.executable).with_name("rag"))
+KILLS = int(os.environ.get("RAG_KILLS", "6"))
+SENTENCES = re.split(r"(?<=[.!?])\s+", " ".join(next(SEEDS.glob("*.txt")).read_text(encoding="utf-8").split()[2:]))
+
+
+def write_corpus(folder: Path, n: int) -> Path:
+    """n distinct articles of real news sentences (the seed article's), dated, one file each."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        rng = random.Random(i)
+        body = " ".join(rng.sample(SENTENCES, k=min(6, len(SENTENCES))))
+        day = 1 + i % 28
+        (folder / f"report-{i:03d}.txt").write_text(f"date 2021-02-{day:02d}\nReport {i}. {body}\n", encoding="utf-8")
+    return folder
+
+
+def env_for(index_dir: Path, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "RAG_INDEX_DIR": str(index_dir),
+        "RAG_PROGRESS": "false",
+        "RAG_CHECKPOINT_CHUNKS": "16",  # many saves, so kills land inside them too
+        **extra,
+    }
+
+
+def rag(*args: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([RAG, *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def spawn(*args: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return spawn(*args, env=env)
+
+
+def stored_ids(index_dir: Path) -> list[str]:
+    return sorted(ArticleIndex.load(index_dir).documents)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_corpus(tmp_path_factory.mktemp("corpus") / "articles", 80)
+
+
+class TestKilled:
+    """kill -9 of `rag index` (new and existing index) and of `rag delete`, at spread-out moments: the next
+    command works without a manual step, and nothing finished is lost or duplicated."""
+
+    def test_kill_anywhere_then_the_next_run_completes(self, tmp_path: Path, corpus: Path) -> None:
+        expected = sorted(p.name for p in corpus.iterdir())
+        rng = random.Random(0)
+        for kill in range(KILLS):
+            index_dir = tmp_path / f"index-{kill}"
+            env = env_for(index_dir)
+            existing = kill % 2 == 1
+            if existing:  # an index holding the seed article, which the run adds to
+                assert rag("index", str(SEEDS), env=env).returncode == 0
+            victim = subprocess.Popen(
+                [RAG, "index", str(corpus)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
+            time.sleep(rng.uniform(1.0, 6.0))
+            victim.send_signal(signal.SIGKILL)
+            victim.wait()
+            again = rag("index", str(corpus), env=env)
+            assert again.returncode == 0, again.stderr
+            ids = stored_ids(index_dir)
+            assert ids == sorted(expected + ([next(SEEDS.glob("*.txt")).name] if existing else []))
+            assert not [p.name for p in index_dir.iterdir() if p.name.endswith(".tmp") or p.name == ".creating"]
+            assert " 0 added, 0 updated, 80 unchanged" in rag("index", str(corpus), env=env).stdout
+
+    def test_what_a_first_build_killed_inside_its_save_left_is_cleared_with_one_line(self, tmp_path: Path) -> None:
+        index_dir = tmp_path / "index"
+        index_dir.mkdir()
+        left = [".lock", ".creating", "vectors.1.faiss", "documents.1.jsonl.tmp", "manifest.json.tmp"]
+        for name in left:
+            (index_dir / name).write_bytes(b"torn")
+        result = rag("index", str(SEEDS), env=env_for(index_dir))
+        assert result.returncode == 0, result.stderr
+        assert f"removed 3 files left in {index_dir} by a first build that did not finish" in result.stderr
+        assert stored_ids(index_dir) == [next(SEEDS.glob("*.txt")).name]
+
+    def test_kill_a_delete_then_the_index_loads_with_or_without_the_article(self, tmp_path: Path) -> None:
+        index_dir = tmp_path / "index"
+        env = env_for(index_dir)
+        assert rag("index", str(SEEDS), env=env).returncode == 0
+        seed = next(SEEDS.glob("*.txt")).name
+        for delay in (0.5, 1.5, 3.0):
+            victim = spawn("delete", seed, env=env)
+            time.sleep(delay)
+            victim.send_signal(signal.SIGKILL)
+            victim.wait()
+            assert stored_ids(index_dir) in ([], [seed])
+            assert rag("index", str(SEEDS), env=env).returncode == 0
+            assert stored_ids(index_dir) == [seed]
+
+
+class TestContention:
+    def test_a_stopped_lock_holder_is_named_not_waited_on_forever(self, tmp_path: Path) -> None:
+        index_dir = tmp_path / "index"
+        env = env_for(index_dir, RAG_LOCK_TIMEOUT="2")
+        assert rag("index", str(SEEDS), env=env).returncode == 0
+        holder = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import sys, time; from pathlib import Path; from rag.index import writing\n"
+                "with writing(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(600)",
+                str(index_dir),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+            holder.send_signal(signal.SIGSTOP)
+            started = time.monotonic()
+            result = rag("delete", next(SEEDS.glob("*.txt")).name, env=env, timeout=60)
+            assert result.returncode == 2
+            assert f"locked by pid {holder.pid}" in result.stderr and "kill -CONT" in result.stderr
+            assert time.monotonic() - started < 30
+            assert "Traceback" not in result.stderr
+        finally:
+            holder.kill()
+            holder.wait()
+        assert rag("delete", next(SEEDS.glob("*.txt")).name, env=env).returncode == 0
+
+    def test_ask_leaves_an_index_another_process_is_building_alone(self, tmp_path: Path, corpus: Path) -> None:
+        index_dir = tmp_path / "index"
+        env = env_for(index_dir, RAG_CHECKPOINT_CHUNKS="100000")  # one save, at the end
+        builder = spawn("index", str(corpus), env=env)
+        try:
+            deadline = time.monotonic() + 60
+            while not (index_dir / ".creating").exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            asked = rag("ask", "Who is the Secretary General of the CSTO?", "--backend", "extractive", env=env)
+        finally:
+            assert builder.wait(timeout=600) == 0
+        if asked.returncode == 2:  # asked while the build ran (the usual case)
+            assert "still being built by pid" in asked.stderr
+        seed = next(SEEDS.glob("*.txt")).name
+        assert seed not in stored_ids(index_dir) and len(stored_ids(index_dir)) == 80
+
+    def test_a_delete_during_an_index_run_waits_and_loses_no_work(self, tmp_path: Path, corpus: Path) -> None:
+        index_dir = tmp_path / "index"
+        env = env_for(index_dir)
+        assert rag("index", str(SEEDS), env=env).returncode == 0
+        indexer = spawn("index", str(corpus), env=env)
+        time.sleep(3.0)
+        deleted = rag("delete", next(SEEDS.glob("*.txt")).name, env=env)
+        _, err = indexer.communicate(timeout=600)
+        assert indexer.returncode == 0, err
+        assert deleted.returncode == 0, deleted.stderr
+        assert stored_ids(index_dir) == sorted(p.name for p in corpus.iterdir())
+
+
+class TestEnvironmentFailures:
+    def test_a_full_disk_is_one_line_and_the_index_survives(self, tmp_path: Path, corpus: Path) -> None:
+        index_dir = tmp_path / "index"
+        env = env_for(index_dir)
+        assert rag("index", str(SEEDS), env=env).returncode == 0
+        largest = max(p.stat().st_size for p in index_dir.iterdir() if p.is_file())
+
+        def limit() -> None:  # the file-size limit (ulimit -f): writes past it fail with EFBIG
+            resource.setrlimit(resource.RLIMIT_FSIZE, (largest + 4096, largest + 4096))
+
+        result = subprocess.run(
+            [RAG, "index", str(corpus)], capture_output=True, text=True, env=env, preexec_fn=limit, timeout=600
+        )
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+        assert result.stderr.startswith("error: File too large") and "fix:" in result.stderr
+        assert stored_ids(index_dir) == [next(SEEDS.glob("*.txt")).name]
+
+    def test_an_index_dir_that_is_a_file_is_one_line(self, tmp_path: Path) -> None:
+        path = tmp_path / "not-a-dir"
+        path.write_text("x", encoding="utf-8")
+        result = rag("index", str(SEEDS), env=env_for(path))
+        assert result.returncode == 2 and result.stderr.startswith(f"error: {path} is a file, not an index directory")
+
+
+class TestBadInput:
+    def test_repeated_ids_are_reported_and_the_first_kept(self, tmp_path: Path) -> None:
+        (tmp_path / "in").mkdir()
+        lines = [{"id": "a", "text": "First report on the port strike."}, {"id": "a", "text": "Second report."}]
+        (tmp_path / "in" / "feed.jsonl").write_text("\n".join(json.dumps(r) for r in lines), encoding="utf-8")
+        index_dir = tmp_path / "index"
+        result = rag("index", str(tmp_path / "in"), env=env_for(index_dir))
+        assert result.returncode == 1 and "1 added" in result.stdout
+        assert "id 'a' was given to 2 articles; the first was indexed" in result.stderr
+        assert ArticleIndex.load(index_dir).documents["a"].title.startswith("First report")
+
+    @pytest.mark.parametrize(
+        ("name", "data", "problem"),
+        [
+            ("deep.json", b"[" * 5000 + b"]" * 5000, "nested too deeply"),
+            ("big.jsonl", b'{"text": "x", "n": ' + b"9" * 5000 + b"}", "unreadable JSON value"),
+            ("lone.jsonl", b'{"text": "bad \\ud800 text"}', "lone surrogate"),
+            (b"caf\xe9.txt".decode("utf-8", "surrogateescape"), b"Some text.", "file name is not valid UTF-8"),
+        ],
+    )
+    def test_what_json_and_file_names_let_through_is_one_error_and_the_rest_indexed(
+        self, tmp_path: Path, name: str, data: bytes, problem: str
+    ) -> None:
+        folder = tmp_path / "in"
+        folder.mkdir()
+        (folder / "good.txt").write_text("Mayor Zorblat Quennick opened the bridge.", encoding="utf-8")
+        (folder / name).write_bytes(data)
+        index_dir = tmp_path / "index"
+        result = rag("index", str(folder), env=env_for(index_dir))
+        assert result.returncode == 1 and problem in result.stderr and "Traceback" not in result.stderr
+        assert stored_ids(index_dir) == ["good.txt"]
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(data=st.binary(max_size=3000), suffix=st.sampled_from([".txt", ".md", ".html", ".htm", ".json", ".jsonl"]))
+    def test_fuzzed_bytes_never_escape_a_loader(self, tmp_path: Path, data: bytes, suffix: str) -> None:
+        path = tmp_path / f"fuzz{suffix}"
+        path.write_bytes(data)
+        result = load_file(path)  # must not raise
+        for document in result.documents:
+            document.text.encode("utf-8")
+            json.dumps(document.metadata, ensure_ascii=False).encode("utf-8")
+
+    json_values = st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+        lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+        max_leaves=20,
+    )
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(records=st.lists(st.dictionaries(st.sampled_from(["id", "text", "title", "date", "url", "x"]), json_values)))
+    def test_fuzzed_records_beside_a_good_file_never_cost_it(self, tmp_path: Path, records: list[object]) -> None:
+        folder = tmp_path / "in"
+        folder.mkdir(exist_ok=True)
+        (folder / "good.txt").write_text("Mayor Zorblat Quennick opened the bridge.", encoding="utf-8")
+        (folder / "feed.jsonl").write_text("\n".join(json.dumps(r) for r in records), encoding="utf-8")
+        result = load_paths([folder])
+        assert "good.txt" in [d.id for d in result.documents]
+        assert len(result.documents) + len(result.errors) >= 1
+
+    @settings(max_examples=200, deadline=None)
+    @given(
+        name=st.sampled_from(
+            ["candidates", "rrf_k", "top_k", "dense_weight", "recency_half_life_days", "chunk_tokens"]
+        ),
+        value=st.text(max_size=30) | st.integers().map(str) | st.floats().map(str),
+    )
+    def test_fuzzed_settings_are_accepted_or_refused_as_settings_errors(self, name: str, value: str) -> None:
+        from pydantic import ValidationError
+
+        with contextlib.suppress(ValidationError):
+            accepted = float(getattr(Settings(**{name: value}), name))
+            assert math.isfinite(accepted) and 0 <= accepted <= 100_000
