@@ -240,6 +240,13 @@ class Settings(BaseSettings):
     checkpoint_chunks: int = Field(
         2000, ge=1, le=10**9, description="During indexing, save after this many new chunks so a crash loses little."
     )
+    max_article_mb: float = Field(
+        5.0,
+        gt=0,
+        le=1000,
+        description="Largest article `rag index` reads, in MB of text (a feed export may hold many): news "
+        "articles are kilobytes, and a runaway file would take minutes and gigabytes before anything is saved.",
+    )
     lock_timeout: float = Field(
         120.0,
         gt=0,
@@ -353,7 +360,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "index": (
         "index_dir", "seed_dir", "embedding_model", "embedding_backend", "embedding_batch_size", "embedding_device",
         "cache_dir", "chunk_tokens", "chunk_overlap", "tokenizer_encoding", "ann_min_chunks", "ann_nprobe",
-        "checkpoint_chunks", "lock_timeout",
+        "checkpoint_chunks", "max_article_mb", "lock_timeout",
     ),
     "retrieval": (
         "top_k", "retrieval_mode", "article_ranking", "passages_per_article", "rrf_k", "dense_weight", "bm25_weight",

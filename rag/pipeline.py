@@ -53,6 +53,19 @@ class IndexReport:
     seconds: float = 0.0
 
 
+def _upload_name(name: str) -> str | None:
+    """The file name an upload is stored and indexed under: its last path part, without control
+    characters; None when nothing usable is left ("", "..", over the 255 bytes a file system allows)."""
+    base = "".join(ch for ch in name.replace("\\", "/").rsplit("/", 1)[-1] if ch.isprintable())
+    if base in ("", ".", "..") or len(base.encode("utf-8", "replace")) > 255:
+        return None
+    try:
+        base.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return base
+
+
 class RAG:
     def __init__(
         self,
@@ -163,7 +176,7 @@ class RAG:
     def index(self, paths: Iterable[Path | str], on_progress: Progress | None = None) -> IndexReport:
         """Load, then add new or changed documents; bad files are reported, good ones indexed regardless."""
         started = time.perf_counter()
-        loaded: LoadResult = load_paths(paths)
+        loaded: LoadResult = load_paths(paths, max_bytes=int(self.settings.max_article_mb * 1_000_000))
         report = self.add_documents(loaded.documents, on_progress) if loaded.documents else AddReport()
         if not loaded.documents and not ArticleIndex.exists(self.settings.index_dir):
             with self._writing(), self._reload_on_failure():
@@ -239,25 +252,36 @@ class RAG:
             for name, data in files
             if len(data) > limit
         ]
-        names = [Path(name).name for name, _ in files]
+        names = [_upload_name(name) for name, _ in files]
+        unusable = [
+            DocumentError(
+                repr(name)[1:-1] or "(no name)",
+                "is not a usable file name",
+                hint="rename the file (at most 255 bytes, no control characters)",
+            )
+            for (name, _), safe in zip(files, names, strict=True)
+            if safe is None
+        ]
         repeated = [
             DocumentError(
                 name, "was uploaded twice in one batch", hint="upload each file once; the first copy was used"
             )
             for i, name in enumerate(names)
-            if name in names[:i]
+            if name is not None and name in names[:i]
         ]
         with tempfile.TemporaryDirectory(prefix="rag-upload-") as tmp:
             paths = []
-            for i, (name, data) in enumerate(files):
-                if len(data) <= limit and names[i] not in names[:i]:
-                    path = Path(tmp) / Path(name).name
+            for i, (_, data) in enumerate(files):
+                name = names[i]
+                if name is not None and len(data) <= limit and name not in names[:i]:
+                    path = Path(tmp) / name
                     path.write_bytes(data)
                     paths.append(path)
             result = self.index(paths, on_progress)
         # Name bad uploads as the user knows them, not by the temporary path they were read from.
         result.errors = (
-            too_big
+            unusable
+            + too_big
             + repeated
             + [DocumentError(Path(e.path).name, e.problem, line=e.line, hint=e.hint) for e in result.errors]
         )

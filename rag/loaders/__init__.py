@@ -33,8 +33,10 @@ def suffixes() -> list[str]:
     return list(FORMATS)
 
 
-def load_file(path: Path, doc_id: str | None = None) -> LoadResult:
-    """Load one file; `doc_id` defaults to the file name, the part of the path that survives moves."""
+def load_file(path: Path, doc_id: str | None = None, *, max_bytes: int | None = None) -> LoadResult:
+    """Load one file; `doc_id` defaults to the file name, the part of the path that survives moves. An
+    article over `max_bytes` is reported, not read: news articles are kilobytes, and a runaway file would
+    otherwise take minutes and gigabytes before anything is saved."""
     doc_id = doc_id or path.name
     suffix = path.suffix.lower()
     try:
@@ -46,7 +48,15 @@ def load_file(path: Path, doc_id: str | None = None) -> LoadResult:
             raise DocumentError(
                 path, f"unsupported file type {suffix or '(none)'}", hint=f"use one of {', '.join(FORMATS)}"
             )
-        return FORMATS[suffix].load(path, doc_id)
+        fmt = FORMATS[suffix]
+        if max_bytes is not None and not fmt.many and path.stat().st_size > max_bytes:
+            raise _too_large(path, path.stat().st_size, max_bytes)
+        result = fmt.load(path, doc_id)
+        if max_bytes is not None:
+            large = [d for d in result.documents if len(d.text) > max_bytes]
+            result.documents = [d for d in result.documents if len(d.text) <= max_bytes]
+            result.errors += [_too_large(path, len(d.text), max_bytes, d.id) for d in large]
+        return result
     except DocumentError as exc:
         return LoadResult(errors=[exc])
     except OSError as exc:
@@ -54,6 +64,15 @@ def load_file(path: Path, doc_id: str | None = None) -> LoadResult:
     except Exception as exc:  # one unreadable file must never cost the others
         problem = f"could not be read ({type(exc).__name__}: {exc})"
         return LoadResult(errors=[DocumentError(path, problem[:300], hint="check the file; the others were read")])
+
+
+def _too_large(path: Path, size: int, limit: int, doc_id: str | None = None) -> DocumentError:
+    what = f"article {doc_id!r}" if doc_id else "the file"
+    return DocumentError(
+        path,
+        f"{what} is {size / 1e6:.1f} MB, over the {limit / 1e6:g} MB limit for one article",
+        hint="split it into articles, or raise RAG_MAX_ARTICLE_MB",
+    )
 
 
 def _walk(root: Path) -> Iterator[Path]:
@@ -65,7 +84,7 @@ def _walk(root: Path) -> Iterator[Path]:
             yield path
 
 
-def load_paths(paths: Iterable[Path | str]) -> LoadResult:
+def load_paths(paths: Iterable[Path | str], *, max_bytes: int | None = None) -> LoadResult:
     """Files load under their own name; files inside a directory under their path relative to it."""
     result = LoadResult()
     for raw in paths:
@@ -73,11 +92,11 @@ def load_paths(paths: Iterable[Path | str]) -> LoadResult:
         if path.is_dir():
             for file in _walk(path):
                 if file.suffix.lower() in FORMATS:
-                    result.extend(load_file(file, file.relative_to(path).as_posix()))
+                    result.extend(load_file(file, file.relative_to(path).as_posix(), max_bytes=max_bytes))
                 else:
                     result.skipped.append(str(file))
         elif path.is_file():
-            result.extend(load_file(path))
+            result.extend(load_file(path, max_bytes=max_bytes))
         else:
             result.errors.append(DocumentError(path, "no such file or directory", hint="check the path"))
     return result

@@ -100,4 +100,5 @@ FORMAT = Format(
     "one article per record: `text` (required), `id`, `title`, `url`, `source`, `published` or `date`; other "
     "fields kept as metadata",
     load,
+    many=True,
 )
