@@ -8,6 +8,7 @@ import errno
 import json
 import logging
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +19,7 @@ from pydantic import ValidationError
 from rag.backends import BACKENDS
 from rag.config import PRESETS, SECTIONS, Settings, settings_table
 from rag.errors import RagError
-from rag.index import ArticleIndex
+from rag.index import ArticleIndex, verify
 from rag.loaders import FORMATS
 from rag.local_models import CATALOG, install, installed_parts, is_assembled
 from rag.pipeline import RAG, IndexReport
@@ -83,6 +84,13 @@ def _parser() -> argparse.ArgumentParser:
 
     info = sub.add_parser("info", help="index statistics")
     info.add_argument("--docs", action="store_true", help="also list every document id with its date and title")
+
+    doctor = sub.add_parser(
+        "doctor", help="verify the index: it loads, counts agree, every file matches its saved checksum"
+    )
+    doctor.add_argument(
+        "--repair", action="store_true", help="also rebuild what is derived from the index (the BM25 files)"
+    )
 
     delete = sub.add_parser("delete", help="remove a document and its chunks from the index")
     delete.add_argument("doc_id")
@@ -229,6 +237,28 @@ def _info(rag: RAG, docs: bool) -> dict[str, Any]:
             for r in sorted(index.documents.values(), key=lambda r: (r.published or dt.date.min, r.id))
         ]
     return info
+
+
+def _doctor(rag: RAG, *, repair: bool) -> int:
+    """Exit 0 when the index is sound, 1 when it is not (each problem on its own line, with the way out)."""
+    path = rag.settings.index_dir
+    problems = verify(path)
+    if problems:
+        for problem in problems:
+            print(f"problem: {problem}")
+        print(f"fix: restore {path} from a backup, or delete it and rebuild it with `rag index PATH...`")
+        return 1
+    if repair:
+        for derived in path.glob("bm25.*"):
+            shutil.rmtree(derived)
+        rag.retriever().prepare()
+        print("rebuilt the BM25 files")
+    index = rag.open_index()
+    print(
+        f"index at {path} is sound: {len(index.documents)} documents, {len(index.chunks)} chunks, "
+        f"{len(index.manifest.files)} files match their checksums"
+    )
+    return 0
 
 
 def _eval(settings: Settings, args: argparse.Namespace) -> int:
@@ -384,6 +414,8 @@ def run(argv: Sequence[str] | None = None) -> int:
             else:
                 print(f"{key}: {value}")
         return 0
+    if args.command == "doctor":
+        return _doctor(rag, repair=args.repair)
     if args.command == "eval":
         return _eval(rag.settings, args)
     if args.command == "models":

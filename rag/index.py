@@ -19,6 +19,7 @@ import contextlib
 import datetime as dt
 import errno
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -66,6 +67,9 @@ class Manifest:
     n_chunks: int = 0
     created: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
     updated: str = ""
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The generation's files with their size and sha256, as written: every load checks the sizes (a
+    stat each), `rag doctor` the checksums (flipped bytes, edited or reordered lines)."""
 
 
 @dataclass
@@ -150,6 +154,30 @@ def _write_faiss(index: Any, path: Path) -> None:
         if code is None:
             raise
         raise OSError(code, os.strerror(code), str(path)) from exc
+
+
+def _fingerprint(path: Path) -> dict[str, Any]:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def verify(path: Path) -> list[str]:
+    """What is wrong with the index at `path`, checked the slow way (`rag doctor`): it loads, and every file
+    of its generation matches the checksum recorded when it was saved. Empty when all is well."""
+    try:
+        index = ArticleIndex.load(path)
+    except IndexDirError as exc:
+        return [exc.message]
+    problems = []
+    for name, recorded in index.manifest.files.items():
+        if _fingerprint(path / name)["sha256"] != recorded["sha256"]:
+            problems.append(f"{name} does not match the checksum recorded when it was saved")
+    if not index.manifest.files:
+        problems.append("saved by an older rag, without checksums: its next save records them")
+    return problems
 
 
 def _fsync_dir(path: Path) -> None:
@@ -397,6 +425,14 @@ class ArticleIndex:
                 hint=fix,
             )
         gen = manifest.generation
+        for name, recorded in manifest.files.items():
+            size = (path / name).stat().st_size if (path / name).is_file() else None
+            if size != recorded["bytes"]:
+                found = "missing" if size is None else f"{size} bytes"
+                raise IndexDirError(
+                    f"{damaged}: {name} is {found}, {recorded['bytes']} bytes were saved",
+                    hint=f"restore {path} from a backup, or {fix}",
+                )
         try:
             vectors = faiss.read_index(str(path / f"vectors.{gen}.faiss"))
             index = cls(path, manifest, vectors)
@@ -420,7 +456,7 @@ class ArticleIndex:
             raise IndexDirError(f"{damaged}: {problem}", hint=fix)
         return index
 
-    def _inconsistency(self) -> str | None:
+    def _inconsistency(self, *, saved_counts: bool = True) -> str | None:
         """Why the loaded files do not describe one index, or None. Checked at load time because a mismatch
         otherwise surfaces much later: a vector id without a chunk is a KeyError in the middle of a search,
         and chunk ids a document does not list are never removed from FAISS when it is deleted."""
@@ -431,12 +467,14 @@ class ArticleIndex:
             return f"{vectors.ntotal} vectors of dimension {vectors.d} for {len(self.chunks)} chunks"
         if self.ann is not None and (self.ann.ivf.ntotal, self.ann.ivf.d) != (vectors.ntotal, vectors.d):
             return f"the IVF holds {self.ann.ivf.ntotal} vectors for {vectors.ntotal} exact ones"
-        if (manifest.n_documents, manifest.n_chunks) != (len(self.documents), len(self.chunks)):
+        if saved_counts and (manifest.n_documents, manifest.n_chunks) != (len(self.documents), len(self.chunks)):
             return (
                 f"{MANIFEST} counts {manifest.n_documents} documents and {manifest.n_chunks} chunks, "
                 f"the files hold {len(self.documents)} and {len(self.chunks)}"
             )
         chunk_ids = set(self.chunks)
+        if chunk_ids and max(chunk_ids) >= manifest.next_id:
+            return f"chunk id {max(chunk_ids)} is not below the next id to assign ({manifest.next_id})"
         if set(faiss.vector_to_array(vectors.id_map).tolist()) != chunk_ids:
             return "the vector ids do not match the chunk ids"
         if {i for record in self.documents.values() for i in record.chunk_ids} != chunk_ids:
@@ -615,6 +653,12 @@ class ArticleIndex:
                     f"the index at {self.path} was changed by another process since it was loaded",
                     hint="nothing was written; run the command again to apply your change to the new index",
                 )
+            problem = self._inconsistency(saved_counts=False)  # the counts are the save's to write
+            if problem is not None:
+                raise IndexDirError(
+                    f"refusing to save the index at {self.path}: {problem}",
+                    hint="nothing was written; the previous generation is intact. This is a bug: please report it",
+                )
             gen = self.manifest.generation + 1
             _fsync_write(self.path / f"vectors.{gen}.faiss", lambda p: _write_faiss(self.vectors, p))
             ann = self.ann
@@ -637,12 +681,16 @@ class ArticleIndex:
                 for c in self.chunks.values()
             )
             _fsync_write(self.path / f"chunks.{gen}.jsonl", _write_lines(chunk_rows))
+            written = [f"vectors.{gen}.faiss", f"documents.{gen}.jsonl", f"chunks.{gen}.jsonl"]
+            if ann is not None:
+                written.append(f"ann.{gen}.faiss")
             manifest = replace(
                 self.manifest,
                 generation=gen,
                 n_documents=len(self.documents),
                 n_chunks=len(self.chunks),
                 updated=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                files={name: _fingerprint(self.path / name) for name in written},
             )
             _fsync_write(
                 self.path / MANIFEST,

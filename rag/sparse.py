@@ -59,8 +59,10 @@ class BM25Index:
         fingerprint = _fingerprint(texts)
         try:
             if (directory / _FINGERPRINT).read_text(encoding="utf-8") == fingerprint:
-                return cls(bm25s_module().BM25.load(str(directory), mmap=True, show_progress=False), len(texts))
-        except (OSError, ValueError, KeyError) as exc:
+                model = bm25s_module().BM25.load(str(directory), mmap=True, show_progress=False)
+                _check(model, len(texts))
+                return cls(model, len(texts))
+        except Exception as exc:  # derived data: whatever is wrong with it, building it again fixes it
             if not isinstance(exc, FileNotFoundError):
                 log.warning("rebuilding the BM25 index: the saved one at %s is unreadable (%s)", directory, exc)
         built = cls.build(texts)
@@ -89,6 +91,17 @@ class BM25Index:
         if not known or not self.size:
             return np.zeros(self.size, dtype=np.float32)
         return np.asarray(self.model.get_scores(known), dtype=np.float32)
+
+
+def _check(model: bm25s.BM25, size: int) -> None:
+    """The saved arrays fit together and these texts: a truncated or zero-length file must mean "rebuild",
+    not a crash in every later search."""
+    scores = model.scores
+    data, indices, indptr = scores["data"], scores["indices"], scores["indptr"]
+    if int(scores["num_docs"]) != size:
+        raise ValueError(f"it indexes {scores['num_docs']} texts, not {size}")
+    if not (len(data) == len(indices) == int(indptr[-1])) or len(indptr) < len(model.vocab_dict):
+        raise ValueError("its arrays do not fit together")
 
 
 def _fingerprint(texts: Sequence[str]) -> str:
