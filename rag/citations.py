@@ -13,20 +13,9 @@ from rag.chunking import split_sentences
 from rag.evidence import EvidencePool
 from rag.text import terms
 from rag.types import Citation, Claim
+from rag.untrusted import CITATION
 
-CITATION = re.compile(r"\[(\s*\d+(?:\s*[,;]\s*\d+)*\s*)\]")
 _OPEN_TAIL = re.compile(r"\[[\d,;\s]*$")
-
-
-_ROLE_TAG = re.compile(r"<\|[^|<>\n]{0,40}\|>|</?(?:system|assistant|user|passage)\b[^>\n]{0,40}>", re.IGNORECASE)
-
-
-def inert(text: str) -> str:
-    """Article text as prompts and answers carry it. A bracketed number the article itself prints (a
-    footnote, or a planted "[2]") becomes "(2)", so it is never taken for a citation of passage 2; chat
-    role tags and passage delimiters are dropped, so an article cannot close its passage and speak as the
-    system. The words stay: an instruction inside an article is reported as what the article says."""
-    return _ROLE_TAG.sub("", CITATION.sub(lambda m: f"({m.group(1).strip()})", text))
 
 
 def numbers_in(marker: str) -> list[int]:

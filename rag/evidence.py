@@ -26,6 +26,7 @@ import numpy as np
 from rag.chunking import split_sentences
 from rag.text import terms
 from rag.types import Passage
+from rag.untrusted import reporting_part
 
 Embed = Callable[[Sequence[str]], np.ndarray]
 """Texts to unit-length vectors, one row each (`Embedder.embed`)."""
@@ -56,9 +57,10 @@ class EvidencePool:
     def __init__(self, passages: Sequence[Passage], embed: Embed | None = None) -> None:
         self.passages = list(passages)
         self.sentences = [
-            Sentence(number, position, passage.text[start:end], start, end)
+            Sentence(number, position, kept, start, start + len(kept))
             for number, passage in enumerate(self.passages, start=1)
             for position, (start, end) in enumerate(split_sentences(passage.text))
+            if (kept := reporting_part(passage.text[start:end]))
         ]
         self._terms = [frozenset(terms(s.text)) for s in self.sentences]
         self._frequency = Counter(word for words in self._terms for word in words)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from rag.citations import inert
 from rag.text import terms
 from rag.types import Passage
+from rag.untrusted import inert
 
 REFUSAL = "I cannot answer this from the provided articles."
 """The one sentence every backend uses to decline; refusal detection and evaluation key on it."""

@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from rag.citations import CITATION, CitationStreamFilter, attribute, check_claims, extract_citations, tidy
+from rag.citations import CitationStreamFilter, attribute, check_claims, extract_citations, tidy
 from rag.confidence import confidence, family_of
 from rag.evidence import EvidencePool, Sentence
 from rag.prompts import DECLINE, REFUSAL, chat_messages, is_refusal, short_answer_messages
@@ -29,6 +29,7 @@ from rag.question import Kind, Question
 from rag.spans import is_new, spans, trim
 from rag.text import terms
 from rag.types import Answer, GenerationRequest, Generator, Passage, Retrieval, TokenCounter, TokenLogprob, TokenUsage
+from rag.untrusted import CITATION, inert
 
 SHORT_ANSWER_TOKENS = 40
 """A short answer is a few words; a copied span that runs on is trimmed (`rag.spans.trim`)."""
@@ -270,7 +271,7 @@ class Reader:
         if draft.text is not None:
             return draft.text
         quotes = self.quotes(draft.short)
-        body = " ".join(f"“{_nested(q.text)}” [{q.number}]" for q in quotes)
+        body = " ".join(f"“{_nested(inert(q.text))}” [{q.number}]" for q in quotes)
         if not draft.short:
             return body
         markers = "".join(f"[{n}]" for n in dict.fromkeys(q.number for q in quotes))
@@ -314,7 +315,7 @@ def refusal_text(passages: Sequence[Passage], searched: str) -> str:
         return f"{REFUSAL} No article matched ({searched})."
     chunk = passages[0].chunk
     date = chunk.published.isoformat() if chunk.published else "undated"
-    return f"{REFUSAL} Searched {searched}; the closest article was “{chunk.title or chunk.doc_id}” ({date})."
+    return f"{REFUSAL} Searched {searched}; the closest article was “{inert(chunk.title or chunk.doc_id)}” ({date})."
 
 
 def read(

@@ -15,11 +15,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from rag.citations import CITATION, tidy
+from rag.citations import tidy
 from rag.evaluation import metrics
 from rag.evaluation.sets import EvalQuestion
 from rag.text import normalize_answer
 from rag.types import Answer, Retrieval
+from rag.untrusted import CITATION
 
 Level = Literal["document", "passage", "answer", "citation", "refusal", "cost", "count"]
 KS = (1, 3, 5, 10)
