@@ -173,7 +173,7 @@ def verify(path: Path) -> list[str]:
         return [exc.message]
     problems = []
     for name, recorded in index.manifest.files.items():
-        if _fingerprint(path / name)["sha256"] != recorded["sha256"]:
+        if _fingerprint(path / name)["sha256"] != recorded.get("sha256"):
             problems.append(f"{name} does not match the checksum recorded when it was saved")
     if not index.manifest.files:
         problems.append("saved by an older rag, without checksums: its next save records them")
@@ -283,17 +283,22 @@ def writing(path: Path, *, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
     refused, and never makes the first throw its finished work away. The index directory is created."""
     if path.exists() and not path.is_dir():
         raise IndexDirError(f"{path} is a file, not an index directory", hint="point RAG_INDEX_DIR at a directory")
+    created = not path.exists()
     path.mkdir(parents=True, exist_ok=True)
-    with open(path / _WRITE, "a+") as handle:
-        _acquire(handle, path, fcntl.LOCK_EX, timeout)
-        try:
-            handle.truncate(0)
-            handle.write(_who())
-            handle.flush()
-            yield
-        finally:
-            handle.truncate(0)
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    try:
+        with open(path / _WRITE, "a+") as handle:
+            _acquire(handle, path, fcntl.LOCK_EX, timeout)
+            try:
+                handle.truncate(0)
+                handle.write(_who())
+                handle.flush()
+                yield
+            finally:
+                handle.truncate(0)
+                fcntl.flock(handle, fcntl.LOCK_UN)
+    finally:
+        if created and not ArticleIndex.exists(path) and {f.name for f in path.iterdir()} <= set(_LOCKS):
+            shutil.rmtree(path, ignore_errors=True)  # a change that saved nothing leaves no directory behind
 
 
 def being_created(path: Path) -> str | None:
@@ -425,12 +430,16 @@ class ArticleIndex:
                 hint=fix,
             )
         gen = manifest.generation
-        for name, recorded in manifest.files.items():
+        try:
+            recorded_sizes = {str(name): int(entry["bytes"]) for name, entry in dict(manifest.files).items()}
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise IndexDirError(f"{damaged}: {MANIFEST} lists its files wrongly ({exc!r})", hint=fix) from exc
+        for name, saved in recorded_sizes.items():
             size = (path / name).stat().st_size if (path / name).is_file() else None
-            if size != recorded["bytes"]:
+            if size != saved:
                 found = "missing" if size is None else f"{size} bytes"
                 raise IndexDirError(
-                    f"{damaged}: {name} is {found}, {recorded['bytes']} bytes were saved",
+                    f"{damaged}: {name} is {found}, {saved} bytes were saved",
                     hint=f"restore {path} from a backup, or {fix}",
                 )
         try:
