@@ -1,7 +1,7 @@
 """Reliability under faults, bad input and contention, with real `rag` processes and real files: kill -9 at
 any moment of an index run or a delete, a stopped lock holder, a command racing a first build, a full disk,
-fuzzed inputs and settings. `RAG_KILLS=100 pytest tests/test_reliability.py -k kill` runs the long version
-of the kill test (the default run kills a handful of times)."""
+fuzzed inputs and settings. The default run kills a handful of times and fuzzes 150 examples per test;
+`RAG_KILLS=100 RAG_FUZZ_EXAMPLES=2000 pytest tests/test_reliability.py` is the long version."""
 
 from __future__ import annotations
 
@@ -40,7 +40,18 @@ __all__ = ["openai_server"]  # the fixture is used by name
 
 RAG_BIN = str(Path(sys.executable).with_name("rag"))
 KILLS = int(os.environ.get("RAG_KILLS", "6"))
+EXAMPLES = int(os.environ.get("RAG_FUZZ_EXAMPLES", "150"))
+"""Examples per fuzzing test (hypothesis); the long run sets more."""
 SENTENCES = re.split(r"(?<=[.!?])\s+", " ".join(next(SEEDS.glob("*.txt")).read_text(encoding="utf-8").split()[2:]))
+
+
+def _nested(children: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
+    return st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(), _nested, max_leaves=20
+)
 
 
 def write_corpus(folder: Path, n: int) -> Path:
@@ -247,7 +258,7 @@ class TestBadInput:
         assert result.returncode == 1 and problem in result.stderr and "Traceback" not in result.stderr
         assert stored_ids(index_dir) == ["good.txt"]
 
-    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(data=st.binary(max_size=3000), suffix=st.sampled_from([".txt", ".md", ".html", ".htm", ".json", ".jsonl"]))
     def test_fuzzed_bytes_never_escape_a_loader(self, tmp_path: Path, data: bytes, suffix: str) -> None:
         path = tmp_path / f"fuzz{suffix}"
@@ -257,14 +268,8 @@ class TestBadInput:
             document.text.encode("utf-8")
             json.dumps(document.metadata, ensure_ascii=False).encode("utf-8")
 
-    json_values = st.recursive(
-        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-        lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
-        max_leaves=20,
-    )
-
-    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-    @given(records=st.lists(st.dictionaries(st.sampled_from(["id", "text", "title", "date", "url", "x"]), json_values)))
+    @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(records=st.lists(st.dictionaries(st.sampled_from(["id", "text", "title", "date", "url", "x"]), JSON_VALUES)))
     def test_fuzzed_records_beside_a_good_file_never_cost_it(self, tmp_path: Path, records: list[object]) -> None:
         folder = tmp_path / "in"
         folder.mkdir(exist_ok=True)
@@ -274,7 +279,7 @@ class TestBadInput:
         assert "good.txt" in [d.id for d in result.documents]
         assert len(result.documents) + len(result.errors) >= 1
 
-    @settings(max_examples=200, deadline=None)
+    @settings(max_examples=EXAMPLES, deadline=None)
     @given(
         name=st.sampled_from(
             ["candidates", "rrf_k", "top_k", "dense_weight", "recency_half_life_days", "chunk_tokens"]
