@@ -358,6 +358,15 @@ def _flip_at(path: Path, where: float) -> None:
     path.write_bytes(bytes(data))
 
 
+def _zero_middle(data: bytes) -> bytes:
+    middle, width = len(data) // 2, min(4096, len(data) // 4)
+    return data[:middle] + b"\x00" * width + data[middle + width :]
+
+
+def _swap_halves(data: bytes) -> bytes:
+    return data[len(data) // 2 :] + data[: len(data) // 2]
+
+
 def _reorder(path: Path) -> None:
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     path.write_text("".join(reversed(lines)), encoding="utf-8")
@@ -426,6 +435,8 @@ class TestCorruption:
             **CORRUPTIONS,
             "one byte short": lambda p: p.write_bytes(p.read_bytes()[:-1]),
             "padded": lambda p: p.write_bytes(p.read_bytes() + b"\x00garbage"),
+            "zeroed block": lambda p: p.write_bytes(_zero_middle(p.read_bytes())),
+            "halves swapped": lambda p: p.write_bytes(_swap_halves(p.read_bytes())),
             **{f"flipped at {where:.0%}": functools.partial(_flip_at, where=where) for where in (0.05, 0.3, 0.7, 0.95)},
         }
         checked = 0
@@ -446,7 +457,7 @@ class TestCorruption:
                     assert verify(index_dir), (relative, how)  # damage to a generation file is always named
                 shutil.rmtree(index_dir)
                 checked += 1
-        assert checked >= 100
+        assert checked >= 150
 
     @pytest.mark.parametrize("how", list(CORRUPTIONS))
     def test_damaged_bm25_files_are_rebuilt(self, built: Path, tmp_path: Path, how: str) -> None:
