@@ -302,11 +302,12 @@ class Reader:
 
 def _nested(quote: str) -> str:
     """A quote inside the answer's quotation marks takes single ones, as in print: “‘We agreed,’ she
-    said.” rather than ““We agreed,” she said.”."""
+    said.” rather than ““We agreed,” she said.”. Straight quotes stay as written: they may be the
+    article's literal text (code, markup), which a quote must not alter."""
     return quote.translate(_INNER_QUOTES)
 
 
-_INNER_QUOTES = str.maketrans({"“": "‘", "”": "’", '"': "'"})
+_INNER_QUOTES = str.maketrans({"“": "‘", "”": "’"})
 
 
 def refusal_text(passages: Sequence[Passage], searched: str) -> str:
@@ -344,9 +345,11 @@ def read(
     elif passages:
         draft = reader.draft_extractive()
     draft = draft or Draft(None, declined=True)
-    if draft.declined and passages and draft.text is None:
-        # A model's "unknown" is one signal among several, not the decision: the reader's own span (or
-        # best sentence) stands in, and the confidence, which knows the model declined, decides.
+    kept_decline = draft.declined and caps.llm and not caps.focused_prompt
+    if draft.declined and passages and draft.text is None and not kept_decline:
+        # A small model's "unknown" came as often on answerable questions as on unanswerable ones (the
+        # fitted model gives it no weight): the reader's own span (or best sentence) stands in, and the
+        # confidence decides. A capable model's refusal is its own judgement of whole passages, and kept.
         draft.short = reader.draft_extractive().short
     timings["generate"] = time.perf_counter() - start
     text = reader.compose(draft) if passages else ""
@@ -356,7 +359,7 @@ def read(
         inferred = bool(CITATION.search(text))
     signals = reader.signals(draft, text)
     probability = confidence(signals, family_of(caps.llm, caps.logprobs))
-    refused = not text or probability < options.min_confidence
+    refused = not text or kept_decline or probability < options.min_confidence
     final = refusal_text(passages, retrieval.searched) if refused else text
     if not caps.llm or caps.focused_prompt or refused:
         yield final

@@ -166,6 +166,9 @@ class TestFollowUpThroughThePipeline:
         return seeded
 
     def test_follow_up_is_searched_as_the_rewritten_question(self, rag: RAG) -> None:
+        # The rewrite is the point, not whether the answer clears the threshold: "what did he say" has no
+        # short answer, which the fitted model scores low (README, Reading).
+        rag.settings = rag.settings.model_copy(update={"min_confidence": 0.0})
         first = rag.answer(QUESTION, k=3)
         assert "Stanislav Zas" in first.text and first.standalone_question is None
         history = [Turn(first.question, first.text, first.standalone_question or "")]

@@ -174,7 +174,8 @@ class TestChatPage:
         [line] = [b for b in bodies if "rag-confidence" in b]
         assert f"({answer.confidence:.2f})" in line
 
-    def test_refusal_is_a_warning_without_sources(self, index_dir: Path) -> None:
+    def test_refusal_is_a_warning_without_sources(self, index_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("RAG_MIN_CONFIDENCE", "0.8")  # off-topic over one article scores 0.53 (README)
         at = _ask(_launch(), "What is the capital of France?")
         reply = at.chat_message[-1]
         [warning] = reply.warning
@@ -184,7 +185,12 @@ class TestChatPage:
         assert not any('class="rag-answer"' in b for b in bodies)
         assert reply.caption[-1].value.startswith("retrieve ")
 
-    def test_follow_up_is_rewritten_and_shown_when_asked(self, index_dir: Path) -> None:
+    def test_follow_up_is_rewritten_and_shown_when_asked(
+        self, index_dir: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # What a follow-up is searched as is the point here, not whether its answer clears the threshold:
+        # "what did he say" has no short answer, which the fitted model scores low (README, Reading).
+        monkeypatch.setenv("RAG_MIN_CONFIDENCE", "0")
         at = _launch()
         at.toggle(key="show_rewrite").set_value(True)
         _ask(at, QUESTION)
