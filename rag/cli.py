@@ -242,8 +242,8 @@ def _info(rag: RAG, docs: bool) -> dict[str, Any]:
 def _doctor(rag: RAG, *, repair: bool) -> int:
     """Exit 0 when the index is sound, 1 when it is not (each problem on its own line, with the way out)."""
     path = rag.settings.index_dir
-    problems = verify(path)
-    if problems:
+    index, problems = verify(path)
+    if index is None or problems:
         for problem in problems:
             print(f"problem: {problem}")
         print(f"fix: restore {path} from a backup, or delete it and rebuild it with `rag index PATH...`")
@@ -253,7 +253,6 @@ def _doctor(rag: RAG, *, repair: bool) -> int:
             shutil.rmtree(derived)
         rag.retriever().prepare()
         print("rebuilt the BM25 files")
-    index = rag.open_index()
     print(
         f"index at {path} is sound: {len(index.documents)} documents, {len(index.chunks)} chunks, "
         f"{len(index.manifest.files)} files match their checksums"

@@ -164,20 +164,21 @@ def _fingerprint(path: Path) -> dict[str, Any]:
     return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
 
 
-def verify(path: Path) -> list[str]:
-    """What is wrong with the index at `path`, checked the slow way (`rag doctor`): it loads, and every file
-    of its generation matches the checksum recorded when it was saved. Empty when all is well."""
+def verify(path: Path) -> tuple[ArticleIndex | None, list[str]]:
+    """The index at `path` (None when it does not load) and what is wrong with it, checked the slow way
+    (`rag doctor`): it loads, and every file of its generation matches the checksum recorded when it was
+    saved. No problems when all is well."""
     try:
         index = ArticleIndex.load(path)
     except IndexDirError as exc:
-        return [exc.message]
+        return None, [exc.message]
     problems = []
     for name, recorded in index.manifest.files.items():
         if _fingerprint(path / name)["sha256"] != recorded.get("sha256"):
             problems.append(f"{name} does not match the checksum recorded when it was saved")
     if not index.manifest.files:
         problems.append("saved by an older rag, without checksums: its next save records them")
-    return problems
+    return index, problems
 
 
 def _fsync_dir(path: Path) -> None:
@@ -249,12 +250,42 @@ def _who() -> str:
     return f"pid {os.getpid()}: {' '.join(sys.argv)[:200]}"
 
 
+def _sign(handle: Any) -> None:
+    """Leave this process's pid and command in a lock file it holds, for whoever has to wait."""
+    handle.truncate(0)
+    handle.write(_who())
+    handle.flush()
+
+
+@contextlib.contextmanager
+def _held(handle: Any, path: Path, operation: int, timeout: float) -> Iterator[None]:
+    """The lock on `handle` for the duration (`_acquire`); an exclusive holder signs the file meanwhile."""
+    _acquire(handle, path, operation, timeout)
+    exclusive = operation == fcntl.LOCK_EX
+    try:
+        if exclusive:
+            _sign(handle)
+        yield
+    finally:
+        if exclusive:
+            handle.truncate(0)
+        fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _index_dir(path: Path) -> bool:
+    """Create the index directory if need be; True when this call created it."""
+    if path.exists() and not path.is_dir():
+        raise IndexDirError(f"{path} is a file, not an index directory", hint="point RAG_INDEX_DIR at a directory")
+    created = not path.exists()
+    path.mkdir(parents=True, exist_ok=True)
+    return created
+
+
 @contextlib.contextmanager
 def _locked(path: Path, *, exclusive: bool, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
     """Readers share the lock and a writer takes it alone, so a save never deletes the files of the
-    generation a concurrent reader (the chat page, say) is loading. The writer leaves its pid and command
-    in the lock file while it holds it. An index on a read-only medium cannot be written by anyone, so it
-    is read without a lock."""
+    generation a concurrent reader (the chat page, say) is loading. An index on a read-only medium cannot
+    be written by anyone, so it is read without a lock."""
     with contextlib.ExitStack() as stack:
         try:
             handle = stack.enter_context(open(path / ".lock", "a+"))
@@ -263,17 +294,8 @@ def _locked(path: Path, *, exclusive: bool, timeout: float = LOCK_TIMEOUT) -> It
                 raise
             yield
             return
-        _acquire(handle, path, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH, timeout)
-        try:
-            if exclusive:
-                handle.truncate(0)
-                handle.write(_who())
-                handle.flush()
+        with _held(handle, path, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH, timeout):
             yield
-        finally:
-            if exclusive:
-                handle.truncate(0)
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager
@@ -281,21 +303,10 @@ def writing(path: Path, *, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
     """One change at a time (an index run, a delete), held for the whole change rather than only its
     saves: a second writer waits, saying for whom, instead of embedding for minutes and then being
     refused, and never makes the first throw its finished work away. The index directory is created."""
-    if path.exists() and not path.is_dir():
-        raise IndexDirError(f"{path} is a file, not an index directory", hint="point RAG_INDEX_DIR at a directory")
-    created = not path.exists()
-    path.mkdir(parents=True, exist_ok=True)
+    created = _index_dir(path)
     try:
-        with open(path / _WRITE, "a+") as handle:
-            _acquire(handle, path, fcntl.LOCK_EX, timeout)
-            try:
-                handle.truncate(0)
-                handle.write(_who())
-                handle.flush()
-                yield
-            finally:
-                handle.truncate(0)
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with open(path / _WRITE, "a+") as handle, _held(handle, path, fcntl.LOCK_EX, timeout):
+            yield
     finally:
         if created and not ArticleIndex.exists(path) and {f.name for f in path.iterdir()} <= set(_LOCKS):
             shutil.rmtree(path, ignore_errors=True)  # a change that saved nothing leaves no directory behind
@@ -354,9 +365,7 @@ class ArticleIndex:
         first save. Another process that finds the marker locked leaves the directory alone; one that finds
         it unlocked knows the first build died, and clears what it left behind. A non-empty directory with
         files this class never writes is someone's data, and is refused."""
-        if path.exists() and not path.is_dir():
-            raise IndexDirError(f"{path} is a file, not an index directory", hint="point RAG_INDEX_DIR at a directory")
-        path.mkdir(parents=True, exist_ok=True)
+        _index_dir(path)
         marked = (path / _CREATING).exists()
         marker = open(path / _CREATING, "a+")  # noqa: SIM115 - held open until the first save
         try:
@@ -377,9 +386,7 @@ class ArticleIndex:
                 for file in leftovers:
                     shutil.rmtree(file) if file.is_dir() else file.unlink()
                 log.warning("removed %d files left in %s by a first build that did not finish", len(leftovers), path)
-            marker.truncate(0)
-            marker.write(_who())
-            marker.flush()
+            _sign(marker)
         except BaseException:
             marker.close()
             if not marked:

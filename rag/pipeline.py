@@ -57,13 +57,11 @@ def _upload_name(name: str) -> str | None:
     """The file name an upload is stored and indexed under: its last path part, without control
     characters; None when nothing usable is left ("", "..", over the 255 bytes a file system allows)."""
     base = "".join(ch for ch in name.replace("\\", "/").rsplit("/", 1)[-1] if ch.isprintable())
-    if base in ("", ".", "..") or len(base.encode("utf-8", "replace")) > 255:
-        return None
     try:
-        base.encode("utf-8")
+        size = len(base.encode("utf-8"))
     except UnicodeEncodeError:
         return None
-    return base
+    return None if base in ("", ".", "..") or size > 255 else base
 
 
 class RAG:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from rag.errors import DocumentError
@@ -42,6 +43,10 @@ def record_to_document(record: object, path: Path, line: int | None, fallback_id
     )
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+"""A JSON escape of a surrogate code point; paired ones decode to one character, a lone one cannot be stored."""
+
+
 def _parse(text: str, path: Path, line: int | None) -> object:
     """JSON as `json` reads it, with what it lets through as other exceptions turned into a per-line error:
     nesting too deep to parse, integers too long to convert, and escapes of lone surrogates, which no
@@ -55,6 +60,8 @@ def _parse(text: str, path: Path, line: int | None) -> object:
         raise DocumentError(path, "JSON nested too deeply", line=line, hint=fix) from exc
     except ValueError as exc:  # e.g. an integer of more than 4,300 digits
         raise DocumentError(path, f"unreadable JSON value: {exc}"[:200], line=line, hint=fix) from exc
+    if _SURROGATE_ESCAPE.search(text) is None:  # the file was valid UTF-8: only an escape can add one
+        return data
     try:
         json.dumps(data, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError as exc:
