@@ -111,6 +111,22 @@ class AddReport:
     """Ids given to more than one document of this batch: the first was taken, the later ones skipped."""
     chunks_added: int = 0
 
+    def extend(self, other: AddReport) -> None:
+        """Add a window's plan to the run's report."""
+        for name in ("added", "updated", "unchanged", "duplicates", "removed", "repeated"):
+            getattr(self, name).extend(getattr(other, name))
+        self.chunks_added += other.chunks_added
+
+
+@dataclass
+class RunSeen:
+    """What one indexing run has met so far, for planning it in windows."""
+
+    incoming: dict[str, str] = field(default_factory=dict)
+    """Document id -> content hash of every document the run has read."""
+    seen: dict[str, str] = field(default_factory=dict)
+    """Content hash -> id of the documents the run is embedding."""
+
 
 @contextlib.contextmanager
 def _one_thread() -> Iterator[None]:
@@ -515,16 +531,18 @@ class ArticleIndex:
                 "or choose another RAG_INDEX_DIR to build a new one",
             )
 
-    def plan(self, documents: Sequence[Document]) -> tuple[list[Document], AddReport]:
+    def plan(self, documents: Sequence[Document], run: RunSeen | None = None) -> tuple[list[Document], AddReport]:
         """Which documents need embedding: new ids and changed content only.
 
         A stored document only makes another one a duplicate if this batch leaves its content alone:
         when `a` is edited and its old text arrives as `b` in the same run, `b` is new content, not a
-        copy of `a`, and skipping it would drop that text from the index."""
+        copy of `a`, and skipping it would drop that text from the index. A run planned in windows (a
+        streamed archive) passes one `run` to all of them, so repeated ids and copies are caught across
+        the whole run; the edit-and-copy case is then caught within a window."""
         report = AddReport()
         todo: list[Document] = []
-        seen: dict[str, str] = {}
-        incoming: dict[str, str] = {}
+        run = run or RunSeen()
+        seen, incoming = run.seen, run.incoming
         firsts: list[Document] = []
         for doc in documents:
             if doc.id in incoming:

@@ -3,6 +3,7 @@ the heavy pieces (embedding model, index, LLM) so they are loaded once and reuse
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime as dt
 import logging
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
 from rag.backends import make_generator
@@ -24,14 +26,14 @@ from rag.dates import DateRange
 from rag.embedding import Embedder
 from rag.errors import DocumentError, IndexDirError, QuestionError
 from rag.evidence import EvidencePool
-from rag.index import AddReport, ArticleIndex, DocumentRecord, Manifest, being_created, writing
-from rag.loaders import load_paths
+from rag.index import AddReport, ArticleIndex, DocumentRecord, Manifest, RunSeen, being_created, writing
+from rag.loaders import Loaded, find_files, read_file
 from rag.packing import pack_passages
 from rag.question import Question, analyze
 from rag.reader import Asked, ReaderOptions, read
 from rag.rerank import Reranker
 from rag.retrieval import Retriever
-from rag.types import Answer, Chunk, Document, Generator, LoadResult, Passage, Retrieval
+from rag.types import Answer, Chunk, Document, Generator, Passage, Retrieval
 
 log = logging.getLogger("rag")
 Progress = Callable[[int, int], None]
@@ -41,6 +43,80 @@ CHUNKS_PER_FLUSH = 512
 progress moves every few seconds."""
 PART_PASSAGES = 2
 """Passages searched for each part of a multi-part question, beside the question's own."""
+
+
+WINDOW_DOCUMENTS = 256
+WINDOW_CHARS = 8_000_000
+"""A window of read documents is planned (new, changed, duplicate) at once: enough for a batch's edits and
+copies to be seen together, small enough that memory does not grow with the input."""
+
+
+def _windows(loaded: Iterable[Loaded]) -> Iterator[list[Loaded]]:
+    window: list[Loaded] = []
+    chars = 0
+    for one in loaded:
+        window.append(one)
+        chars += len(one.item.text) if isinstance(one.item, Document) else 0
+        if len(window) >= WINDOW_DOCUMENTS or chars >= WINDOW_CHARS:
+            yield window
+            window, chars = [], 0
+    if window:
+        yield window
+
+
+@dataclass
+class _Queued:
+    doc: Document
+    chunks: list[Chunk]
+    size: int
+    vectors: list[np.ndarray] = field(default_factory=list)
+    credited: int = 0
+
+    @property
+    def embedded(self) -> int:
+        return sum(len(v) for v in self.vectors)
+
+
+class _EmbedQueue:
+    """Chunks waiting to be embedded, in document order. A flush may end inside a long article: its
+    vectors wait until the rest is embedded, so the index only ever holds whole articles while progress
+    still moves through a single huge file."""
+
+    def __init__(self, embedder: Embedder, index: ArticleIndex) -> None:
+        self.embedder, self.index = embedder, index
+        self.waiting: collections.deque[_Queued] = collections.deque()
+        self.chunks = 0
+
+    def put(self, doc: Document, chunks: list[Chunk], size: int) -> None:
+        self.waiting.append(_Queued(doc, chunks, size))
+        self.chunks += len(chunks)
+
+    def embed(self, most: int) -> tuple[int, int]:
+        """Embed up to `most` waiting chunks; (chunks embedded, input bytes now accounted for)."""
+        parts: list[tuple[_Queued, int, int]] = []
+        taken = 0
+        for queued in self.waiting:
+            start = queued.embedded
+            take = min(len(queued.chunks) - start, most - taken)
+            parts.append((queued, start, start + take))
+            taken += take
+            if taken >= most:
+                break
+        texts = [c.text for queued, a, b in parts for c in queued.chunks[a:b]]
+        vectors = self.embedder.embed(texts) if texts else np.empty((0, 0), dtype=np.float32)
+        offset, read = 0, 0
+        for queued, a, b in parts:
+            queued.vectors.append(vectors[offset : offset + b - a])
+            offset += b - a
+            share = queued.size * b // max(len(queued.chunks), 1) - queued.credited
+            queued.credited += share
+            read += share
+        while self.waiting and self.waiting[0].embedded == len(self.waiting[0].chunks):
+            done = self.waiting.popleft()
+            self.index.add(done.doc, done.chunks, np.concatenate(done.vectors))
+            read += done.size - done.credited
+        self.chunks -= taken
+        return taken, read
 
 
 @dataclass
@@ -172,68 +248,81 @@ class RAG:
         )
 
     def index(self, paths: Iterable[Path | str], on_progress: Progress | None = None) -> IndexReport:
-        """Load, then add new or changed documents; bad files are reported, good ones indexed regardless."""
+        """Read and add new or changed documents as the files are read, in bounded memory: bad files and
+        records are reported, good ones indexed regardless. `on_progress(done, total)` is in input bytes."""
         started = time.perf_counter()
-        loaded: LoadResult = load_paths(paths, max_bytes=int(self.settings.max_article_mb * 1_000_000))
-        report = self.add_documents(loaded.documents, on_progress) if loaded.documents else AddReport()
-        if not loaded.documents and not ArticleIndex.exists(self.settings.index_dir):
-            with self._writing(), self._reload_on_failure():
-                self.open_index(create=True).save()
-        elif self.open_index().ann_pending:
-            with self._writing(), self._reload_on_failure():
+        found = find_files(paths)
+        errors = list(found.errors)
+        limit = int(self.settings.max_article_mb * 1_000_000)
+
+        def documents() -> Iterator[Loaded]:
+            for path, doc_id in found.files:
+                for loaded in read_file(path, doc_id, max_bytes=limit):
+                    if isinstance(loaded.item, DocumentError):
+                        errors.append(loaded.item)
+                    yield loaded
+
+        with self._writing(), self._reload_on_failure():
+            report = self._add(documents(), found.size, on_progress)
+            if self.open_index().ann_pending:
                 self.open_index().save()
         if report.added or report.updated or report.removed:
             self.retriever().prepare()
-        return IndexReport(report, loaded.errors, loaded.skipped, time.perf_counter() - started)
+        return IndexReport(report, errors, found.skipped, time.perf_counter() - started)
 
     def add_documents(self, documents: Sequence[Document], on_progress: Progress | None = None) -> AddReport:
         """Embed only what is new or changed, saving every `checkpoint_chunks` chunks: an interrupted run
         keeps what it finished, and the index on disk is always a consistent one. `on_progress(done, total)`
-        lets a UI show the same progress the terminal bar shows."""
+        lets a UI show the same progress the terminal bar shows (in characters of text here)."""
         with self._writing(), self._reload_on_failure():
-            return self._add_documents(documents, on_progress)
+            loaded = [Loaded(doc, len(doc.text)) for doc in documents]
+            return self._add(loaded, sum(one.size for one in loaded), on_progress)
 
-    def _add_documents(self, documents: Sequence[Document], on_progress: Progress | None) -> AddReport:
+    def _add(self, documents: Iterable[Loaded], total: int, on_progress: Progress | None) -> AddReport:
+        """Plan in windows of what has been read, and embed in flushes of `CHUNKS_PER_FLUSH`: neither the
+        input nor its chunks are held whole, so a feed export of any size streams through."""
         index = self.open_index(create=True)
-        todo, report = index.plan(documents)
-        for doc_id in report.removed:
-            index.remove(doc_id)
         chunker = self.chunker(index.manifest)
-        pending = 0
-        bar = tqdm(total=len(todo), unit="doc", desc="indexing", disable=not self.settings.progress or len(todo) < 2)
-        batch: list[Document] = []
-        chunks: list[list[Chunk]] = []
-        waiting = 0
+        run, report = RunSeen(), AddReport()
+        bar = tqdm(
+            total=total, unit="B", unit_scale=True, desc="indexing", disable=not self.settings.progress or total < 1e6
+        )
+        queue = _EmbedQueue(self.embedder, index)
+        pending = done = 0
 
-        def flush() -> None:
-            nonlocal pending
-            vectors = self.embedder.embed([c.text for group in chunks for c in group])
-            offset = 0
-            for doc, group in zip(batch, chunks, strict=True):
-                index.add(doc, group, vectors[offset : offset + len(group)])
-                offset += len(group)
-            report.chunks_added += offset
-            pending += offset
-            bar.update(len(batch))
+        def advance(size: int) -> None:
+            nonlocal done
+            done += size
+            bar.update(size)
             if on_progress is not None:
-                on_progress(bar.n, len(todo))
-            batch.clear()
-            chunks.clear()
-            if pending >= self.settings.checkpoint_chunks:
-                index.save()
-                pending = 0
+                on_progress(done, total)
+
+        def flush(everything: bool) -> None:
+            nonlocal pending
+            while queue.chunks >= CHUNKS_PER_FLUSH or (everything and queue.waiting):
+                embedded, read = queue.embed(CHUNKS_PER_FLUSH)
+                report.chunks_added += embedded
+                pending += embedded
+                advance(read)
+                if pending >= self.settings.checkpoint_chunks:
+                    index.save()
+                    pending = 0
 
         with bar:
-            for doc in todo:
-                batch.append(doc)
-                chunks.append(chunker.split(doc))
-                waiting += len(chunks[-1])
-                if waiting >= CHUNKS_PER_FLUSH:
-                    flush()
-                    waiting = 0
-            if batch:
-                flush()
-        if todo or report.removed or not ArticleIndex.exists(index.path):
+            for window in _windows(documents):
+                docs = [one.item for one in window if isinstance(one.item, Document)]
+                todo, planned = index.plan(docs, run)
+                report.extend(planned)
+                for doc_id in planned.removed:
+                    index.remove(doc_id)
+                sizes = {id(one.item): one.size for one in window}
+                embedding = {id(doc) for doc in todo}
+                advance(sum(size for key, size in sizes.items() if key not in embedding))
+                for doc in todo:
+                    queue.put(doc, chunker.split(doc), sizes[id(doc)])
+                    flush(everything=False)
+            flush(everything=True)
+        if report.added or report.updated or report.removed or not ArticleIndex.exists(index.path):
             index.save()
         return report
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from rag.dates import DateMention, DateRange
 from rag.errors import DocumentError
@@ -389,13 +389,29 @@ class LoadResult:
 
 
 @dataclass(frozen=True)
+class Source:
+    """One input file as a loader receives it: open, with what error messages and limits need."""
+
+    file: BinaryIO
+    """The file, open for reading in binary. Reading it as you go (line by line, row by row) is what lets a
+    many-gigabyte feed export stream through the indexer in bounded memory, with progress as it is read."""
+    path: Path
+    """Where it came from, for error messages."""
+    doc_id: str
+    """The document id of a one-article file; many-article formats derive theirs from it (`name#line`)."""
+    max_bytes: int | None = None
+    """Largest article to read; a loader that reads records should skip longer ones without holding them."""
+
+
+@dataclass(frozen=True)
 class Format:
     """A document format as the loader registry (`rag.loaders`) knows it."""
 
     suffixes: tuple[str, ...]
     description: str
     """What is read from such a file (the README's table of formats)."""
-    load: Callable[[Path, str], LoadResult]
-    """(path, document id) -> the documents read and the errors of what could not be."""
+    load: Callable[[Source], Iterable[Document | DocumentError]]
+    """The documents of a file, lazily. A record that cannot be read is yielded as a `DocumentError` and the
+    file goes on; an exception ends the file (what was yielded before it is kept)."""
     many: bool = False
     """A file holds many articles (a feed export): the size limit applies to each, not to the file."""

@@ -301,7 +301,10 @@ class TestLimits:
         (folder / "good.txt").write_text("Mayor Zorblat Quennick opened the bridge.", encoding="utf-8")
         (folder / "runaway.txt").write_text("word " * 300_000, encoding="utf-8")
         (folder / "feed.jsonl").write_text(
-            json.dumps({"id": "huge", "text": "word " * 300_000}) + "\n" + json.dumps({"id": "ok", "text": "Fine."}),
+            "\n".join(
+                json.dumps({"id": id_, "text": text})
+                for id_, text in (("huge", "word " * 300_000), ("vast", "word " * 1_300_000), ("ok", "Fine."))
+            ),
             encoding="utf-8",
         )
         started = time.monotonic()
@@ -309,8 +312,49 @@ class TestLimits:
         assert result.returncode == 1, result.stderr
         assert "runaway.txt: the file is 1.5 MB, over the 1 MB limit for one article" in result.stderr
         assert "feed.jsonl: article 'huge' is 1.5 MB, over the 1 MB limit" in result.stderr
+        assert "feed.jsonl:2: the record is 6.5 MB of JSON, too long for an article of at most 1 MB" in result.stderr
         assert stored_ids(tmp_path / "index") == ["good.txt", "ok"]
         assert time.monotonic() - started < 120
+
+    def test_a_large_feed_export_streams_in_bounded_memory(self, tmp_path: Path, corpus: Path) -> None:
+        """Re-reading a big JSONL export whose articles are already stored: records stream through a window
+        at a time, so peak RSS grows by a fraction of the file (held whole, it took 3.6x the file)."""
+        env = env_for(tmp_path / "index")
+        assert rag("index", str(corpus), env=env).returncode == 0
+        texts = [d.text for d in ArticleIndex.load(tmp_path / "index").documents.values()]
+        peak = (
+            "import resource, sys; from rag.cli import run; run(sys.argv[1:]); print(resource.getrusage(0).ru_maxrss)"
+        )
+        peaks, sizes = [], []
+        for records in (1_000, 150_000):
+            export = tmp_path / f"export-{records}.jsonl"
+            with export.open("w", encoding="utf-8") as out:
+                for i in range(records):
+                    out.write(json.dumps({"id": f"copy-{i}", "text": texts[i % len(texts)]}) + "\n")
+            run = subprocess.run(
+                [sys.executable, "-c", peak, "index", str(export)], env=env, capture_output=True, text=True, timeout=600
+            )
+            assert run.returncode == 0, run.stderr
+            assert f"{records} duplicates skipped" in run.stdout
+            peaks.append(int(run.stdout.splitlines()[-1]) * 1024)
+            sizes.append(export.stat().st_size)
+        assert sizes[1] > 100e6
+        assert peaks[1] - peaks[0] < (sizes[1] - sizes[0]) / 4, (peaks, sizes)
+
+    def test_one_long_file_shows_progress_as_it_is_embedded(
+        self, tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr("rag.pipeline.CHUNKS_PER_FLUSH", 64)  # flushes of 64 chunks, so one article takes several
+        long = tmp_path / "transcript.txt"
+        long.write_text("date 2021-03-04\n" + " ".join(SENTENCES * 60), encoding="utf-8")
+        seen: list[tuple[int, int]] = []
+        pipeline = RAG(Settings(index_dir=tmp_path / "index", progress=False), embedder=embedder)
+        report = pipeline.index([long], on_progress=lambda done, total: seen.append((done, total)))
+        assert report.report.chunks_added > 4 * 64 and stored_ids(tmp_path / "index") == ["transcript.txt"]
+        assert {total for _, total in seen} == {long.stat().st_size}
+        assert [done for done, _ in seen] == sorted(done for done, _ in seen)
+        assert len([done for done, total in seen if 0 < done < total]) >= 2, seen
+        assert seen[-1][0] == long.stat().st_size
 
     def test_text_without_sentence_ends_is_cut_into_windows_under_the_limit(self, embedder: Embedder) -> None:
         from rag.chunking import Chunker

@@ -92,7 +92,7 @@ def corpus_panel(pipeline: RAG) -> None:
             bar = st.progress(0.0, text="Embedding new articles…")
 
             def progress(done: int, total: int) -> None:
-                bar.progress(done / total, text=f"Embedded {done} of {total} articles")
+                bar.progress(min(done / max(total, 1), 1.0), text=f"Indexed {done / 1e6:.1f} of {total / 1e6:.1f} MB")
 
             try:
                 result = pipeline.index_uploads([(f.name, f.getvalue()) for f in uploads], on_progress=progress)

@@ -7,12 +7,15 @@ the chat page's uploader and the README's table of formats all read `FORMATS`.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from rag.errors import DocumentError
 from rag.loaders import html, records, text
-from rag.types import Format, LoadResult
+from rag.types import Document, Format, LoadResult, Source
 
 FORMATS: dict[str, Format] = {}
 """Suffix (lower case, with the dot) -> the format that reads it."""
@@ -33,37 +36,142 @@ def suffixes() -> list[str]:
     return list(FORMATS)
 
 
-def load_file(path: Path, doc_id: str | None = None, *, max_bytes: int | None = None) -> LoadResult:
-    """Load one file; `doc_id` defaults to the file name, the part of the path that survives moves. An
-    article over `max_bytes` is reported, not read: news articles are kilobytes, and a runaway file would
-    otherwise take minutes and gigabytes before anything is saved."""
-    doc_id = doc_id or path.name
-    suffix = path.suffix.lower()
+@dataclass
+class Loaded:
+    """One document, or the error of what could not be read, with the input bytes it accounts for: an
+    indexer's progress bar moves by bytes, so a single large file shows progress as it is read."""
+
+    item: Document | DocumentError
+    size: int
+
+
+@dataclass
+class Inputs:
+    """The files a run will read, found before any is opened so progress has a total."""
+
+    files: list[tuple[Path, str]] = field(default_factory=list)
+    """(path, document id) in reading order."""
+    errors: list[DocumentError] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return sum(_size(path) for path, _ in self.files)
+
+
+class _Counted(io.RawIOBase):
+    """A file that counts the bytes read through it, so progress is known whatever a loader reads with."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        self.consumed = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = self.raw.readinto(buffer)  # type: ignore[attr-defined]
+        self.consumed += n or 0
+        return int(n or 0)
+
+
+def _size(path: Path) -> int:
     try:
-        try:
-            doc_id.encode("utf-8")
-        except UnicodeEncodeError:
-            raise DocumentError(path, "the file name is not valid UTF-8", hint="rename the file") from None
-        if suffix not in FORMATS:
-            raise DocumentError(
-                path, f"unsupported file type {suffix or '(none)'}", hint=f"use one of {', '.join(FORMATS)}"
-            )
-        fmt = FORMATS[suffix]
-        if max_bytes is not None and not fmt.many and path.stat().st_size > max_bytes:
-            raise _too_large(path, path.stat().st_size, max_bytes)
-        result = fmt.load(path, doc_id)
-        if max_bytes is not None:
-            large = [d for d in result.documents if len(d.text) > max_bytes]
-            result.documents = [d for d in result.documents if len(d.text) <= max_bytes]
-            result.errors += [_too_large(path, len(d.text), max_bytes, d.id) for d in large]
-        return result
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def find_files(paths: Iterable[Path | str]) -> Inputs:
+    """Files load under their own name; files inside a directory under their path relative to it. A file
+    named outright is read whatever its type (and refused if unknown); in a directory, unknown types are
+    skipped, since folders hold images and notes beside articles."""
+    found = Inputs()
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            for file in _walk(path):
+                if file.suffix.lower() in FORMATS:
+                    found.files.append((file, file.relative_to(path).as_posix()))
+                else:
+                    found.skipped.append(str(file))
+        elif path.is_file():
+            found.files.append((path, path.name))
+        else:
+            found.errors.append(DocumentError(path, "no such file or directory", hint="check the path"))
+    return found
+
+
+def read_file(path: Path, doc_id: str | None = None, *, max_bytes: int | None = None) -> Iterator[Loaded]:
+    """The documents of one file as they are read; `doc_id` defaults to the file name, the part of the path
+    that survives moves. An article over `max_bytes` is reported, not read: news articles are kilobytes,
+    and a runaway file would otherwise take minutes and gigabytes before anything is saved. Nothing a
+    loader raises escapes: one unreadable file must never cost the others."""
+    size = _size(path)
+    done = 0
+    try:
+        fmt = _format(path, doc_id or path.name, size, max_bytes)
+        with path.open("rb", buffering=0) as raw:
+            counted = _Counted(raw)
+            source = Source(io.BufferedReader(counted), path, doc_id or path.name, max_bytes)
+            previous: Loaded | None = None
+            for item in fmt.load(source):
+                if previous is not None:
+                    yield previous
+                if isinstance(item, Document) and max_bytes is not None and len(item.text) > max_bytes:
+                    item = _too_large(path, len(item.text), max_bytes, item.id)
+                previous = Loaded(item, counted.consumed - done)
+                done = counted.consumed
+        if previous is None:
+            raise DocumentError(path, "holds no articles", hint="check that it is an article file")
+        previous.size += size - done  # what was left unread still counts as read
+        yield previous
     except DocumentError as exc:
-        return LoadResult(errors=[exc])
+        yield Loaded(exc, size - done)
     except OSError as exc:
-        return LoadResult(errors=[DocumentError(path, f"cannot read: {exc.strerror}", hint="check permissions")])
+        yield Loaded(DocumentError(path, f"cannot read: {exc.strerror}", hint="check permissions"), size - done)
     except Exception as exc:  # one unreadable file must never cost the others
         problem = f"could not be read ({type(exc).__name__}: {exc})"
-        return LoadResult(errors=[DocumentError(path, problem[:300], hint="check the file; the others were read")])
+        yield Loaded(DocumentError(path, problem[:300], hint="check the file; the others were read"), size - done)
+
+
+def _format(path: Path, doc_id: str, size: int, max_bytes: int | None) -> Format:
+    try:
+        doc_id.encode("utf-8")
+    except UnicodeEncodeError:
+        raise DocumentError(path, "the file name is not valid UTF-8", hint="rename the file") from None
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        raise DocumentError(
+            path, f"unsupported file type {suffix or '(none)'}", hint=f"use one of {', '.join(FORMATS)}"
+        )
+    fmt = FORMATS[suffix]
+    if max_bytes is not None and not fmt.many and size > max_bytes:
+        raise _too_large(path, size, max_bytes)
+    return fmt
+
+
+def _collect(loaded: Iterable[Loaded], into: LoadResult) -> LoadResult:
+    for one in loaded:
+        if isinstance(one.item, Document):
+            into.documents.append(one.item)
+        else:
+            into.errors.append(one.item)
+    return into
+
+
+def load_file(path: Path, doc_id: str | None = None, *, max_bytes: int | None = None) -> LoadResult:
+    """Every document of one file at once: for tests and small inputs (the indexer streams `read_file`)."""
+    return _collect(read_file(path, doc_id, max_bytes=max_bytes), LoadResult())
+
+
+def load_paths(paths: Iterable[Path | str], *, max_bytes: int | None = None) -> LoadResult:
+    """Every document under the paths at once (see `find_files` for the ids they get)."""
+    found = find_files(paths)
+    result = LoadResult(errors=found.errors, skipped=found.skipped)
+    for path, doc_id in found.files:
+        _collect(read_file(path, doc_id, max_bytes=max_bytes), result)
+    return result
 
 
 def _too_large(path: Path, size: int, limit: int, doc_id: str | None = None) -> DocumentError:
@@ -82,21 +190,3 @@ def _walk(root: Path) -> Iterator[Path]:
             continue
         if path.is_file():
             yield path
-
-
-def load_paths(paths: Iterable[Path | str], *, max_bytes: int | None = None) -> LoadResult:
-    """Files load under their own name; files inside a directory under their path relative to it."""
-    result = LoadResult()
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            for file in _walk(path):
-                if file.suffix.lower() in FORMATS:
-                    result.extend(load_file(file, file.relative_to(path).as_posix(), max_bytes=max_bytes))
-                else:
-                    result.skipped.append(str(file))
-        elif path.is_file():
-            result.extend(load_file(path, max_bytes=max_bytes))
-        else:
-            result.errors.append(DocumentError(path, "no such file or directory", hint="check the path"))
-    return result

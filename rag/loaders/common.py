@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from rag.errors import DocumentError
+from rag.types import Source
 
 _MD_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$")
 _TITLE_CHARS = 120
@@ -43,19 +44,25 @@ def make_title(text: str) -> str:
     return ""
 
 
-def read_text(path: Path) -> str:
-    data = path.read_bytes()
-    if b"\x00" in data[:8192]:
+def refuse_binary(head: bytes, path: Path) -> None:
+    """A NUL byte near the start means an image, archive or office file was given as an article."""
+    if b"\x00" in head[:8192]:
         raise DocumentError(path, "looks like a binary file", hint="only text, markdown, HTML and JSON(L)")
+
+
+def read_text(source: Source) -> str:
+    """The whole file as text, for formats that hold one article (a page, a text file)."""
+    data = source.file.read()
+    refuse_binary(data, source.path)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DocumentError(
-            path,
+            source.path,
             f"not valid UTF-8 (byte {exc.start})",
             hint="re-save the file as UTF-8, e.g. `iconv -f latin1 -t utf-8`",
         ) from exc
     if not text.strip():
         # Checked after decoding: a file holding only a UTF-8 BOM is as empty as a zero-byte one.
-        raise DocumentError(path, "file is empty", hint="remove it or add the article text")
+        raise DocumentError(source.path, "file is empty", hint="remove it or add the article text")
     return text.replace("\r\n", "\n").replace("\r", "\n")

@@ -3,11 +3,11 @@ footers dropped) through a real HTML parser, the `<h1>` or `<title>`, and `artic
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Iterator
 
 from rag.errors import DocumentError
 from rag.loaders.common import make_title, parse_date, read_text
-from rag.types import Document, Format, LoadResult
+from rag.types import Document, Format, Source
 
 
 def html_to_text(html: str) -> tuple[str, str, str | None]:
@@ -40,16 +40,17 @@ def html_to_text(html: str) -> tuple[str, str, str | None]:
     )
 
 
-def load(path: Path, doc_id: str) -> LoadResult:
-    text, title, date_value = html_to_text(read_text(path))
+def load(source: Source) -> Iterator[Document]:
+    text, title, date_value = html_to_text(read_text(source))
     if not text.strip():
-        raise DocumentError(path, "HTML page has no readable text", hint="check that it is an article page")
+        raise DocumentError(source.path, "HTML page has no readable text", hint="check that it is an article page")
     try:
         published = parse_date(date_value)
     except ValueError:
         published = None
-    document = Document(id=doc_id, text=text, title=title or make_title(text), published=published, source=path.name)
-    return LoadResult(documents=[document])
+    yield Document(
+        id=source.doc_id, text=text, title=title or make_title(text), published=published, source=source.path.name
+    )
 
 
 FORMAT = Format(

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from rag.errors import DocumentError
-from rag.loaders.common import make_title, parse_date, read_text
-from rag.types import Document, Format, LoadResult
+from rag.loaders.common import make_title, parse_date, read_text, refuse_binary
+from rag.types import Document, Format, Source
 
 _RECORD_KEYS = {"id", "doc_id", "title", "text", "body", "content", "url", "source", "published", "date"}
 
@@ -71,35 +73,79 @@ def _parse(text: str, path: Path, line: int | None) -> object:
     return data
 
 
-def load(path: Path, doc_id: str) -> LoadResult:
-    result = LoadResult()
-    text = read_text(path)
-    if path.suffix.lower() == ".jsonl":
-        for number, line in enumerate(text.split("\n"), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = _parse(line, path, number)
-                result.documents.append(record_to_document(record, path, number, f"{doc_id}#{number}"))
-            except DocumentError as exc:
-                result.errors.append(exc)
-        if not result.documents and not result.errors:
-            result.errors.append(DocumentError(path, "no records", hint="one JSON object per line"))
-        return result
-    data = _parse(text, path, None)
+_BOM = b"\xef\xbb\xbf"
+_SKIP = 1 << 20
+"""Bytes read at a time while skipping the rest of an over-long line."""
+_ESCAPED = 6
+"""Most bytes of JSON one character of text can take (`\\u0436`): a line longer than this many times the
+article limit cannot hold an article within it, so it is skipped unread."""
+
+
+def _lines(source: Source) -> Iterator[tuple[int, str | DocumentError]]:
+    """The file's lines, numbered from 1, read one at a time so RSS does not grow with the file; a line over
+    the article limit is reported and skipped without ever being held whole."""
+    limit = None if source.max_bytes is None else _ESCAPED * source.max_bytes
+    for number in itertools.count(1):
+        raw = source.file.readline(-1 if limit is None else limit + 1)
+        if not raw:
+            return
+        if limit is not None and len(raw) > limit and not raw.endswith(b"\n"):
+            size = len(raw)
+            while (rest := source.file.readline(_SKIP)) and (size := size + len(rest)) and not rest.endswith(b"\n"):
+                pass
+            most = limit / _ESCAPED / 1e6
+            problem = f"the record is {size / 1e6:.1f} MB of JSON, too long for an article of at most {most:g} MB"
+            yield number, DocumentError(source.path, problem, line=number, hint="split it, or raise RAG_MAX_ARTICLE_MB")
+            continue
+        if number == 1:
+            refuse_binary(raw, source.path)
+            raw = raw.removeprefix(_BOM)
+        try:
+            yield number, raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            hint = "re-save the file as UTF-8, e.g. `iconv -f latin1 -t utf-8`"
+            yield (
+                number,
+                DocumentError(source.path, f"not valid UTF-8 (byte {exc.start} of the line)", line=number, hint=hint),
+            )
+
+
+def _json_lines(source: Source) -> Iterator[Document | DocumentError]:
+    found = False
+    for number, line in _lines(source):
+        if isinstance(line, str) and not line.strip():
+            continue
+        found = True
+        try:
+            if isinstance(line, DocumentError):
+                raise line
+            record = _parse(line, source.path, number)
+            yield record_to_document(record, source.path, number, f"{source.doc_id}#{number}")
+        except DocumentError as exc:
+            yield exc
+    if not found:
+        raise DocumentError(source.path, "file is empty", hint="one JSON object per line")
+
+
+def load(source: Source) -> Iterator[Document | DocumentError]:
+    """JSON Lines stream record by record; a JSON document is read whole (it cannot be parsed in parts)."""
+    if source.path.suffix.lower() == ".jsonl":
+        yield from _json_lines(source)
+        return
+    path, doc_id = source.path, source.doc_id
+    data = _parse(read_text(source), path, None)
     records = data if isinstance(data, list) else [data]
     if not records:
         raise DocumentError(path, "no records", hint="a JSON object, or a list of objects with `text`")
     for number, record in enumerate(records, start=1):
         try:
             fallback = doc_id if len(records) == 1 else f"{doc_id}#{number}"
-            result.documents.append(record_to_document(record, path, None, fallback))
+            yield record_to_document(record, path, None, fallback)
         except DocumentError as exc:
             if len(records) > 1:
                 # A JSON array has no useful line numbers; the record's position is how to find it.
                 exc = DocumentError(path, f"record {number}: {exc.problem}", hint=exc.hint)
-            result.errors.append(exc)
-    return result
+            yield exc
 
 
 FORMAT = Format(

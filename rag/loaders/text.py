@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from rag.errors import DocumentError
 from rag.loaders.common import make_title, parse_date, read_text
-from rag.types import Document, Format, LoadResult
+from rag.types import Document, Format, Source
 
 _DATE_LINE = re.compile(r"^\s*date[:\s]\s*(\d{4}[-/]\d{1,2}[-/]\d{1,2})\b[ \t]*", re.IGNORECASE)
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?)\n---[ \t]*(?:\n|\Z)", re.DOTALL)
@@ -41,26 +42,27 @@ def _split_front_matter(text: str) -> tuple[dict[str, str], str]:
     return fields, text[match.end() :]
 
 
-def load(path: Path, doc_id: str) -> LoadResult:
-    fields, text = _split_front_matter(read_text(path))
-    published, body = _split_date_line(text, path)
+def load(source: Source) -> Iterator[Document]:
+    fields, text = _split_front_matter(read_text(source))
+    published, body = _split_date_line(text, source.path)
     if not body.strip():
-        raise DocumentError(path, "has a header but no article text", hint="add the article text")
+        raise DocumentError(source.path, "has a header but no article text", hint="add the article text")
     raw_date = fields.get("published") or fields.get("date")
     if raw_date:
         try:
             published = parse_date(raw_date)
         except ValueError as exc:
-            raise DocumentError(path, f"bad date in front matter: {exc}", hint="write `date: YYYY-MM-DD`") from exc
-    document = Document(
-        id=doc_id,
+            raise DocumentError(
+                source.path, f"bad date in front matter: {exc}", hint="write `date: YYYY-MM-DD`"
+            ) from exc
+    yield Document(
+        id=source.doc_id,
         text=body.strip(),
         title=fields.get("title") or make_title(body),
         published=published,
         url=fields.get("url") or None,
-        source=fields.get("source") or path.name,
+        source=fields.get("source") or source.path.name,
     )
-    return LoadResult(documents=[document])
 
 
 FORMAT = Format(
