@@ -1,6 +1,6 @@
 """Indexing throughput: `rag` end to end against the raw encoder on the very chunks `rag` embeds (the
 ceiling: chunking, storage and FAISS are what `rag` adds), and against LlamaIndex ingesting the same
-articles with the same model into FAISS, in its own environment."""
+articles with the same model into FAISS, in its own environment, at its node size and at `rag`'s."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ import shutil
 import statistics
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from benchmarks import llamaindex
-from benchmarks.measure import repeat_timings, summary
+from benchmarks.measure import summary, timed
 from rag import RAG, Settings
 from rag.config import EmbeddingBackend
 from rag.index import Manifest
@@ -39,55 +40,101 @@ def sample_corpus(source: Path, n_articles: int, out: Path) -> Path:
     return out
 
 
-def run(corpus: Path, repeats: int, with_llamaindex: bool, backends: Sequence[EmbeddingBackend]) -> dict[str, Any]:
-    """Every embedding backend against its own raw encoder, and against LlamaIndex (torch fp32, as it
-    ships) on the same articles."""
-    result: dict[str, Any] = {
-        "articles": len(load_paths([corpus]).documents),
-        "default_backend": Settings().embedding_backend,
-        "backends": {backend: _backend(corpus, backend, repeats) for backend in backends},
-    }
-    if with_llamaindex:
-        theirs = llamaindex.ingest(corpus, repeats)
-        result["llamaindex"] = theirs
-        for measured in result["backends"].values():
-            measured["vs_llamaindex_articles_per_s"] = (
-                statistics.median(theirs["seconds"]) / measured["rag_index_s"]["median"]
-            )
-    return result
+LLAMAINDEX_NODES = (256, 20)
+"""LlamaIndex's `SentenceSplitter` as its documentation configures it; `rag`'s own size is run beside it."""
 
 
-def _backend(corpus: Path, backend: EmbeddingBackend, repeats: int) -> dict[str, Any]:
-    work = Path(tempfile.mkdtemp(prefix="rag-bench-ingest-"))
-    try:
+@dataclass
+class _Backend:
+    """One embedding backend ready to time: its pipeline, and the very chunk texts it embeds."""
+
+    rag: RAG
+    texts: list[str]
+    work: Path
+
+    @classmethod
+    def ready(cls, corpus: Path, backend: EmbeddingBackend) -> _Backend:
+        work = Path(tempfile.mkdtemp(prefix="rag-bench-ingest-"))
         rag = RAG(index_dir=work / "index", progress=False, embedding_backend=backend)
         embedder = rag.embedder
         _ = embedder.encoder  # loading the model is start-up, not ingest: neither side is charged for it
-        documents = load_paths([corpus]).documents
         s = rag.settings
         chunker = rag.chunker(
             Manifest(embedder.name, embedder.dimension, s.chunk_tokens, s.chunk_overlap, s.tokenizer_encoding)
         )
-        texts = [c.text for doc in documents for c in chunker.split(doc)]
+        texts = [c.text for doc in load_paths([corpus]).documents for c in chunker.split(doc)]
+        ready = cls(rag, texts, work)
+        ready.encode()  # warm-up: first batches pay for allocator and thread-pool start
+        return ready
 
-        def encode() -> None:
-            embedder.encoder.encode(texts, batch_size=s.embedding_batch_size)
+    def encode(self) -> float:
+        embedder = self.rag.embedder
+        return timed(lambda: embedder.encoder.encode(self.texts, batch_size=self.rag.settings.embedding_batch_size))
 
-        def fresh() -> None:
-            shutil.rmtree(work / "index", ignore_errors=True)
-            rag._index = None
-            rag._retriever = None
+    def index(self, corpus: Path) -> float:
+        shutil.rmtree(self.work / "index", ignore_errors=True)
+        self.rag._index = None
+        self.rag._retriever = None
+        return timed(lambda: self.rag.index([corpus]))
 
-        encode()  # warm-up: first batches pay for allocator and thread-pool start
-        raw = repeat_timings(encode, repeats)
-        ours = repeat_timings(lambda: rag.index([corpus]), repeats, setup=fresh)
-        return {
-            "chunks": len(texts),
-            "raw_encoder_s": summary(raw),
-            "rag_index_s": summary(ours),
-            "raw_encoder_chunks_per_s": len(texts) / statistics.median(raw),
-            "rag_index_chunks_per_s": len(texts) / statistics.median(ours),
-            "rag_vs_ceiling": statistics.median(raw) / statistics.median(ours),
-        }
+
+def run(corpus: Path, pairs: int, with_llamaindex: bool, backends: Sequence[EmbeddingBackend]) -> dict[str, Any]:
+    """`pairs` rounds, each timing every backend's raw encoder and `rag index`, then LlamaIndex at its own
+    node size and at `rag`'s: the compared runs alternate (A B A B ...), so a slow minute of a shared
+    machine lands on both sides of a ratio, and each ratio is reported per round (min / median / max)."""
+    ready = {backend: _Backend.ready(corpus, backend) for backend in backends}
+    settings = Settings()
+    theirs = llamaindex.Ingester(corpus) if with_llamaindex else None
+    rounds: list[dict[str, Any]] = []
+    try:
+        for _ in range(pairs):
+            timing: dict[str, Any] = {}
+            for backend, one in ready.items():
+                timing[backend] = {"raw_encoder_s": one.encode(), "rag_index_s": one.index(corpus)}
+            if theirs is not None:
+                timing["llamaindex"] = theirs.ingest(*LLAMAINDEX_NODES)
+                timing["llamaindex_rag_size"] = theirs.ingest(settings.chunk_tokens, settings.chunk_overlap)
+            rounds.append(timing)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if theirs is not None:
+            theirs.close()
+        for one in ready.values():
+            shutil.rmtree(one.work, ignore_errors=True)
+    result: dict[str, Any] = {
+        "articles": len(load_paths([corpus]).documents),
+        "default_backend": settings.embedding_backend,
+        "pairs": pairs,
+        "rounds": rounds,
+        "backends": {backend: _ratios(rounds, backend, len(one.texts)) for backend, one in ready.items()},
+    }
+    if theirs is not None:
+        result["llamaindex"] = {
+            "versions": theirs.versions,
+            "nodes": rounds[0]["llamaindex"]["nodes"],
+            "nodes_at_rag_size": rounds[0]["llamaindex_rag_size"]["nodes"],
+            "seconds": summary([r["llamaindex"]["seconds"] for r in rounds]),
+            "seconds_at_rag_size": summary([r["llamaindex_rag_size"]["seconds"] for r in rounds]),
+        }
+    return result
+
+
+def _ratios(rounds: list[dict[str, Any]], backend: str, chunks: int) -> dict[str, Any]:
+    """Per-round ratios of one backend: to its raw encoder, and to LlamaIndex per article and per chunk."""
+    ours = [r[backend]["rag_index_s"] for r in rounds]
+    raw = [r[backend]["raw_encoder_s"] for r in rounds]
+    out: dict[str, Any] = {
+        "chunks": chunks,
+        "rag_index_s": summary(ours),
+        "raw_encoder_s": summary(raw),
+        "rag_index_chunks_per_s": chunks / statistics.median(ours),
+        "raw_encoder_chunks_per_s": chunks / statistics.median(raw),
+        "vs_raw_encoder": summary([a / b for a, b in zip(raw, ours, strict=True)]),
+    }
+    if "llamaindex" in rounds[0]:
+        for key, name in (("llamaindex", "vs_llamaindex"), ("llamaindex_rag_size", "vs_llamaindex_rag_size")):
+            theirs = [r[key] for r in rounds]
+            out[f"{name}_per_article"] = summary([t["seconds"] / o for t, o in zip(theirs, ours, strict=True)])
+            out[f"{name}_per_chunk"] = summary(
+                [(chunks / o) / (t["nodes"] / t["seconds"]) for t, o in zip(theirs, ours, strict=True)]
+            )
+    return out

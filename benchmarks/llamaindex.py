@@ -38,16 +38,36 @@ def environment() -> Path:
     return python
 
 
-def ingest(corpus: Path, repeats: int) -> dict[str, Any]:
-    """Seconds per ingest of `corpus` (model loaded once, a fresh FAISS store each time), the node count,
-    and the package versions measured."""
-    done = subprocess.run(
-        [str(environment()), str(SCRIPT), str(corpus), str(repeats)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"LlamaIndex ingest failed: {done.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+class Ingester:
+    """A LlamaIndex process holding its model, ingesting the corpus on request: one run at a time, so its
+    runs interleave with `rag`'s and both see the same moments of a noisy machine."""
+
+    def __init__(self, corpus: Path) -> None:
+        self.process = subprocess.Popen(
+            [str(environment()), str(SCRIPT), str(corpus)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
+        )
+        self.versions: dict[str, str] = self._reply()["versions"]
+
+    def ingest(self, chunk_size: int, overlap: int) -> dict[str, Any]:
+        """One ingest at this node size: seconds and nodes."""
+        assert self.process.stdin is not None
+        self.process.stdin.write(f"{chunk_size} {overlap}\n")
+        self.process.stdin.flush()
+        return self._reply()
+
+    def _reply(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"LlamaIndex ingest failed (exit {self.process.wait()}); its error is above")
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        self.process.wait(timeout=60)

@@ -19,16 +19,6 @@ def timed(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
-def repeat_timings(fn: Callable[[], Any], repeats: int, setup: Callable[[], Any] | None = None) -> list[float]:
-    """`repeats` timings of `fn`, each after a fresh `setup` (not timed)."""
-    times = []
-    for _ in range(repeats):
-        if setup is not None:
-            setup()
-        times.append(timed(fn))
-    return times
-
-
 def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from rag.backends import BACKENDS
 from rag.config import PRESETS, SECTIONS, Settings, settings_table
-from rag.errors import RagError
+from rag.errors import ConfigError, RagError
 from rag.index import ArticleIndex, verify
 from rag.loaders import FORMATS
 from rag.local_models import CATALOG, install, installed_parts, is_assembled
@@ -61,7 +61,13 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     index = sub.add_parser("index", help="build or update the index from files or directories")
-    index.add_argument("paths", nargs="+", type=Path, metavar="PATH", help=f"{' '.join(FORMATS)} files or a directory")
+    index.add_argument("paths", nargs="*", type=Path, metavar="PATH", help=f"{' '.join(FORMATS)} files or a directory")
+    index.add_argument(
+        "--reembed",
+        action="store_true",
+        help="embed every stored article again with RAG_EMBEDDING_BACKEND (default onnx-int8), e.g. to move an "
+        "fp32 index to int8; a stopped run resumes where it left off",
+    )
 
     ask = sub.add_parser("ask", help="answer a question with numbered sources")
     ask.add_argument("question", type=_text)
@@ -369,7 +375,12 @@ def run(argv: Sequence[str] | None = None) -> int:
     rag = RAG(Settings(**overrides))
 
     if args.command == "index":
-        result = rag.index(args.paths)
+        if args.reembed == bool(args.paths):
+            raise ConfigError(
+                "give `rag index` files or directories to read, or --reembed alone",
+                hint="rag index PATH... adds articles; rag index --reembed re-embeds the stored ones",
+            )
+        result = rag.reembed() if args.reembed else rag.index(args.paths)
         _print_index_report(result)
         return 1 if result.errors or result.report.repeated else 0
     if args.command == "ask":

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from rag.config import DEFAULT_EMBEDDING_MODEL, EmbeddingBackend, default_cache_dir
+from rag.config import DEFAULT_EMBEDDING_BACKEND, DEFAULT_EMBEDDING_MODEL, EmbeddingBackend, default_cache_dir
 from rag.embedding_onnx import OnnxEncoder, Precision, ensure_export, export_dir
 from rag.errors import ConfigError
 
@@ -97,7 +97,7 @@ class Embedder:
         self,
         model: str = DEFAULT_EMBEDDING_MODEL,
         *,
-        backend: EmbeddingBackend = "onnx",
+        backend: EmbeddingBackend = DEFAULT_EMBEDDING_BACKEND,
         batch_size: int = 16,
         device: str = "cpu",
         cache_dir: Path | None = None,

@@ -7,6 +7,8 @@ import collections
 import contextlib
 import datetime as dt
 import logging
+import os
+import shutil
 import tempfile
 import threading
 import time
@@ -20,13 +22,22 @@ from tqdm import tqdm
 
 from rag.backends import make_generator
 from rag.chunking import Chunker, tiktoken_counter
-from rag.config import Settings
+from rag.config import EmbeddingBackend, Settings
 from rag.conversation import Turn, condense
 from rag.dates import DateRange
-from rag.embedding import Embedder
+from rag.embedding import Embedder, precision_of
 from rag.errors import DocumentError, IndexDirError, QuestionError
 from rag.evidence import EvidencePool
-from rag.index import AddReport, ArticleIndex, DocumentRecord, Manifest, RunSeen, being_created, writing
+from rag.index import (
+    AddReport,
+    ArticleIndex,
+    DocumentRecord,
+    Manifest,
+    RunSeen,
+    being_created,
+    read_manifest,
+    writing,
+)
 from rag.loaders import Loaded, find_files, read_file
 from rag.packing import pack_passages
 from rag.question import Question, analyze
@@ -173,12 +184,64 @@ class RAG:
             s = self.settings
             self._embedder = Embedder(
                 s.embedding_model,
-                backend=s.embedding_backend,
+                backend=self._embedding_backend(),
                 batch_size=s.embedding_batch_size,
                 device=s.embedding_device,
                 cache_dir=s.cache_dir,
             )
         return self._embedder
+
+    def _embedding_backend(self) -> EmbeddingBackend:
+        """The configured backend; left at its default, the one the existing index was built for, so an
+        index from before int8 became the default keeps answering (`rag index --reembed` moves it)."""
+        s = self.settings
+        if "embedding_backend" in s.model_fields_set or not ArticleIndex.exists(s.index_dir):
+            return s.embedding_backend
+        try:
+            built = read_manifest(s.index_dir).embedding_precision
+        except (OSError, ValueError, TypeError):
+            return s.embedding_backend  # opening the index will say what is wrong with it
+        if built == precision_of(s.embedding_backend):
+            return s.embedding_backend
+        log.info("the index at %s holds %s vectors: searching it with the fp32 encoder", s.index_dir, built)
+        return "onnx"
+
+    def reembed(self, on_progress: Progress | None = None) -> IndexReport:
+        """Embed every stored article again with the configured backend (int8 by default) into a sibling
+        directory that then replaces the index: an index never mixes precisions, and a killed run resumes
+        where it stopped, since the sibling is an index like any other."""
+        started = time.perf_counter()
+        source = self.settings.index_dir
+        target = source.with_name(f"{source.name}.reembed")
+        backend = self.settings.embedding_backend
+        with self._writing():
+            old = self.open_index()
+            documents = [
+                Document(r.id, r.text, r.title, r.published, r.url, r.source, r.metadata)
+                for r in old.documents.values()
+            ]
+            embedder = Embedder(
+                self.settings.embedding_model,
+                backend=backend,
+                batch_size=self.settings.embedding_batch_size,
+                device=self.settings.embedding_device,
+                cache_dir=self.settings.cache_dir,
+            )
+            fresh = RAG(
+                self.settings.model_copy(update={"index_dir": target, "embedding_backend": backend}), embedder=embedder
+            )
+            report = fresh.add_documents(documents, on_progress)
+            stale = set(fresh.open_index().documents) - {d.id for d in documents}
+            for doc_id in stale:  # deleted from the index while an earlier run was stopped
+                fresh.delete(doc_id)
+            fresh.retriever().prepare()
+            previous = source.with_name(f"{source.name}.previous")
+            shutil.rmtree(previous, ignore_errors=True)
+            os.rename(source, previous)
+            os.rename(target, source)
+            shutil.rmtree(previous, ignore_errors=True)
+        self._index, self._retriever, self._embedder = None, None, embedder
+        return IndexReport(report, seconds=time.perf_counter() - started)
 
     def open_index(self, *, create: bool = False) -> ArticleIndex:
         """The index at `index_dir`, checked against the configured embedding model, and reloaded when

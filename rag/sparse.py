@@ -18,7 +18,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -51,22 +51,26 @@ class BM25Index:
         return cls(model, len(texts))
 
     @classmethod
-    def cached(cls, texts: Sequence[str], directory: Path | None) -> BM25Index:
+    def cached(
+        cls, texts: Callable[[], Sequence[str]], size: int, directory: Path | None, checksum: str | None
+    ) -> BM25Index:
         """Loaded from `directory` when a process saved it there for exactly these texts, else built and
-        saved there. Saving is best effort: an index on a read-only medium is searched all the same."""
+        saved there. `size` is how many texts there are; `checksum` names them (the index's recorded file
+        checksums), so loading never reads them; without one they are hashed. Saving is best effort: an
+        index on a read-only medium is searched all the same."""
         if directory is None:
-            return cls.build(texts)
-        fingerprint = _fingerprint(texts)
+            return cls.build(texts())
+        fingerprint = _fingerprint(texts() if checksum is None else [checksum])
         try:
             if (directory / _FINGERPRINT).read_text(encoding="utf-8") == fingerprint:
                 model = bm25s_module().BM25.load(str(directory), mmap=True, show_progress=False)
-                _check(model, len(texts))
-                return cls(model, len(texts))
+                _check(model, size)
+                return cls(model, size)
         except Exception as exc:  # derived data: whatever is wrong with it, building it again fixes it
             if not isinstance(exc, FileNotFoundError):
                 log.warning("rebuilding the BM25 index: the saved one at %s is unreadable (%s)", directory, exc)
-        built = cls.build(texts)
-        if texts:
+        built = cls.build(texts())
+        if built.size:
             try:
                 built._save(directory, fingerprint)
             except OSError as exc:
@@ -97,9 +101,9 @@ def _check(model: bm25s.BM25, size: int) -> None:
     """The saved arrays fit together and these texts: a truncated or zero-length file must mean "rebuild",
     not a crash in every later search."""
     scores = model.scores
-    data, indices, indptr = scores["data"], scores["indices"], scores["indptr"]
     if int(scores["num_docs"]) != size:
         raise ValueError(f"it indexes {scores['num_docs']} texts, not {size}")
+    data, indices, indptr = scores["data"], scores["indices"], scores["indptr"]
     if not (len(data) == len(indices) == int(indptr[-1])) or len(indptr) < len(model.vocab_dict):
         raise ValueError("its arrays do not fit together")
 

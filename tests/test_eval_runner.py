@@ -127,7 +127,7 @@ class TestEvaluateEndToEnd:
 
     def test_eval_indexes_are_cached_per_set(self, eval_settings: Settings, tmp_path: Path) -> None:
         index_dir = eval_index_dir(eval_settings, "seed")
-        assert index_dir == tmp_path / "eval-indexes" / "seed--sentence-transformers-all-minilm-l6-v2--c180-o30"
+        assert index_dir == tmp_path / "eval-indexes" / "seed--sentence-transformers-all-minilm-l6-v2-int8--c180-o30"
         _run(eval_settings, tmp_path / "first", limit=1)
         manifest = json.loads((index_dir / "manifest.json").read_text(encoding="utf-8"))
         stamp = (index_dir / "manifest.json").stat().st_mtime_ns

@@ -160,11 +160,12 @@ class TestArticleIndex:
         assert isinstance(loaded.vectors, faiss.IndexIDMap2)
         assert faiss_ids(loaded) == set(loaded.chunks)
         assert faiss_ids(loaded) == {i for r in loaded.documents.values() for i in r.chunk_ids}
-        # the vector stored under each id is the embedding of that chunk's text, not some other chunk's
+        # the vector stored under each id is the embedding of that chunk's text, not some other chunk's (int8
+        # scales activations per batch, so embedded alone it is close, not equal)
         for chunk_id, chunk in loaded.chunks.items():
-            np.testing.assert_allclose(
-                loaded.vectors.reconstruct(chunk_id), embedder.embed_query(chunk.text), atol=1e-4
-            )
+            own = embedder.embed_query(chunk.text)
+            assert float(loaded.vectors.reconstruct(chunk_id) @ own) > 0.95
+            assert loaded.vectors.search(own[None, :], 1)[1][0][0] == chunk_id
 
     def test_reindexing_the_same_files_embeds_nothing(
         self, built: RAG, settings: Settings, corpus: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.dates import DateRange
-from rag.index import ArticleIndex
+from rag.index import ArticleIndex, DocumentRecord
 from rag.sparse import BM25Index
 
 UNDATED = np.iinfo(np.int32).min
@@ -36,7 +38,8 @@ def allowed(days: np.ndarray, dates: DateRange) -> np.ndarray:
 @dataclass
 class Corpus:
     """The index as arrays, aligned by chunk row and article row, so a query is numpy work rather than a
-    walk over Python objects. Built once per index version."""
+    walk over Python objects. Built once per index version, from the article records alone: a new
+    process's first search must not wait for every chunk, text or hash of the index (see `ChunkTable`)."""
 
     chunk_ids: np.ndarray
     chunk_article: np.ndarray
@@ -48,48 +51,76 @@ class Corpus:
     vectors: np.ndarray
     """Embeddings by FAISS position (a view, not a copy); `vector_row[row]` is a chunk row's position."""
     vector_row: np.ndarray
-    chunk_texts: list[str]
-    article_texts: list[str]
+    records: list[DocumentRecord] = field(repr=False)
+    spans: list[tuple[int, int]] = field(repr=False)
+    """Each chunk row's (start, end) in its article's text."""
     saved_dir: Path | None
     """Where data derived from the saved generation this corpus reflects is kept; None for unsaved changes."""
+    fingerprint: str | None = None
+    """Names the texts BM25 is built from, from checksums the manifest recorded (None: hash the texts)."""
     _chunk_bm25: BM25Index | None = field(default=None, repr=False)
     _article_bm25: BM25Index | None = field(default=None, repr=False)
 
     @classmethod
     def of(cls, index: ArticleIndex) -> Corpus:
         records = list(index.documents.values())
-        article_of = {record.id: i for i, record in enumerate(records)}
-        chunks = [index.chunks[i] for record in records for i in record.chunk_ids]
-        chunk_article = np.asarray([article_of[c.doc_id] for c in chunks], dtype=np.int32)
-        rows = np.arange(len(chunks))
+        counts = [len(record.chunk_ids) for record in records]
+        chunk_ids = np.fromiter(itertools.chain.from_iterable(r.chunk_ids for r in records), np.int64, sum(counts))
+        chunk_article = np.repeat(np.arange(len(records), dtype=np.int32), counts)
+        article_day = np.asarray([day(record.published) for record in records], dtype=np.int32)
         faiss_ids, vectors = index.stored_vectors()
-        position = {int(chunk_id): i for i, chunk_id in enumerate(faiss_ids)}
+        by_id = np.argsort(faiss_ids, kind="stable")
+        saved_dir = index.derived_dir("bm25")
         return cls(
-            chunk_ids=np.asarray([c.id for c in chunks], dtype=np.int64),
+            chunk_ids=chunk_ids,
             chunk_article=chunk_article,
-            chunk_day=np.asarray([day(c.published) for c in chunks], dtype=np.int32),
+            chunk_day=article_day[chunk_article],
             article_ids=[record.id for record in records],
-            article_day=np.asarray([day(record.published) for record in records], dtype=np.int32),
-            article_rows=np.split(rows, np.cumsum([len(r.chunk_ids) for r in records])[:-1]) if records else [],
-            row_of={int(c.id): row for row, c in enumerate(chunks)},
+            article_day=article_day,
+            article_rows=np.split(np.arange(len(chunk_ids)), np.cumsum(counts)[:-1]) if records else [],
+            row_of=dict(zip(chunk_ids.tolist(), range(len(chunk_ids)), strict=True)),
             vectors=vectors,
-            vector_row=np.asarray([position[int(c.id)] for c in chunks], dtype=np.int64),
-            chunk_texts=[f"{c.title}\n{c.text}" if c.title else c.text for c in chunks],
-            article_texts=[f"{r.title}\n{r.text}" if r.title else r.text for r in records],
-            saved_dir=index.derived_dir("bm25"),
+            vector_row=by_id[np.searchsorted(faiss_ids, chunk_ids, sorter=by_id)].astype(np.int64),
+            records=records,
+            spans=[index.chunks.span(int(chunk_id)) for chunk_id in chunk_ids.tolist()],
+            saved_dir=saved_dir,
+            fingerprint=index.saved_checksum() if saved_dir else None,
         )
+
+    def chunk_text(self, row: int) -> str:
+        """A chunk's text with its article's title, as BM25 and the reranker read it."""
+        record = self.records[int(self.chunk_article[row])]
+        start, end = self.spans[row]
+        return f"{record.title}\n{record.text[start:end]}" if record.title else record.text[start:end]
+
+    @functools.cached_property
+    def article_texts(self) -> list[str]:
+        """Each article's title and text, by article row; made on first use (BM25 is usually loaded)."""
+        return [f"{r.title}\n{r.text}" if r.title else r.text for r in self.records]
+
+    @functools.cached_property
+    def chunk_texts(self) -> list[str]:
+        """`chunk_text` of every chunk row, made on first use."""
+        return [self.chunk_text(row) for row in range(len(self.chunk_ids))]
 
     @property
     def chunk_bm25(self) -> BM25Index:
         if self._chunk_bm25 is None:
-            self._chunk_bm25 = BM25Index.cached(self.chunk_texts, self.saved_dir and self.saved_dir / "chunks")
+            self._chunk_bm25 = BM25Index.cached(
+                lambda: self.chunk_texts, len(self.chunk_ids), self._saved("chunks"), self.fingerprint
+            )
         return self._chunk_bm25
 
     @property
     def article_bm25(self) -> BM25Index:
         if self._article_bm25 is None:
-            self._article_bm25 = BM25Index.cached(self.article_texts, self.saved_dir and self.saved_dir / "articles")
+            self._article_bm25 = BM25Index.cached(
+                lambda: self.article_texts, len(self.records), self._saved("articles"), self.fingerprint
+            )
         return self._article_bm25
+
+    def _saved(self, name: str) -> Path | None:
+        return self.saved_dir and self.saved_dir / name
 
 
 def rrf(ranks: np.ndarray, k: int, weight: float) -> np.ndarray:

@@ -19,7 +19,7 @@ class Rerank:
         head = search.ranked[: search.settings.rerank_depth]
         if search.reranker is None or not head:
             return
-        texts = [search.corpus.chunk_texts[search.passage_row(unit)] for unit in head]
+        texts = [search.corpus.chunk_text(search.passage_row(unit)) for unit in head]
         scores = search.reranker.score(search.question, texts)
         order = sorted(range(len(head)), key=lambda i: -scores[i])
         search.ranked = [head[i] for i in order] + search.ranked[len(head) :]
