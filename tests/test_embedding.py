@@ -259,6 +259,18 @@ class TestOnnxBackend:
         assert "int8" in info.value.message and "RAG_EMBEDDING_BACKEND=onnx-int8" in (info.value.hint or "")
         assert RAG(settings).retrieve("What did the central bank do?")
 
+    def test_a_stopped_reembed_resumes_with_what_it_had_embedded(self, tmp_path: Path, embedder: Embedder) -> None:
+        corpus = tmp_path / "corpus"
+        corpus.mkdir()
+        for name, text in (("a.txt", "The central bank raised rates."), ("b.txt", "The harbour bridge opened.")):
+            (corpus / name).write_text(f"date 2021-01-01\n{text}", encoding="utf-8")
+        RAG(Settings(index_dir=tmp_path / "index", progress=False, embedding_backend="onnx")).index([corpus])
+        # what a run stopped after its first article leaves: the sibling holding a.txt in int8
+        RAG(Settings(index_dir=tmp_path / "index.reembed", progress=False), embedder=embedder).index([corpus / "a.txt"])
+        report = RAG(Settings(index_dir=tmp_path / "index", progress=False)).reembed().report
+        assert (report.unchanged, report.added) == (["a.txt"], ["b.txt"])
+        assert sorted(ArticleIndex.load(tmp_path / "index").documents) == ["a.txt", "b.txt"]
+
     def test_an_fp32_index_keeps_working_and_moves_to_int8_with_reembed(self, tmp_path: Path) -> None:
         index_dir = tmp_path / "index"
         built = RAG(Settings(index_dir=index_dir, progress=False, embedding_backend="onnx"))
