@@ -69,7 +69,7 @@ class _Backend:
 
     def encode(self) -> float:
         embedder = self.rag.embedder
-        return timed(lambda: embedder.encoder.encode(self.texts, batch_size=self.rag.settings.embedding_batch_size))
+        return timed(lambda: embedder.encoder.encode(self.texts, batch_size=embedder.batch_size))
 
     def index(self, corpus: Path) -> float:
         shutil.rmtree(self.work / "index", ignore_errors=True)

@@ -36,11 +36,11 @@ def main(corpus: str) -> None:
     print(json.dumps({"versions": versions, "articles": len(rows)}), flush=True)
     for line in sys.stdin:
         chunk_size, overlap = (int(part) for part in line.split())
-        Settings.node_parser = SentenceSplitter(chunk_size=chunk_size, chunk_overlap=overlap)
+        splitter = SentenceSplitter(chunk_size=chunk_size, chunk_overlap=overlap)
         store = FaissVectorStore(faiss_index=faiss.IndexFlatIP(384))
         start = time.perf_counter()
         index = VectorStoreIndex.from_documents(
-            documents, storage_context=StorageContext.from_defaults(vector_store=store)
+            documents, storage_context=StorageContext.from_defaults(vector_store=store), transformations=[splitter]
         )
         seconds = time.perf_counter() - start
         print(json.dumps({"seconds": seconds, "nodes": len(index.index_struct.nodes_dict)}), flush=True)

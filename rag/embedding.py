@@ -98,13 +98,13 @@ class Embedder:
         model: str = DEFAULT_EMBEDDING_MODEL,
         *,
         backend: EmbeddingBackend = DEFAULT_EMBEDDING_BACKEND,
-        batch_size: int = 16,
+        batch_size: int | None = None,
         device: str = "cpu",
         cache_dir: Path | None = None,
     ):
         self.name, self._location = resolve_model(model)
         self.backend = backend
-        self.batch_size = batch_size
+        self.batch_size = batch_size or (16 if backend == "torch" else 4)
         self.device = device
         self.cache_dir = cache_dir or default_cache_dir()
         self._encoder: Encoder | None = None
