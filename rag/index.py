@@ -471,6 +471,11 @@ class ArticleIndex:
     def exists(path: Path) -> bool:
         return (path / MANIFEST).is_file()
 
+    @property
+    def unsaved(self) -> bool:
+        """Memory holds changes the last load or save did not (a checkpoint may have saved them all)."""
+        return self._saved_version != self.version
+
     def is_stale(self) -> bool:
         """True when another process has saved a newer generation since this index was loaded."""
         try:
@@ -686,7 +691,7 @@ class ArticleIndex:
         """Where data derived from the saved generation (BM25) may be kept, so later processes load it
         instead of rebuilding it; None while memory holds changes not yet saved. The next save deletes it
         with the rest of the old generation."""
-        if self._saved_version != self.version:
+        if self.unsaved:
             return None
         return self.path / f"{name}.{self.manifest.generation}"
 
@@ -799,10 +804,21 @@ class ArticleIndex:
                 self._creating.close()
                 self._creating = None
 
-    def _remove_stale(self, live: int) -> None:
-        """Delete data files (and torn `.tmp` files) of every generation but `live`. Only names this class
-        writes are matched, `<kind>.<number>.<ext>[.tmp]`: the directory may hold files that are not ours,
-        and a loose match such as `documents.backup.jsonl` must never be deleted."""
+    def clear_torn(self) -> None:
+        """Delete what a save stopped halfway left (files of a generation the manifest never switched to):
+        the next save would, but a run with nothing to save must leave the directory clean too. For a
+        writer, which holds `.write`; readers never open another generation's files."""
+        with _locked(self.path, exclusive=True, timeout=self.lock_timeout):
+            if read_manifest(self.path).generation == self.manifest.generation:
+                removed = self._remove_stale(self.manifest.generation)
+                if removed:
+                    log.warning("removed %d files left in %s by a save that did not finish", removed, self.path)
+
+    def _remove_stale(self, live: int) -> int:
+        """Delete data files (and torn `.tmp` files) of every generation but `live`; how many. Only names
+        this class writes are matched, `<kind>.<number>.<ext>[.tmp]`: the directory may hold files that are
+        not ours, and a loose match such as `documents.backup.jsonl` must never be deleted."""
+        removed = 0
         for file in self.path.iterdir():
             if file.is_dir():
                 match = _DERIVED_DIR.fullmatch(file.name)
@@ -812,6 +828,8 @@ class ArticleIndex:
             match = _DATA_FILE.fullmatch(file.name)
             if match is not None and int(match.group("gen")) != live:
                 file.unlink(missing_ok=True)
+                removed += 1
+        return removed
 
     def size_on_disk(self) -> int:
         return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())

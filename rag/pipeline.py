@@ -345,6 +345,8 @@ class RAG:
         """Plan in windows of what has been read, and embed in flushes of `CHUNKS_PER_FLUSH`: neither the
         input nor its chunks are held whole, so a feed export of any size streams through."""
         index = self.open_index(create=True)
+        if ArticleIndex.exists(index.path):
+            index.clear_torn()
         chunker = self.chunker(index.manifest)
         run, report = RunSeen(), AddReport()
         bar = tqdm(
@@ -385,7 +387,7 @@ class RAG:
                     queue.put(doc, chunker.split(doc), sizes[id(doc)])
                     flush(everything=False)
             flush(everything=True)
-        if report.added or report.updated or report.removed or not ArticleIndex.exists(index.path):
+        if index.unsaved or not ArticleIndex.exists(index.path):
             index.save()
         return report
 

@@ -127,6 +127,20 @@ class TestKilled:
         assert f"removed 3 files left in {index_dir} by a first build that did not finish" in result.stderr
         assert stored_ids(index_dir) == [next(SEEDS.glob("*.txt")).name]
 
+    def test_a_torn_save_is_cleared_by_a_run_with_nothing_to_save(self, tmp_path: Path) -> None:
+        """A kill inside the last save of a run whose checkpoint had already saved everything leaves the
+        next generation's files half written, and the next run has nothing to save."""
+        index_dir = tmp_path / "index"
+        env = env_for(index_dir)
+        assert rag("index", str(SEEDS), env=env).returncode == 0
+        live = ArticleIndex.load(index_dir).manifest.generation
+        for name in (f"vectors.{live + 1}.faiss", f"documents.{live + 1}.jsonl.tmp"):
+            (index_dir / name).write_bytes(b"torn")
+        again = rag("index", str(SEEDS), env=env)
+        assert again.returncode == 0 and "1 unchanged" in again.stdout, again.stderr
+        assert f"removed 2 files left in {index_dir} by a save that did not finish" in again.stderr
+        assert not [p.name for p in index_dir.iterdir() if f".{live + 1}." in p.name]
+
     def test_kill_a_delete_then_the_index_loads_with_or_without_the_article(self, tmp_path: Path) -> None:
         index_dir = tmp_path / "index"
         env = env_for(index_dir)
