@@ -22,6 +22,7 @@ from benchmarks.measure import peak_rss_mb, write_json
 from rag import RAG
 from rag.config import EmbeddingBackend, Settings
 from rag.evaluation.runner import eval_index_dir
+from rag.index import read_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_CORPUS = ROOT.parent / "shared" / "evaldata" / "realtimeqa" / "corpus.jsonl"
@@ -93,13 +94,12 @@ def _run(work: Path, options: argparse.Namespace, parts: list[str], results: dic
             results["query"] = latency.search(seed, [(q, None) for q in SEED_QUESTIONS], repeats)
     if "cold" in parts:
         if big is not None:
-            question = rtqa_questions()[0][0]
-            results["cold"] = {"chunks": len(RAG(index_dir=big).open_index().chunks)}
-            results["cold"].update(cold.first_question(big, question, repeats))
+            cold_index, question = big, rtqa_questions()[0][0]
         else:
-            seed = RAG(index_dir=work / "seed-index", progress=False)
-            results["cold"] = {"chunks": len(seed.ensure_index().chunks)}
-            results["cold"].update(cold.first_question(work / "seed-index", SEED_QUESTIONS[0], repeats))
+            cold_index, question = work / "seed-index", SEED_QUESTIONS[0]
+            RAG(index_dir=cold_index, progress=False).ensure_index()
+        results["cold"] = {"chunks": read_manifest(cold_index).n_chunks}
+        results["cold"].update(cold.first_question(cold_index, question, repeats))
     if "answer" in parts and not smoke:
         local = RAG(index_dir=work / "seed-index", progress=False, backend="local")
         results["answer"] = latency.answer(local, SEED_QUESTIONS, repeats)

@@ -376,7 +376,7 @@ class ChunkTable(MutableMapping[int, Chunk]):
         self._rows[chunk_id] = (doc_id, ordinal, start, end, n_tokens, own)
 
     def __setitem__(self, chunk_id: int, chunk: Chunk) -> None:
-        self._rows[chunk_id] = (chunk.doc_id, chunk.ordinal, chunk.start, chunk.end, chunk.n_tokens, chunk.text)
+        self.put(chunk_id, chunk.doc_id, chunk.ordinal, chunk.text, chunk.start, chunk.end, chunk.n_tokens)
 
     def __getitem__(self, chunk_id: int) -> Chunk:
         doc_id, ordinal, start, end, n_tokens, own = self._rows[chunk_id]

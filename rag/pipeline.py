@@ -220,16 +220,7 @@ class RAG:
                 Document(r.id, r.text, r.title, r.published, r.url, r.source, r.metadata)
                 for r in old.documents.values()
             ]
-            embedder = Embedder(
-                self.settings.embedding_model,
-                backend=backend,
-                batch_size=self.settings.embedding_batch_size,
-                device=self.settings.embedding_device,
-                cache_dir=self.settings.cache_dir,
-            )
-            fresh = RAG(
-                self.settings.model_copy(update={"index_dir": target, "embedding_backend": backend}), embedder=embedder
-            )
+            fresh = RAG(self.settings.model_copy(update={"index_dir": target, "embedding_backend": backend}))
             report = fresh.add_documents(documents, on_progress)
             stale = set(fresh.open_index().documents) - {d.id for d in documents}
             for doc_id in stale:  # deleted from the index while an earlier run was stopped
@@ -240,7 +231,7 @@ class RAG:
             os.rename(source, previous)
             os.rename(target, source)
             shutil.rmtree(previous, ignore_errors=True)
-        self._index, self._retriever, self._embedder = None, None, embedder
+        self._index, self._retriever, self._embedder = None, None, fresh.embedder
         return IndexReport(report, seconds=time.perf_counter() - started)
 
     def open_index(self, *, create: bool = False) -> ArticleIndex:
@@ -387,7 +378,7 @@ class RAG:
                     queue.put(doc, chunker.split(doc), sizes[id(doc)])
                     flush(everything=False)
             flush(everything=True)
-        if index.unsaved or not ArticleIndex.exists(index.path):
+        if index.unsaved:  # also an index created by this run and never saved
             index.save()
         return report
 

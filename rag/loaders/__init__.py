@@ -107,13 +107,14 @@ def read_file(path: Path, doc_id: str | None = None, *, max_bytes: int | None = 
     that survives moves. An article over `max_bytes` is reported, not read: news articles are kilobytes,
     and a runaway file would otherwise take minutes and gigabytes before anything is saved. Nothing a
     loader raises escapes: one unreadable file must never cost the others."""
+    doc_id = doc_id or path.name
     size = _size(path)
     done = 0
     try:
-        fmt = _format(path, doc_id or path.name, size, max_bytes)
+        fmt = _format(path, doc_id, size, max_bytes)
         with path.open("rb", buffering=0) as raw:
             counted = _Counted(raw)
-            source = Source(io.BufferedReader(counted), path, doc_id or path.name, max_bytes)
+            source = Source(io.BufferedReader(counted), path, doc_id, max_bytes)
             previous: Loaded | None = None
             for item in fmt.load(source):
                 if previous is not None:
