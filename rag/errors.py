@@ -42,3 +42,11 @@ class QuestionError(RagError):
 
 class LLMError(RagError):
     """The answer generator failed: unreachable endpoint, rejected request, missing model file."""
+
+
+class NotFoundError(RagError):
+    """A kept conversation or answer that is not (or no longer) there: a wrong id, or deleted meanwhile."""
+
+
+class FeedbackError(RagError):
+    """Feedback that cannot be kept as given, such as a rating that is not one of the offered ones."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -18,6 +18,10 @@ from rag.errors import DocumentError
 
 TokenCounter = Callable[[str], int]
 """Tokens in a text, as the prompt budget counts them (tiktoken)."""
+
+
+def _date(value: str | None) -> dt.date | None:
+    return dt.date.fromisoformat(value) if value else None
 
 
 def content_hash(text: str) -> str:
@@ -96,6 +100,16 @@ class Passage:
             "also_in": list(self.also_in),
         }
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Passage:
+        """A stored passage; the chunk's `ordinal` and `n_tokens` are not stored and come back as 0."""
+        chunk = Chunk(
+            doc_id=data["doc_id"], ordinal=0, text=data["text"], start=data["start"], end=data["end"], n_tokens=0,
+            title=data["title"], published=_date(data["published"]), source=data["source"], url=data["url"],
+            id=data["chunk_id"],
+        )  # fmt: skip
+        return cls(chunk, data["score"], data["rank"], tuple(data["also_in"]))
+
 
 @dataclass(frozen=True)
 class ArticleHit:
@@ -151,6 +165,22 @@ class Citation:
             "quote_end": self.quote_end,
         }
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], passages: Sequence[Passage]) -> Citation:
+        """A stored citation, pointing at `passages[number - 1]` as the answer's text does. A citation
+        whose chunk is not there (an answer stored without its passages) gets a passage rebuilt from what
+        the citation itself records, so its source can still be listed."""
+        number = data["number"]
+        if 0 < number <= len(passages) and passages[number - 1].chunk.id == data["chunk_id"]:
+            passage = passages[number - 1]
+        else:
+            chunk = Chunk(
+                doc_id=data["doc_id"], ordinal=0, text="", start=0, end=0, n_tokens=0, title=data["title"],
+                published=_date(data["published"]), source=data["source"], url=data["url"], id=data["chunk_id"],
+            )  # fmt: skip
+            passage = Passage(chunk, 0.0, number)
+        return cls(number, passage, data["claim"], data["quote"], data["quote_start"], data["quote_end"])
+
 
 @dataclass(frozen=True)
 class Claim:
@@ -178,6 +208,13 @@ class Claim:
             "supported": self.supported,
             "quote": self.quote,
         }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Claim:
+        return cls(
+            data["text"], tuple(data["citations"]), data["support"], data["supported"], data["quote"],
+            data["start"], data["end"],
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -292,11 +329,54 @@ class Answer:
                     "since": self.date_mention.range.since.isoformat() if self.date_mention.range.since else None,
                     "until": self.date_mention.range.until.isoformat() if self.date_mention.range.until else None,
                     "filtered": self.date_mention_filtered,
+                    "relative": self.date_mention.relative,
                 }
                 if self.date_mention
                 else None
             ),
         }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Answer:
+        """An answer as `to_json` wrote it (a kept conversation, a `rag ask --json` file): `from_json(a.to_json())`
+        writes the same JSON again. Floats come back rounded as they were written."""
+        passages = [Passage.from_json(p) for p in data["passages"]]
+        mention = data.get("date_mention")
+        tokens = data["tokens"]
+        return cls(
+            question=data["question"],
+            text=data["text"],
+            citations=[Citation.from_json(c, passages) for c in data["citations"]],
+            passages=passages,
+            refused=data["refused"],
+            backend=data["backend"],
+            model=data["model"],
+            tokens=TokenUsage(tokens["prompt"], tokens["completion"], tokens["context"]),
+            timings=dict(data["timings"]),
+            invalid_citations=list(data["invalid_citations"]),
+            inferred_citations=data["inferred_citations"],
+            retrieved=data["retrieved"],
+            standalone_question=data["standalone_question"],
+            as_of=_date(data["as_of"]),
+            since=_date(data["since"]),
+            until=_date(data["until"]),
+            date_mention=(
+                DateMention(
+                    mention["phrase"],
+                    DateRange(_date(mention["since"]), _date(mention["until"])),
+                    mention.get("relative", True),
+                )
+                if mention
+                else None
+            ),
+            date_mention_filtered=bool(mention and mention["filtered"]),
+            short=data["short"],
+            confidence=data["confidence"],
+            claims=[Claim.from_json(c) for c in data["claims"]],
+            signals=dict(data["signals"]),
+            draft=data["draft"],
+            parts=list(data["parts"]),
+        )
 
 
 @dataclass(frozen=True)

@@ -254,6 +254,7 @@ class TestQuestionDates:
             "since": "2021-01-01",
             "until": "2021-12-31",
             "filtered": False,
+            "relative": True,
         }
         assert data["as_of"] == "2022-06-12" and data["until"] == "2022-06-12"
 

@@ -1,6 +1,7 @@
 """The chat page driven headlessly with Streamlit's AppTest over the real embedding model, FAISS index and
 the extractive backend: building the index, answers with linked citations and source cards, refusals,
-follow-ups, the date filter, uploads, deletes, clearing, and article text that tries to be markup. Plus the
+follow-ups, the date filter, uploads, deletes, kept conversations (reopened after a reload or a restart,
+renamed, deleted, rated, exported), and article text that tries to be markup. Plus the
 HTML helpers in ui/render.py and the upload API the page calls."""
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from rag import RAG, Settings
+from rag.conversation_store import RATINGS, ConversationStore, StoredTurn
 from rag.embedding import Embedder
 from rag.types import Chunk, Passage
 
@@ -33,7 +36,7 @@ QUESTION = "Who is the Secretary General of the CSTO?"
 FOLLOW_UP = "What did he say about military assistance?"
 
 sys.path.insert(0, str(ROOT / "ui"))
-from render import _MARKDOWN_SPECIALS, answer_html, final_answer_html, inert, plain, source_card  # noqa: E402
+from render import _MARKDOWN_SPECIALS, STYLE, answer_html, clip, final_answer_html, inert, plain, source_card  # noqa: E402
 
 INJECTION = (
     "<script>window.pwned=1</script>",
@@ -53,6 +56,7 @@ INJECTED_ARTICLE = {
     + " in front of a cheering crowd.\n\nThe harbour bridge links the old town of Plonkton with the port.",
 }
 INJECTION_QUESTION = "Who opened the harbour bridge in Plonkton?"
+CONVERSATION = "c"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -94,6 +98,20 @@ def _bodies(at: AppTest) -> list[str]:
     """The raw source of everything Streamlit renders as markdown, HTML or not."""
     kinds = (at.markdown, at.caption, at.warning, at.error, at.info, at.success, at.toast)
     return [element.value for kind in kinds for element in kind]
+
+
+def _store() -> ConversationStore:
+    """The store the page keeps conversations in, from the same settings (the environment) as the page."""
+    return ConversationStore.for_settings(Settings())
+
+
+def _turns(at: AppTest) -> tuple[StoredTurn, ...]:
+    """The kept turns of the conversation the page's address names."""
+    return _store().get(at.query_params[CONVERSATION]).turns
+
+
+def _last(at: AppTest) -> StoredTurn:
+    return _turns(at)[-1]
 
 
 def _ids(at: AppTest) -> list[str]:
@@ -145,10 +163,10 @@ class TestChatPage:
         assert sorted(set(links)) == sorted(cited_ids), "every link has a card under Sources cited, and only those"
         assert not set(cited_ids) & {_card_id(card) for card in not_cited}
 
-        answer = at.session_state["messages"][-1]["answer"]
+        answer = _last(at).answer
         quote = answer.citations[0].quote
         assert "Stanislav Zas" in quote
-        key = at.session_state["messages"][-1]["key"]
+        key = _last(at).id
         card = cited_cards[cited_ids.index(f"src-{key}-{answer.citations[0].number}")]
         assert f"<mark>{inert(quote)}</mark>" in card
         assert "2020-10-08" in card
@@ -165,7 +183,7 @@ class TestChatPage:
 
     def test_short_answer_headline_quote_and_confidence(self, index_dir: Path) -> None:
         at = _ask(_launch(), QUESTION)
-        answer = at.session_state["messages"][-1]["answer"]
+        answer = _last(at).answer
         assert answer.short and not answer.refused
         bodies = [m.value for m in at.chat_message[1].markdown]
         [answer_md] = [b for b in bodies if 'class="rag-answer"' in b]
@@ -200,8 +218,8 @@ class TestChatPage:
         assert not any(c.value.startswith("Searched as:") for c in first.caption), "a standalone question"
         [searched] = [html.unescape(c.value) for c in second.caption if c.value.startswith("Searched as:")]
         assert "Stanislav Zas" in searched and "he " not in searched.replace("the ", "")
-        answer = at.session_state["messages"][-1]["answer"]
-        assert answer.question == FOLLOW_UP and answer.standalone_question in searched
+        answer = _last(at).answer
+        assert answer.question == FOLLOW_UP and answer.standalone_question and answer.standalone_question in searched
         assert "military assistance" in answer.citations[0].quote
 
         at.toggle(key="show_rewrite").set_value(False).run()
@@ -215,7 +233,7 @@ class TestChatPage:
         _ask(at, QUESTION)
         reply = at.chat_message[-1]
         assert reply.warning and not any("Stanislav Zas" in m.value for m in reply.markdown)
-        answer = at.session_state["messages"][-1]["answer"]
+        answer = _last(at).answer
         assert (answer.since, answer.until) == (dt.date(2021, 1, 1), dt.date(2021, 12, 31))
         assert answer.refused and answer.passages == []
 
@@ -229,20 +247,20 @@ class TestChatPage:
         at.checkbox(key="use_dates").uncheck().run()
         assert [d.key for d in at.date_input] == ["as_of"]
         _ask(at, QUESTION)
-        assert at.session_state["messages"][-1]["answer"].since is None
+        assert _last(at).answer.since is None
 
     def test_as_of_date_leaves_out_later_articles_and_says_what_was_searched(self, index_dir: Path) -> None:
         at = _launch()
         at.date_input(key="as_of").set_value(dt.date(2020, 10, 1))  # a week before the seed article
         _ask(at, QUESTION)
-        answer = at.session_state["messages"][-1]["answer"]
+        answer = _last(at).answer
         assert answer.refused and answer.as_of == dt.date(2020, 10, 1) and answer.until == dt.date(2020, 10, 1)
         captions = [html.unescape(c.value) for c in at.caption]
         assert "Searched articles published up to 2020-10-01; as of 2020-10-01." in captions
 
         at.date_input(key="as_of").set_value(dt.date(2020, 10, 9))
         _ask(at, "Who is the Secretary General of the CSTO this week?")
-        answer = at.session_state["messages"][-1]["answer"]
+        answer = _last(at).answer
         assert not answer.refused and "Stanislav Zas" in answer.text
         expected = (
             "Searched articles published up to 2020-10-09; as of 2020-10-09; "
@@ -250,14 +268,220 @@ class TestChatPage:
         )
         assert expected in [html.unescape(c.value) for c in at.caption]
 
-    def test_clear_conversation_empties_the_chat_and_its_history(self, index_dir: Path) -> None:
+
+def _reload(at: AppTest, *, restart: bool = False) -> AppTest:
+    """The page opened again at its current address, as a browser reload does: a new session with none of
+    the old one's state. With `restart`, the process's cached pipeline and store go too, as when the
+    server is restarted, so whatever shows was read back from disk."""
+    if restart:
+        st.cache_resource.clear()
+    again = AppTest.from_file(str(APP), default_timeout=120)
+    again.query_params.update(at.query_params)
+    again.run()
+    _no_exception(again)
+    return again
+
+
+def _reply_bodies(at: AppTest, index: int) -> list[str]:
+    reply = at.chat_message[index]
+    return [m.value for m in reply.markdown] + [c.value for c in reply.caption] + [w.value for w in reply.warning]
+
+
+def _listed(at: AppTest) -> dict[str, str]:
+    """The sidebar's past conversations: id to button label."""
+    keys = [b.key or "" for b in at.sidebar.button]
+    return {key.removeprefix("open-"): at.button(key=key).label for key in keys if key.startswith("open-")}
+
+
+@pytest.fixture
+def downloads(monkeypatch: pytest.MonkeyPatch) -> dict[str, bytes]:
+    """What the page offers for download, by file name: recorded as Streamlit stores it for the browser."""
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    offered: dict[str, bytes] = {}
+    keep = MemoryMediaFileStorage.load_and_get_id
+
+    def recording(
+        self: MemoryMediaFileStorage, data: str | bytes, mimetype: str, kind: Any, filename: str | None = None
+    ) -> str:
+        if filename:
+            offered[filename] = data.encode() if isinstance(data, str) else data
+        return keep(self, data, mimetype, kind, filename)
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", recording)
+    return offered
+
+
+class TestConversations:
+    """Conversations kept in the SQLite store `rag serve` shares, checked through the store itself."""
+
+    def test_first_answer_starts_a_kept_conversation_named_in_the_address(self, index_dir: Path) -> None:
+        at = _launch()
+        assert CONVERSATION not in at.query_params and _store().list() == []
+        assert not _listed(at) and "Answers are kept here: none yet." in [c.value for c in at.sidebar.caption]
+        assert [m.value.strip() for m in at.main.markdown] == [STYLE.strip()], "nothing but the chat on the page"
+        _ask(at, QUESTION)
+        [summary] = _store().list()
+        assert at.query_params == {CONVERSATION: summary.id}
+        assert (summary.title, summary.turns, summary.origin) == (QUESTION, 1, "page")
+        [turn] = _turns(at)
+        assert turn.question == QUESTION and "Stanislav Zas" in turn.answer.text
+        assert turn.options == {
+            "k": 5,
+            "since": None,
+            "until": None,
+            "as_of": dt.date.today().isoformat(),
+            "backend": "extractive",
+            "model": None,
+        }
+        assert list(_listed(at)) == [summary.id], "listed as soon as it is kept"
+        assert html.unescape(_listed(at)[summary.id]).startswith(f"{QUESTION} · {dt.date.today()}")
+        assert at.button(key=f"open-{summary.id}").proto.type == "primary", "the open one stands out"
+
+    @pytest.mark.parametrize("restart", [False, True], ids=["reload", "server-restart"])
+    def test_reopened_page_shows_every_answer_with_its_sources(self, index_dir: Path, restart: bool) -> None:
+        at = _ask(_ask(_launch(), QUESTION), "Who is the Secretary General of the CSTO this week?")
+        before = [_reply_bodies(at, 1), _reply_bodies(at, 3)]
+        again = _reload(at, restart=restart)
+        assert [m.name for m in again.chat_message] == ["user", "assistant", "user", "assistant"]
+        assert again.chat_message[0].text[0].value == QUESTION
+        assert [_reply_bodies(again, 1), _reply_bodies(again, 3)] == before, "re-rendered exactly as first shown"
+        first = _turns(again)[0]
+        bodies = _reply_bodies(again, 1)
+        assert SOURCES_CITED in bodies
+        [card] = [b for b in bodies if f'id="src-{first.id}-{first.answer.citations[0].number}"' in b]
+        assert f"<mark>{inert(first.answer.citations[0].quote)}</mark>" in card and "2020-10-08" in card
+        assert list(_listed(again)) == [again.query_params[CONVERSATION]]
+
+    def test_follow_up_after_a_restart_uses_the_kept_history(
+        self, index_dir: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("RAG_MIN_CONFIDENCE", "0")  # see test_follow_up_is_rewritten_and_shown_when_asked
+        again = _reload(_ask(_launch(), QUESTION), restart=True)
+        _ask(again, FOLLOW_UP)
+        first, second = _turns(again)
+        assert (
+            first.question == QUESTION
+            and second.question == FOLLOW_UP
+            and "Stanislav Zas" in (second.answer.standalone_question or "")
+        )
+        assert "military assistance" in second.answer.citations[0].quote
+        assert len(_store().list()) == 1
+
+    def test_new_conversation_starts_without_history_and_the_old_one_reopens(
+        self, index_dir: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("RAG_MIN_CONFIDENCE", "0")
         at = _ask(_launch(), QUESTION)
-        assert len(at.chat_message) == 2
-        at.button(key="clear").click().run()
+        first = at.query_params[CONVERSATION]
+        at.button(key="new_conversation").click().run()
         _no_exception(at)
-        assert not at.chat_message and at.session_state["messages"] == []
+        assert not at.chat_message and CONVERSATION not in at.query_params
+        assert list(_listed(at)) == [first], "the old one is still listed"
         _ask(at, FOLLOW_UP)
-        assert at.session_state["messages"][-1]["answer"].standalone_question is None, "no history left"
+        second = at.query_params[CONVERSATION]
+        assert second != first
+        assert _last(at).answer.standalone_question is None, "no history from the other conversation"
+        assert list(_listed(at)) == [second, first], "most recent first"
+
+        at.button(key=f"open-{first}").click().run()
+        _no_exception(at)
+        assert at.query_params == {CONVERSATION: first}
+        assert [m.name for m in at.chat_message] == ["user", "assistant"]
+        assert at.chat_message[0].text[0].value == QUESTION
+
+    def test_rename_and_delete(self, index_dir: Path) -> None:
+        at = _ask(_launch(), QUESTION)
+        conversation_id = at.query_params[CONVERSATION]
+        hostile = "**Zas** <script>x</script> [link](javascript:alert(1)) :red[red]"
+        at.text_input(key=f"title-{conversation_id}").input(hostile).run()
+        at.button(key="rename_conversation").click().run()
+        _no_exception(at)
+        assert _store().get(conversation_id).summary.title == hostile
+        button = at.button(key=f"open-{conversation_id}")
+        label = button.label
+        assert html.unescape(label).startswith(f"{clip(hostile, 48)} · ") and label.startswith(plain(clip(hostile, 48)))
+        assert button.help == plain(hostile), "the whole title, as its tooltip"
+        for raw in ("**", "<script", "[link]", "javascript:", ":red["):
+            assert raw not in label and raw not in button.help, raw
+        assert _listed(_reload(at))[conversation_id] == label, "the new title is kept"
+
+        other = _ask(_launch(), FOLLOW_UP).query_params[CONVERSATION]
+        at.button(key="delete_conversation").click().run()
+        _no_exception(at)
+        assert [html.unescape(t.value) for t in at.toast] == [f"Deleted “{hostile}”"]
+        assert all("<script" not in t.value for t in at.toast)
+        assert [c.id for c in _store().list()] == [other]
+        assert CONVERSATION not in at.query_params and not at.chat_message
+        assert list(_listed(at)) == [other], "the list is updated"
+
+        at.query_params[CONVERSATION] = conversation_id  # an old link, or another tab, to the deleted one
+        stale = _reload(at)
+        assert not stale.chat_message and CONVERSATION not in stale.query_params
+        assert "no longer kept" in stale.info[0].value
+
+    def test_feedback_is_stored_per_answer(self, index_dir: Path) -> None:
+        at = _ask(_ask(_launch(), QUESTION), "Who is the Secretary General of the CSTO this week?")
+        first, second = _turns(at)
+        labels = {b.key: b.label for b in at.button if (b.key or "").startswith("feedback-")}
+        assert labels == {
+            f"feedback-{rating}-{turn.id}": label
+            for turn in (first, second)
+            for rating, label in zip(RATINGS, ("Helpful", "Wrong answer", "Wrong source"), strict=True)
+        }
+        at.text_input(key=f"comment-{second.id}").input("the **card** is <b>another</b> article")
+        at.button(key=f"feedback-wrong_source-{second.id}").click().run()
+        _no_exception(at)
+        kept = _store().get(at.query_params[CONVERSATION]).turns
+        assert kept[0].feedback == ()
+        [given] = kept[1].feedback
+        assert (given.rating, given.comment) == ("wrong_source", "the **card** is <b>another</b> article")
+        thanks = [c.value for c in at.chat_message[3].caption if c.value.startswith("Thanks")]
+        assert thanks == [plain("Thanks — recorded as wrong source: “the **card** is <b>another</b> article”")]
+        assert not any((b.key or "").endswith(second.id) for b in at.button), "rated once"
+        assert any((b.key or "").endswith(first.id) for b in at.button)
+
+        at.button(key=f"feedback-helpful-{first.id}").click().run()
+        assert [(f.rating, f.comment) for f in _turns(at)[0].feedback] == [("helpful", "")]
+        again = _reload(at, restart=True)
+        assert [c.value for m in again.chat_message for c in m.caption if c.value.startswith("Thanks")] == [
+            "Thanks — recorded as helpful",
+            thanks[0],
+        ]
+
+    def test_exports_carry_the_answers(self, index_dir: Path, downloads: dict[str, bytes]) -> None:
+        at = _launch()
+        assert not at.download_button and not downloads, "nothing to export before the first answer"
+        _ask(at, QUESTION)
+        conversation_id, answer = at.query_params[CONVERSATION], _last(at).answer
+        assert [b.key for b in at.download_button] == ["export_markdown", "export_json"]
+        [(markdown_name, markdown)] = [(n, d.decode()) for n, d in downloads.items() if n.endswith(".md")]
+        [(json_name, exported)] = [(n, json.loads(d)) for n, d in downloads.items() if n.endswith(".json")]
+        assert markdown_name.startswith("conversation-") and conversation_id[:8] in markdown_name
+        assert json_name == markdown_name.removesuffix(".md") + ".json"
+        assert QUESTION in markdown and answer.short and answer.short in markdown
+        assert exported["id"] == conversation_id and exported["title"] == QUESTION
+        [turn] = exported["turns"]
+        assert turn["question"] == QUESTION and turn["answer"]["text"] == answer.text
+
+    def test_an_error_is_shown_but_not_kept(self, index_dir: Path) -> None:
+        at = _launch()
+        at.checkbox(key="use_dates").check().run()
+        at.date_input(key="since").set_value(dt.date(2021, 12, 31))
+        at.date_input(key="until").set_value(dt.date(2021, 1, 1))
+        _ask(at, QUESTION)
+        [error] = at.chat_message[1].error
+        assert "date range is empty" in html.unescape(error.value)
+        assert _store().list() == [] and CONVERSATION not in at.query_params
+
+        at.checkbox(key="use_dates").uncheck().run()
+        assert at.chat_message[1].error, "still shown in this session"
+        _ask(at, QUESTION)
+        assert [m.name for m in at.chat_message] == ["user", "assistant"] * 2
+        assert at.chat_message[1].error and not at.chat_message[3].error
+        [turn] = _turns(at)
+        assert turn.question == QUESTION and not turn.answer.refused
+        assert not _reload(at).chat_message[1].error, "a reload shows what was kept: the answer only"
 
 
 class TestCorpusPanel:
@@ -296,7 +520,7 @@ class TestCorpusPanel:
         assert at.file_uploader[0].key != "uploads-0" and not at.file_uploader[0].value, "the uploader is emptied"
 
         _ask(at, "Who opened the Plonkton harbour bridge?")
-        assert "Zorblat Quennick" in at.session_state["messages"][-1]["answer"].text
+        assert "Zorblat Quennick" in _last(at).answer.text
 
     def test_bad_only_upload_leaves_the_index_untouched(self, index_dir: Path) -> None:
         at = _launch()
@@ -351,7 +575,7 @@ class TestUntrustedText:
         at.toggle(key="show_rewrite").set_value(True)
         _ask(at, INJECTION_QUESTION)
         _ask(at, "What did he say?")
-        first = at.session_state["messages"][1]["answer"]
+        first = _turns(at)[0].answer
         assert "Zorblat Quennick" in first.text
         assert any(c.passage.doc_id == INJECTED_ARTICLE["id"] for c in first.citations), "the article is cited"
 
@@ -421,6 +645,13 @@ class TestRender:
     def test_inert_turns_every_line_break_into_br(self) -> None:
         assert inert("a\nb\r\nc\rd\n\ne") == "a<br>b<br>c<br>d<br><br>e"
         assert "\r" not in inert("one\r\rtwo") and "\n" not in inert("one\n\ntwo")
+
+    def test_clip_cuts_at_a_word(self) -> None:
+        assert clip("  short\n title ", 20) == "short title"
+        assert clip("Who is the Secretary General of the CSTO?", 20) == "Who is the…"
+        assert clip("Supercalifragilistic expialidocious", 10) == "Supercali…"
+        assert clip("a, b, c, d, e", 6) == "a, b…"
+        assert all(len(clip("word " * 30, n)) <= n for n in range(2, 60))
 
     def test_plain_is_one_line_without_html(self) -> None:
         assert plain("  **a**\n\n<b>x</b>\r\n") == "&#42;&#42;a&#42;&#42; &#60;b&#62;x&#60;/b&#62;"

@@ -11,7 +11,6 @@ import ipaddress
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,13 +23,14 @@ import pytest
 from selenium import webdriver
 from selenium.common.exceptions import ElementClickInterceptedException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.conftest import ROOT, SEEDS
+from tests.conftest import ROOT, SEEDS, free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -71,13 +71,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def stop(process: subprocess.Popen[bytes]) -> None:
     """Terminate the whole process group (`rag ui` execs Streamlit in the same process)."""
     for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 15)):
@@ -111,28 +104,9 @@ def listening_addresses(port: int) -> set[str]:
     return found
 
 
-@pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
-    """`rag ui` over a fresh index of the seed articles plus one article full of markup; yields (url, port)."""
-    home = tmp_path_factory.mktemp("ui")
-    article = home / "harbour.txt"
-    article.write_text(INJECTED_ARTICLE, encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "OPENAI_"))}
-    env.update(
-        XDG_DATA_HOME=str(home / "data"),
-        RAG_INDEX_DIR=str(home / "index"),
-        RAG_BACKEND="extractive",
-        RAG_PROGRESS="false",
-    )
-    built = subprocess.run(
-        [str(RAG), "index", str(SEEDS), str(article)], env=env, cwd=home, capture_output=True, text=True, timeout=600
-    )
-    assert built.returncode == 0, built.stderr
-    assert "2 added" in built.stdout, built.stdout
-
-    port = free_port()
+def start_ui(env: dict[str, str], home: Path, port: int, log_path: Path) -> subprocess.Popen[bytes]:
+    """`rag ui --port port` in `home`, once its health check answers."""
     url = f"http://127.0.0.1:{port}/"
-    log_path = home / "ui.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [str(RAG), "ui", "--port", str(port)],
@@ -150,13 +124,46 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
             try:
                 with urllib.request.urlopen(f"{url}_stcore/health", timeout=2) as response:
                     if response.read() == b"ok":
-                        break
+                        return process
             except OSError:
                 pass
             if time.monotonic() > deadline:
                 pytest.fail(f"rag ui not healthy after {STARTUP_SECONDS}s:\n{log_path.read_text(errors='replace')}")
             time.sleep(0.25)
-        yield url, port
+    except BaseException:
+        stop(process)
+        raise
+
+
+@pytest.fixture(scope="module")
+def ui_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """A fresh index of the seed articles plus one article full of markup; (directory, environment)."""
+    home = tmp_path_factory.mktemp("ui")
+    article = home / "harbour.txt"
+    article.write_text(INJECTED_ARTICLE, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "OPENAI_"))}
+    env.update(
+        XDG_DATA_HOME=str(home / "data"),
+        RAG_INDEX_DIR=str(home / "index"),
+        RAG_BACKEND="extractive",
+        RAG_PROGRESS="false",
+    )
+    built = subprocess.run(
+        [str(RAG), "index", str(SEEDS), str(article)], env=env, cwd=home, capture_output=True, text=True, timeout=600
+    )
+    assert built.returncode == 0, built.stderr
+    assert "2 added" in built.stdout, built.stdout
+    return home, env
+
+
+@pytest.fixture(scope="module")
+def app(ui_home: tuple[Path, dict[str, str]]) -> Iterator[tuple[str, int]]:
+    """`rag ui` over `ui_home`; yields (url, port)."""
+    home, env = ui_home
+    port = free_port()
+    process = start_ui(env, home, port, home / "ui.log")
+    try:
+        yield f"http://127.0.0.1:{port}/", port
     finally:
         stop(process)
 
@@ -193,6 +200,48 @@ def ask(driver: WebDriver, url: str, question: str) -> WebElement:
     )
     answer: WebElement = driver.find_element(By.CSS_SELECTOR, ".rag-answer")
     return answer
+
+
+def conversation_address(driver: WebDriver) -> str:
+    """The page's address once it names the conversation its answer was kept in (`?c=<id>`)."""
+    WebDriverWait(driver, 20).until(
+        lambda d: re.search(r"[?&]c=[0-9a-f]{32}\b", d.current_url), message="the address never named the conversation"
+    )
+    return str(driver.current_url)
+
+
+def reopen(driver: WebDriver, address: str) -> WebElement:
+    """Load `address` afresh (a reload: a new session) and wait for the kept answer to be shown; return it."""
+    driver.get(address)
+    WebDriverWait(driver, STARTUP_SECONDS, ignored_exceptions=[StaleElementReferenceException]).until(
+        stats_captions, message=f"the kept answer was not shown within {STARTUP_SECONDS}s"
+    )
+    answer: WebElement = driver.find_element(By.CSS_SELECTOR, ".rag-answer")
+    return answer
+
+
+def sidebar_buttons(driver: WebDriver) -> list[str]:
+    sidebar = driver.find_element(By.CSS_SELECTOR, '[data-testid="stSidebar"]')
+    return [b.text for b in sidebar.find_elements(By.CSS_SELECTOR, "button")]
+
+
+def click_button(driver: WebDriver, text: str) -> None:
+    """Click the button labelled `text` (after its icon, if any), trying again while the page re-renders."""
+
+    def clicked(d: WebDriver) -> bool:
+        for button in d.find_elements(By.CSS_SELECTOR, "button"):
+            if button.text.strip().splitlines()[-1:] == [text] and button.is_displayed():
+                d.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
+                try:
+                    button.click()
+                except ElementClickInterceptedException:
+                    return False
+                return True
+        return False
+
+    WebDriverWait(driver, 20, ignored_exceptions=[StaleElementReferenceException]).until(
+        clicked, message=f"no button {text!r} to click"
+    )
 
 
 def stats_captions(driver: WebDriver) -> list[str]:
@@ -348,3 +397,82 @@ def test_highlight_is_legible_in_the_dark_theme(app: tuple[str, int], browser: W
     text, background = mark.value_of_css_property("color"), mark.value_of_css_property("background-color")
     screenshot(browser, "ui-answer-dark.png")
     assert contrast(text, background) >= 4.5, f"highlight text {text} on {background}"
+
+
+def test_conversation_survives_a_reload(app: tuple[str, int], browser: WebDriver) -> None:
+    """The open conversation is named in the address, so reloading the page shows it again from the store:
+    the answer, its source cards, the rating given; the sidebar lists it and renames it as plain text."""
+    first = ask(browser, app[0], QUESTION).text
+    address = conversation_address(browser)
+    screenshot(browser, "ui-feedback.png")
+    click_button(browser, "Helpful")
+    WebDriverWait(browser, 20).until(
+        lambda d: "Thanks — recorded as helpful" in d.find_element(By.TAG_NAME, "body").text,
+        message="the rating was not acknowledged",
+    )
+
+    answer = reopen(browser, address)
+    assert answer.text == first and "Stanislav Zas" in first
+    card, _ = cited_card(browser, answer)
+    assert card.is_displayed() and any("Zas" in m.text for m in card.find_elements(By.CSS_SELECTOR, "mark"))
+    assert "Thanks — recorded as helpful" in browser.find_element(By.TAG_NAME, "body").text
+    assert browser.current_url == address
+    # The label is escaped for Streamlit's markdown; the reader sees the title and date as written.
+    date = r"\d{4}-\d\d-\d\d \d\d:\d\d"
+    assert any(re.fullmatch(rf"{re.escape(QUESTION)} · {date}", b) for b in sidebar_buttons(browser))
+
+    hostile = '<img src=x onerror="window.__pwned=4"> **bold** <h1 id="injected">T</h1>'  # within a title's length
+    browser.find_element(By.XPATH, "//summary[contains(., 'This conversation')]").click()
+    title = WebDriverWait(browser, 20).until(
+        lambda d: d.find_element(By.CSS_SELECTOR, 'input[aria-label="Title"]'), message="no title box"
+    )
+    title.send_keys(Keys.CONTROL, "a")
+    title.send_keys(hostile, Keys.ENTER)
+    click_button(browser, "Rename")
+    listed = '<img src=x onerror="window.__pwned=4"> **bold**…'  # clipped in the list
+    WebDriverWait(browser, 20, ignored_exceptions=[StaleElementReferenceException]).until(
+        lambda d: any(re.fullmatch(rf"{re.escape(listed)} · {date}", b) for b in sidebar_buttons(d)),
+        message="the renamed conversation is not listed with its title as written",
+    )
+    sidebar = browser.find_element(By.CSS_SELECTOR, '[data-testid="stSidebar"]')
+    [button] = [b for b in sidebar.find_elements(By.CSS_SELECTOR, "button") if b.text.startswith(listed)]
+    ActionChains(browser).move_to_element(button).perform()
+    tooltip = WebDriverWait(browser, 10).until(
+        lambda d: d.find_element(By.CSS_SELECTOR, '[data-testid="stTooltipContent"]'), message="no tooltip"
+    )
+    assert tooltip.text == hostile, "the whole title shows on hover, as written"
+    state = browser.execute_script(
+        """
+        const sidebar = document.querySelector('[data-testid="stSidebar"]');
+        return {
+            pwned: typeof window.__pwned,
+            injected: document.getElementById('injected') !== null,
+            imgs: sidebar.querySelectorAll('img').length,
+            bold: Array.from(sidebar.querySelectorAll('strong, b')).filter(e => e.textContent.includes('bold')).length,
+        };
+        """
+    )
+    assert state == {"pwned": "undefined", "injected": False, "imgs": 0, "bold": 0}
+    screenshot(browser, "ui-conversations.png")
+    assert reopen(browser, address).text == first
+
+
+def test_conversation_survives_a_server_restart(ui_home: tuple[Path, dict[str, str]], browser: WebDriver) -> None:
+    """Ask, stop `rag ui`, start it again on the same port and data: reloading the page shows the answer."""
+    home, env = ui_home
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    server = start_ui(env, home, port, home / "restart-1.log")
+    try:
+        first = ask(browser, url, QUESTION).text
+        address = conversation_address(browser)
+    finally:
+        stop(server)
+    server = start_ui(env, home, port, home / "restart-2.log")
+    try:
+        answer = reopen(browser, address)
+        assert answer.text == first and "Stanislav Zas" in first
+        card, _ = cited_card(browser, answer)
+        assert card.is_displayed() and "2020-10-08" in card.text
+    finally:
+        stop(server)

@@ -1,8 +1,13 @@
-"""The chat page: a thin Streamlit layer over `rag.RAG`. No retrieval or answering logic lives here."""
+"""The chat page: a thin Streamlit layer over `rag.RAG` and the conversation store. No retrieval,
+answering or storage logic lives here.
+
+Conversations are kept in the SQLite store `rag serve` shares (`rag.conversation_store`); the open one is
+named in the page's address (`?c=<id>`), so a reload or a server restart reopens it."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,14 +16,33 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `render` beside this file, however it is run
 
-from render import STYLE, answer_html, cited_spans, confidence_line, final_answer_html, plain, source_card, stats_line
+from render import (
+    STYLE,
+    answer_html,
+    cited_spans,
+    clip,
+    confidence_line,
+    final_answer_html,
+    plain,
+    source_card,
+    stats_line,
+)
 
 from rag import RAG, Answer, RagError, Settings
 from rag.backends import BACKENDS
-from rag.conversation import Turn
+from rag.conversation_export import to_json, to_markdown
+from rag.conversation_store import RATINGS, Conversation, ConversationStore, StoredTurn
+from rag.errors import NotFoundError
 from rag.loaders import FORMATS
 
 UPLOAD_TYPES = [suffix.lstrip(".") for suffix in FORMATS]
+CONVERSATION = "c"  # the query parameter naming the open conversation
+LISTED_TITLE_CHARS = 48
+RATING_ICONS = {
+    "helpful": ":material/thumb_up:",
+    "wrong_answer": ":material/thumb_down:",
+    "wrong_source": ":material/link_off:",
+}
 
 
 @st.cache_resource(show_spinner="Loading the index and models…")
@@ -27,6 +51,12 @@ def load_pipeline(settings_json: str) -> RAG:
     pipeline = RAG(Settings.model_validate_json(settings_json))
     pipeline.warm_up()
     return pipeline
+
+
+@st.cache_resource(show_spinner=False)
+def load_store(settings_json: str) -> ConversationStore:
+    """One store per process and settings, shared by every browser session (it holds no connection)."""
+    return ConversationStore.for_settings(Settings.model_validate_json(settings_json))
 
 
 def sidebar(pipeline: RAG) -> dict[str, Any]:
@@ -59,8 +89,6 @@ def sidebar(pipeline: RAG) -> dict[str, Any]:
         until = st.sidebar.date_input("To", value=dt.date.today(), key="until")
     show_passages = st.sidebar.toggle("Show retrieved passages", value=True, key="show_passages")
     show_rewrite = st.sidebar.toggle("Show rewritten question", value=False, key="show_rewrite")
-    if st.sidebar.button("Clear conversation", key="clear"):
-        st.session_state.messages = []
     return {
         "backend": backend,
         "model": model,
@@ -162,20 +190,102 @@ def show_answer(answer: Answer, key: str, options: dict[str, Any]) -> None:
     st.caption(stats_line(answer))
 
 
-def ask(pipeline: RAG, question: str, options: dict[str, Any]) -> None:
-    messages = st.session_state.messages
-    history = [
-        Turn(m["question"], m["answer"].text, m["answer"].standalone_question or "")
-        for m in messages
-        if m["role"] == "assistant"
-    ]
-    messages.append({"role": "user", "text": question})
+def rating_label(rating: str) -> str:
+    return rating.replace("_", " ").capitalize()
+
+
+def record_feedback(store: ConversationStore, turn_id: str, rating: str) -> None:
+    try:
+        store.add_feedback(turn_id, rating, st.session_state.get(f"comment-{turn_id}", ""))
+    except RagError as exc:
+        st.toast(plain(f"Feedback not recorded: {exc.message}. {exc.hint or ''}"), icon="⚠️")
+
+
+def feedback(store: ConversationStore, turn: StoredTurn) -> None:
+    """Rate the answer once; afterwards the rating kept is what shows."""
+    if turn.feedback:
+        latest = turn.feedback[-1]
+        said = f": “{latest.comment}”" if latest.comment else ""
+        st.caption(plain(f"Thanks — recorded as {rating_label(latest.rating).lower()}{said}"))
+        return
+    st.text_input(
+        "Comment (optional)",
+        key=f"comment-{turn.id}",
+        placeholder="What was right or wrong? (optional)",
+        label_visibility="collapsed",
+    )
+    row = st.container(horizontal=True)
+    for rating in RATINGS:
+        row.button(
+            rating_label(rating),
+            key=f"feedback-{rating}-{turn.id}",
+            on_click=record_feedback,
+            args=(store, turn.id, rating),
+            icon=RATING_ICONS.get(rating),
+        )
+
+
+def show_turn(store: ConversationStore, turn: StoredTurn, options: dict[str, Any]) -> None:
+    with st.chat_message("user"):
+        st.text(turn.question)
+    with st.chat_message("assistant"):
+        show_answer(turn.answer, turn.id, options)
+        feedback(store, turn)
+
+
+def errors_for(conversation: Conversation | None) -> list[tuple[int, str, str]]:
+    """Questions that got an error instead of an answer, as (turns before it, question, error): shown in
+    this browser session only, never kept."""
+    errors: dict[str, list[tuple[int, str, str]]] = st.session_state.setdefault("errors", {})
+    return errors.setdefault(conversation.summary.id if conversation else "", [])
+
+
+def show_error(question: str, error: str) -> None:
+    with st.chat_message("user"):
+        st.text(question)
+    with st.chat_message("assistant"):
+        st.error(error)
+
+
+def show_conversation(store: ConversationStore, conversation: Conversation | None, options: dict[str, Any]) -> None:
+    turns = conversation.turns if conversation else ()
+    errors = errors_for(conversation)
+    for position in range(len(turns) + 1):
+        for _, question, error in (e for e in errors if e[0] == position):
+            show_error(question, error)
+        if position < len(turns):
+            show_turn(store, turns[position], options)
+
+
+def kept_options(options: dict[str, Any]) -> dict[str, Any]:
+    """What an answer was asked with, as the store keeps it."""
+    day = {name: options[name].isoformat() if options[name] else None for name in ("since", "until", "as_of")}
+    return {"k": options["k"], **day, "backend": options["backend"], "model": options["model"]}
+
+
+def keep(
+    store: ConversationStore, conversation: Conversation | None, question: str, answer: Answer, options: dict[str, Any]
+) -> StoredTurn:
+    """Saves the answer, starting a conversation on the first one, and names it in the page's address."""
+    if conversation is None:
+        conversation_id = store.create(origin="page").id
+        errors: dict[str, list[tuple[int, str, str]]] = st.session_state.setdefault("errors", {})
+        errors[conversation_id] = errors.pop("", [])
+    else:
+        conversation_id = conversation.summary.id
+    turn = store.add_turn(conversation_id, question, answer, kept_options(options))
+    st.query_params[CONVERSATION] = conversation_id
+    return turn
+
+
+def ask(
+    pipeline: RAG, store: ConversationStore, conversation: Conversation | None, question: str, options: dict[str, Any]
+) -> None:
     with st.chat_message("user"):
         st.text(question)
     with st.chat_message("assistant"):
         placeholder = st.empty()
         text = ""
-        key = str(len(messages))
         try:
             for item in pipeline.answer_stream(
                 question,
@@ -185,50 +295,156 @@ def ask(pipeline: RAG, question: str, options: dict[str, Any]) -> None:
                 as_of=options["as_of"],
                 backend=options["backend"],
                 model=options["model"],
-                history=history,
+                history=conversation.history() if conversation else [],
             ):
                 if isinstance(item, Answer):
                     placeholder.empty()
-                    messages.append({"role": "assistant", "question": question, "answer": item, "key": key})
-                    show_answer(item, key, options)
+                    try:
+                        turn = keep(store, conversation, question, item, options)
+                    except RagError as exc:
+                        show_answer(item, "unsaved", options)
+                        st.error(plain(f"This answer was not kept: {exc.message}. {exc.hint or ''}"))
+                    else:
+                        show_answer(item, turn.id, options)
+                        feedback(store, turn)
                 else:
                     text += item
-                    placeholder.markdown(answer_html(text, key, 0, cursor=True), unsafe_allow_html=True)
+                    placeholder.markdown(answer_html(text, "new", 0, cursor=True), unsafe_allow_html=True)
         except RagError as exc:
             # An endpoint's error text or a file name can carry markdown: shown as text, like articles.
             error = plain(f"{exc.message}. {exc.hint or ''}")
             placeholder.error(error)
-            messages.append({"role": "error", "text": error})
+            errors_for(conversation).append((len(conversation.turns) if conversation else 0, question, error))
+
+
+def open_conversation(store: ConversationStore) -> Conversation | None:
+    """The conversation the page's address names, or None for a new one."""
+    conversation_id = st.query_params.get(CONVERSATION)
+    if not conversation_id:
+        return None
+    try:
+        return store.get(conversation_id)
+    except NotFoundError:
+        del st.query_params[CONVERSATION]
+        st.info("That conversation is no longer kept (it was deleted): this is a new one.")
+    except RagError as exc:
+        st.error(plain(f"{exc.message}. {exc.hint or ''}"))
+    return None
+
+
+def start_new() -> None:
+    st.query_params.pop(CONVERSATION, None)
+    st.session_state.setdefault("errors", {}).pop("", None)
+
+
+def reopen(conversation_id: str) -> None:
+    st.query_params[CONVERSATION] = conversation_id
+
+
+def rename(store: ConversationStore, conversation_id: str) -> None:
+    try:
+        store.rename(conversation_id, st.session_state.get(f"title-{conversation_id}", ""))
+    except RagError as exc:
+        st.toast(plain(f"Not renamed: {exc.message}. {exc.hint or ''}"), icon="⚠️")
+
+
+def delete(store: ConversationStore, conversation_id: str, title: str) -> None:
+    try:
+        store.delete(conversation_id)
+    except RagError as exc:
+        st.toast(plain(f"Not deleted: {exc.message}. {exc.hint or ''}"), icon="⚠️")
+    else:
+        st.toast(plain(f"Deleted “{title}”"))
+    st.query_params.pop(CONVERSATION, None)
+
+
+def title_of(title: str) -> str:
+    return title or "Untitled"
+
+
+def when(moment: dt.datetime) -> str:
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+def conversations_panel(store: ConversationStore, conversation: Conversation | None) -> None:
+    """New, past, rename, delete and export. Every action is a callback: it is done before the page
+    runs again, so the page and this list show its result."""
+    st.header("Conversations")
+    st.button("New conversation", key="new_conversation", on_click=start_new, icon=":material/add:", width="stretch")
+    if conversation is not None:
+        summary = conversation.summary
+        with st.expander("This conversation", expanded=False):
+            st.text_input("Title", value=summary.title, key=f"title-{summary.id}")
+            st.button("Rename", key="rename_conversation", on_click=rename, args=(store, summary.id))
+            stem = f"conversation-{summary.created.astimezone():%Y%m%d-%H%M}-{summary.id[:8]}"
+            exports = st.container(horizontal=True)
+            for label, data, suffix, mime in (
+                ("Markdown", to_markdown(conversation), "md", "text/markdown"),
+                ("JSON", json.dumps(to_json(conversation), ensure_ascii=False, indent=2), "json", "application/json"),
+            ):
+                exports.download_button(
+                    label,
+                    data,
+                    file_name=f"{stem}.{suffix}",
+                    mime=mime,
+                    key=f"export_{label.lower()}",
+                    on_click="ignore",
+                    icon=":material/download:",
+                )
+            st.button(
+                "Delete conversation",
+                key="delete_conversation",
+                on_click=delete,
+                args=(store, summary.id, title_of(summary.title)),
+                icon=":material/delete:",
+            )
+    try:
+        past = store.list(limit=200)
+    except RagError as exc:
+        st.error(plain(f"{exc.message}. {exc.hint or ''}"))
+        return
+    if not past:
+        st.caption("Answers are kept here: none yet.")
+        return
+    current = conversation.summary.id if conversation else None
+    with st.container(height=320 if len(past) > 8 else "content", border=False):
+        for item in past:
+            st.button(
+                plain(f"{clip(title_of(item.title), LISTED_TITLE_CHARS)} · {when(item.updated)}"),
+                key=f"open-{item.id}",
+                help=plain(title_of(item.title)),
+                on_click=reopen,
+                args=(item.id,),
+                type="primary" if item.id == current else "tertiary",
+                width="stretch",
+            )
 
 
 def main() -> None:
     st.set_page_config(page_title="rag · ask the news", page_icon="📰", layout="centered")
     st.markdown(STYLE, unsafe_allow_html=True)
     st.title("Ask the news")
+    settings_json = Settings(progress=False).model_dump_json()
     try:
-        pipeline = load_pipeline(Settings(progress=False).model_dump_json())
+        pipeline = load_pipeline(settings_json)
+        store = load_store(settings_json)
     except RagError as exc:
-        st.error(f"{exc.message}. {exc.hint or ''}")
+        st.error(plain(f"{exc.message}. {exc.hint or ''}"))
         st.stop()
-    st.session_state.setdefault("messages", [])
+    conversations = st.sidebar.container()  # filled last, to list an answer this run has just kept
     options = sidebar(pipeline)
     corpus_panel(pipeline)
-    for message in st.session_state.messages:
-        if message["role"] == "user":
-            with st.chat_message("user"):
-                st.text(message["text"])
-        elif message["role"] == "assistant":
-            with st.chat_message("assistant"):
-                show_answer(message["answer"], message["key"], options)
-        else:
-            with st.chat_message("assistant"):
-                st.error(message["text"])
+    conversation = open_conversation(store)
+    show_conversation(store, conversation, options)
     question = st.chat_input("Ask a question about the articles")
     if question:
         if question.strip():
-            ask(pipeline, question, options)
+            ask(pipeline, store, conversation, question, options)
+            conversation = open_conversation(store)  # with the answer just kept, in a new one or this one
         else:
             st.toast("Type a question first.")
+    with conversations:
+        conversations_panel(store, conversation)
 
 
 main()

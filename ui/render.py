@@ -57,6 +57,16 @@ def plain(text: str) -> str:
     return inert(" ".join(text.split()))
 
 
+def clip(text: str, limit: int) -> str:
+    """At most `limit` characters on one line, cut at a word with "…" when longer: for labels in a list."""
+    line = " ".join(text.split())
+    if len(line) <= limit:
+        return line
+    head = line[: limit - 1]
+    cut = head if line[limit - 1] == " " else head.rsplit(" ", 1)[0]
+    return (cut.rstrip(" ,;:") or head) + "…"
+
+
 def anchor(key: str, number: int) -> str:
     return f"src-{key}-{number}"
 

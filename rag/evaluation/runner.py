@@ -169,14 +169,19 @@ def evaluate(
     if not isinstance(eval_set, EvalSet):
         eval_set = load_set(eval_set)
     settings = settings or Settings()
-    rag = RAG(settings.model_copy(update={"index_dir": eval_index_dir(settings, eval_set.name)}))
-    indexed = rag.index(eval_set.corpus)
-    if indexed.errors:
-        raise RunError(
-            f"the corpus of {eval_set.name} has {len(indexed.errors)} unreadable input(s), first: {indexed.errors[0]}",
-            hint="fix the corpus (or its converter) so scores are not computed on a partial corpus",
-        )
-    aliases = dict(indexed.report.duplicates)
+    aliases: dict[str, str] = {}
+    if not eval_set.config.corpus:
+        rag = RAG(settings)  # the index the questions were asked of
+    else:
+        rag = RAG(settings.model_copy(update={"index_dir": eval_index_dir(settings, eval_set.name)}))
+        indexed = rag.index(eval_set.corpus)
+        if indexed.errors:
+            raise RunError(
+                f"the corpus of {eval_set.name} has {len(indexed.errors)} unreadable input(s), first: "
+                f"{indexed.errors[0]}",
+                hint="fix the corpus (or its converter) so scores are not computed on a partial corpus",
+            )
+        aliases = dict(indexed.report.duplicates)
     generator = rag.generator(backend)
     judge_generator = rag.generator(judge) if judge else None
     k = k or eval_set.config.defaults.k

@@ -64,6 +64,7 @@ class SetConfig(BaseModel):
     description: str = ""
     questions: str = "questions.jsonl"
     corpus: list[str]
+    """Files and directories indexed for the set; empty for questions about the configured index."""
     defaults: SetDefaults = Field(default_factory=SetDefaults)
 
 
@@ -127,8 +128,12 @@ def read_questions(path: Path) -> list[EvalQuestion]:
 
 
 def load_set(path: Path | str) -> EvalSet:
-    """`path` is the set directory or its `set.toml`."""
+    """`path` is the set directory or its `set.toml`, or a bare questions file (`rag feedback export`
+    writes one): questions users asked of their own index, which is what they are asked of again."""
     path = Path(path)
+    if path.suffix == ".jsonl" and path.is_file():
+        config = SetConfig(name=path.stem, questions=path.name, corpus=[], defaults=SetDefaults(use_question_date=True))
+        return EvalSet(path.parent, config, read_questions(path))
     set_file = path / SET_FILE if path.is_dir() else path
     if not set_file.is_file():
         raise EvalSetError(

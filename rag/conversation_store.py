@@ -1,0 +1,431 @@
+"""Kept conversations: every question, the answer it got and the feedback on it, in one SQLite file.
+
+The chat page and `rag serve` are separate processes, and the server answers from many threads, so the
+store holds no connection between calls: each call opens its own, does its work in one transaction and
+closes it. SQLite's write-ahead log lets readers go on while one writer writes; a writer that finds the
+file locked waits up to `timeout` seconds (`busy_timeout`) instead of failing at once. Writes begin with
+`BEGIN IMMEDIATE`, taking the write lock before they read: a transaction that read first and wrote later
+could be refused without waiting, when another writer committed in between.
+
+An answer is kept whole, as its `Answer.to_json()`, so the page can show it again with its sources and the
+quoted sentences, exactly as it was given; the few columns listing and export need (question, text,
+refused, backend, model, created) are kept beside it as plain columns, readable with any SQLite tool.
+
+The schema is versioned in `PRAGMA user_version` and upgraded by `MIGRATIONS`, applied in order under the
+write lock, so two processes opening a new file at once migrate it once. A file written by a newer `rag`
+is refused rather than read or written with the wrong idea of its tables.
+"""
+
+from __future__ import annotations
+
+import builtins
+import datetime as dt
+import sqlite3
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from rag.conversation import Turn
+from rag.errors import FeedbackError, NotFoundError, RagError
+from rag.types import Answer
+
+if TYPE_CHECKING:
+    from rag.config import Settings
+
+__all__ = [
+    "MIGRATIONS",
+    "ORIGINS",
+    "RATINGS",
+    "SCHEMA_VERSION",
+    "Conversation",
+    "ConversationNotFound",
+    "ConversationStore",
+    "ConversationSummary",
+    "Feedback",
+    "FeedbackError",
+    "NotFoundError",
+    "StoredTurn",
+]
+
+RATINGS = ("helpful", "wrong_answer", "wrong_source")
+ORIGINS = ("page", "api", "cli")
+TITLE_CHARS = 80
+
+ConversationNotFound = NotFoundError
+"""The name the store's callers may know it by."""
+
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE conversations (
+        id TEXT PRIMARY KEY,
+        title TEXT NOT NULL DEFAULT '',
+        origin TEXT NOT NULL,
+        created TEXT NOT NULL,
+        updated TEXT NOT NULL
+    );
+    CREATE INDEX conversations_by_updated ON conversations (updated);
+    CREATE TABLE turns (
+        id TEXT PRIMARY KEY,
+        conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        question TEXT NOT NULL,
+        text TEXT NOT NULL,
+        refused INTEGER NOT NULL,
+        backend TEXT NOT NULL,
+        model TEXT NOT NULL,
+        options TEXT NOT NULL,
+        answer TEXT NOT NULL,
+        created TEXT NOT NULL,
+        UNIQUE (conversation_id, position)
+    );
+    CREATE TABLE feedback (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        turn_id TEXT NOT NULL REFERENCES turns (id) ON DELETE CASCADE,
+        rating TEXT NOT NULL,
+        comment TEXT NOT NULL DEFAULT '',
+        created TEXT NOT NULL
+    );
+    CREATE INDEX feedback_by_turn ON feedback (turn_id);
+    """,
+]
+"""Schema scripts; the file's `user_version` is how many of them it has had. Append, never edit."""
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+
+
+def _time(value: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(value)
+
+
+def _title(text: str) -> str:
+    """One line, cut at a word: it is shown in a sidebar and in `rag conversations list`."""
+    line = " ".join(text.split())
+    if len(line) <= TITLE_CHARS:
+        return line
+    cut = line[: TITLE_CHARS - 1].rsplit(" ", 1)[0] or line[: TITLE_CHARS - 1]
+    return cut.rstrip(" ,;:") + "…"
+
+
+@dataclass(frozen=True)
+class Feedback:
+    id: int
+    turn_id: str
+    rating: str
+    comment: str
+    created: dt.datetime
+
+
+@dataclass(frozen=True)
+class StoredTurn:
+    id: str
+    conversation_id: str
+    position: int
+    question: str
+    answer: Answer
+    options: dict[str, Any]
+    """What it was asked with (k, since, until, as_of, backend, model), dates as ISO strings."""
+    created: dt.datetime
+    feedback: tuple[Feedback, ...] = ()
+
+    def turn(self) -> Turn:
+        """The turn as a follow-up question is rewritten against it."""
+        return Turn(self.question, self.answer.text, self.answer.standalone_question or "")
+
+
+@dataclass(frozen=True)
+class ConversationSummary:
+    id: str
+    title: str
+    created: dt.datetime
+    updated: dt.datetime
+    turns: int
+    origin: str
+
+
+@dataclass(frozen=True)
+class Conversation:
+    summary: ConversationSummary
+    turns: tuple[StoredTurn, ...]
+
+    def history(self) -> list[Turn]:
+        return [t.turn() for t in self.turns]
+
+
+_SUMMARY = """
+    SELECT c.id, c.title, c.created, c.updated, c.origin,
+           (SELECT COUNT(*) FROM turns t WHERE t.conversation_id = c.id) AS turns
+    FROM conversations c
+"""
+_TURN = "SELECT id, conversation_id, position, question, answer, options, created FROM turns"
+
+
+def _summary(row: sqlite3.Row) -> ConversationSummary:
+    return ConversationSummary(
+        row["id"], row["title"], _time(row["created"]), _time(row["updated"]), row["turns"], row["origin"]
+    )
+
+
+def _feedback(row: sqlite3.Row) -> Feedback:
+    return Feedback(row["id"], row["turn_id"], row["rating"], row["comment"], _time(row["created"]))
+
+
+def _stored_turn(row: sqlite3.Row, feedback: tuple[Feedback, ...]) -> StoredTurn:
+    return StoredTurn(
+        id=row["id"],
+        conversation_id=row["conversation_id"],
+        position=row["position"],
+        question=row["question"],
+        answer=Answer.from_json(orjson.loads(row["answer"])),
+        options=orjson.loads(row["options"]),
+        created=_time(row["created"]),
+        feedback=feedback,
+    )
+
+
+def _statements(script: str) -> Iterator[str]:
+    """A script's statements one by one: `executescript` would commit the migration's transaction first."""
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            yield statement.strip()
+            statement = ""
+    if statement.strip():
+        yield statement.strip()
+
+
+class ConversationStore:
+    """Conversations in the SQLite file at `path`; safe to use from many threads and processes at once."""
+
+    def __init__(self, path: Path, *, timeout: float = 30.0) -> None:
+        self.path = Path(path)
+        self.timeout = timeout
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RagError(
+                f"cannot create the directory for the conversations database {self.path}: {exc.strerror or exc}",
+                hint="point RAG_CONVERSATIONS_DB at a writable place",
+            ) from exc
+        self._migrate()
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> ConversationStore:
+        return cls(settings.conversations_path, timeout=settings.lock_timeout)
+
+    # -- connections -----------------------------------------------------------------------------------
+
+    @contextmanager
+    def _connect(self, *, write: bool = False) -> Iterator[sqlite3.Connection]:
+        """A connection for one call, inside one transaction: committed when the block ends, rolled back
+        if it raises. Reads get a transaction too, so a conversation and its turns are one snapshot."""
+        try:
+            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise self._unusable(exc) from exc
+        with closing(conn):
+            conn.row_factory = sqlite3.Row
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+                conn.execute("PRAGMA foreign_keys = ON")
+                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                with conn:
+                    yield conn
+            except sqlite3.Error as exc:
+                raise self._unusable(exc) from exc
+
+    def _unusable(self, exc: sqlite3.Error) -> RagError:
+        if isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc)):
+            return RagError(
+                f"the conversations database {self.path} stayed locked for {self.timeout:g}s",
+                hint="another process holds it (a stuck `rag serve` or chat page?); try again, or stop it",
+            )
+        return RagError(
+            f"{self.path} cannot be used as the conversations database: {exc}",
+            hint="if it is not a rag conversations file, set RAG_CONVERSATIONS_DB to another path; if it is "
+            "damaged, move it aside (a new one is started) or restore it from a backup",
+        )
+
+    def _migrate(self) -> None:
+        # The journal mode cannot change inside a transaction, and it sticks to the file once set.
+        try:
+            with closing(sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)) as conn:
+                conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+                conn.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.Error as exc:
+            raise self._unusable(exc) from exc
+        with self._connect(write=True) as conn:
+            version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise RagError(
+                    f"the conversations database {self.path} was written by a newer rag "
+                    f"(schema {version}; this rag knows up to {SCHEMA_VERSION})",
+                    hint="upgrade rag, or set RAG_CONVERSATIONS_DB to another file",
+                )
+            if version == 0 and conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]:
+                raise RagError(
+                    f"{self.path} is an SQLite database of something else, not rag's conversations",
+                    hint="set RAG_CONVERSATIONS_DB to another path",
+                )
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in _statements(script):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {number}")
+
+    # -- conversations ---------------------------------------------------------------------------------
+
+    def create(self, title: str = "", *, origin: str = "page") -> ConversationSummary:
+        if origin not in ORIGINS:
+            raise RagError(f"unknown conversation origin {origin!r}", hint=f"one of: {', '.join(ORIGINS)}")
+        conversation_id, now = uuid.uuid4().hex, _now()
+        with self._connect(write=True) as conn:
+            conn.execute(
+                "INSERT INTO conversations (id, title, origin, created, updated) VALUES (?, ?, ?, ?, ?)",
+                (conversation_id, _title(title), origin, now, now),
+            )
+        return ConversationSummary(conversation_id, _title(title), _time(now), _time(now), 0, origin)
+
+    def list(self, limit: int = 200) -> list[ConversationSummary]:
+        with self._connect() as conn:
+            rows = conn.execute(f"{_SUMMARY} ORDER BY c.updated DESC, c.created DESC, c.id LIMIT ?", (limit,))
+            return [_summary(row) for row in rows]
+
+    def _summary(self, conn: sqlite3.Connection, conversation_id: str) -> ConversationSummary:
+        row = conn.execute(f"{_SUMMARY} WHERE c.id = ?", (conversation_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(
+                f"no conversation {conversation_id!r}", hint="`rag conversations list` shows the ones kept"
+            )
+        return _summary(row)
+
+    def get(self, conversation_id: str) -> Conversation:
+        with self._connect() as conn:
+            summary = self._summary(conn, conversation_id)
+            feedback: dict[str, list[Feedback]] = {}
+            for row in conn.execute(
+                "SELECT f.* FROM feedback f JOIN turns t ON t.id = f.turn_id WHERE t.conversation_id = ? ORDER BY f.id",
+                (conversation_id,),
+            ):
+                feedback.setdefault(row["turn_id"], []).append(_feedback(row))
+            rows = conn.execute(f"{_TURN} WHERE conversation_id = ? ORDER BY position", (conversation_id,))
+            turns = tuple(_stored_turn(row, tuple(feedback.get(row["id"], ()))) for row in rows)
+        return Conversation(summary, turns)
+
+    def add_turn(self, conversation_id: str, question: str, answer: Answer, options: Mapping[str, Any]) -> StoredTurn:
+        """Appends the turn; the position is taken under the write lock, so concurrent writers to one
+        conversation each get their own."""
+        turn_id, now = uuid.uuid4().hex, _now()
+        # Through JSON and back: what is returned now is what `get` returns later (dates as ISO strings).
+        kept_options = orjson.dumps(dict(options), default=str)
+        with self._connect(write=True) as conn:
+            self._summary(conn, conversation_id)
+            position: int = conn.execute(
+                "SELECT COALESCE(MAX(position), -1) + 1 FROM turns WHERE conversation_id = ?", (conversation_id,)
+            ).fetchone()[0]
+            conn.execute(
+                "INSERT INTO turns (id, conversation_id, position, question, text, refused, backend, model, "
+                "options, answer, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    turn_id, conversation_id, position, question, answer.text, answer.refused, answer.backend,
+                    answer.model, kept_options.decode(), orjson.dumps(answer.to_json()).decode(), now,
+                ),
+            )  # fmt: skip
+            conn.execute(
+                "UPDATE conversations SET updated = ?, title = CASE WHEN title = '' THEN ? ELSE title END WHERE id = ?",
+                (now, _title(question), conversation_id),
+            )
+        return StoredTurn(turn_id, conversation_id, position, question, answer, orjson.loads(kept_options), _time(now))
+
+    def find_continuation(self, pairs: Sequence[tuple[str, str]]) -> str | None:
+        """The API conversation that `pairs` (question, answer text) retell, most recently updated first;
+        None if there is none. A chat-completions client sends the whole history with every question and
+        no conversation id: this is how its next question joins the conversation it continues. Whitespace
+        at the ends and inside is not compared, as clients re-wrap what they were sent."""
+        if not pairs:
+            return None
+
+        def same(a: str, b: str) -> bool:
+            return a.split() == b.split()
+
+        with self._connect() as conn:
+            candidates = conn.execute(
+                "SELECT c.id, t.question, t.text FROM conversations c "
+                "JOIN turns t ON t.conversation_id = c.id AND t.position = ? "
+                "WHERE c.origin = 'api' AND NOT EXISTS "
+                "(SELECT 1 FROM turns u WHERE u.conversation_id = c.id AND u.position > ?) "
+                "ORDER BY c.updated DESC",
+                (len(pairs) - 1, len(pairs) - 1),
+            ).fetchall()
+            last_question, last_answer = pairs[-1]
+            for candidate in candidates:
+                if not (same(candidate["question"], last_question) and same(candidate["text"], last_answer)):
+                    continue
+                rows = conn.execute(
+                    "SELECT question, text FROM turns WHERE conversation_id = ? ORDER BY position", (candidate["id"],)
+                ).fetchall()
+                if len(rows) == len(pairs) and all(
+                    same(row["question"], q) and same(row["text"], a) for row, (q, a) in zip(rows, pairs, strict=True)
+                ):
+                    return str(candidate["id"])
+        return None
+
+    def rename(self, conversation_id: str, title: str) -> ConversationSummary:
+        with self._connect(write=True) as conn:
+            self._summary(conn, conversation_id)
+            conn.execute("UPDATE conversations SET title = ? WHERE id = ?", (_title(title), conversation_id))
+            return self._summary(conn, conversation_id)
+
+    def delete(self, conversation_id: str) -> None:
+        with self._connect(write=True) as conn:
+            if not conn.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,)).rowcount:
+                raise NotFoundError(
+                    f"no conversation {conversation_id!r}", hint="`rag conversations list` shows the ones kept"
+                )
+
+    # -- turns and feedback ----------------------------------------------------------------------------
+
+    def turn(self, turn_id: str) -> StoredTurn:
+        with self._connect() as conn:
+            return self._turn(conn, turn_id)
+
+    def _turn(self, conn: sqlite3.Connection, turn_id: str) -> StoredTurn:
+        row = conn.execute(f"{_TURN} WHERE id = ?", (turn_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no answer {turn_id!r}", hint="it was never kept, or its conversation was deleted")
+        feedback = conn.execute("SELECT * FROM feedback WHERE turn_id = ? ORDER BY id", (turn_id,))
+        return _stored_turn(row, tuple(_feedback(f) for f in feedback))
+
+    def add_feedback(self, turn_id: str, rating: str, comment: str = "") -> Feedback:
+        if rating not in RATINGS:
+            raise FeedbackError(f"unknown rating {rating!r}", hint=f"rate an answer {', '.join(RATINGS)}")
+        now = _now()
+        with self._connect(write=True) as conn:
+            if conn.execute("SELECT 1 FROM turns WHERE id = ?", (turn_id,)).fetchone() is None:
+                raise NotFoundError(
+                    f"no answer {turn_id!r} to rate", hint="it was never kept, or its conversation was deleted"
+                )
+            cursor = conn.execute(
+                "INSERT INTO feedback (turn_id, rating, comment, created) VALUES (?, ?, ?, ?)",
+                (turn_id, rating, comment.strip(), now),
+            )
+            feedback_id = cursor.lastrowid
+        assert feedback_id is not None
+        return Feedback(feedback_id, turn_id, rating, comment.strip(), _time(now))
+
+    def rated(self) -> builtins.list[tuple[StoredTurn, Feedback]]:
+        """Every rated answer with its latest rating: a user who changes their mind is taken at their word."""
+        with self._connect() as conn:
+            latest = conn.execute(
+                "SELECT f.* FROM feedback f JOIN turns t ON t.id = f.turn_id "
+                "WHERE f.id IN (SELECT MAX(id) FROM feedback GROUP BY turn_id) ORDER BY t.created, t.position"
+            ).fetchall()
+            return [(self._turn(conn, row["turn_id"]), _feedback(row)) for row in latest]

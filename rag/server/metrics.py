@@ -1,0 +1,87 @@
+"""Prometheus metrics for `GET /metrics`: requests and their latency per route, the time each answer spent
+in each pipeline stage, errors by type, and the size of the index. Each app has its own registry, so two
+servers in one process (the tests) count separately."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.responses import Response
+
+from rag.server.security import ASGIApp, Message, Receive, Scope, Send
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class Metrics:
+    def __init__(self, index_size: Callable[[], tuple[int, int]]) -> None:
+        """`index_size` gives (articles, chunks) when scraped, so the gauges are never stale."""
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "rag_requests", "HTTP requests by route and status", ["method", "route", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "rag_request_seconds",
+            "Time to the last byte of the response, by route",
+            ["method", "route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.stages = Histogram(
+            "rag_stage_seconds",
+            "Time an answer spent in each pipeline stage (rewrite, retrieve, generate, check, ...)",
+            ["stage", "backend"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.errors = Counter("rag_errors", "Failed requests by HTTP status", ["status"], registry=self.registry)
+        self.answers = Counter("rag_answers", "Answers given, by backend and outcome", ["backend", "outcome"],
+                               registry=self.registry)  # fmt: skip
+        articles = Gauge("rag_index_articles", "Articles in the index", registry=self.registry)
+        chunks = Gauge("rag_index_chunks", "Chunks in the index", registry=self.registry)
+        articles.set_function(lambda: index_size()[0])
+        chunks.set_function(lambda: index_size()[1])
+
+    def answered(self, backend: str, refused: bool, timings: Mapping[str, float]) -> None:
+        self.answers.labels(backend, "refused" if refused else "answered").inc()
+        for stage, seconds in timings.items():
+            self.stages.labels(stage, backend).observe(seconds)
+
+    def render(self) -> Response:
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE)
+
+
+class Timing:
+    """Counts every request under its route template (`/v1/documents/{doc_id}`, not each id), timed to the
+    end of its body, so a streamed answer is timed whole."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def observed(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observed)
+        finally:
+            metrics = self.metrics
+            # The router leaves the route it chose in the scope; a 404 or a 413 sent before routing has none.
+            route, method = str(getattr(scope.get("route"), "path", None) or "unmatched"), scope.get("method", "")
+            metrics.requests.labels(method, route, str(status)).inc()
+            metrics.latency.labels(method, route).observe(time.perf_counter() - start)
+            if status >= 400:
+                metrics.errors.labels(str(status)).inc()

@@ -1,0 +1,185 @@
+"""`rag`'s own routes: search, the articles in the index, kept conversations and feedback. Writes to the
+index (`POST` and `DELETE /v1/documents`) are on their own router so they can be kept to admin keys."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import PlainTextResponse, Response
+from starlette.datastructures import UploadFile
+
+from rag.conversation_export import to_json, to_markdown
+from rag.pipeline import IndexReport
+from rag.server.errors import APIError
+from rag.server.openai_api import ServiceDep
+from rag.server.schemas import DocumentsIn, FeedbackIn, RenameIn, SearchRequest
+
+reads = APIRouter(prefix="/v1", tags=["rag"])
+writes = APIRouter(prefix="/v1", tags=["rag: index changes"])
+
+RECORDS_NAME = "documents.jsonl"
+"""The name JSON-posted articles are indexed under: an error's line is the article's position plus one."""
+
+
+@reads.post("/search", summary="The passages and articles a question finds, with the dates searched")
+def search(body: SearchRequest, svc: ServiceDep) -> dict[str, Any]:
+    found = svc.pipeline.search(body.question, k=body.k, since=body.since, until=body.until, as_of=body.as_of)
+    records = svc.pipeline.open_index().documents
+    articles = []
+    for hit in found.articles:
+        record = records.get(hit.doc_id)
+        articles.append(
+            {
+                "doc_id": hit.doc_id,
+                "rank": hit.rank,
+                "score": round(hit.score, 6),
+                "title": record.title if record else None,
+                "published": record.published.isoformat() if record and record.published else None,
+                "url": record.url if record else None,
+                "also_in": list(hit.also_in),
+            }
+        )
+    return {
+        "question": body.question,
+        "searched_dates": found.searched,
+        "as_of": found.as_of.isoformat(),
+        "articles": articles,
+        "passages": [p.to_json() for p in found.passages],
+        "seconds": round(found.seconds, 4),
+    }
+
+
+@reads.get("/documents", summary="The articles in the index, newest first")
+def documents(
+    svc: ServiceDep, limit: Annotated[int, Query(ge=1, le=10_000)] = 100, offset: Annotated[int, Query(ge=0)] = 0
+) -> dict[str, Any]:
+    records = svc.pipeline.documents()
+    page = records[offset : offset + limit]
+    return {
+        "total": len(records),
+        "data": [
+            {
+                "id": r.id,
+                "title": r.title,
+                "published": r.published.isoformat() if r.published else None,
+                "url": r.url,
+                "source": r.source,
+                "chunks": len(r.chunk_ids),
+            }
+            for r in page
+        ],
+    }
+
+
+@writes.post(
+    "/documents",
+    summary="Add or update articles: files (multipart, field `files`) or JSON records",
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}},
+                    }
+                },
+                "application/json": {"schema": DocumentsIn.model_json_schema()},
+            }
+        }
+    },
+)
+async def add_documents(request: Request, svc: ServiceDep) -> dict[str, Any]:
+    """Each file is read on its own: a bad one is named in `errors` and the others are indexed. Only the
+    new or changed articles are embedded; searches meanwhile see the index before or after, never halfway."""
+    kind = request.headers.get("content-type", "")
+    if kind.startswith("multipart/form-data"):
+        files = await _uploads(request)
+    elif kind.startswith("application/json"):
+        body = DocumentsIn.model_validate_json(await request.body())
+        files = [(RECORDS_NAME, b"\n".join(orjson.dumps(record) for record in body.documents))]
+    else:
+        raise APIError(415, "send files as multipart/form-data (field `files`) or articles as JSON",
+                       code="unsupported_media_type")  # fmt: skip
+    report = await run_in_threadpool(svc.pipeline.index_uploads, files)
+    return _report(report)
+
+
+async def _uploads(request: Request) -> list[tuple[str, bytes]]:
+    async with request.form(max_files=10_000) as form:
+        files = [
+            (item.filename or "", await item.read()) for item in form.getlist("files") if isinstance(item, UploadFile)
+        ]
+    if not files:
+        raise APIError(400, "no files in the form: send them in the `files` field", code="invalid_request",
+                       param="files")  # fmt: skip
+    return files
+
+
+def _report(result: IndexReport) -> dict[str, Any]:
+    r = result.report
+    return {
+        "added": r.added,
+        "updated": r.updated,
+        "unchanged": r.unchanged,
+        "duplicates": [{"id": doc_id, "same_as": other} for doc_id, other in r.duplicates],
+        "repeated": r.repeated,
+        "chunks_added": r.chunks_added,
+        "errors": [{"file": e.path, "line": e.line, "problem": e.problem, "hint": e.hint} for e in result.errors],
+        "seconds": round(result.seconds, 3),
+    }
+
+
+@writes.delete("/documents/{doc_id:path}", summary="Remove an article and its passages from the index")
+def delete_document(doc_id: str, svc: ServiceDep) -> dict[str, Any]:
+    if doc_id not in svc.pipeline.ensure_index().documents:
+        raise APIError(404, f"no article {doc_id!r} in the index", code="document_not_found", param="doc_id")
+    svc.pipeline.delete(doc_id)
+    return {"id": doc_id, "deleted": True}
+
+
+@reads.get("/conversations", summary="Kept conversations, most recently active first")
+def conversations(svc: ServiceDep, limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> dict[str, Any]:
+    return {
+        "data": [
+            {
+                "id": c.id,
+                "title": c.title,
+                "created": c.created.isoformat(),
+                "updated": c.updated.isoformat(),
+                "turns": c.turns,
+                "origin": c.origin,
+            }
+            for c in svc.store.list(limit)
+        ]
+    }
+
+
+@reads.get("/conversations/{conversation_id}", summary="One conversation with its answers (JSON or Markdown)")
+def conversation(
+    conversation_id: str, svc: ServiceDep, format: Annotated[str, Query(pattern="^(json|markdown)$")] = "json"
+) -> Response:
+    found = svc.store.get(conversation_id)
+    if format == "markdown":
+        return PlainTextResponse(to_markdown(found), media_type="text/markdown; charset=utf-8")
+    return Response(orjson.dumps(to_json(found)), media_type="application/json")
+
+
+@reads.patch("/conversations/{conversation_id}", summary="Rename a conversation")
+def rename(conversation_id: str, body: RenameIn, svc: ServiceDep) -> dict[str, Any]:
+    summary = svc.store.rename(conversation_id, body.title)
+    return {"id": summary.id, "title": summary.title}
+
+
+@reads.delete("/conversations/{conversation_id}", summary="Delete a conversation, its answers and their feedback")
+def delete_conversation(conversation_id: str, svc: ServiceDep) -> dict[str, Any]:
+    svc.store.delete(conversation_id)
+    return {"id": conversation_id, "deleted": True}
+
+
+@reads.post("/feedback", summary="Rate an answer: helpful, wrong answer or wrong source, with a comment")
+def feedback(body: FeedbackIn, svc: ServiceDep) -> dict[str, Any]:
+    kept = svc.store.add_feedback(body.turn_id, body.rating, body.comment)
+    return {"id": kept.id, "turn_id": kept.turn_id, "rating": kept.rating, "created": kept.created.isoformat()}

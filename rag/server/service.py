@@ -1,0 +1,166 @@
+"""What the server does, apart from HTTP: which backend a model name means, which conversation a request
+continues, answering, and keeping the answer. The routes only translate between this and JSON.
+
+An OpenAI client resends the whole conversation with every request and knows no conversation ids, so a
+request without `conversation_id` continues the stored API conversation whose questions and answers its
+earlier messages repeat, and starts a new one when none does: a chat front-end's conversation is kept as
+one conversation, not one per request."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from rag.backends import BACKENDS
+from rag.conversation import Turn
+from rag.conversation_store import ConversationStore, StoredTurn
+from rag.pipeline import RAG
+from rag.server.errors import APIError
+from rag.server.metrics import Metrics
+from rag.server.schemas import ChatRequest
+from rag.types import Answer
+
+DEFAULT_MODEL = "rag"
+PREFIX = "rag-"
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A model name resolved to the backend (and model override) that answers it."""
+
+    name: str
+    backend: str
+    model: str | None
+
+
+def model_names(pipeline: RAG) -> list[str]:
+    """`rag` (the configured backend), `rag-<backend>` for each, and `rag-<backend>:<model>` for the models a
+    backend offers (the installed local models)."""
+    names = [DEFAULT_MODEL]
+    for name, spec in BACKENDS.items():
+        names.append(PREFIX + name)
+        if spec.model_choices is not None:
+            names.extend(f"{PREFIX}{name}:{model}" for model in spec.model_choices(pipeline.settings))
+    return list(dict.fromkeys(names))
+
+
+def resolve_model(pipeline: RAG, name: str) -> ModelChoice:
+    if name == DEFAULT_MODEL:
+        return ModelChoice(name, pipeline.settings.backend, None)
+    backend, _, model = name.removeprefix(PREFIX).partition(":")
+    spec = BACKENDS.get(backend) if name.startswith(PREFIX) else None
+    if spec is None or (model and spec.model_setting is None):
+        raise APIError(
+            404,
+            f"the model {name!r} does not exist; use one of: {', '.join(model_names(pipeline))}",
+            code="model_not_found",
+            param="model",
+        )
+    return ModelChoice(name, backend, model or None)
+
+
+def _exchanges(request: ChatRequest) -> tuple[str, list[tuple[str, str]]]:
+    """The question (the last user message) and the earlier (question, answer) pairs; system messages are
+    not instructions to the reader, whose prompts are fixed, and are left out."""
+    said = [m for m in request.messages if m.role in ("user", "assistant")]
+    if not said or said[-1].role != "user" or not said[-1].text.strip():
+        raise APIError(400, "the last message must be the user's question", code="invalid_request", param="messages")
+    pairs: list[tuple[str, str]] = []
+    question: str | None = None
+    for message in said[:-1]:
+        if message.role == "user":
+            question = message.text
+        elif question is not None:
+            pairs.append((question, message.text))
+            question = None
+    return said[-1].text, pairs
+
+
+@dataclass
+class Chat:
+    """One chat request being answered: the stream of text pieces, then the stored turn."""
+
+    id: str
+    created: int
+    model: ModelChoice
+    question: str
+    conversation_id: str
+    pieces: Iterator[str | Answer]
+
+
+class Service:
+    def __init__(self, pipeline: RAG, store: ConversationStore, metrics: Metrics) -> None:
+        self.pipeline, self.store, self.metrics = pipeline, store, metrics
+
+    def start_chat(self, request: ChatRequest) -> Chat:
+        """Resolve everything a request names before answering, so a bad model or conversation id is a
+        clean error status, not a broken stream."""
+        choice = resolve_model(self.pipeline, request.model)
+        question, pairs = _exchanges(request)
+        if request.conversation_id:
+            conversation = self.store.get(request.conversation_id)
+            conversation_id, history = conversation.summary.id, conversation.history()
+        else:
+            found = self.store.find_continuation(pairs) if pairs else None
+            conversation_id = found or self.store.create(origin="api").id
+            history = self.store.get(found).history() if found else [Turn(q, a) for q, a in pairs]
+        pieces = self.pipeline.answer_stream(
+            question,
+            k=request.k,
+            since=request.since,
+            until=request.until,
+            as_of=request.as_of,
+            backend=choice.backend,
+            model=choice.model,
+            history=history,
+        )
+        return Chat(f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), choice, question, conversation_id, pieces)
+
+    def keep(self, chat: Chat, request: ChatRequest, answer: Answer) -> StoredTurn:
+        self.metrics.answered(answer.backend, answer.refused, answer.timings)
+        options = {
+            "k": request.k,
+            "since": _iso(request.since),
+            "until": _iso(request.until),
+            "as_of": _iso(request.as_of),
+            "backend": chat.model.backend,
+            "model": chat.model.model,
+        }
+        return self.store.add_turn(chat.conversation_id, chat.question, answer, options)
+
+
+def _iso(day: dt.date | None) -> str | None:
+    return day.isoformat() if day else None
+
+
+def rag_fields(answer: Answer, turn: StoredTurn) -> dict[str, Any]:
+    """What an OpenAI client ignores and a `rag`-aware one reads: the citations with their quoted spans, the
+    dates searched, whether the answer was refused, and where it is stored."""
+    return {
+        "conversation_id": turn.conversation_id,
+        "turn_id": turn.id,
+        "refused": answer.refused,
+        "short": answer.short,
+        "confidence": round(answer.confidence, 4),
+        "citations": [c.to_json() for c in answer.citations],
+        "searched_dates": answer.searched_dates,
+        "as_of": _iso(answer.as_of),
+        "since": _iso(answer.since),
+        "until": _iso(answer.until),
+        "standalone_question": answer.standalone_question,
+        "backend": answer.backend,
+        "model": answer.model,
+        "timings": {stage: round(seconds, 4) for stage, seconds in answer.timings.items()},
+    }
+
+
+def usage(answer: Answer) -> dict[str, int]:
+    return {
+        "prompt_tokens": answer.tokens.prompt,
+        "completion_tokens": answer.tokens.completion,
+        "total_tokens": answer.tokens.prompt + answer.tokens.completion,
+    }

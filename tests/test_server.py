@@ -1,0 +1,463 @@
+"""`rag serve` over real HTTP: the official `openai` client (sync, async, streaming) and httpx against a
+real uvicorn server on 127.0.0.1, over a real index of the seed articles and the real embedding model.
+
+Most tests share one server started in-process (it shares the session's embedding model); the tests of
+the command itself start `rag serve` as a process, as a user would."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+import uvicorn
+
+from rag import RAG, Settings
+from rag.conversation_store import ConversationStore
+from rag.embedding import Embedder
+from rag.server.app import create_app
+from tests.conftest import SEED_FILE, free_port
+from tests.openai_server import FakeOpenAIServer, Reply
+
+RAG_BIN = Path(sys.executable).with_name("rag")
+QUESTION = "Who is the Secretary General of the Collective Security Treaty Organization?"
+KEY, ADMIN, READER = "sk-user", "sk-admin", "sk-reader"
+
+
+@dataclass
+class Running:
+    url: str
+    settings: Settings
+    pipeline: RAG
+
+    @property
+    def base_url(self) -> str:
+        return self.url + "/v1"
+
+    def client(self, key: str = KEY, **options: object) -> openai.OpenAI:
+        return openai.OpenAI(api_key=key, base_url=self.base_url, max_retries=0, timeout=60, **options)  # type: ignore[arg-type]
+
+    def http(self, key: str | None = KEY) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+
+
+@contextlib.contextmanager
+def in_process(settings: Settings, embedder: Embedder) -> Iterator[Running]:
+    """A real uvicorn server on a free loopback port, in a thread of this process."""
+    pipeline = RAG(settings, embedder=embedder)
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(pipeline=pipeline), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    try:
+        yield Running(f"http://127.0.0.1:{port}", settings, pipeline)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def fake_llm() -> Iterator[FakeOpenAIServer]:
+    server = FakeOpenAIServer().start()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def running(
+    tmp_path_factory: pytest.TempPathFactory, embedder: Embedder, fake_llm: FakeOpenAIServer
+) -> Iterator[Running]:
+    home = tmp_path_factory.mktemp("serve")
+    settings = Settings(
+        index_dir=home / "index",
+        backend="extractive",
+        progress=False,
+        api_keys=f"{KEY},{READER}",
+        admin_keys=ADMIN,
+        rate_limit_per_minute=1000,
+        max_request_mb=2,
+        max_upload_mb=1,
+        openai_base_url=fake_llm.base_url,
+        openai_api_key="sk-fake",
+        openai_model="test-model",
+    )
+    with in_process(settings, embedder) as server:
+        yield server
+
+
+def _rag(response: object) -> dict[str, object]:
+    extra = getattr(response, "model_extra", None) or {}
+    assert "rag" in extra, f"no `rag` field in {response}"
+    return extra["rag"]  # type: ignore[no-any-return]
+
+
+# --- the official OpenAI client ---------------------------------------------------------------------
+
+
+def test_openai_client_gets_an_answer_with_a_citation(running: Running) -> None:
+    response = running.client().chat.completions.create(
+        model="rag-extractive", messages=[{"role": "user", "content": QUESTION}]
+    )
+    text = response.choices[0].message.content or ""
+    assert "Zas" in text and "[1]" in text
+    fields = _rag(response)
+    assert fields["refused"] is False
+    citation = fields["citations"][0]  # type: ignore[index]
+    assert citation["doc_id"] == SEED_FILE.name
+    assert citation["published"] and citation["title"]
+    assert "Zas" in citation["quote"] and citation["quote_end"] > citation["quote_start"]
+    assert "as of" in str(fields["searched_dates"])
+    assert response.usage is not None and response.usage.completion_tokens > 0
+
+
+def test_async_client_and_dates_passed_as_extra_body(running: Running) -> None:
+    async def ask() -> openai.types.chat.ChatCompletion:
+        client = openai.AsyncOpenAI(api_key=KEY, base_url=running.base_url, max_retries=0, timeout=60)
+        async with client:
+            return await client.chat.completions.create(
+                model="rag-extractive",
+                messages=[{"role": "user", "content": QUESTION}],
+                extra_body={"as_of": "2020-10-10", "since": "2020-01-01"},
+            )
+
+    response = asyncio.run(ask())
+    fields = _rag(response)
+    assert fields["as_of"] == "2020-10-10" and fields["since"] == "2020-01-01"
+    assert "Zas" in (response.choices[0].message.content or "")
+
+
+def test_an_as_of_before_every_article_is_a_refusal(running: Running) -> None:
+    response = running.client().chat.completions.create(
+        model="rag-extractive",
+        messages=[{"role": "user", "content": QUESTION}],
+        extra_body={"as_of": "2001-01-01"},
+    )
+    assert _rag(response)["refused"] is True
+
+
+def test_streamed_answer_adds_up_to_the_answer(running: Running) -> None:
+    stream = running.client().chat.completions.create(
+        model="rag-extractive", messages=[{"role": "user", "content": QUESTION}], stream=True
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    final = [c for c in chunks if (c.model_extra or {}).get("rag")]
+    assert len(final) == 1 and final[0].choices[0].finish_reason == "stop"
+    assert text == _rag(final[0])["text"] and "Zas" in text
+
+
+def test_a_streaming_llm_backend_streams_piece_by_piece(running: Running, fake_llm: FakeOpenAIServer) -> None:
+    fake_llm.script(Reply("Stanislav Zas is the Secretary General of the CSTO [1]."))
+    stream = running.client().chat.completions.create(
+        model="rag-openai", messages=[{"role": "user", "content": QUESTION}], stream=True
+    )
+    pieces = [c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content]
+    assert len(pieces) > 3
+    assert "Stanislav Zas" in "".join(pieces)
+
+
+def test_a_backend_failing_mid_stream_ends_the_stream_with_an_error_the_client_raises(
+    running: Running, fake_llm: FakeOpenAIServer
+) -> None:
+    fake_llm.script(Reply("Stanislav Zas is the", error="the upstream model crashed"))
+    stream = running.client().chat.completions.create(
+        model="rag-openai", messages=[{"role": "user", "content": QUESTION}], stream=True
+    )
+    received = []
+    with pytest.raises(openai.APIError, match="crashed"):
+        for chunk in stream:
+            received.append(chunk)
+    assert received, "the pieces before the failure were streamed"
+
+
+def test_models_lists_the_backends(running: Running) -> None:
+    names = {m.id for m in running.client().models.list()}
+    assert {"rag", "rag-local", "rag-extractive", "rag-openai"} <= names
+
+
+def test_errors_surface_as_the_clients_exception_types(running: Running) -> None:
+    ask = {"model": "rag-extractive", "messages": [{"role": "user", "content": QUESTION}]}
+    with pytest.raises(openai.AuthenticationError, match="not valid"):
+        running.client("sk-wrong").chat.completions.create(**ask)  # type: ignore[call-overload]
+    with pytest.raises(openai.NotFoundError, match="rag-extractive"):
+        running.client().chat.completions.create(model="gpt-5", messages=ask["messages"])  # type: ignore[arg-type]
+    with pytest.raises(openai.BadRequestError, match="last message"):
+        running.client().chat.completions.create(
+            model="rag-extractive", messages=[{"role": "system", "content": "be brief"}]
+        )
+    with pytest.raises(openai.BadRequestError, match="messages"):
+        running.client().chat.completions.create(model="rag-extractive", messages=[])
+    with pytest.raises(openai.APIStatusError) as too_big:
+        running.client().chat.completions.create(
+            model="rag-extractive", messages=[{"role": "user", "content": "x" * 3_000_000}]
+        )
+    assert too_big.value.status_code == 413 and "MB limit" in too_big.value.message
+
+
+def test_a_backend_that_is_down_is_a_502_with_its_cause(running: Running, embedder: Embedder, tmp_path: Path) -> None:
+    settings = running.settings.model_copy(update={"openai_base_url": f"http://127.0.0.1:{free_port()}/v1"})
+    with in_process(settings, embedder) as down:
+        started = time.monotonic()
+        with pytest.raises(openai.InternalServerError) as failed:
+            down.client().chat.completions.create(model="rag-openai", messages=[{"role": "user", "content": QUESTION}])
+        assert failed.value.status_code == 502
+        assert "connect" in failed.value.message.lower()
+        assert time.monotonic() - started < 30
+
+
+def test_rate_limit_is_a_429_with_retry_after(running: Running, embedder: Embedder) -> None:
+    settings = running.settings.model_copy(update={"rate_limit_per_minute": 2})
+    with in_process(settings, embedder) as limited:
+        client = limited.client()
+        client.models.list()
+        client.models.list()
+        with pytest.raises(openai.RateLimitError) as limited_error:
+            client.models.list()
+        assert int(limited_error.value.response.headers["retry-after"]) >= 1
+        # the limit is per key: another key is not held back by this one
+        limited.client(READER).models.list()
+
+
+# --- every endpoint over httpx ----------------------------------------------------------------------
+
+
+def test_bad_json_is_a_400_in_openais_shape(running: Running) -> None:
+    with running.http() as http:
+        response = http.post("/v1/chat/completions", content=b"{not json", headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error" and "JSON" in error["message"]
+
+
+def test_missing_key_is_a_401_and_health_needs_none(running: Running) -> None:
+    with running.http(key=None) as http:
+        response = http.get("/v1/models")
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "missing_api_key"
+        assert http.get("/healthz").json()["status"] == "ok"
+        assert http.get("/metrics").status_code == 401
+
+
+def test_search_returns_articles_passages_and_dates(running: Running) -> None:
+    with running.http() as http:
+        response = http.post("/v1/search", json={"question": QUESTION, "k": 3, "as_of": "2020-10-10"})
+    assert response.status_code == 200, response.text
+    found = response.json()
+    assert found["articles"][0]["doc_id"] == SEED_FILE.name
+    assert len(found["passages"]) == 3 and found["as_of"] == "2020-10-10"
+    assert "2020-10-10" in found["searched_dates"]
+
+
+def test_uploads_index_good_files_and_name_bad_ones(running: Running) -> None:
+    article = (
+        "date 2021-05-04\nLighthouse keepers return\n\n"
+        "The harbour board named Ilse Marquardt keeper of the north light."
+    )
+    files = [
+        ("files", ("lighthouse.txt", article.encode(), "text/plain")),
+        ("files", ("broken.json", b"{not json", "application/json")),
+        ("files", ("huge.txt", b"word " * 300_000, "text/plain")),
+    ]
+    with running.http(ADMIN) as http:
+        response = http.post("/v1/documents", files=files)
+        assert response.status_code == 200, response.text
+        report = response.json()
+        assert report["added"] == ["lighthouse.txt"]
+        named = {e["file"] for e in report["errors"]}
+        assert named == {"broken.json", "huge.txt"}, report["errors"]
+        listed = http.get("/v1/documents", params={"limit": 1000}).json()
+        assert "lighthouse.txt" in {d["id"] for d in listed["data"]}
+        assert SEED_FILE.name in {d["id"] for d in listed["data"]}
+        found = http.post("/v1/search", json={"question": "Who keeps the north light?", "k": 1}).json()
+        assert found["articles"][0]["doc_id"] == "lighthouse.txt"
+        deleted = http.delete("/v1/documents/lighthouse.txt")
+        assert deleted.status_code == 200
+        assert http.delete("/v1/documents/lighthouse.txt").status_code == 404
+        assert "lighthouse.txt" not in {d["id"] for d in http.get("/v1/documents").json()["data"]}
+
+
+def test_json_records_are_checked_one_by_one(running: Running) -> None:
+    records = {
+        "documents": [
+            {
+                "id": "ferry-1",
+                "title": "Ferry line reopens",
+                "published": "2021-06-01",
+                "text": "The ferry line to Vis reopened on Monday under captain Dora Penz.",
+            },
+            {"id": "empty-1", "text": ""},
+        ]
+    }
+    with running.http(ADMIN) as http:
+        report = http.post("/v1/documents", json=records).json()
+        assert report["added"] == ["ferry-1"]
+        assert len(report["errors"]) == 1 and report["errors"][0]["line"] == 2
+        assert http.delete("/v1/documents/ferry-1").status_code == 200
+
+
+def test_writes_need_an_admin_key(running: Running) -> None:
+    with running.http(KEY) as http:
+        response = http.post("/v1/documents", json={"documents": [{"text": "x"}]})
+        assert response.status_code == 403
+        assert response.json()["error"]["code"] == "admin_key_required"
+        assert http.delete(f"/v1/documents/{SEED_FILE.name}").status_code == 403
+    with running.http(ADMIN) as http:  # an admin key is also an API key
+        assert http.get("/v1/models").status_code == 200
+
+
+def test_an_upload_over_the_request_limit_is_refused_unread(running: Running) -> None:
+    with running.http(ADMIN) as http:
+        response = http.post("/v1/documents", files=[("files", ("big.txt", b"a" * 3_000_000, "text/plain"))])
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"
+
+
+def test_a_conversation_continues_across_requests(running: Running) -> None:
+    client = running.client()
+    first = client.chat.completions.create(model="rag-extractive", messages=[{"role": "user", "content": QUESTION}])
+    conversation_id = _rag(first)["conversation_id"]
+    # continued by id, without resending the history
+    second = client.chat.completions.create(
+        model="rag-extractive",
+        messages=[{"role": "user", "content": "What did he say about Armenia?"}],
+        extra_body={"conversation_id": conversation_id},
+    )
+    assert _rag(second)["conversation_id"] == conversation_id
+    assert "Zas" in str(_rag(second)["standalone_question"])
+    # continued the way a chat front-end does it: resending the history, with no id
+    third = client.chat.completions.create(
+        model="rag-extractive",
+        messages=[
+            {"role": "user", "content": QUESTION},
+            {"role": "assistant", "content": first.choices[0].message.content},
+            {"role": "user", "content": "What did he say about Armenia?"},
+            {"role": "assistant", "content": second.choices[0].message.content},
+            {"role": "user", "content": "When did he say it?"},
+        ],
+    )
+    assert _rag(third)["conversation_id"] == conversation_id
+    with running.http() as http:
+        kept = http.get(f"/v1/conversations/{conversation_id}").json()
+        assert [t["question"] for t in kept["turns"]] == [
+            QUESTION,
+            "What did he say about Armenia?",
+            "When did he say it?",
+        ]
+        assert conversation_id in {c["id"] for c in http.get("/v1/conversations").json()["data"]}
+        markdown = http.get(f"/v1/conversations/{conversation_id}", params={"format": "markdown"})
+        assert markdown.headers["content-type"].startswith("text/markdown")
+        assert "Zas" in markdown.text and "[1]" in markdown.text
+        renamed = http.patch(f"/v1/conversations/{conversation_id}", json={"title": "CSTO brief"})
+        assert renamed.json()["title"] == "CSTO brief"
+        turn_id = kept["turns"][0]["id"]
+        rated = http.post("/v1/feedback", json={"turn_id": turn_id, "rating": "helpful", "comment": "good"})
+        assert rated.status_code == 200, rated.text
+        bad = http.post("/v1/feedback", json={"turn_id": turn_id, "rating": "meh"})
+        assert bad.status_code == 400 and "helpful" in bad.json()["error"]["message"]
+        missing = http.post("/v1/feedback", json={"turn_id": "nope", "rating": "helpful"})
+        assert missing.status_code == 404
+        assert http.delete(f"/v1/conversations/{conversation_id}").status_code == 200
+        assert http.get(f"/v1/conversations/{conversation_id}").status_code == 404
+    store = ConversationStore.for_settings(running.settings)
+    assert conversation_id not in {c.id for c in store.list()}
+
+
+def test_metrics_count_requests_stages_and_index_size(running: Running) -> None:
+    running.client().chat.completions.create(model="rag-extractive", messages=[{"role": "user", "content": QUESTION}])
+    with running.http() as http:
+        text = http.get("/metrics").text
+    assert 'rag_requests_total{method="POST",route="/v1/chat/completions",status="200"}' in text
+    assert 'rag_stage_seconds_count{backend="extractive",stage="retrieve"}' in text
+    assert 'rag_errors_total{status="401"}' in text
+    articles = next(line for line in text.splitlines() if line.startswith("rag_index_articles "))
+    assert float(articles.split()[1]) >= 1
+
+
+def test_an_unexpected_failure_is_a_500_without_a_traceback(running: Running, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(running.pipeline, "search", broken)
+    with running.http() as http:
+        response = http.post("/v1/search", json={"question": QUESTION})
+    assert response.status_code == 500
+    assert "secret" not in response.text and "Traceback" not in response.text
+    assert response.json()["error"]["type"] == "api_error"
+
+
+# --- `rag serve` as a process -----------------------------------------------------------------------
+
+
+def _env(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "OPENAI_"))}
+    env.update(XDG_DATA_HOME=str(home / "data"), RAG_INDEX_DIR=str(home / "index"), RAG_PROGRESS="false", **extra)
+    return env
+
+
+@contextlib.contextmanager
+def rag_serve(home: Path, **extra: str) -> Iterator[str]:
+    port = free_port()
+    log_path = home / f"serve-{port}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [str(RAG_BIN), "serve", "--port", str(port)], env=_env(home, **extra), cwd=home, stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert process.poll() is None, log_path.read_text(errors="replace")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, log_path.read_text(errors="replace")
+            time.sleep(0.25)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_rag_serve_answers_with_the_local_model_and_keeps_conversations_across_restarts(tmp_path: Path) -> None:
+    with rag_serve(tmp_path) as url:
+        client = openai.OpenAI(api_key="unused", base_url=url + "/v1", max_retries=0, timeout=120)
+        response = client.chat.completions.create(model="rag-local", messages=[{"role": "user", "content": QUESTION}])
+        assert "Zas" in (response.choices[0].message.content or "")
+        assert _rag(response)["citations"], "the local model's answer cites a passage"
+        conversation_id = _rag(response)["conversation_id"]
+    with rag_serve(tmp_path, RAG_BACKEND="extractive") as url:
+        kept = httpx.get(f"{url}/v1/conversations/{conversation_id}", timeout=30).json()
+        assert kept["turns"][0]["question"] == QUESTION
+        assert "Zas" in kept["turns"][0]["answer"]["text"]
+
+
+def test_rag_serve_refuses_a_public_address_without_keys(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [str(RAG_BIN), "serve", "--host", "0.0.0.0", "--port", str(free_port())],
+        env=_env(tmp_path),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "without API keys" in done.stderr and "RAG_API_KEYS" in done.stderr
