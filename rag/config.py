@@ -308,6 +308,26 @@ class Settings(BaseSettings):
         description="Largest request body `rag serve` reads, uploads included; larger ones get 413 unread.",
     )
 
+    fetch_timeout: float = Field(
+        20.0,
+        gt=0,
+        le=3600,
+        description="Seconds a feed or web page has to answer and finish sending before it is reported as failed.",
+    )
+    fetch_max_mb: float = Field(
+        10.0, gt=0, le=1000, description="Largest feed or web page fetched, in MB; a larger one is reported, unread."
+    )
+    fetch_host_delay: float = Field(
+        1.0,
+        ge=0,
+        le=3600,
+        description="Seconds between two requests to the same host during `rag sync`: polite to publishers.",
+    )
+    user_agent: str = Field(
+        "rag/0.1 (news archive; feed reader)",
+        description="User-Agent sent with every feed and page request, so publishers can tell who is reading.",
+    )
+
     @field_validator("backend")
     @classmethod
     def _registered_backend(cls, value: str) -> str:
@@ -441,6 +461,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     ),
     "openai": ("openai_model", "openai_base_url", "openai_api_key", "openai_timeout", "openai_max_retries"),
     "ui": ("max_upload_mb", "ui_port", "ui_address", "conversations_db"),
+    "feeds": ("fetch_timeout", "fetch_max_mb", "fetch_host_delay", "user_agent"),
     "server": ("serve_host", "serve_port", "api_keys", "admin_keys", "rate_limit_per_minute", "max_request_mb"),
 }  # fmt: skip
 """The settings by the part of `rag` they tune: how `rag settings` and the README list them. The names

@@ -1,19 +1,9 @@
-"""Kept conversations: every question, the answer it got and the feedback on it, in one SQLite file.
-
-The chat page and `rag serve` are separate processes, and the server answers from many threads, so the
-store holds no connection between calls: each call opens its own, does its work in one transaction and
-closes it. SQLite's write-ahead log lets readers go on while one writer writes; a writer that finds the
-file locked waits up to `timeout` seconds (`busy_timeout`) instead of failing at once. Writes begin with
-`BEGIN IMMEDIATE`, taking the write lock before they read: a transaction that read first and wrote later
-could be refused without waiting, when another writer committed in between.
+"""Kept conversations: every question, the answer it got and the feedback on it, in one SQLite file
+(`rag.sqlite_store`: a connection per call, shared by the chat page and `rag serve`, a versioned schema).
 
 An answer is kept whole, as its `Answer.to_json()`, so the page can show it again with its sources and the
 quoted sentences, exactly as it was given; the few columns listing and export need (question, text,
 refused, backend, model, created) are kept beside it as plain columns, readable with any SQLite tool.
-
-The schema is versioned in `PRAGMA user_version` and upgraded by `MIGRATIONS`, applied in order under the
-write lock, so two processes opening a new file at once migrate it once. A file written by a newer `rag`
-is refused rather than read or written with the wrong idea of its tables.
 """
 
 from __future__ import annotations
@@ -22,8 +12,7 @@ import builtins
 import datetime as dt
 import sqlite3
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import closing, contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +21,7 @@ import orjson
 
 from rag.conversation import Turn
 from rag.errors import FeedbackError, NotFoundError, RagError
+from rag.sqlite_store import SQLiteFile
 from rag.types import Answer
 
 if TYPE_CHECKING:
@@ -191,95 +181,19 @@ def _stored_turn(row: sqlite3.Row, feedback: tuple[Feedback, ...]) -> StoredTurn
     )
 
 
-def _statements(script: str) -> Iterator[str]:
-    """A script's statements one by one: `executescript` would commit the migration's transaction first."""
-    statement = ""
-    for line in script.splitlines(keepends=True):
-        statement += line
-        if sqlite3.complete_statement(statement):
-            yield statement.strip()
-            statement = ""
-    if statement.strip():
-        yield statement.strip()
-
-
 class ConversationStore:
     """Conversations in the SQLite file at `path`; safe to use from many threads and processes at once."""
 
     def __init__(self, path: Path, *, timeout: float = 30.0) -> None:
-        self.path = Path(path)
-        self.timeout = timeout
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise RagError(
-                f"cannot create the directory for the conversations database {self.path}: {exc.strerror or exc}",
-                hint="point RAG_CONVERSATIONS_DB at a writable place",
-            ) from exc
-        self._migrate()
+        self.file = SQLiteFile(
+            path, MIGRATIONS, what="conversations database", setting="RAG_CONVERSATIONS_DB", timeout=timeout
+        )
+        self.path = self.file.path
+        self._connect = self.file.connect
 
     @classmethod
     def for_settings(cls, settings: Settings) -> ConversationStore:
         return cls(settings.conversations_path, timeout=settings.lock_timeout)
-
-    # -- connections -----------------------------------------------------------------------------------
-
-    @contextmanager
-    def _connect(self, *, write: bool = False) -> Iterator[sqlite3.Connection]:
-        """A connection for one call, inside one transaction: committed when the block ends, rolled back
-        if it raises. Reads get a transaction too, so a conversation and its turns are one snapshot."""
-        try:
-            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise self._unusable(exc) from exc
-        with closing(conn):
-            conn.row_factory = sqlite3.Row
-            try:
-                conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
-                conn.execute("PRAGMA foreign_keys = ON")
-                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-                with conn:
-                    yield conn
-            except sqlite3.Error as exc:
-                raise self._unusable(exc) from exc
-
-    def _unusable(self, exc: sqlite3.Error) -> RagError:
-        if isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc)):
-            return RagError(
-                f"the conversations database {self.path} stayed locked for {self.timeout:g}s",
-                hint="another process holds it (a stuck `rag serve` or chat page?); try again, or stop it",
-            )
-        return RagError(
-            f"{self.path} cannot be used as the conversations database: {exc}",
-            hint="if it is not a rag conversations file, set RAG_CONVERSATIONS_DB to another path; if it is "
-            "damaged, move it aside (a new one is started) or restore it from a backup",
-        )
-
-    def _migrate(self) -> None:
-        # The journal mode cannot change inside a transaction, and it sticks to the file once set.
-        try:
-            with closing(sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)) as conn:
-                conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
-                conn.execute("PRAGMA journal_mode = WAL")
-        except sqlite3.Error as exc:
-            raise self._unusable(exc) from exc
-        with self._connect(write=True) as conn:
-            version: int = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise RagError(
-                    f"the conversations database {self.path} was written by a newer rag "
-                    f"(schema {version}; this rag knows up to {SCHEMA_VERSION})",
-                    hint="upgrade rag, or set RAG_CONVERSATIONS_DB to another file",
-                )
-            if version == 0 and conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]:
-                raise RagError(
-                    f"{self.path} is an SQLite database of something else, not rag's conversations",
-                    hint="set RAG_CONVERSATIONS_DB to another path",
-                )
-            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in _statements(script):
-                    conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {number}")
 
     # -- conversations ---------------------------------------------------------------------------------
 
@@ -324,8 +238,10 @@ class ConversationStore:
         """Appends the turn; the position is taken under the write lock, so concurrent writers to one
         conversation each get their own."""
         turn_id, now = uuid.uuid4().hex, _now()
-        # Through JSON and back: what is returned now is what `get` returns later (dates as ISO strings).
+        # Through JSON and back: what is returned now is what `get` returns later (dates as ISO strings,
+        # timings rounded), so an answer shown now looks the same when its conversation is reopened.
         kept_options = orjson.dumps(dict(options), default=str)
+        kept_answer = orjson.dumps(answer.to_json())
         with self._connect(write=True) as conn:
             self._summary(conn, conversation_id)
             position: int = conn.execute(
@@ -336,14 +252,15 @@ class ConversationStore:
                 "options, answer, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     turn_id, conversation_id, position, question, answer.text, answer.refused, answer.backend,
-                    answer.model, kept_options.decode(), orjson.dumps(answer.to_json()).decode(), now,
+                    answer.model, kept_options.decode(), kept_answer.decode(), now,
                 ),
             )  # fmt: skip
             conn.execute(
                 "UPDATE conversations SET updated = ?, title = CASE WHEN title = '' THEN ? ELSE title END WHERE id = ?",
                 (now, _title(question), conversation_id),
             )
-        return StoredTurn(turn_id, conversation_id, position, question, answer, orjson.loads(kept_options), _time(now))
+        kept = Answer.from_json(orjson.loads(kept_answer))
+        return StoredTurn(turn_id, conversation_id, position, question, kept, orjson.loads(kept_options), _time(now))
 
     def find_continuation(self, pairs: Sequence[tuple[str, str]]) -> str | None:
         """The API conversation that `pairs` (question, answer text) retell, most recently updated first;

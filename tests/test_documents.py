@@ -15,7 +15,7 @@ from rag.errors import DocumentError
 from rag.index import ArticleIndex
 from rag.loaders import load_file, load_paths
 from rag.loaders.common import make_title, parse_date
-from rag.loaders.html import html_to_text
+from rag.loaders.html import extract_article
 from rag.types import Document, content_hash
 
 SEEDS = Path(__file__).resolve().parent.parent / "seeds"
@@ -261,14 +261,14 @@ class TestLoadFileHtml:
         assert doc.title == "Text here."
 
     def test_text_outside_block_tags_is_kept(self) -> None:
-        text, title, published = html_to_text("<html><body><div>Loose text<br>second line</div></body></html>")
-        assert text == "Loose text\nsecond line"
-        assert title == ""
-        assert published is None
+        found = extract_article("<html><body><div>Loose text<br>second line</div></body></html>")
+        assert found.text == "Loose text\nsecond line"
+        assert found.title == "Loose text"  # no title on the page: its first line
+        assert found.published is None
 
-    def test_inline_tags_add_no_stray_spaces(self) -> None:
-        text, _, _ = html_to_text("<p>Hello <b>world</b>. Line<br>break, <a href='#'>link</a>!</p>")
-        assert text == "Hello world. Line break, link!"
+    def test_inline_tags_add_no_stray_spaces_and_br_is_a_line_break(self) -> None:
+        found = extract_article("<p>Hello <b>world</b>. Line<br>break, <a href='#'>link</a>!</p>")
+        assert found.text == "Hello world. Line\nbreak, link!"
 
     def test_page_without_readable_text_is_an_error(self, tmp_path: Path) -> None:
         path = tmp_path / "empty.html"
@@ -391,11 +391,11 @@ class TestLoadPaths:
         (tmp_path / "corpus" / ".hidden.txt").write_text("Hidden.", encoding="utf-8")
         (tmp_path / "corpus" / ".git").mkdir()
         (tmp_path / "corpus" / ".git" / "HEAD.txt").write_text("ref", encoding="utf-8")
-        (tmp_path / "corpus" / "scan.pdf").write_bytes(b"%PDF-1.4")
+        (tmp_path / "corpus" / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n")
         result = load_paths([tmp_path / "corpus"])
         assert result.errors == []
         assert sorted(d.id for d in result.documents) == ["top.txt", "world/europe/story.md"]
-        assert result.skipped == [str(tmp_path / "corpus" / "scan.pdf")]
+        assert result.skipped == [str(tmp_path / "corpus" / "photo.png")]
 
     def test_ids_are_stable_when_the_directory_moves(self, tmp_path: Path) -> None:
         for name in ("a", "b"):
@@ -436,7 +436,8 @@ BAD_FILES: list[tuple[str, bytes, str, int | None, str]] = [
     ("latin1.txt", "Café in Yerevan, señor.".encode("latin-1"), "not valid UTF-8 (byte 3)", None, "iconv"),
     ("baddate.txt", b"date 2020-13-45 Text follows.", "bad date line", 1, "YYYY-MM-DD"),
     ("dateonly.txt", b"date 2020-10-08\n\n", "no article text", None, "add the article text"),
-    ("scan.pdf", b"%PDF-1.4 text", "unsupported file type .pdf", None, ".jsonl"),
+    ("photo.png", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "unsupported file type .png", None, ".pdf"),
+    ("scan.pdf", b"%PDF-1.4 text", "not a readable PDF", None, "again"),
     ("noext", b"Plain text without a suffix.", "unsupported file type (none)", None, ".txt"),
     ("notext.jsonl", b'{"id": "a", "text": "ok"}\n{"id": "b", "title": "no body"}\n', "no `text`", 2, "text"),
     ("blanktext.jsonl", b'{"text": "   "}\n', "no `text`", 1, "text"),
@@ -596,3 +597,10 @@ class TestCliErrors:
         assert err_lines[0] == "error: the question is empty"
         assert err_lines[1].startswith("  fix: ")
         assert "rag ask" in err_lines[1]
+
+
+def test_readme_lists_every_format_as_the_loaders_describe_it() -> None:
+    from rag.loaders import formats_table
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    assert formats_table() in readme, "regenerate the README's table with rag.loaders.formats_table()"

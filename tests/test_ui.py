@@ -1,8 +1,8 @@
 """The chat page driven headlessly with Streamlit's AppTest over the real embedding model, FAISS index and
 the extractive backend: building the index, answers with linked citations and source cards, refusals,
 follow-ups, the date filter, uploads, deletes, kept conversations (reopened after a reload or a restart,
-renamed, deleted, rated, exported), and article text that tries to be markup. Plus the
-HTML helpers in ui/render.py and the upload API the page calls."""
+renamed, deleted, rated, exported), feeds and web pages fetched from a real HTTP server, and article text
+that tries to be markup. Plus the HTML helpers in ui/render.py and the upload API the page calls."""
 
 from __future__ import annotations
 
@@ -14,7 +14,10 @@ import re
 import shutil
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
+from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,7 @@ from streamlit.testing.v1 import AppTest
 from rag import RAG, Settings
 from rag.conversation_store import RATINGS, ConversationStore, StoredTurn
 from rag.embedding import Embedder
+from rag.feeds import FeedStore
 from rag.types import Chunk, Passage
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +40,17 @@ QUESTION = "Who is the Secretary General of the CSTO?"
 FOLLOW_UP = "What did he say about military assistance?"
 
 sys.path.insert(0, str(ROOT / "ui"))
-from render import _MARKDOWN_SPECIALS, STYLE, answer_html, clip, final_answer_html, inert, plain, source_card  # noqa: E402
+from render import (  # noqa: E402
+    _MARKDOWN_SPECIALS,
+    STYLE,
+    answer_html,
+    clip,
+    feed_html,
+    final_answer_html,
+    inert,
+    plain,
+    source_card,
+)
 
 INJECTION = (
     "<script>window.pwned=1</script>",
@@ -565,6 +579,201 @@ class TestCorpusPanel:
         assert [r.id for r in RAG(Settings(index_dir=index_dir, progress=False)).documents()] == ["harbour.txt"]
 
 
+NEWS = {
+    "ferry": (
+        "Plonkton ferry to run every twenty minutes",
+        dt.date(2024, 3, 4),
+        [
+            "Harbourmaster Odalys Wembury announced on Monday that the Plonkton ferry will run every twenty "
+            "minutes from the first of April, twice as often as it does now.",
+            "The new timetable doubles the number of crossings between the old town and the container port, "
+            "and the last boat of the evening will leave an hour later than before.",
+            "Wembury said two new boats, built at the Kettleby yard, would join the fleet in the spring and "
+            "that fares would stay the same for at least another year.",
+        ],
+    ),
+    "library": (
+        "Kettleby library reopens after flood repairs",
+        dt.date(2024, 3, 5),
+        [
+            "The Kettleby public library reopened on Tuesday after eight months of repairs following the "
+            "winter floods that soaked its ground floor.",
+            "Head librarian Tobias Marchetti said the children's section had been moved upstairs, out of reach "
+            "of the river, and that most of the damaged books had been replaced by donations.",
+            "The library will open on Sundays for the first time, from ten in the morning until four.",
+        ],
+    ),
+    "comet": (
+        "A new comet seen from the Quennick observatory",
+        None,  # a page without a date: indexed undated, never dated by the day it was fetched
+        [
+            "Astronomer Ilse Varnhagen discovered a faint new comet from the Quennick observatory, the "
+            "observatory said in a statement.",
+            "The comet will be brightest in late summer, when it may be visible with binoculars from dark "
+            "places in the countryside.",
+            "Varnhagen has found four comets in her career, all of them from the same hilltop telescope.",
+        ],
+    ),
+}
+"""Articles on the test news site: title, published date, paragraphs. The feed lists the first two."""
+FEED_ARTICLES = ("ferry", "library")
+NEWS_QUESTION = "Who announced that the Plonkton ferry will run every twenty minutes?"
+
+
+def _article_page(title: str, published: dt.date | None, paragraphs: list[str]) -> bytes:
+    meta = f'<meta property="article:published_time" content="{published}T09:00:00Z">' if published else ""
+    body = "".join(f"<p>{html.escape(p)}</p>" for p in paragraphs)
+    return (
+        f"<!doctype html><html><head><title>{html.escape(title)} | Plonkton Post</title>{meta}</head>"
+        f"<body><nav><a href='/'>Home</a> <a href='/news/'>News</a></nav>"
+        f"<article><h1>{html.escape(title)}</h1>{body}</article>"
+        "<footer>© Plonkton Post. All rights reserved.</footer></body></html>"
+    ).encode()
+
+
+def _rfc822(day: dt.date | None) -> str:
+    return format_datetime(dt.datetime.combine(day or dt.date.today(), dt.time(9), dt.timezone.utc))
+
+
+def _rss(base: str) -> bytes:
+    items = "".join(
+        f"<item><title>{html.escape(NEWS[slug][0])}</title><link>{base}/news/{slug}.html</link>"
+        f"<guid>{base}/news/{slug}.html</guid>"
+        f"<pubDate>{_rfc822(NEWS[slug][1])}</pubDate>"
+        "</item>"
+        for slug in FEED_ARTICLES
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>Plonkton Post</title>'
+        f"<link>{base}/</link><description>News from Plonkton</description>{items}</channel></rss>"
+    ).encode()
+
+
+@pytest.fixture
+def news_site() -> Iterator[str]:
+    """A tiny news site on 127.0.0.1 served by a real HTTP server: /rss.xml lists two of the articles,
+    /news/<slug>.html are the article pages, and everything else is 404. Yields its base URL."""
+    pages: dict[str, tuple[str, bytes]] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            found = pages.get(self.path)
+            if found is None:
+                self.send_error(404)
+                return
+            kind, body = found
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    base = f"http://127.0.0.1:{server.server_port}"
+    pages["/rss.xml"] = ("application/rss+xml", _rss(base))
+    for slug, (title, published, paragraphs) in NEWS.items():
+        pages[f"/news/{slug}.html"] = ("text/html; charset=utf-8", _article_page(title, published, paragraphs))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield base
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def _texts(elements: Any) -> list[str]:
+    return [html.unescape(e.value) for e in elements]
+
+
+class TestNews:
+    """Feeds and web pages, fetched over HTTP from a real server by the page's own Sync and Fetch buttons."""
+
+    def test_follow_a_feed_sync_it_and_ask_about_its_articles(
+        self, index_dir: Path, news_site: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("RAG_FETCH_HOST_DELAY", "0")  # polite to publishers, slow for a test
+        feed_url = f"{news_site}/rss.xml"
+        name = news_site.removeprefix("http://")  # a feed is named after its host
+        urls = {slug: f"{news_site}/news/{slug}.html" for slug in NEWS}
+        at = _launch()
+        uploader = at.file_uploader[0]
+        assert ".pdf" in uploader.allowed_type and ", pdf;" in uploader.proto.label, "PDFs upload too"
+        assert "No feeds followed yet" in " ".join(c.value for c in at.caption)
+        assert "sync" not in [b.key for b in at.button], "nothing to sync before a feed is followed"
+
+        at.text_input(key="feed_url-0").input("feeds.example/rss")
+        at.button(key="add_feed").click().run()
+        _no_exception(at)
+        assert _texts(at.error) == [
+            "feeds.example/rss: is not an http(s) URL. give the full address, e.g. https://example.com/news/1"
+        ]
+        at.text_input(key="feed_url-0").input(feed_url)
+        at.button(key="add_feed").click().run()
+        _no_exception(at)
+        assert _texts(at.success) == [f"Following {name}: press Sync now to fetch its articles."]
+        [listed] = [m.value for m in at.markdown if 'class="rag-feed"' in m.value]
+        assert f'<a href="{feed_url}" target="_blank"' in listed and f"<b>{inert(name)}</b>" in listed
+        assert "0 articles so far · never synced" in [c.value for c in at.caption]
+        assert not at.text_input(key="feed_url-1").value, "the box is emptied"
+
+        at.button(key="sync").click().run()
+        _no_exception(at)
+        [feed] = FeedStore.for_settings(Settings()).list()
+        assert feed.last_sync is not None and (feed.last_status, feed.last_added, feed.entries) == ("ok", 2, 2)
+        synced = feed.last_sync.astimezone().strftime("%Y-%m-%d %H:%M")
+        assert f"2 articles so far · last synced {synced} — 2 added, 0 updated" in [c.value for c in at.caption]
+        assert _texts(at.success) == [f"{name}: 2 added, 0 updated, 0 unchanged"]
+        assert not at.error
+        assert set(_ids(at)) == {SEED_ID, urls["ferry"], urls["library"]}
+        rows = at.dataframe[0].value
+        assert dict(zip(rows["id"], rows["published"], strict=True))[urls["ferry"]] == "2024-03-04"
+
+        _ask(at, NEWS_QUESTION)
+        answer = _last(at).answer
+        assert "Odalys Wembury" in answer.text and not answer.refused
+        cited = answer.passages[answer.citations[0].number - 1]
+        assert cited.chunk.doc_id == urls["ferry"] and cited.chunk.url == urls["ferry"]
+        key = _last(at).id
+        [card] = [
+            m.value for m in at.chat_message[1].markdown if f'id="src-{key}-{answer.citations[0].number}"' in m.value
+        ]
+        assert f'<a href="{urls["ferry"]}" target="_blank" rel="noopener noreferrer">' in card
+        assert "2024-03-04" in card and inert("Plonkton ferry to run every twenty minutes") in card
+
+        at.text_input(key="page_url-0").input(urls["comet"])
+        at.button(key="add_page").click().run()
+        _no_exception(at)
+        assert _texts(at.success)[0] == "1 added, 0 updated, 0 unchanged, 0 duplicates skipped"
+        assert urls["comet"] in _ids(at) and not at.text_input(key="page_url-1").value
+        rows = at.dataframe[0].value
+        assert dict(zip(rows["id"], rows["published"], strict=True))[urls["comet"]] == "undated"
+
+        missing = f"{news_site}/news/missing.html"
+        at.text_input(key="page_url-1").input(missing)
+        at.button(key="add_page").click().run()
+        _no_exception(at)
+        assert _texts(at.success)[0] == "0 added, 0 updated, 0 unchanged, 0 duplicates skipped"
+        assert _texts(at.error) == [f"{missing}: HTTP 404 Not Found"]
+        assert at.text_input(key="page_url-1").value == missing, "kept to be corrected"
+
+        at.button(key="sync").click().run()
+        _no_exception(at)
+        assert f"{name}: 0 added, 0 updated, 2 unchanged" in _texts(at.success)
+
+        at.selectbox(key="remove_feed_name").set_value(name).run()
+        at.button(key="remove_feed").click().run()
+        _no_exception(at)
+        assert FeedStore.for_settings(Settings()).list() == []
+        assert f"Stopped following {name}; its articles stay in the index." in _texts(at.info)
+        assert not [m for m in at.markdown if 'class="rag-feed"' in m.value]
+        assert {urls["ferry"], urls["library"], urls["comet"]} <= set(_ids(at))
+
+
 class TestUntrustedText:
     def test_article_markup_is_displayed_never_executed(
         self, index_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
@@ -679,6 +888,12 @@ class TestRender:
         good = source_card(_passage("Text.", url='https://news.test/a?b=1&c="x"'), 2, "k")
         assert '<a href="https://news.test/a?b=1&amp;c=&quot;x&quot;" target="_blank"' in good
         assert 'id="src-k-2"' in good and "2020-10-08" in good and "score 0.50" in good
+
+    def test_feed_links_only_http_urls(self) -> None:
+        bad = feed_html("**news** <b>x</b>", "javascript:alert(1)")
+        assert "<a " not in bad and "javascript:" not in bad and "&#42;&#42;news&#42;&#42; &#60;b&#62;" in bad
+        good = feed_html("news", 'https://news.test/rss?a=1&b="x"')
+        assert '<a href="https://news.test/rss?a=1&amp;b=&quot;x&quot;" target="_blank"' in good
 
     def test_source_card_escapes_title(self) -> None:
         card = source_card(_passage("Text.", title="<script>x</script>"), 1, "k")

@@ -31,6 +31,9 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.conftest import ROOT, SEEDS, free_port
+from tests.test_ui import NEWS_QUESTION, news_site
+
+__all__ = ["news_site"]  # the fixture: a real HTTP news site with an RSS feed
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -147,6 +150,7 @@ def ui_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, s
         RAG_INDEX_DIR=str(home / "index"),
         RAG_BACKEND="extractive",
         RAG_PROGRESS="false",
+        RAG_FETCH_HOST_DELAY="0",
     )
     built = subprocess.run(
         [str(RAG), "index", str(SEEDS), str(article)], env=env, cwd=home, capture_output=True, text=True, timeout=600
@@ -476,3 +480,38 @@ def test_conversation_survives_a_server_restart(ui_home: tuple[Path, dict[str, s
         assert card.is_displayed() and "2020-10-08" in card.text
     finally:
         stop(server)
+
+
+def test_a_followed_feed_is_synced_and_its_article_cited(
+    app: tuple[str, int], browser: WebDriver, news_site: str
+) -> None:
+    """The Feeds panel in the sidebar: a feed added by its address and synced is listed with its link and
+    what the sync brought; a question about one of its articles cites a card linking to the article's page."""
+    feed_url = f"{news_site}/rss.xml"
+    browser.get(app[0])
+    WebDriverWait(browser, STARTUP_SECONDS).until(
+        lambda d: d.find_element(By.XPATH, "//summary[contains(., 'Feeds')]"), message="no Feeds panel"
+    ).click()
+    box = WebDriverWait(browser, 20).until(
+        lambda d: d.find_element(By.CSS_SELECTOR, 'input[aria-label="Add feed"]'), message="no feed address box"
+    )
+    box.send_keys(feed_url, Keys.ENTER)
+    click_button(browser, "Add feed")
+    sidebar = browser.find_element(By.CSS_SELECTOR, '[data-testid="stSidebar"]')
+    WebDriverWait(browser, 20, ignored_exceptions=[StaleElementReferenceException]).until(
+        lambda d: "press Sync now" in sidebar.text, message="the feed was not added"
+    )
+    click_button(browser, "Sync now")
+    WebDriverWait(browser, ANSWER_SECONDS, ignored_exceptions=[StaleElementReferenceException]).until(
+        lambda d: "2 added, 0 updated, 0 unchanged" in sidebar.text, message="the sync did not report its articles"
+    )
+    assert re.search(r"2 articles so far · last synced \d{4}-\d\d-\d\d \d\d:\d\d — 2 added, 0 updated", sidebar.text)
+    link = sidebar.find_element(By.CSS_SELECTOR, f'.rag-feed a[href="{feed_url}"]')
+    assert link.is_displayed() and link.text == feed_url
+    screenshot(browser, "ui-feeds.png")
+
+    answer = ask(browser, app[0], NEWS_QUESTION)
+    assert "Odalys Wembury" in answer.text
+    card, _ = cited_card(browser, answer)
+    page = card.find_element(By.CSS_SELECTOR, f'a[href="{news_site}/news/ferry.html"]')
+    assert page.is_displayed() and "2024-03-04" in card.text

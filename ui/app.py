@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from render import (
     cited_spans,
     clip,
     confidence_line,
+    feed_html,
     final_answer_html,
     plain,
     source_card,
@@ -33,7 +35,10 @@ from rag.backends import BACKENDS
 from rag.conversation_export import to_json, to_markdown
 from rag.conversation_store import RATINGS, Conversation, ConversationStore, StoredTurn
 from rag.errors import NotFoundError
+from rag.feeds import Feed, FeedStore
 from rag.loaders import FORMATS
+from rag.pipeline import IndexReport
+from rag.sync import FeedResult, index_pages, sync
 
 UPLOAD_TYPES = [suffix.lstrip(".") for suffix in FORMATS]
 CONVERSATION = "c"  # the query parameter naming the open conversation
@@ -43,6 +48,7 @@ RATING_ICONS = {
     "wrong_answer": ":material/thumb_down:",
     "wrong_source": ":material/link_off:",
 }
+LISTED_ADDED = 5  # article ids a sync result names per feed before "and N more"
 
 
 @st.cache_resource(show_spinner="Loading the index and models…")
@@ -57,6 +63,12 @@ def load_pipeline(settings_json: str) -> RAG:
 def load_store(settings_json: str) -> ConversationStore:
     """One store per process and settings, shared by every browser session (it holds no connection)."""
     return ConversationStore.for_settings(Settings.model_validate_json(settings_json))
+
+
+@st.cache_resource(show_spinner=False)
+def load_feeds(settings_json: str) -> FeedStore:
+    """The feed list `rag sync` keeps beside the index; like the conversation store, it holds no connection."""
+    return FeedStore.for_settings(Settings.model_validate_json(settings_json))
 
 
 def sidebar(pipeline: RAG) -> dict[str, Any]:
@@ -108,13 +120,25 @@ def write_failed(exc: RagError) -> None:
     st.info("The page reads the index from disk again on its next run: try again.")
 
 
+def index_summary(result: IndexReport) -> tuple[str, list[str]]:
+    """What an upload or a fetched page did to the index, and the errors of what could not be read."""
+    r = result.report
+    return (
+        f"{len(r.added)} added, {len(r.updated)} updated, {len(r.unchanged)} unchanged, "
+        f"{len(r.duplicates)} duplicates skipped",
+        [str(e) for e in result.errors],
+    )
+
+
 def corpus_panel(pipeline: RAG) -> None:
     with st.sidebar.expander("Articles in the index", expanded=False):
+        round_ = st.session_state.get("upload_round", 0)
         uploads = st.file_uploader(
             f"Add articles ({', '.join(UPLOAD_TYPES)}; up to {pipeline.settings.max_upload_mb} MB each)",
             type=UPLOAD_TYPES,
             accept_multiple_files=True,
-            key=f"uploads-{st.session_state.get('upload_round', 0)}",
+            key=f"uploads-{round_}",
+            help="Article files from your computer; an article or PDF on the web can be added by its address below.",
         )
         if uploads and st.button("Add to index", key="add"):
             bar = st.progress(0.0, text="Embedding new articles…")
@@ -129,14 +153,29 @@ def corpus_panel(pipeline: RAG) -> None:
                 write_failed(exc)
                 return
             bar.empty()
-            r = result.report
-            st.session_state.upload_result = (
-                f"{len(r.added)} added, {len(r.updated)} updated, {len(r.unchanged)} unchanged, "
-                f"{len(r.duplicates)} duplicates skipped",
-                [str(e) for e in result.errors],
-            )
-            st.session_state.upload_round = st.session_state.get("upload_round", 0) + 1
+            st.session_state.upload_result = index_summary(result)
+            st.session_state.upload_round = round_ + 1
             st.rerun()
+        page_url = st.text_input(
+            "Add a web page (article or PDF)",
+            key=f"page_url-{round_}",
+            placeholder="https://example.com/news/story.html",
+            help="The page is fetched, its article text extracted and indexed under its address.",
+        )
+        if st.button("Fetch and add", key="add_page", icon=":material/public:"):
+            if not page_url.strip():
+                st.toast("Type the page's address first.")
+            else:
+                with st.spinner("Fetching the page…"):
+                    try:
+                        fetched = index_pages(pipeline, [page_url.strip()])
+                    except RagError as exc:
+                        write_failed(exc)
+                        return
+                st.session_state.upload_result = index_summary(fetched)
+                if not fetched.errors:  # a failed address stays in the box, to be corrected
+                    st.session_state.upload_round = round_ + 1
+                st.rerun()
         if "upload_result" in st.session_state:
             summary, errors = st.session_state.upload_result
             st.success(summary)
@@ -159,6 +198,120 @@ def corpus_panel(pipeline: RAG) -> None:
                     return
                 st.session_state.pop("upload_result", None)
                 st.toast(f"Deleted {plain(doc_id)}")
+                st.rerun()
+
+
+def feed_status(feed: Feed) -> str:
+    """What the feed's last sync did, in the page's own words (no text from the feed)."""
+    if feed.last_sync is None:
+        return "never synced"
+    if feed.last_status == "ok":
+        did = f"{feed.last_added} added, {feed.last_updated} updated"
+        if feed.last_failed:
+            did += f", {feed.last_failed} pages failed (tried again next time)"
+    elif feed.last_status == "not modified":
+        did = "nothing new"
+    else:
+        did = "failed"
+    return f"last synced {when(feed.last_sync)} — {did}"
+
+
+def sync_notices(results: list[FeedResult]) -> list[tuple[str, str]]:
+    """What a sync brought, per feed, as (kind of alert, text) with every feed-provided part made plain."""
+    notices: list[tuple[str, str]] = []
+    for r in results:
+        if r.status == "failed":
+            notices.append(("error", plain(f"{r.feed}: {r.url}: {r.error}")))
+            continue
+        if r.status == "not modified":
+            notices.append(("info", plain(f"{r.feed}: nothing new (the feed has not changed)")))
+            continue
+        counts = f"{len(r.added)} added, {len(r.updated)} updated, {r.unchanged} unchanged"
+        if r.failed:
+            counts += f", {len(r.failed)} failed"
+        notices.append(("success", plain(f"{r.feed}: {counts}")))
+        brought = r.added + r.updated
+        if brought:
+            more = f" and {len(brought) - LISTED_ADDED} more" if len(brought) > LISTED_ADDED else ""
+            notices.append(("caption", plain(f"New or updated: {', '.join(brought[:LISTED_ADDED])}{more}")))
+        notices.extend(("error", plain(str(error))) for error in r.failed)
+    return notices or [("info", "No feeds to sync.")]
+
+
+NOTICE: dict[str, Callable[[str], object]] = {
+    "success": st.success,
+    "info": st.info,
+    "error": st.error,
+    "caption": st.caption,
+}
+
+
+def feeds_panel(pipeline: RAG, settings_json: str) -> None:
+    """The RSS and Atom feeds `rag sync` follows: listed with what their last sync did, synced now, added
+    and removed. A sync adds its articles through this page's pipeline, so they are asked about at once."""
+    with st.sidebar.expander("Feeds", expanded=False):
+        try:
+            store = load_feeds(settings_json)
+            feeds = store.list()
+        except RagError as exc:
+            st.error(plain(f"{exc.message}. {exc.hint or ''}"))
+            return
+        if not feeds:
+            st.caption("No feeds followed yet: add an RSS or Atom feed's address below, then sync it.")
+        for feed in feeds:
+            st.markdown(feed_html(feed.name, feed.url), unsafe_allow_html=True)
+            st.caption(f"{feed.entries} articles so far · {feed_status(feed)}")
+            if feed.last_error:
+                st.error(plain(f"Last sync: {feed.last_error}"))
+        if feeds and st.button("Sync now", key="sync", icon=":material/sync:"):
+            with st.spinner(f"Syncing {len(feeds)} feed{'s' if len(feeds) > 1 else ''}…"):
+                try:
+                    results = sync(pipeline)
+                except RagError as exc:
+                    write_failed(exc)
+                    return
+            st.session_state.feed_notices = sync_notices(results)
+            st.rerun()
+        for kind, text in st.session_state.get("feed_notices", []):
+            NOTICE[kind](text)
+        round_ = st.session_state.get("feed_round", 0)
+        url = st.text_input(
+            "Add feed",
+            key=f"feed_url-{round_}",
+            placeholder="https://example.com/rss.xml",
+            help="The address of an RSS or Atom feed; its articles are fetched when it is synced.",
+        )
+        if st.button("Add feed", key="add_feed", icon=":material/add:"):
+            if not url.strip():
+                st.toast("Type the feed's address first.")
+            else:
+                try:
+                    added = store.add(url)
+                except RagError as exc:
+                    st.error(plain(f"{exc.message}. {exc.hint or ''}"))
+                else:
+                    st.session_state.feed_notices = [
+                        ("success", plain(f"Following {added.name}: press Sync now to fetch its articles."))
+                    ]
+                    st.session_state.feed_round = round_ + 1
+                    st.rerun()
+        if feeds:
+            name = st.selectbox(
+                "Stop following a feed",
+                [f.name for f in feeds],
+                index=None,
+                key="remove_feed_name",
+                help="The articles it brought stay in the index.",
+            )
+            if name and st.button("Remove feed", key="remove_feed", icon=":material/delete:"):
+                try:
+                    store.remove(name)
+                except RagError as exc:
+                    st.error(plain(f"{exc.message}. {exc.hint or ''}"))
+                    return
+                st.session_state.feed_notices = [
+                    ("info", plain(f"Stopped following {name}; its articles stay in the index."))
+                ]
                 st.rerun()
 
 
@@ -305,7 +458,7 @@ def ask(
                         show_answer(item, "unsaved", options)
                         st.error(plain(f"This answer was not kept: {exc.message}. {exc.hint or ''}"))
                     else:
-                        show_answer(item, turn.id, options)
+                        show_answer(turn.answer, turn.id, options)  # as kept, so a reopened page matches
                         feedback(store, turn)
                 else:
                     text += item
@@ -434,6 +587,7 @@ def main() -> None:
     conversations = st.sidebar.container()  # filled last, to list an answer this run has just kept
     options = sidebar(pipeline)
     corpus_panel(pipeline)
+    feeds_panel(pipeline, settings_json)
     conversation = open_conversation(store)
     show_conversation(store, conversation, options)
     question = st.chat_input("Ask a question about the articles")

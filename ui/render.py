@@ -31,6 +31,7 @@ STYLE = """
 .rag-unsupported { text-decoration: underline wavy #d4380d; text-underline-offset: 3px; }
 .rag-flag { color: #d4380d; font-size: .85rem; font-style: normal; font-weight: 600; }
 .rag-confidence { font-size: .85rem; color: rgba(128,128,128,1); }
+.rag-feed { font-size: .9rem; overflow-wrap: anywhere; margin-bottom: -.4rem; }
 </style>
 """
 
@@ -126,6 +127,18 @@ def _safe_url(url: str | None) -> str | None:
     return url if urlparse(url).scheme in ("http", "https") else None
 
 
+def _link(url: str) -> str:
+    """A link to an http(s) url (checked by `_safe_url`) that opens in a new tab, its address as the text."""
+    return f'<a href="{html.escape(url, quote=True)}" target="_blank" rel="noopener noreferrer">{inert(url)}</a>'
+
+
+def feed_html(name: str, url: str) -> str:
+    """A followed feed: its name, and its address, linked only when it is http(s)."""
+    safe = _safe_url(url)
+    where = _link(safe) if safe else inert(url)
+    return f'<div class="rag-feed"><b>{inert(name)}</b><br><span class="rag-card-meta">{where}</span></div>'
+
+
 def _highlighted(passage: Passage, spans: list[tuple[int, int]]) -> str:
     """Passage text with the quoted spans (document offsets) marked. Spans are clipped to the passage
     and overlapping or touching ones merged, so two citations of one sentence show as one highlight."""
@@ -150,11 +163,7 @@ def source_card(passage: Passage, number: int, key: str, spans: list[tuple[int, 
     chunk = passage.chunk
     date = chunk.published.isoformat() if chunk.published else "undated"
     url = _safe_url(chunk.url)
-    where = (
-        f'<a href="{html.escape(url, quote=True)}" target="_blank" rel="noopener noreferrer">{inert(url)}</a>'
-        if url
-        else inert(chunk.source or chunk.doc_id)
-    )
+    where = _link(url) if url else inert(chunk.source or chunk.doc_id)
     body = _highlighted(passage, spans or [])
     also = (
         f'<div class="rag-card-meta">also reported by: {inert(", ".join(passage.also_in))}</div>'

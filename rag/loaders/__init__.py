@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from rag.errors import DocumentError
-from rag.loaders import html, records, text
+from rag.loaders import html, pdf, records, text
 from rag.types import Document, Format, LoadResult, Source
 
 FORMATS: dict[str, Format] = {}
@@ -30,10 +30,19 @@ def register(fmt: Format) -> Format:
 register(text.FORMAT)
 register(html.FORMAT)
 register(records.FORMAT)
+register(pdf.FORMAT)
 
 
 def suffixes() -> list[str]:
     return list(FORMATS)
+
+
+def formats_table() -> str:
+    """The README's table of formats, generated: a test fails when the README differs from it."""
+    rows = ["| format | what is read |", "| --- | --- |"]
+    for fmt in dict.fromkeys(FORMATS.values()):
+        rows.append(f"| {', '.join(f'`{suffix}`' for suffix in fmt.suffixes)} | {fmt.description} |")
+    return "\n".join(rows)
 
 
 @dataclass

@@ -50,6 +50,22 @@ def refuse_binary(head: bytes, path: Path) -> None:
         raise DocumentError(path, "looks like a binary file", hint="only text, markdown, HTML and JSON(L)")
 
 
+def read_bytes(source: Source) -> bytes:
+    """The whole file, for binary formats (PDF). Read at most one byte over `source.max_bytes`: the
+    registry checks a file's size before opening it, but a fetched body arrives without one."""
+    limit = source.max_bytes
+    data = source.file.read() if limit is None else source.file.read(limit + 1)
+    if limit is not None and len(data) > limit:
+        raise DocumentError(
+            source.path,
+            f"the file is over the {limit / 1e6:g} MB limit for one article",
+            hint="split it into articles, or raise RAG_MAX_ARTICLE_MB",
+        )
+    if not data.strip():
+        raise DocumentError(source.path, "file is empty", hint="remove it or add the article text")
+    return data
+
+
 def read_text(source: Source) -> str:
     """The whole file as text, for formats that hold one article (a page, a text file)."""
     data = source.file.read()
