@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, get_args
 
-from benchmarks import cold, growth, ingest, latency, page, scale, serve
+from benchmarks import cold, disk_scale, growth, ingest, latency, page, scale, serve
 from benchmarks.measure import peak_rss_mb, write_json
 from rag import RAG
 from rag.config import EmbeddingBackend, Settings
@@ -27,7 +27,7 @@ from rag.index import read_manifest
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_CORPUS = ROOT.parent / "shared" / "evaldata" / "realtimeqa" / "corpus.jsonl"
 RTQA_QUESTIONS = ROOT / "evals" / "data" / "realtimeqa" / "questions.jsonl"
-PARTS = ("index", "query", "cold", "answer", "memory", "scale", "growth", "serve")
+PARTS = ("index", "query", "cold", "answer", "memory", "scale", "growth", "serve", "disk")
 SEED_QUESTIONS = [
     "Who is the Secretary General of the CSTO?",
     "Who is the spokesperson of Russia's Foreign Ministry?",
@@ -122,6 +122,14 @@ def _run(work: Path, options: argparse.Namespace, parts: list[str], results: dic
         models = ["rag-extractive"] if smoke else ["rag-extractive", "rag-local"]
         seconds, clients = (5.0, 4) if smoke else (options.serve_seconds, options.serve_clients)
         results["serve"] = serve.run(work, ROOT / "seeds", SEED_QUESTIONS, seconds, clients, models)
+    if "disk" in parts and big is not None:
+        real = RAG(index_dir=big, progress=False)
+        stored = real.open_index()
+        _, chunk_vectors = stored.stored_vectors()
+        texts = [stored.chunks[i].text for i in list(stored.chunks)[:20_000]]
+        question_vectors = real.embedder.embed([q for q, _ in rtqa_questions()[:200]])
+        sizes = [int(size) for size in options.disk_sizes.split(",")]
+        results["disk"] = disk_scale.run(work, sizes, chunk_vectors.copy(), question_vectors, texts)
     if "scale" in parts:
         if big is None:
             results["scale"] = scale.run(5_000 if smoke else options.vectors)
@@ -179,6 +187,21 @@ def markdown(results: dict[str, Any]) -> str:
             )
     if "serve" in results:
         lines += _serve_rows(results["serve"])
+    if "disk" in results:
+        lines += [
+            "",
+            "Search with the vectors and texts on disk (IVF-SQ8 codes in RAM, fp16 vectors memory-mapped for "
+            "rescoring, texts in SQLite):",
+            "",
+            "| chunks | nprobe | p50 ms | p95 ms | recall@10 | peak RSS MB | load s | disk MB | build s |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        lines += [
+            f"| {d['chunks']:,} | {d['nprobe']} | {d['p50_ms']:.1f} | {d['p95_ms']:.1f} | {d['recall@10']:.3f} | "
+            f"{d['peak_rss_mb']:.0f} | {d['load_s']:.1f} | {sum(d['disk_mb'].values()):,.0f} | "
+            f"{sum(d['build_s'].values()):.0f} |"
+            for d in results["disk"]
+        ]
     if "scale" in results:
         sc = results["scale"]
         lines += ["", f"Search at {sc['vectors']:,} synthetic {sc['dim']}-d vectors ({sc['source']}):", ""]
@@ -264,6 +287,7 @@ def main() -> None:
     parser.add_argument("--vectors", type=int, default=1_000_000, help="synthetic vectors searched by the scale part")
     parser.add_argument("--serve-seconds", type=float, default=60.0, help="load duration per backend (serve part)")
     parser.add_argument("--serve-clients", type=int, default=20, help="concurrent clients (serve part)")
+    parser.add_argument("--disk-sizes", default="1000000,4000000", help="corpus sizes of the disk part, in chunks")
     args = parser.parse_args()
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     unknown = sorted(set(parts) - set(PARTS))

@@ -55,3 +55,10 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def peak_rss_of(pid: int | str = "self") -> float:
+    """A running process's peak RSS in MB (VmHWM). Not `ru_maxrss`: getrusage keeps a parent's peak across
+    fork and exec, so a child started by a big process would report the parent's."""
+    status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return int(next(line.split()[1] for line in status if line.startswith("VmHWM:"))) / 1024

@@ -15,17 +15,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from benchmarks.measure import free_port
+from benchmarks.measure import free_port, peak_rss_of
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 WAIT_SECONDS = 300
-
-
-def _peak_rss_mb(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
-    return kb / 1024
 
 
 def peak_rss(index_dir: Path, question: str, backend: str) -> dict[str, Any]:
@@ -83,7 +77,7 @@ def peak_rss(index_dir: Path, question: str, backend: str) -> dict[str, Any]:
                 answered = time.perf_counter() - asked
             finally:
                 driver.quit()
-            return {"backend": backend, "peak_rss_mb": _peak_rss_mb(server.pid), "first_answer_s": answered}
+            return {"backend": backend, "peak_rss_mb": peak_rss_of(server.pid), "first_answer_s": answered}
         finally:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)

@@ -310,6 +310,15 @@ def test_json_records_are_checked_one_by_one(running: Running) -> None:
         assert report["added"] == ["ferry-1"]
         assert len(report["errors"]) == 1 and report["errors"][0]["line"] == 2
         assert http.delete("/v1/documents/ferry-1").status_code == 200
+        # articles without ids are named by their content: a later request does not replace an earlier one
+        first = http.post("/v1/documents", json={"documents": [{"text": "The mill in Orsk closed on Monday."}]})
+        second = http.post("/v1/documents", json={"documents": [{"text": "The bakery in Tver opened on Friday."}]})
+        [one], [two] = first.json()["added"], second.json()["added"]
+        assert one != two and one.startswith("api-")
+        listed = {d["id"] for d in http.get("/v1/documents", params={"limit": 1000}).json()["data"]}
+        assert {one, two} <= listed
+        for doc_id in (one, two):
+            assert http.delete(f"/v1/documents/{doc_id}").status_code == 200
 
 
 def test_writes_need_an_admin_key(running: Running) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI
 from fastapi.responses import Response
 
 from rag.config import Settings
@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None, *, pipeline: RAG | None = None)
         return {"status": "ok", "documents": documents, "chunks": chunks}
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", dependencies=[Depends(guard.caller)])
-    def prometheus(request: Request) -> Response:
+    def prometheus() -> Response:
         return metrics.render()
 
     app.add_middleware(BodyLimit, limit=int(settings.max_request_mb * 1024 * 1024))

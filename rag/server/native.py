@@ -16,6 +16,7 @@ from rag.pipeline import IndexReport
 from rag.server.errors import APIError
 from rag.server.openai_api import ServiceDep
 from rag.server.schemas import DocumentsIn, FeedbackIn, RenameIn, SearchRequest
+from rag.types import content_hash
 
 reads = APIRouter(prefix="/v1", tags=["rag"])
 writes = APIRouter(prefix="/v1", tags=["rag: index changes"])
@@ -99,12 +100,22 @@ async def add_documents(request: Request, svc: ServiceDep) -> dict[str, Any]:
         files = await _uploads(request)
     elif kind.startswith("application/json"):
         body = DocumentsIn.model_validate_json(await request.body())
-        files = [(RECORDS_NAME, b"\n".join(orjson.dumps(record) for record in body.documents))]
+        records = [_with_id(record) for record in body.documents]
+        files = [(RECORDS_NAME, b"\n".join(orjson.dumps(record) for record in records))]
     else:
         raise APIError(415, "send files as multipart/form-data (field `files`) or articles as JSON",
                        code="unsupported_media_type")  # fmt: skip
     report = await run_in_threadpool(svc.pipeline.index_uploads, files)
     return _report(report)
+
+
+def _with_id(record: dict[str, Any]) -> dict[str, Any]:
+    """A record without an id or url is named by its content: under the request's line number, the first
+    article of the next request would replace the first of this one."""
+    if record.get("id") or record.get("doc_id") or record.get("url"):
+        return record
+    text = record.get("text") or record.get("body") or record.get("content")
+    return {**record, "id": f"api-{content_hash(text)[:16]}"} if isinstance(text, str) and text.strip() else record
 
 
 async def _uploads(request: Request) -> list[tuple[str, bytes]]:
