@@ -190,14 +190,15 @@ def markdown(results: dict[str, Any]) -> str:
     if "disk" in results:
         lines += [
             "",
-            "Search with the vectors and texts on disk (IVF-SQ8 codes in RAM, fp16 vectors memory-mapped for "
-            "rescoring, texts in SQLite):",
+            "Search with the vectors and texts on disk (IVF-SQ8 codes in RAM or memory-mapped, fp16 vectors "
+            "memory-mapped for rescoring, texts in SQLite):",
             "",
-            "| chunks | nprobe | p50 ms | p95 ms | recall@10 | peak RSS MB | load s | disk MB | build s |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| chunks | IVF | nprobe | p50 ms | p95 ms | recall@10 | peak RSS MB | load s | disk MB | build s |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         lines += [
-            f"| {d['chunks']:,} | {d['nprobe']} | {d['p50_ms']:.1f} | {d['p95_ms']:.1f} | {d['recall@10']:.3f} | "
+            f"| {d['chunks']:,} | {'mapped' if d['ivf_mapped'] else 'in RAM'} | {d['nprobe']} | {d['p50_ms']:.1f} | "
+            f"{d['p95_ms']:.1f} | {d['recall@10']:.3f} | "
             f"{d['peak_rss_mb']:.0f} | {d['load_s']:.1f} | {sum(d['disk_mb'].values()):,.0f} | "
             f"{sum(d['build_s'].values()):.0f} |"
             for d in results["disk"]
