@@ -21,7 +21,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from benchmarks.measure import peak_rss_of, percentile
+from benchmarks.measure import peak_rss_of, percentile, proc_status_mb
 from rag.index_ann import lists_for
 
 BLOCK = 200_000
@@ -125,6 +125,8 @@ def search(work: Path, queries_file: Path, nprobe: int, mapped: bool) -> dict[st
         "p50_ms": percentile(times, 0.5) * 1000,
         "p95_ms": percentile(times, 0.95) * 1000,
         "peak_rss_mb": peak_rss_of(),
+        # What of it must be RAM (anonymous) and what is mapped file pages the kernel can drop under pressure.
+        **{f"{kind.lower()}_mb": proc_status_mb(kind) for kind in ("RssAnon", "RssFile")},
         "found": found,
     }
 

@@ -57,8 +57,13 @@ def free_port() -> int:
         return port
 
 
+def proc_status_mb(field: str, pid: int | str = "self") -> float:
+    """A memory figure of a running process from /proc (VmHWM, RssAnon, RssFile, ...), in MB."""
+    status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return int(next(line.split()[1] for line in status if line.startswith(f"{field}:"))) / 1024
+
+
 def peak_rss_of(pid: int | str = "self") -> float:
     """A running process's peak RSS in MB (VmHWM). Not `ru_maxrss`: getrusage keeps a parent's peak across
     fork and exec, so a child started by a big process would report the parent's."""
-    status = Path(f"/proc/{pid}/status").read_text().splitlines()
-    return int(next(line.split()[1] for line in status if line.startswith("VmHWM:"))) / 1024
+    return proc_status_mb("VmHWM", pid)
