@@ -362,6 +362,10 @@ class Settings(BaseSettings):
         return os.fspath(value) if isinstance(value, os.PathLike) else value
 
     @property
+    def max_article_bytes(self) -> int:
+        return int(self.max_article_mb * 1_000_000)
+
+    @property
     def conversations_path(self) -> Path:
         return self.conversations_db or self.index_dir.parent / "conversations.sqlite3"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from rag.conversation_store import Conversation, ConversationStore, Feedback, StoredTurn
+from rag.conversation_store import Conversation, ConversationStore, ConversationSummary, Feedback, StoredTurn
 from rag.evaluation.scoring import without_markers
 from rag.types import Answer
 from rag.untrusted import CITATION
@@ -123,14 +123,21 @@ def _feedback_json(feedback: Feedback) -> dict[str, Any]:
     }
 
 
-def to_json(conversation: Conversation) -> dict[str, Any]:
-    summary = conversation.summary
+def summary_json(summary: ConversationSummary) -> dict[str, Any]:
+    """A conversation as listed: `turns` is how many it has."""
     return {
         "id": summary.id,
         "title": summary.title,
         "origin": summary.origin,
         "created": summary.created.isoformat(),
         "updated": summary.updated.isoformat(),
+        "turns": summary.turns,
+    }
+
+
+def to_json(conversation: Conversation) -> dict[str, Any]:
+    return {
+        **summary_json(conversation.summary),
         "turns": [
             {
                 "id": turn.id,

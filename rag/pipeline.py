@@ -307,11 +307,10 @@ class RAG:
         started = time.perf_counter()
         found = find_files(paths)
         errors = list(found.errors)
-        limit = int(self.settings.max_article_mb * 1_000_000)
 
         def documents() -> Iterator[Loaded]:
             for path, doc_id in found.files:
-                for loaded in read_file(path, doc_id, max_bytes=limit):
+                for loaded in read_file(path, doc_id, max_bytes=self.settings.max_article_bytes):
                     if isinstance(loaded.item, DocumentError):
                         errors.append(loaded.item)
                     yield loaded

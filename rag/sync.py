@@ -22,7 +22,7 @@ from rag.feeds import Entry, Feed, FeedStore
 from rag.index import AddReport
 from rag.pipeline import RAG, IndexReport
 from rag.types import Document
-from rag.web import Fetcher, FetchError, page_document
+from rag.web import Fetcher, FetchError
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +101,7 @@ def sync_feed(
             result.unchanged += 1
             continue
         try:
-            page = fetcher.get(link)
-            document = page_document(
-                page, link, requested=link, feed=feed.name, fallback_date=_entry_date(item),
-                max_bytes=int(pipeline.settings.max_article_mb * 1e6),
-            )  # fmt: skip
+            document = fetcher.article(link, feed=feed.name, fallback_date=_entry_date(item))
         except FetchError as exc:
             result.failed.append(exc)
             continue
@@ -144,9 +140,7 @@ def index_pages(pipeline: RAG, urls: Sequence[str]) -> IndexReport:
     with Fetcher(pipeline.settings) as fetcher:
         for url in urls:
             try:
-                page = fetcher.get(url)
-                max_bytes = int(pipeline.settings.max_article_mb * 1e6)
-                documents.append(page_document(page, url.strip(), requested=url.strip(), max_bytes=max_bytes))
+                documents.append(fetcher.article(url))
             except FetchError as exc:
                 errors.append(exc)
     report = pipeline.add_documents(documents) if documents else AddReport()

@@ -74,6 +74,7 @@ class Fetcher:
     def __init__(self, settings: Settings) -> None:
         self.timeout = settings.fetch_timeout
         self.max_bytes = int(settings.fetch_max_mb * 1024 * 1024)
+        self.max_article_bytes = settings.max_article_bytes
         self.delay = settings.fetch_host_delay
         self._last: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -133,6 +134,12 @@ class Fetcher:
         except httpx.HTTPError as exc:
             raise FetchError(url, f"cannot be fetched: {exc or type(exc).__name__}") from None
 
+    def article(self, url: str, *, feed: str | None = None, fallback_date: dt.date | None = None) -> Document:
+        """The article at `url`, indexed under that URL, with where and when it came from. Its date is the
+        page's own metadata first, then the feed entry's (`fallback_date`); never the day it was fetched."""
+        url = check_url(url)
+        return _page_document(self.get(url), url, feed, fallback_date, self.max_article_bytes)
+
     @property
     def _limit(self) -> str:
         return f"{self.max_bytes / 1024 / 1024:g} MB"
@@ -150,17 +157,9 @@ class Fetcher:
         )
 
 
-def page_document(
-    fetched: Fetched,
-    doc_id: str,
-    *,
-    requested: str,
-    feed: str | None = None,
-    fallback_date: dt.date | None = None,
-    max_bytes: int | None = None,
+def _page_document(
+    fetched: Fetched, requested: str, feed: str | None, fallback_date: dt.date | None, max_bytes: int
 ) -> Document:
-    """The article on a fetched page, with where and when it came from. Its date is the page's own
-    metadata first, then the feed entry's (`fallback_date`); never the day it was fetched."""
     from rag.loaders.html import extract_article
 
     provenance = {"source_url": requested, "fetched_at": fetched.fetched_at.isoformat(timespec="seconds")}
@@ -170,7 +169,7 @@ def page_document(
         provenance["final_url"] = fetched.url
     kind = fetched.content_type
     if kind in PDF_TYPES or (not kind and fetched.content.startswith(b"%PDF")):
-        return _pdf_document(fetched, doc_id, requested, provenance, fallback_date, max_bytes)
+        return _pdf_document(fetched, requested, provenance, fallback_date, max_bytes)
     if kind and kind not in HTML_TYPES:
         raise FetchError(requested, f"is {kind}, not an article page (HTML or PDF)")
     found = extract_article(fetched.content, fetched.url)
@@ -179,7 +178,7 @@ def page_document(
     metadata = {**provenance, "extraction": found.method}
     metadata.update({k: v for k, v in (("author", found.author), ("site_name", found.site_name)) if v})
     return Document(
-        id=doc_id,
+        id=requested,
         text=found.text,
         title=found.title,
         published=found.published or fallback_date,
@@ -190,17 +189,12 @@ def page_document(
 
 
 def _pdf_document(
-    fetched: Fetched,
-    doc_id: str,
-    requested: str,
-    provenance: dict[str, str],
-    fallback_date: dt.date | None,
-    max_bytes: int | None,
+    fetched: Fetched, requested: str, provenance: dict[str, str], fallback_date: dt.date | None, max_bytes: int
 ) -> Document:
     from rag.loaders import FORMATS
 
     name = PurePosixPath(urlsplit(fetched.url).path).name or "document.pdf"
-    source = Source(io.BytesIO(fetched.content), Path(name), doc_id, max_bytes)
+    source = Source(io.BytesIO(fetched.content), Path(name), requested, max_bytes)
     try:
         read = [item for item in FORMATS[".pdf"].load(source)]
         failed = next((item for item in read if isinstance(item, DocumentError)), None)

@@ -3,6 +3,7 @@ the real embedding model is loaded once per session because loading it dominates
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import socket
@@ -31,6 +32,14 @@ def free_port() -> int:
         return port
 
 
+def cli_env(home: Path, **settings: str) -> dict[str, str]:
+    """The environment for a `rag` process a test starts: this one's without its RAG_/OPENAI_ settings,
+    data and index under `home`, no progress bars, and the given `RAG_*` settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "OPENAI_"))}
+    env.update(XDG_DATA_HOME=str(home / "data"), RAG_INDEX_DIR=str(home / "index"), RAG_PROGRESS="false")
+    return {**env, **settings}
+
+
 @pytest.fixture(scope="session")
 def _cache_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One model-export cache per test session: exporting once costs seconds, every test would cost minutes."""
@@ -41,7 +50,7 @@ def _cache_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, _cache_home: Path) -> None:
     for var in ("RAG_CONFIG", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
         monkeypatch.delenv(var, raising=False)
-    for var in list(__import__("os").environ):
+    for var in list(os.environ):
         if var.startswith("RAG_"):
             monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))

@@ -22,6 +22,7 @@ from rag.embedding import Embedder
 from rag.feeds import FeedStore
 from rag.index import verify
 from rag.sync import index_pages, sync
+from tests.conftest import cli_env
 from tests.news_pages import CORPUS, Page, article_date, article_page, real_articles
 from tests.news_server import Item, NewsServer, Route, atom, news_server, rss
 
@@ -234,15 +235,7 @@ def test_rag_index_fetches_a_web_page_and_a_pdf(live: RAG, site: Site, news_serv
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "OPENAI_"))}
-    env.update(
-        XDG_DATA_HOME=str(tmp_path / "data"),
-        RAG_INDEX_DIR=str(tmp_path / "index"),
-        RAG_BACKEND="extractive",
-        RAG_PROGRESS="false",
-        RAG_FETCH_HOST_DELAY="0",
-    )
-    return env
+    return cli_env(tmp_path, RAG_BACKEND="extractive", RAG_FETCH_HOST_DELAY="0")
 
 
 def _rag(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import subprocess
 import sys
 import threading
@@ -26,7 +25,7 @@ from rag import RAG, Settings
 from rag.conversation_store import ConversationStore
 from rag.embedding import Embedder
 from rag.server.app import create_app
-from tests.conftest import SEED_FILE, free_port
+from tests.conftest import SEED_FILE, cli_env, free_port
 from tests.openai_server import FakeOpenAIServer, Reply
 
 RAG_BIN = Path(sys.executable).with_name("rag")
@@ -414,19 +413,13 @@ def test_an_unexpected_failure_is_a_500_without_a_traceback(running: Running, mo
 # --- `rag serve` as a process -----------------------------------------------------------------------
 
 
-def _env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "OPENAI_"))}
-    env.update(XDG_DATA_HOME=str(home / "data"), RAG_INDEX_DIR=str(home / "index"), RAG_PROGRESS="false", **extra)
-    return env
-
-
 @contextlib.contextmanager
 def rag_serve(home: Path, **extra: str) -> Iterator[str]:
     port = free_port()
     log_path = home / f"serve-{port}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [str(RAG_BIN), "serve", "--port", str(port)], env=_env(home, **extra), cwd=home, stdout=log,
+            [str(RAG_BIN), "serve", "--port", str(port)], env=cli_env(home, **extra), cwd=home, stdout=log,
             stderr=subprocess.STDOUT,
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -462,7 +455,7 @@ def test_rag_serve_answers_with_the_local_model_and_keeps_conversations_across_r
 def test_rag_serve_refuses_a_public_address_without_keys(tmp_path: Path) -> None:
     done = subprocess.run(
         [str(RAG_BIN), "serve", "--host", "0.0.0.0", "--port", str(free_port())],
-        env=_env(tmp_path),
+        env=cli_env(tmp_path),
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -30,7 +30,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.conftest import ROOT, SEEDS, free_port
+from tests.conftest import ROOT, SEEDS, cli_env, free_port
 from tests.test_ui import NEWS_QUESTION, news_site
 
 __all__ = ["news_site"]  # the fixture: a real HTTP news site with an RSS feed
@@ -144,14 +144,7 @@ def ui_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, s
     home = tmp_path_factory.mktemp("ui")
     article = home / "harbour.txt"
     article.write_text(INJECTED_ARTICLE, encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "OPENAI_"))}
-    env.update(
-        XDG_DATA_HOME=str(home / "data"),
-        RAG_INDEX_DIR=str(home / "index"),
-        RAG_BACKEND="extractive",
-        RAG_PROGRESS="false",
-        RAG_FETCH_HOST_DELAY="0",
-    )
+    env = cli_env(home, RAG_BACKEND="extractive", RAG_FETCH_HOST_DELAY="0")
     built = subprocess.run(
         [str(RAG), "index", str(SEEDS), str(article)], env=env, cwd=home, capture_output=True, text=True, timeout=600
     )

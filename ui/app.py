@@ -86,7 +86,7 @@ def sidebar(pipeline: RAG) -> dict[str, Any]:
     try:
         st.sidebar.caption(f"Model: {plain(pipeline.generator(backend, model).model)}")
     except RagError as exc:
-        st.sidebar.error(plain(f"{exc.message}. {exc.hint or ''}"))
+        st.sidebar.error(failure(exc))
     k = st.sidebar.slider("Passages to retrieve (top-k)", 1, 20, s.top_k, key="top_k")
     as_of = st.sidebar.date_input(
         "As of",
@@ -113,10 +113,16 @@ def sidebar(pipeline: RAG) -> dict[str, Any]:
     }
 
 
+def failure(exc: RagError, before: str = "") -> str:
+    """What went wrong and what to do, as text for the page: a message can name a file or carry an
+    endpoint's words, so it is shown plain, like article text."""
+    return plain(f"{before}{exc.message}. {exc.hint or ''}")
+
+
 def write_failed(exc: RagError) -> None:
     """An upload or delete the index refused is shown, not a traceback; the pipeline has already dropped
     its in-memory copy and reads the index from disk again on the next run."""
-    st.error(plain(f"{exc.message}. {exc.hint or ''}"))
+    st.error(failure(exc))
     st.info("The page reads the index from disk again on its next run: try again.")
 
 
@@ -254,7 +260,7 @@ def feeds_panel(pipeline: RAG, settings_json: str) -> None:
             store = load_feeds(settings_json)
             feeds = store.list()
         except RagError as exc:
-            st.error(plain(f"{exc.message}. {exc.hint or ''}"))
+            st.error(failure(exc))
             return
         if not feeds:
             st.caption("No feeds followed yet: add an RSS or Atom feed's address below, then sync it.")
@@ -288,7 +294,7 @@ def feeds_panel(pipeline: RAG, settings_json: str) -> None:
                 try:
                     added = store.add(url)
                 except RagError as exc:
-                    st.error(plain(f"{exc.message}. {exc.hint or ''}"))
+                    st.error(failure(exc))
                 else:
                     st.session_state.feed_notices = [
                         ("success", plain(f"Following {added.name}: press Sync now to fetch its articles."))
@@ -307,7 +313,7 @@ def feeds_panel(pipeline: RAG, settings_json: str) -> None:
                 try:
                     store.remove(name)
                 except RagError as exc:
-                    st.error(plain(f"{exc.message}. {exc.hint or ''}"))
+                    st.error(failure(exc))
                     return
                 st.session_state.feed_notices = [
                     ("info", plain(f"Stopped following {name}; its articles stay in the index."))
@@ -351,7 +357,7 @@ def record_feedback(store: ConversationStore, turn_id: str, rating: str) -> None
     try:
         store.add_feedback(turn_id, rating, st.session_state.get(f"comment-{turn_id}", ""))
     except RagError as exc:
-        st.toast(plain(f"Feedback not recorded: {exc.message}. {exc.hint or ''}"), icon="⚠️")
+        st.toast(failure(exc, "Feedback not recorded: "), icon="⚠️")
 
 
 def feedback(store: ConversationStore, turn: StoredTurn) -> None:
@@ -411,9 +417,8 @@ def show_conversation(store: ConversationStore, conversation: Conversation | Non
 
 
 def kept_options(options: dict[str, Any]) -> dict[str, Any]:
-    """What an answer was asked with, as the store keeps it."""
-    day = {name: options[name].isoformat() if options[name] else None for name in ("since", "until", "as_of")}
-    return {"k": options["k"], **day, "backend": options["backend"], "model": options["model"]}
+    """What an answer was asked with (the store keeps its dates as ISO strings)."""
+    return {name: options[name] for name in ("k", "since", "until", "as_of", "backend", "model")}
 
 
 def keep(
@@ -456,7 +461,7 @@ def ask(
                         turn = keep(store, conversation, question, item, options)
                     except RagError as exc:
                         show_answer(item, "unsaved", options)
-                        st.error(plain(f"This answer was not kept: {exc.message}. {exc.hint or ''}"))
+                        st.error(failure(exc, "This answer was not kept: "))
                     else:
                         show_answer(turn.answer, turn.id, options)  # as kept, so a reopened page matches
                         feedback(store, turn)
@@ -465,7 +470,7 @@ def ask(
                     placeholder.markdown(answer_html(text, "new", 0, cursor=True), unsafe_allow_html=True)
         except RagError as exc:
             # An endpoint's error text or a file name can carry markdown: shown as text, like articles.
-            error = plain(f"{exc.message}. {exc.hint or ''}")
+            error = failure(exc)
             placeholder.error(error)
             errors_for(conversation).append((len(conversation.turns) if conversation else 0, question, error))
 
@@ -481,7 +486,7 @@ def open_conversation(store: ConversationStore) -> Conversation | None:
         del st.query_params[CONVERSATION]
         st.info("That conversation is no longer kept (it was deleted): this is a new one.")
     except RagError as exc:
-        st.error(plain(f"{exc.message}. {exc.hint or ''}"))
+        st.error(failure(exc))
     return None
 
 
@@ -498,14 +503,14 @@ def rename(store: ConversationStore, conversation_id: str) -> None:
     try:
         store.rename(conversation_id, st.session_state.get(f"title-{conversation_id}", ""))
     except RagError as exc:
-        st.toast(plain(f"Not renamed: {exc.message}. {exc.hint or ''}"), icon="⚠️")
+        st.toast(failure(exc, "Not renamed: "), icon="⚠️")
 
 
 def delete(store: ConversationStore, conversation_id: str, title: str) -> None:
     try:
         store.delete(conversation_id)
     except RagError as exc:
-        st.toast(plain(f"Not deleted: {exc.message}. {exc.hint or ''}"), icon="⚠️")
+        st.toast(failure(exc, "Not deleted: "), icon="⚠️")
     else:
         st.toast(plain(f"Deleted “{title}”"))
     st.query_params.pop(CONVERSATION, None)
@@ -554,7 +559,7 @@ def conversations_panel(store: ConversationStore, conversation: Conversation | N
     try:
         past = store.list(limit=200)
     except RagError as exc:
-        st.error(plain(f"{exc.message}. {exc.hint or ''}"))
+        st.error(failure(exc))
         return
     if not past:
         st.caption("Answers are kept here: none yet.")
@@ -582,7 +587,7 @@ def main() -> None:
         pipeline = load_pipeline(settings_json)
         store = load_store(settings_json)
     except RagError as exc:
-        st.error(plain(f"{exc.message}. {exc.hint or ''}"))
+        st.error(failure(exc))
         st.stop()
     conversations = st.sidebar.container()  # filled last, to list an answer this run has just kept
     options = sidebar(pipeline)

@@ -7,6 +7,7 @@ import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from rag.errors import DocumentError
 from rag.loaders.common import make_title, parse_date, read_text, refuse_binary
@@ -15,11 +16,16 @@ from rag.types import Document, Format, Source
 _RECORD_KEYS = {"id", "doc_id", "title", "text", "body", "content", "url", "source", "published", "date"}
 
 
+def record_text(record: dict[str, Any]) -> object:
+    """A record's article text, under whichever of the names feeds use for it."""
+    return record.get("text") or record.get("body") or record.get("content")
+
+
 def record_to_document(record: object, path: Path, line: int | None, fallback_id: str) -> Document:
     """One JSON record; unknown keys survive as metadata so nothing the feed provided is lost."""
     if not isinstance(record, dict):
         raise DocumentError(path, "record is not a JSON object", line=line, hint="one {...} per line")
-    text = record.get("text") or record.get("body") or record.get("content")
+    text = record_text(record)
     if not isinstance(text, str) or not text.strip():
         raise DocumentError(path, "record has no `text`", line=line, hint="add a non-empty `text` field")
     # `or`, not a `get` default: feeds often send `"published": null` next to a usable `date`.

@@ -5,6 +5,7 @@ server."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -78,10 +79,15 @@ def rag_error_message(exc: RagError) -> str:
     return f"{exc.message}. {exc.hint}" if exc.hint else exc.message
 
 
-def _response(status: int, message: str, **kwargs: object) -> JSONResponse:
-    headers = kwargs.pop("headers", None)
-    body = error_body(status, message, **kwargs)  # type: ignore[arg-type]
-    return JSONResponse(body, status_code=status, headers=headers)  # type: ignore[arg-type]
+def _response(
+    status: int,
+    message: str,
+    *,
+    code: str | None = None,
+    param: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(error_body(status, message, code=code, param=param), status_code=status, headers=headers)
 
 
 def install(app: FastAPI) -> None:

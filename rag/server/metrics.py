@@ -13,7 +13,6 @@ from starlette.responses import Response
 
 from rag.server.security import ASGIApp, Message, Receive, Scope, Send
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
@@ -52,7 +51,7 @@ class Metrics:
             self.stages.labels(stage, backend).observe(seconds)
 
     def render(self) -> Response:
-        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE)
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 class Timing:
@@ -78,10 +77,9 @@ class Timing:
         try:
             await self.app(scope, receive, observed)
         finally:
-            metrics = self.metrics
             # The router leaves the route it chose in the scope; a 404 or a 413 sent before routing has none.
             route, method = str(getattr(scope.get("route"), "path", None) or "unmatched"), scope.get("method", "")
-            metrics.requests.labels(method, route, str(status)).inc()
-            metrics.latency.labels(method, route).observe(time.perf_counter() - start)
+            self.metrics.requests.labels(method, route, str(status)).inc()
+            self.metrics.latency.labels(method, route).observe(time.perf_counter() - start)
             if status >= 400:
-                metrics.errors.labels(str(status)).inc()
+                self.metrics.errors.labels(str(status)).inc()

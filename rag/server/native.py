@@ -11,7 +11,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse, Response
 from starlette.datastructures import UploadFile
 
-from rag.conversation_export import to_json, to_markdown
+from rag.conversation_export import summary_json, to_json, to_markdown
+from rag.loaders.records import record_text
 from rag.pipeline import IndexReport
 from rag.server.errors import APIError
 from rag.server.openai_api import ServiceDep
@@ -114,7 +115,7 @@ def _with_id(record: dict[str, Any]) -> dict[str, Any]:
     article of the next request would replace the first of this one."""
     if record.get("id") or record.get("doc_id") or record.get("url"):
         return record
-    text = record.get("text") or record.get("body") or record.get("content")
+    text = record_text(record)
     return {**record, "id": f"api-{content_hash(text)[:16]}"} if isinstance(text, str) and text.strip() else record
 
 
@@ -153,19 +154,7 @@ def delete_document(doc_id: str, svc: ServiceDep) -> dict[str, Any]:
 
 @reads.get("/conversations", summary="Kept conversations, most recently active first")
 def conversations(svc: ServiceDep, limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> dict[str, Any]:
-    return {
-        "data": [
-            {
-                "id": c.id,
-                "title": c.title,
-                "created": c.created.isoformat(),
-                "updated": c.updated.isoformat(),
-                "turns": c.turns,
-                "origin": c.origin,
-            }
-            for c in svc.store.list(limit)
-        ]
-    }
+    return {"data": [summary_json(c) for c in svc.store.list(limit)]}
 
 
 @reads.get("/conversations/{conversation_id}", summary="One conversation with its answers (JSON or Markdown)")

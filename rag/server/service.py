@@ -124,12 +124,12 @@ class Service:
         self.metrics.answered(answer.backend, answer.refused, answer.timings)
         options = {
             "k": request.k,
-            "since": _iso(request.since),
-            "until": _iso(request.until),
-            "as_of": _iso(request.as_of),
+            "since": request.since,
+            "until": request.until,
+            "as_of": request.as_of,
             "backend": chat.model.backend,
             "model": chat.model.model,
-        }
+        }  # the store keeps dates as ISO strings
         return self.store.add_turn(chat.conversation_id, chat.question, answer, options)
 
 
