@@ -539,7 +539,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         if args.reembed:
             results = [rag.reembed()]
         else:
-            urls = [p for p in args.paths if p.startswith(("http://", "https://"))]
+            urls = [p for p in args.paths if "://" in p]  # an ftp:// one is told it is no http(s) URL
             files = [Path(p) for p in args.paths if p not in urls]
             results = [rag.index(files)] if files else []
             if urls:
