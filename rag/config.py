@@ -94,8 +94,8 @@ class Settings(BaseSettings):
         None,
         ge=1,
         le=4096,
-        description="Chunks encoded per forward pass. Unset: 4 for the onnx backends, whose CPU kernels run "
-        "fastest on small batches (int8 on 2 cores: 76 chunks/s at 4, 61 at 16), 16 for torch (37 against 33).",
+        description="Chunks encoded per forward pass. Unset: 1 for onnx-int8, whose vectors otherwise depend on "
+        "what they were batched with; 4 for onnx, whose CPU kernels run fastest on small batches; 16 for torch.",
     )
     embedding_device: str = Field(
         "cpu",
@@ -308,6 +308,22 @@ class Settings(BaseSettings):
         description="Largest request body `rag serve` reads, uploads included; larger ones get 413 unread.",
     )
 
+    ray_address: str | None = Field(
+        None,
+        description="Ray cluster (`ray://host:10001`, `host:6379` or `auto`) whose actors search an archive "
+        "(`rag index --ray`); unset, the archive's partitions are searched in this process.",
+    )
+    ray_shards: int = Field(
+        2, ge=1, le=4096, description="Shard actors an archive's partitions are spread over on the Ray cluster."
+    )
+    ray_wait_seconds: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="Seconds a question waits for a shard the cluster is restarting before it fails, naming the "
+        "months it could not search.",
+    )
+
     fetch_timeout: float = Field(
         20.0,
         gt=0,
@@ -467,6 +483,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "ui": ("max_upload_mb", "ui_port", "ui_address", "conversations_db"),
     "feeds": ("fetch_timeout", "fetch_max_mb", "fetch_host_delay", "user_agent"),
     "server": ("serve_host", "serve_port", "api_keys", "admin_keys", "rate_limit_per_minute", "max_request_mb"),
+    "scale-out": ("ray_address", "ray_shards", "ray_wait_seconds"),
 }  # fmt: skip
 """The settings by the part of `rag` they tune: how `rag settings` and the README list them. The names
 stay flat (`RAG_TOP_K`), as they always were."""

@@ -196,6 +196,11 @@ class OnnxEncoder:
         self._tokenizer.enable_truncation(self.info.max_seq_length)
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3
+        # A process given fewer cores than the machine has (a Ray actor: Ray sets OMP_NUM_THREADS to its
+        # CPUs) must not start a thread per core, or encoders sharing a machine fight over every core.
+        threads = os.environ.get("OMP_NUM_THREADS", "")
+        if threads.isdigit() and int(threads) > 0:
+            options.intra_op_num_threads = int(threads)
         self._session: onnxruntime.InferenceSession = onnxruntime.InferenceSession(
             str(directory / _MODEL_FILES[precision]), options, providers=["CPUExecutionProvider"]
         )

@@ -50,3 +50,7 @@ class NotFoundError(RagError):
 
 class FeedbackError(RagError):
     """Feedback that cannot be kept as given, such as a rating that is not one of the offered ones."""
+
+
+class ShardUnavailable(IndexDirError):
+    """Part of a sharded archive could not be searched: the answer would silently miss those dates."""

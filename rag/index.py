@@ -360,6 +360,51 @@ def read_manifest(path: Path) -> Manifest:
     return Manifest(**json.loads((path / MANIFEST).read_text(encoding="utf-8")))
 
 
+def plan_additions(
+    documents: Sequence[Document], run: RunSeen, stored: Mapping[str, str], holders: Mapping[str, str]
+) -> tuple[list[Document], AddReport]:
+    """Which documents need embedding: new ids and changed content only.
+
+    A stored document only makes another one a duplicate if this batch leaves its content alone:
+    when `a` is edited and its old text arrives as `b` in the same run, `b` is new content, not a
+    copy of `a`, and skipping it would drop that text from the index. A run planned in windows (a
+    streamed archive) passes one `run` to all of them, so repeated ids and copies are caught across
+    the whole run; the edit-and-copy case is then caught within a window.
+
+    `stored` gives the content hash of each stored document among these ids, `holders` the stored
+    document holding each content hash: one index's, or a whole archive's.
+    """
+    report = AddReport()
+    todo: list[Document] = []
+    seen, incoming = run.seen, run.incoming
+    firsts: list[Document] = []
+    for doc in documents:
+        if doc.id in incoming:
+            report.repeated.append(doc.id)
+        else:
+            incoming[doc.id] = doc.content_hash
+            firsts.append(doc)
+    for doc in firsts:
+        digest = doc.content_hash
+        existing = stored.get(doc.id)
+        if existing == digest:
+            report.unchanged.append(doc.id)
+            continue
+        twin = seen.get(digest)
+        holder = holders.get(digest)
+        if twin is None and holder is not None and incoming.get(holder, digest) == digest:
+            twin = holder
+        if twin is not None and twin != doc.id:
+            report.duplicates.append((doc.id, twin))
+            if existing is not None:
+                report.removed.append(doc.id)
+            continue
+        seen[digest] = doc.id
+        (report.updated if existing is not None else report.added).append(doc.id)
+        todo.append(doc)
+    return todo, report
+
+
 class ChunkTable(MutableMapping[int, Chunk]):
     """Chunks by id, kept as compact rows and made into `Chunk`s when asked for. A search reads a handful of
     an index's chunks, and building every `Chunk` at load was most of a new process's first search (0.9 s
@@ -590,51 +635,21 @@ class ArticleIndex:
             )
 
     def plan(self, documents: Sequence[Document], run: RunSeen | None = None) -> tuple[list[Document], AddReport]:
-        """Which documents need embedding: new ids and changed content only.
+        """Which documents need embedding: new ids and changed content only (`plan_additions`)."""
+        stored = {doc.id: record.content_hash for doc in documents if (record := self.documents.get(doc.id))}
+        return plan_additions(documents, run or RunSeen(), stored, self._by_hash)
 
-        A stored document only makes another one a duplicate if this batch leaves its content alone:
-        when `a` is edited and its old text arrives as `b` in the same run, `b` is new content, not a
-        copy of `a`, and skipping it would drop that text from the index. A run planned in windows (a
-        streamed archive) passes one `run` to all of them, so repeated ids and copies are caught across
-        the whole run; the edit-and-copy case is then caught within a window."""
-        report = AddReport()
-        todo: list[Document] = []
-        run = run or RunSeen()
-        seen, incoming = run.seen, run.incoming
-        firsts: list[Document] = []
-        for doc in documents:
-            if doc.id in incoming:
-                report.repeated.append(doc.id)
-            else:
-                incoming[doc.id] = doc.content_hash
-                firsts.append(doc)
-        for doc in firsts:
-            digest = doc.content_hash
-            existing = self.documents.get(doc.id)
-            if existing is not None and existing.content_hash == digest:
-                report.unchanged.append(doc.id)
-                continue
-            twin = seen.get(digest)
-            stored = self._by_hash.get(digest)
-            if twin is None and stored is not None and incoming.get(stored, digest) == digest:
-                twin = stored
-            if twin is not None and twin != doc.id:
-                report.duplicates.append((doc.id, twin))
-                if existing is not None:
-                    report.removed.append(doc.id)
-                continue
-            seen[digest] = doc.id
-            (report.updated if existing is not None else report.added).append(doc.id)
-            todo.append(doc)
-        return todo, report
-
-    def add(self, doc: Document, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
-        """Replace any previous version of the document with these chunks and vectors."""
+    def add(
+        self, doc: Document, chunks: Sequence[Chunk], vectors: np.ndarray, *, ids: np.ndarray | None = None
+    ) -> None:
+        """Replace any previous version of the document with these chunks and vectors, under new chunk ids
+        or the `ids` given (an archive's search keeps the ids its partitions gave)."""
         self.version += 1
         if doc.id in self.documents:
             self.remove(doc.id)
-        ids = np.arange(self.manifest.next_id, self.manifest.next_id + len(chunks), dtype=np.int64)
-        self.manifest.next_id += len(chunks)
+        if ids is None:
+            ids = np.arange(self.manifest.next_id, self.manifest.next_id + len(chunks), dtype=np.int64)
+        self.manifest.next_id = max(self.manifest.next_id, int(ids.max(initial=-1)) + 1)
         if len(chunks):
             self.vectors.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
             if self.ann is not None:

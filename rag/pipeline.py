@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from rag.archive.catalog import Catalog
+from rag.archive.search import ArchiveRetriever
 from rag.backends import make_generator
 from rag.chunking import Chunker, tiktoken_counter
 from rag.config import EmbeddingBackend, Settings
@@ -169,7 +171,7 @@ class RAG:
         self._index: ArticleIndex | None = None
         self.generators: dict[str, Generator] = dict(generators or {})
         """Generators built so far, by backend name (`backend:model` with a model override)."""
-        self._retriever: Retriever | None = None
+        self._retriever: Retriever | ArchiveRetriever | None = None
         reranker = self.settings.reranker
         self._reranker = Reranker(reranker, device=self.settings.embedding_device) if reranker else None
         # The chat page shares one RAG between browser sessions: searches must not see an index that an
@@ -195,10 +197,15 @@ class RAG:
         """The configured backend; left at its default, the one the existing index was built for, so an
         index from before int8 became the default keeps answering (`rag index --reembed` moves it)."""
         s = self.settings
-        if "embedding_backend" in s.model_fields_set or not ArticleIndex.exists(s.index_dir):
+        archive = Catalog.exists(s.index_dir)
+        if "embedding_backend" in s.model_fields_set or not (archive or ArticleIndex.exists(s.index_dir)):
             return s.embedding_backend
         try:
-            built = read_manifest(s.index_dir).embedding_precision
+            built = (
+                Catalog.load(s.index_dir).embedding_precision
+                if archive
+                else read_manifest(s.index_dir).embedding_precision
+            )
         except (OSError, ValueError, TypeError):
             return s.embedding_backend  # opening the index will say what is wrong with it
         if built == precision_of(s.embedding_backend):
@@ -241,26 +248,31 @@ class RAG:
             self._index = None
         if self._index is None:
             path = self.settings.index_dir
+            if Catalog.exists(path):
+                raise IndexDirError(
+                    f"{path} is an archive of monthly partitions, not a single index",
+                    hint="add articles to it with `rag index --ray PATH...`; questions search it as usual",
+                )
             if ArticleIndex.exists(path) or not create:
                 index = ArticleIndex.load(path, lock_timeout=self.settings.lock_timeout)
                 index.check_model(self.embedder.name, self.embedder.precision)
             else:
-                s = self.settings
-                index = ArticleIndex.create(
-                    path,
-                    Manifest(
-                        embedding_model=self.embedder.name,
-                        dimension=self.embedder.dimension,
-                        embedding_precision=self.embedder.precision,
-                        chunk_tokens=s.chunk_tokens,
-                        chunk_overlap=s.chunk_overlap,
-                        tokenizer=s.tokenizer_encoding,
-                    ),
-                    lock_timeout=s.lock_timeout,
-                )
+                index = ArticleIndex.create(path, self.new_manifest(), lock_timeout=self.settings.lock_timeout)
             index.configure_ann(self.settings.ann_min_chunks)
             self._index = index
         return self._index
+
+    def new_manifest(self) -> Manifest:
+        """The manifest of an index built now with these settings."""
+        s = self.settings
+        return Manifest(
+            embedding_model=self.embedder.name,
+            dimension=self.embedder.dimension,
+            embedding_precision=self.embedder.precision,
+            chunk_tokens=s.chunk_tokens,
+            chunk_overlap=s.chunk_overlap,
+            tokenizer=s.tokenizer_encoding,
+        )
 
     def ensure_index(self) -> ArticleIndex:
         """Open the index, building it from the seed articles the first time, so a fresh checkout answers.
@@ -289,7 +301,7 @@ class RAG:
     def warm_up(self) -> None:
         """Open the index and load the embedding model now, so a server's first question is timed (and
         waits) only for itself."""
-        self.ensure_index()
+        self.retriever()
         _ = self.embedder.encoder
 
     def chunker(self, manifest: Manifest) -> Chunker:
@@ -478,10 +490,17 @@ class RAG:
             self.generators[key] = make_generator(self.settings, name, model)
         return self.generators[key]
 
-    def retriever(self) -> Retriever:
-        """The retriever over the current index; a new one when the index was reloaded."""
+    def retriever(self) -> Retriever | ArchiveRetriever:
+        """The retriever over the current index; a new one when the index was reloaded. An archive of
+        monthly partitions (`rag index --ray`) is searched through its shards (`rag.archive`)."""
+        if Catalog.exists(self.settings.index_dir):
+            if not isinstance(self._retriever, ArchiveRetriever):
+                self._retriever = ArchiveRetriever(
+                    self.settings.index_dir, self.embedder, self.settings, self._reranker
+                )
+            return self._retriever
         index = self.ensure_index()
-        if self._retriever is None or self._retriever.index is not index:
+        if not isinstance(self._retriever, Retriever) or self._retriever.index is not index:
             self._retriever = Retriever(index, self.embedder, self.settings, self._reranker)
         return self._retriever
 

@@ -19,7 +19,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +27,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     import bm25s
+    from scipy import sparse
 
 from rag.text import bm25s_module, index_terms
 
@@ -95,6 +96,81 @@ class BM25Index:
         if not known or not self.size:
             return np.zeros(self.size, dtype=np.float32)
         return np.asarray(self.model.get_scores(known), dtype=np.float32)
+
+
+@dataclass
+class KeywordStats:
+    """The corpus statistics BM25 scores with: how many texts, their total length in terms, and in how
+    many texts each query term occurs. A sharded archive adds up its partitions' so that every partition
+    scores as one index over the whole archive would."""
+
+    texts: int = 0
+    terms: int = 0
+    frequency: dict[str, int] = field(default_factory=dict)
+
+    def __add__(self, other: KeywordStats) -> KeywordStats:
+        frequency = dict(self.frequency)
+        for term, count in other.frequency.items():
+            frequency[term] = frequency.get(term, 0) + count
+        return KeywordStats(self.texts + other.texts, self.terms + other.terms, frequency)
+
+
+class TermCounts:
+    """Term counts of a fixed list of texts, for BM25 scores with statistics from elsewhere (`KeywordStats`).
+    bm25s bakes its own corpus's statistics into the scores it saves, so a partition of an archive, scored
+    alone, would weigh words by how rare they are in its month rather than in the archive. The scores
+    use bm25s's own formula and parameters, so an archive of one partition scores as `BM25Index` does."""
+
+    def __init__(self, counts: sparse.csc_matrix, lengths: np.ndarray, vocabulary: dict[str, int]) -> None:
+        self.counts = counts
+        self.lengths = lengths
+        self.vocabulary = vocabulary
+
+    @classmethod
+    def build(cls, texts: Sequence[str]) -> TermCounts:
+        from scipy import sparse
+
+        tokenized = index_terms(texts, return_ids=True) if texts else None
+        ids: list[list[int]] = list(tokenized.ids) if tokenized else []
+        vocabulary: dict[str, int] = dict(tokenized.vocab) if tokenized else {}
+        rows = np.repeat(np.arange(len(ids)), [len(one) for one in ids])
+        columns = np.fromiter((term for one in ids for term in one), dtype=np.int64, count=len(rows))
+        counts = sparse.csc_matrix(
+            (np.ones(len(rows), dtype=np.float32), (rows, columns)), shape=(len(ids), len(vocabulary))
+        )
+        counts.sum_duplicates()
+        return cls(counts, np.asarray([len(one) for one in ids], dtype=np.int64), vocabulary)
+
+    def stats(self, query_terms: Sequence[str]) -> KeywordStats:
+        """These texts' share of the statistics, for the query's terms."""
+        indptr = self.counts.indptr
+        frequency = {
+            term: int(indptr[self.vocabulary[term] + 1] - indptr[self.vocabulary[term]])
+            for term in dict.fromkeys(query_terms)
+            if term in self.vocabulary
+        }
+        return KeywordStats(len(self.lengths), int(self.lengths.sum()), frequency)
+
+    def scores(self, query_terms: Sequence[str], stats: KeywordStats) -> np.ndarray:
+        """One BM25 score per text, with the corpus statistics `stats`; all zero when no term occurs."""
+        from bm25s.scoring import _select_idf_scorer, _select_tfc_scorer
+
+        model = bm25s_module().BM25()
+        tfc, idf = _select_tfc_scorer(model.method), _select_idf_scorer(model.idf_method)
+        average = stats.terms / stats.texts if stats.texts else 1.0
+        out = np.zeros(len(self.lengths), dtype=np.float32)
+        for term in query_terms:  # repeats count again, as in bm25s
+            if term not in self.vocabulary or not stats.frequency.get(term):
+                continue
+            column = self.vocabulary[term]
+            start, end = self.counts.indptr[column], self.counts.indptr[column + 1]
+            rows = self.counts.indices[start:end]
+            weight = idf(stats.frequency[term], N=stats.texts)
+            part = tfc(
+                tf_array=self.counts.data[start:end], l_d=self.lengths[rows], l_avg=average, k1=model.k1, b=model.b
+            )
+            out[rows] += (weight * part).astype(np.float32)
+        return out
 
 
 def _check(model: bm25s.BM25, size: int) -> None:

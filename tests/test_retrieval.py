@@ -186,7 +186,7 @@ class TestDateFilter:
 FLOODS = [
     ("flood-2019", "2019-04-02", "River Alder burst its banks and flooded the market square, officials said."),
     ("flood-2021", "2021-11-20", "Flood water from the Alder reached the market square again on Saturday."),
-    ("flood-2022", "2022-06-10", "The market square was under water after the river Alder flooded overnight."),
+    ("flood-2022", "2022-06-10", "The market square was under water again after flooding overnight."),
 ]
 
 

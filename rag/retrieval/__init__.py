@@ -73,6 +73,26 @@ def stages_for(settings: Settings) -> list[Stage]:
     return [cls() for cls in PIPELINE if cls.enabled(settings)]
 
 
+def scope(question: str, dates: DateRange | None, as_of: dt.date | None, settings: Settings) -> tuple[Retrieval, bool]:
+    """The dates a question searches: the range asked for, capped at the as-of date (default today), and
+    narrowed by a date the question names when `question_dates=filter`. An empty `Retrieval` saying so,
+    and False when no date can match."""
+    as_of = as_of or dt.date.today()
+    dates = dates or DateRange()
+    if settings.as_of_filter:
+        dates = DateRange(dates.since, min(dates.until or as_of, as_of))
+    mention = resolve(question, as_of) if settings.question_dates != "off" else None
+    filtered = mention is not None and settings.question_dates == "filter"
+    if filtered:
+        assert mention is not None
+        since = max(filter(None, (dates.since, mention.range.since)), default=None)
+        until = min(filter(None, (dates.until, mention.range.until)), default=None)
+        if since and until and since > until:
+            return Retrieval([], [], as_of, dates, mention, True), False
+        dates = DateRange(since, until)
+    return Retrieval([], [], as_of, dates, mention, filtered), True
+
+
 class Retriever:
     def __init__(
         self,
@@ -116,20 +136,10 @@ class Retriever:
         as_of: dt.date | None = None,
     ) -> Retrieval:
         s = self.settings
-        as_of = as_of or dt.date.today()
-        dates = dates or DateRange()
-        if s.as_of_filter:
-            dates = DateRange(dates.since, min(dates.until or as_of, as_of))
-        mention = resolve(question, as_of) if s.question_dates != "off" else None
-        filtered = mention is not None and s.question_dates == "filter"
-        if filtered:
-            assert mention is not None
-            since = max(filter(None, (dates.since, mention.range.since)), default=None)
-            until = min(filter(None, (dates.until, mention.range.until)), default=None)
-            if since and until and since > until:
-                return Retrieval([], [], as_of, dates, mention, True)
-            dates = DateRange(since, until)
-        result = Retrieval([], [], as_of, dates, mention, filtered)
+        result, searchable = scope(question, dates, as_of, s)
+        if not searchable:
+            return result
+        dates, as_of, mention = result.dates, result.as_of, result.mention
         corpus = self.corpus
         if not len(corpus.chunk_ids):
             return result

@@ -56,3 +56,7 @@ class KeywordCandidates:
             articles = allowed(corpus.article_day, search.result.dates)
             order = top(corpus.article_bm25.scores(search.terms), articles, s.candidates)
             search.rankings.append((order, s.article_bm25_weight))
+
+
+CANDIDATE_STAGES = frozenset({DenseCandidates.name, KeywordCandidates.name})
+"""The stages that read the whole index: an archive's search gathers their rankings from its shards."""

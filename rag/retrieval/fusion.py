@@ -28,8 +28,9 @@ class Fuse:
 
 
 class Order:
-    """Adds each candidate's prior to its fused score and sorts, best first; equal articles go newest
-    first, since the same story's later report usually holds the outcome."""
+    """Adds each candidate's prior to its fused score and sorts, best first; equal ones go newest first,
+    since the same story's later report usually holds the outcome (and an archive's partitions, which
+    hold different months, then break ties as one index does)."""
 
     name = "order"
 
@@ -42,8 +43,6 @@ class Order:
         candidates = np.asarray(search.ranked, dtype=np.int64)
         prior = search.prior if search.unit == "article" else search.prior[corpus.chunk_article]
         search.score[candidates] += prior[candidates]
-        if search.unit == "article":
-            order = np.lexsort((-corpus.article_day[candidates], -search.score[candidates]))
-        else:
-            order = np.argsort(-search.score[candidates], kind="stable")
+        days = corpus.article_day if search.unit == "article" else corpus.chunk_day
+        order = np.lexsort((-days[candidates], -search.score[candidates]))
         search.ranked = [int(u) for u in candidates[order]]

@@ -52,8 +52,10 @@ class Search:
     """Candidate units in order, best first: ordered, then thinned and reordered by later stages."""
     folded: dict[int, list[int]] = field(default_factory=dict)
     """Per kept unit, the near-copies folded into it."""
+    chunk_scores: np.ndarray | None = None
+    """Per chunk row, the question's chunk BM25 score: made on first use, or gathered by an archive's
+    search with archive-wide statistics."""
     _best_rows: dict[int, list[int]] = field(default_factory=dict)
-    _chunk_bm25: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.prior = np.zeros(len(self.corpus.article_ids), dtype=np.float64)
@@ -86,9 +88,11 @@ class Search:
             if self.vector is not None:
                 rankings.append((np.argsort(-(self.vectors(rows) @ self.vector), kind="stable"), s.dense_weight))
             if self.terms and s.bm25_weight > 0:
-                if self._chunk_bm25 is None:
-                    self._chunk_bm25 = self.corpus.chunk_bm25.scores(self.terms)
-                rankings.append((top(self._chunk_bm25[rows], np.ones(len(rows), dtype=bool), len(rows)), s.bm25_weight))
+                if self.chunk_scores is None:
+                    self.chunk_scores = self.corpus.chunk_bm25.scores(self.terms)
+                rankings.append(
+                    (top(self.chunk_scores[rows], np.ones(len(rows), dtype=bool), len(rows)), s.bm25_weight)
+                )
             score, _ = fused(rankings, len(rows), s.rrf_k)
             self._best_rows[article] = [int(r) for r in rows[np.argsort(-score, kind="stable")]]
         return self._best_rows[article]

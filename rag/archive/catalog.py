@@ -1,0 +1,165 @@
+"""The catalog: the partitions of an archive, and which dates each one holds.
+
+It is derived from the partitions' own manifests and rewritten atomically after they are saved, so a
+crash between a partition's save and the catalog's leaves a partition the next run lists again, never a
+catalog that names files which do not exist.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rag.dates import DateRange
+from rag.errors import IndexDirError
+from rag.index import ArticleIndex, Manifest, read_manifest
+
+CATALOG = "catalog.json"
+PARTITIONS = "partitions"
+UNDATED = "undated"
+ID_BITS = 40
+"""A chunk's id in the archive is its partition's number shifted left by this, plus its id in the
+partition: ids stay unique across partitions without renumbering any of them (2^40 chunks a month)."""
+
+
+def partition_of(published: dt.date | None) -> str:
+    """The partition an article belongs to: its publication month, or `undated`."""
+    return UNDATED if published is None else f"{published.year:04d}-{published.month:02d}"
+
+
+def months(name: str) -> DateRange:
+    """The dates a partition can hold (open on both sides for `undated`, which every search includes)."""
+    if name == UNDATED:
+        return DateRange()
+    first = dt.date.fromisoformat(f"{name}-01")
+    following = dt.date(first.year + first.month // 12, first.month % 12 + 1, 1)
+    return DateRange(first, following - dt.timedelta(days=1))
+
+
+@dataclass
+class PartitionInfo:
+    name: str
+    number: int
+    """Fixed when the partition is created: the high bits of its chunks' archive ids."""
+    first: str | None = None
+    last: str | None = None
+    """The earliest and latest publication dates it holds (ISO), None when undated or empty."""
+    documents: int = 0
+    chunks: int = 0
+    generation: int = 0
+
+
+@dataclass
+class Catalog:
+    embedding_model: str
+    embedding_precision: str
+    dimension: int
+    chunk_tokens: int
+    chunk_overlap: int
+    tokenizer: str
+    partitions: dict[str, PartitionInfo] = field(default_factory=dict)
+    updated: str = ""
+
+    @staticmethod
+    def exists(root: Path) -> bool:
+        return (root / CATALOG).is_file()
+
+    @classmethod
+    def load(cls, root: Path) -> Catalog:
+        try:
+            data = json.loads((root / CATALOG).read_text(encoding="utf-8"))
+            partitions = {name: PartitionInfo(**info) for name, info in data.pop("partitions").items()}
+            return cls(**data, partitions=partitions)
+        except FileNotFoundError:
+            raise IndexDirError(
+                f"no archive at {root} (no {CATALOG})", hint="build one with `rag index --ray PATH...`"
+            ) from None
+        except (ValueError, TypeError, KeyError) as exc:
+            raise IndexDirError(
+                f"the archive catalog {root / CATALOG} is unreadable ({exc})",
+                hint="`rag index --ray` with no new articles rewrites it from the partitions",
+            ) from exc
+
+    @classmethod
+    def like(cls, manifest: Manifest) -> Catalog:
+        """An empty catalog for partitions built as `manifest` says."""
+        return cls(
+            manifest.embedding_model,
+            manifest.embedding_precision,
+            manifest.dimension,
+            manifest.chunk_tokens,
+            manifest.chunk_overlap,
+            manifest.tokenizer,
+        )
+
+    def manifest(self) -> Manifest:
+        """The manifest a new partition starts from."""
+        return Manifest(
+            embedding_model=self.embedding_model,
+            dimension=self.dimension,
+            chunk_tokens=self.chunk_tokens,
+            chunk_overlap=self.chunk_overlap,
+            tokenizer=self.tokenizer,
+            embedding_precision=self.embedding_precision,
+        )
+
+    def number_for(self, name: str) -> int:
+        info = self.partitions.get(name)
+        if info is not None:
+            return info.number
+        return max((p.number for p in self.partitions.values()), default=-1) + 1
+
+    def refresh(self, index: ArticleIndex) -> None:
+        """Record a partition as its saved index stands."""
+        name = index.path.name
+        dates = [r.published for r in index.documents.values() if r.published is not None]
+        self.partitions[name] = PartitionInfo(
+            name=name,
+            number=self.number_for(name),
+            first=min(dates).isoformat() if dates else None,
+            last=max(dates).isoformat() if dates else None,
+            documents=len(index.documents),
+            chunks=len(index.chunks),
+            generation=read_manifest(index.path).generation,
+        )
+        if not index.documents:
+            del self.partitions[name]
+
+    def save(self, root: Path) -> None:
+        self.updated = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        data: dict[str, Any] = asdict(self)
+        data["partitions"] = dict(sorted(data["partitions"].items()))
+        tmp = root / (CATALOG + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, root / CATALOG)
+
+    def searched(self, dates: DateRange) -> list[str]:
+        """The partitions that can hold articles within `dates`, oldest first: undated articles pass every
+        date filter, so `undated` is always one."""
+        kept = []
+        for name, info in sorted(self.partitions.items()):
+            if info.first is None or (
+                (dates.until is None or dt.date.fromisoformat(info.first) <= dates.until)
+                and (dates.since is None or dt.date.fromisoformat(info.last or info.first) >= dates.since)
+            ):
+                kept.append(name)
+        return kept
+
+    @property
+    def documents(self) -> int:
+        return sum(p.documents for p in self.partitions.values())
+
+    @property
+    def chunks(self) -> int:
+        return sum(p.chunks for p in self.partitions.values())
+
+
+def partition_path(root: Path, name: str) -> Path:
+    return root / PARTITIONS / name

@@ -1,0 +1,149 @@
+"""The shards of an archive: in this process, or Ray actors when `ray_address` is set.
+
+On Ray each shard is an actor that Ray restarts when it dies (its process killed, its node lost); a
+restarted shard loads its partitions from disk again, and the calls that were waiting on it are retried.
+A question waits for that at most `ray_wait_seconds`; past it, the search fails naming the dates it
+could not search, rather than answer from part of the archive without saying so.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rag.archive.catalog import Catalog
+from rag.archive.shard import Shard
+from rag.archive.wire import CandidateRequest, Candidates, Gathered, Key
+from rag.config import Settings
+from rag.errors import ShardUnavailable
+from rag.sparse import KeywordStats
+
+log = logging.getLogger(__name__)
+
+
+def connect(address: str | None) -> Any:
+    """Ray, connected to the cluster at `address` (None: the one `RAY_ADDRESS` names, else a new local one)."""
+    try:
+        import ray
+    except ImportError:
+        from rag.errors import ConfigError
+
+        raise ConfigError("Ray is not installed", hint="pip install 'rag[ray]'") from None
+    if not ray.is_initialized():
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False, configure_logging=False)
+    return ray
+
+
+class Shards:
+    """Spreads the catalog's partitions over `ray_shards` shards (round robin by month, so a question
+    about one season keeps every shard busy) and merges what they return."""
+
+    def __init__(self, root: Path, settings: Settings) -> None:
+        self.root = root
+        self.settings = settings
+        self.catalog = Catalog.load(root)
+        self._stamp = self._catalog_stamp()
+        self.groups: list[dict[str, int]] = []
+        self.workers: list[Any] = []
+        self._start()
+
+    def _catalog_stamp(self) -> float:
+        return (self.root / "catalog.json").stat().st_mtime_ns
+
+    def _start(self) -> None:
+        names = sorted(self.catalog.partitions)
+        count = max(1, min(self.settings.ray_shards, len(names))) if self.settings.ray_address else 1
+        self.groups = [{name: self.catalog.partitions[name].number for name in names[i::count]} for i in range(count)]
+        self.workers = [self._worker(group) for group in self.groups]
+
+    def _worker(self, group: dict[str, int]) -> Any:
+        if not self.settings.ray_address:
+            return Shard(str(self.root), group)
+        ray = connect(self.settings.ray_address)
+        actor = ray.remote(Shard).options(
+            max_restarts=-1, max_task_retries=-1, num_cpus=0, scheduling_strategy="SPREAD"
+        )
+        return actor.remote(str(self.root), group)
+
+    def refresh(self) -> None:
+        """Follow the catalog: a run that added a month is searched from the next question on."""
+        stamp = self._catalog_stamp()
+        if stamp != self._stamp:
+            self.stop()
+            self.catalog, self._stamp = Catalog.load(self.root), stamp
+            self._start()
+
+    def stop(self) -> None:
+        if self.settings.ray_address and self.workers:
+            ray = connect(self.settings.ray_address)
+            for worker in self.workers:
+                ray.kill(worker)
+        self.workers = []
+
+    def _each(self, call: Callable[[Any], Any], wanted: set[str] | None = None) -> list[Any]:
+        """`call` on every shard holding one of the `wanted` partitions (all when None), in shard order."""
+        chosen = [i for i, group in enumerate(self.groups) if wanted is None or wanted & group.keys()]
+        if not self.settings.ray_address:
+            return [call(self.workers[i]) for i in chosen]
+        ray = connect(self.settings.ray_address)
+        from ray.exceptions import GetTimeoutError, RayActorError
+
+        refs = {i: call(self.workers[i]) for i in chosen}
+        results, failed = [], []
+        for i, ref in refs.items():
+            try:
+                results.append(ray.get(ref, timeout=self.settings.ray_wait_seconds))
+            except RayActorError:
+                # Killed for good (not restartable): start it again once, within the same wait.
+                self.workers[i] = self._worker(self.groups[i])
+                try:
+                    results.append(ray.get(call(self.workers[i]), timeout=self.settings.ray_wait_seconds))
+                except (RayActorError, GetTimeoutError) as exc:
+                    failed.append((i, exc))
+            except GetTimeoutError as exc:
+                failed.append((i, exc))
+        if failed:
+            months = sorted(name for i, _ in failed for name in self.groups[i] if wanted is None or name in wanted)
+            raise ShardUnavailable(
+                f"the archive's partitions {', '.join(months)} could not be searched: "
+                f"their shard did not answer within {self.settings.ray_wait_seconds:g} s ({failed[0][1]!r:.200})",
+                hint="nothing was answered from the rest; ask again once the Ray cluster has restarted the shard, "
+                "or raise RAG_RAY_WAIT_SECONDS",
+            )
+        return results
+
+    @staticmethod
+    def _invoke(worker: Any, method: str, *args: Any) -> Any:
+        bound = getattr(worker, method)
+        return bound.remote(*args) if hasattr(bound, "remote") else bound(*args)
+
+    def stats(self, terms: list[str]) -> tuple[KeywordStats, KeywordStats]:
+        """Archive-wide BM25 statistics (articles, chunks) for the question's terms."""
+        articles, chunks = KeywordStats(), KeywordStats()
+        for a, c in self._each(lambda w: self._invoke(w, "stats", terms)):
+            articles, chunks = articles + a, chunks + c
+        return articles, chunks
+
+    def candidates(self, request: CandidateRequest) -> Candidates:
+        """The archive's best `n` per ranking: each shard's best `n`, merged by score."""
+        found = self._each(lambda w: self._invoke(w, "candidates", request), set(request.partitions))
+
+        def best(lists: list[list[tuple[float, Key]]]) -> list[tuple[float, Key]]:
+            return heapq.nsmallest(request.n, (item for one in lists for item in one), key=_order)
+
+        return Candidates(best([f.dense for f in found]), best([f.keyword for f in found]))
+
+    def gather(self, wanted: dict[str, list[str]], terms: list[str], stats: KeywordStats) -> list[Gathered]:
+        out: list[Gathered] = []
+        for part in self._each(lambda w: self._invoke(w, "gather", wanted, terms, stats), set(wanted)):
+            out.extend(part)
+        return out
+
+
+def _order(item: tuple[float, Key]) -> tuple[float, int]:
+    """Best score first; equal scores in archive order (partition, then position), as one index lists them."""
+    score, key = item
+    return -score, key.position if key.chunk is None else key.chunk
