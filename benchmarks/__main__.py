@@ -148,13 +148,16 @@ def _run(work: Path, options: argparse.Namespace, parts: list[str], results: dic
             questions = [q for q, _ in rtqa_questions()[:200]]
             results["scale"] = scale.run(options.vectors, chunk_vectors, real.embedder.embed(questions))
     if "ray" in parts:
-        articles = 20 if smoke else options.ray_articles or sys.maxsize
-        corpus = ingest.sample_corpus(SHARED_CORPUS, articles, work / "ray-corpus.jsonl")
         cases = [
             ray_scale.Case(question, as_of, gold)
             for (question, as_of), gold in zip(rtqa_questions(), rtqa_gold(), strict=True)
         ]
-        results["ray"] = ray_scale.run(corpus, cases, work)
+        if options.ray_index:
+            results["ray"] = ray_scale.search_only(options.ray_index, cases, work)
+        else:
+            articles = 20 if smoke else options.ray_articles or sys.maxsize
+            corpus = ingest.sample_corpus(SHARED_CORPUS, articles, work / "ray-corpus.jsonl")
+            results["ray"] = ray_scale.run(corpus, cases, work)
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -315,6 +318,11 @@ def main() -> None:
     parser.add_argument("--disk-sizes", default="1000000,4000000", help="corpus sizes of the disk part, in chunks")
     parser.add_argument(
         "--ray-articles", type=int, default=None, help="RealTime QA articles of the ray part (default: all 3786)"
+    )
+    parser.add_argument(
+        "--ray-index",
+        type=Path,
+        help="the ray part's search half only, over this index split into an archive with its own vectors",
     )
     args = parser.parse_args()
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from rag.archive.catalog import UNDATED, Catalog, partition_path, verify_archive
 from rag.backends import BACKENDS
 from rag.config import PRESETS, SECTIONS, Settings, settings_table
 from rag.errors import ConfigError, RagError
@@ -340,6 +341,8 @@ def _settings(settings: Settings, *, presets: bool, markdown: bool) -> str:
 
 
 def _info(rag: RAG, docs: bool) -> dict[str, Any]:
+    if Catalog.exists(rag.settings.index_dir):
+        return _archive_info(rag.settings.index_dir, docs)
     index = ArticleIndex.load(rag.settings.index_dir)
     dates = sorted(r.published for r in index.documents.values() if r.published)
     m = index.manifest
@@ -364,9 +367,47 @@ def _info(rag: RAG, docs: bool) -> dict[str, Any]:
     return info
 
 
+def _archive_info(root: Path, docs: bool) -> dict[str, Any]:
+    catalog = Catalog.load(root)
+    parts = catalog.partitions.values()
+    firsts = sorted(p.first for p in parts if p.first)
+    lasts = sorted(p.last for p in parts if p.last)
+    info: dict[str, Any] = {
+        "index_dir": f"{root} (an archive of monthly partitions)",
+        "partitions": len(catalog.partitions),
+        "documents": catalog.documents,
+        "chunks": catalog.chunks,
+        "embedding_model": f"{catalog.embedding_model} ({catalog.embedding_precision})",
+        "chunking": f"{catalog.chunk_tokens} tokens, {catalog.chunk_overlap} overlap ({catalog.tokenizer})",
+        "published": f"{firsts[0]} .. {lasts[-1]}" if firsts else "no dates",
+        "undated_documents": catalog.partitions[UNDATED].documents if UNDATED in catalog.partitions else 0,
+        "size_on_disk_bytes": sum(f.stat().st_size for f in root.rglob("*") if f.is_file()),
+        "updated": catalog.updated,
+    }
+    if docs:
+        info["ids"] = [
+            f"{r.id}\t{r.published or 'undated'}\t{r.title}"
+            for name in sorted(catalog.partitions)
+            for r in sorted(
+                ArticleIndex.load(partition_path(root, name)).documents.values(),
+                key=lambda r: (r.published or dt.date.min, r.id),
+            )
+        ]
+    return info
+
+
 def _doctor(rag: RAG, *, repair: bool) -> int:
     """Exit 0 when the index is sound, 1 when it is not (each problem on its own line, with the way out)."""
     path = rag.settings.index_dir
+    if Catalog.exists(path):
+        catalog, problems = verify_archive(path)
+        for problem in problems:
+            print(f"problem: {problem}")
+        if catalog is None or problems:
+            print(f"fix: restore {path} from a backup, or rebuild the partitions named with `rag index --ray PATH...`")
+            return 1
+        print(f"archive at {path} is sound: {len(catalog.partitions)} partitions, {catalog.documents} documents")
+        return 0
     index, problems = verify(path)
     if index is None or problems:
         for problem in problems:

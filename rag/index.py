@@ -405,6 +405,10 @@ def plan_additions(
     return todo, report
 
 
+ChunkRow = tuple[str, int, int, int, int, str | None]
+"""A stored chunk: (doc id, ordinal, start, end, tokens, its own text, None when it is its span's)."""
+
+
 class ChunkTable(MutableMapping[int, Chunk]):
     """Chunks by id, kept as compact rows and made into `Chunk`s when asked for. A search reads a handful of
     an index's chunks, and building every `Chunk` at load was most of a new process's first search (0.9 s
@@ -413,12 +417,20 @@ class ChunkTable(MutableMapping[int, Chunk]):
 
     def __init__(self, documents: Mapping[str, DocumentRecord]) -> None:
         self._documents = documents
-        self._rows: dict[int, tuple[str, int, int, int, int, str | None]] = {}
+        self._rows: dict[int, ChunkRow] = {}
 
     def put(self, chunk_id: int, doc_id: str, ordinal: int, text: str, start: int, end: int, n_tokens: int) -> None:
         """Store a chunk of a document this index holds (a `KeyError` otherwise)."""
         own = None if self._documents[doc_id].text[start:end] == text else text
         self._rows[chunk_id] = (doc_id, ordinal, start, end, n_tokens, own)
+
+    def row(self, chunk_id: int) -> ChunkRow:
+        """The chunk as stored: (doc id, ordinal, start, end, tokens, its text when not its span's)."""
+        return self._rows[chunk_id]
+
+    def restore(self, chunk_id: int, row: ChunkRow) -> None:
+        """Store a chunk as `row` gave it, for a document this table's index holds."""
+        self._rows[chunk_id] = row
 
     def __setitem__(self, chunk_id: int, chunk: Chunk) -> None:
         self.put(chunk_id, chunk.doc_id, chunk.ordinal, chunk.text, chunk.start, chunk.end, chunk.n_tokens)
@@ -639,17 +651,13 @@ class ArticleIndex:
         stored = {doc.id: record.content_hash for doc in documents if (record := self.documents.get(doc.id))}
         return plan_additions(documents, run or RunSeen(), stored, self._by_hash)
 
-    def add(
-        self, doc: Document, chunks: Sequence[Chunk], vectors: np.ndarray, *, ids: np.ndarray | None = None
-    ) -> None:
-        """Replace any previous version of the document with these chunks and vectors, under new chunk ids
-        or the `ids` given (an archive's search keeps the ids its partitions gave)."""
+    def add(self, doc: Document, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+        """Replace any previous version of the document with these chunks and vectors."""
         self.version += 1
         if doc.id in self.documents:
             self.remove(doc.id)
-        if ids is None:
-            ids = np.arange(self.manifest.next_id, self.manifest.next_id + len(chunks), dtype=np.int64)
-        self.manifest.next_id = max(self.manifest.next_id, int(ids.max(initial=-1)) + 1)
+        ids = np.arange(self.manifest.next_id, self.manifest.next_id + len(chunks), dtype=np.int64)
+        self.manifest.next_id += len(chunks)
         if len(chunks):
             self.vectors.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
             if self.ann is not None:
@@ -668,6 +676,19 @@ class ArticleIndex:
         for chunk, chunk_id in zip(chunks, ids.tolist(), strict=True):
             self.chunks[chunk_id] = chunk
         self._by_hash[doc.content_hash] = doc.id
+
+    def restore(self, record: DocumentRecord, rows: Sequence[ChunkRow], vectors: np.ndarray) -> None:
+        """Hold an article as another index stored it, under the chunk ids its record names: an archive's
+        search gathers its candidates from the partitions so, without chunking or hashing them again."""
+        self.version += 1
+        ids = np.asarray(record.chunk_ids, dtype=np.int64)
+        if len(ids):
+            self.vectors.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
+            self.manifest.next_id = max(self.manifest.next_id, int(ids.max()) + 1)
+        self.documents[record.id] = record
+        for chunk_id, row in zip(ids.tolist(), rows, strict=True):
+            self.chunks.restore(chunk_id, row)
+        self._by_hash[record.content_hash] = record.id
 
     def remove(self, doc_id: str) -> DocumentRecord:
         record = self.documents.pop(doc_id, None)

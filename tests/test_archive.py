@@ -11,7 +11,7 @@ import pytest
 
 from rag import RAG, Settings
 from rag.archive.catalog import Catalog, PartitionInfo, partition_of
-from rag.archive.ingest import ArchiveWriter
+from rag.archive.ingest import ArchiveWriter, split
 from rag.dates import DateRange
 from rag.errors import IndexDirError
 from rag.index import ArticleIndex
@@ -111,15 +111,7 @@ def one_and_sharded(tmp_path_factory: pytest.TempPathFactory, _cache_home: Path)
     data = subset(base, 150)
     one = RAG(Settings(index_dir=base / "one", progress=False, cache_dir=_cache_home / "rag"))
     one.index([data.corpus])
-    source = one.open_index()
-    writer = ArchiveWriter(base / "archive", source.manifest)
-    for record in source.documents.values():
-        doc = Document(record.id, record.text, record.title, record.published, record.url, record.source)
-        todo, _ = writer.plan([doc])
-        ids = np.asarray(record.chunk_ids, dtype=np.int64)
-        for planned in todo:
-            writer.add(planned, [source.chunks[int(i)] for i in ids], source.vectors.reconstruct_batch(ids))
-    writer.save()
+    split(one.open_index(), base / "archive")
     return one, base / "archive", data
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from rag.dates import DateRange
 from rag.errors import IndexDirError
-from rag.index import ArticleIndex, Manifest, read_manifest
+from rag.index import ArticleIndex, Manifest, read_manifest, verify
 
 CATALOG = "catalog.json"
 PARTITIONS = "partitions"
@@ -29,15 +29,6 @@ partition: ids stay unique across partitions without renumbering any of them (2^
 def partition_of(published: dt.date | None) -> str:
     """The partition an article belongs to: its publication month, or `undated`."""
     return UNDATED if published is None else f"{published.year:04d}-{published.month:02d}"
-
-
-def months(name: str) -> DateRange:
-    """The dates a partition can hold (open on both sides for `undated`, which every search includes)."""
-    if name == UNDATED:
-        return DateRange()
-    first = dt.date.fromisoformat(f"{name}-01")
-    following = dt.date(first.year + first.month // 12, first.month % 12 + 1, 1)
-    return DateRange(first, following - dt.timedelta(days=1))
 
 
 @dataclass
@@ -163,3 +154,22 @@ class Catalog:
 
 def partition_path(root: Path, name: str) -> Path:
     return root / PARTITIONS / name
+
+
+def verify_archive(root: Path) -> tuple[Catalog | None, list[str]]:
+    """`rag doctor` for an archive: the catalog loads, every partition it lists passes `rag.index.verify`,
+    and the catalog names the generation each partition has saved."""
+    try:
+        catalog = Catalog.load(root)
+    except IndexDirError as exc:
+        return None, [exc.message]
+    problems = []
+    for name, info in sorted(catalog.partitions.items()):
+        index, found = verify(partition_path(root, name))
+        problems += [f"partition {name}: {problem}" for problem in found]
+        if index is not None and index.manifest.generation != info.generation:
+            problems.append(
+                f"partition {name} is at generation {index.manifest.generation}, the catalog lists "
+                f"{info.generation}: a run stopped between them (`rag index --ray` with any input rewrites it)"
+            )
+    return catalog, problems

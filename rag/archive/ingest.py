@@ -124,3 +124,19 @@ class ArchiveWriter:
         self.root.mkdir(parents=True, exist_ok=True)
         self.catalog.save(self.root)
         self.touched.clear()
+
+
+def split(index: ArticleIndex, root: Path) -> ArchiveWriter:
+    """Move a single index's articles into an archive at `root`, month by month, with the vectors it has:
+    nothing is embedded again."""
+    writer = ArchiveWriter(root, index.manifest, lock_timeout=index.lock_timeout)
+    for record in index.documents.values():
+        doc = Document(
+            record.id, record.text, record.title, record.published, record.url, record.source, record.metadata
+        )
+        todo, _ = writer.plan([doc])
+        ids = np.asarray(record.chunk_ids, dtype=np.int64)
+        for planned in todo:
+            writer.add(planned, [index.chunks[int(i)] for i in ids], index.vectors.reconstruct_batch(ids))
+    writer.save()
+    return writer

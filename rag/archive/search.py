@@ -30,7 +30,7 @@ from rag.retrieval.corpus import Corpus, allowed, first_seen
 from rag.retrieval.search import Unit
 from rag.sparse import KeywordStats
 from rag.text import query_terms
-from rag.types import Document, Retrieval
+from rag.types import Retrieval
 
 if TYPE_CHECKING:
     from rag.rerank import Reranker
@@ -116,9 +116,7 @@ class ArchiveRetriever:
         view = ArticleIndex(self.root, manifest, faiss.IndexIDMap2(faiss.IndexFlatIP(manifest.dimension)))
         scores = []
         for one in gathered:
-            r = one.record
-            doc = Document(r.id, r.text, r.title, r.published, r.url, r.source, r.metadata)
-            view.add(doc, one.chunks, one.vectors, ids=np.asarray([c.id for c in one.chunks], dtype=np.int64))
+            view.restore(one.record, one.chunks, one.vectors)
             scores.append(one.chunk_scores)
         return view, np.concatenate(scores) if scores else np.zeros(0, np.float32)
 

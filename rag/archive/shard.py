@@ -8,6 +8,8 @@ whole archive, which the search gathers first, so a sharded archive ranks as one
 
 from __future__ import annotations
 
+import functools
+import heapq
 import logging
 import os
 from dataclasses import dataclass, replace
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.archive.catalog import ID_BITS, partition_path
+from rag.archive.catalog import CATALOG, ID_BITS, partition_path
 from rag.archive.wire import CandidateRequest, Candidates, Gathered, Key
 from rag.index import ArticleIndex
 from rag.retrieval.corpus import Corpus, allowed, top
@@ -31,6 +33,10 @@ class _Partition:
     corpus: Corpus
     articles: TermCounts
     chunks: TermCounts
+
+    @functools.cached_property
+    def article_row(self) -> dict[str, int]:
+        return {doc_id: row for row, doc_id in enumerate(self.corpus.article_ids)}
 
     def archive_id(self, chunk_id: int) -> int:
         return (self.number << ID_BITS) | chunk_id
@@ -49,6 +55,7 @@ class Shard:
     def __init__(self, root: str, numbers: dict[str, int]) -> None:
         self.root = Path(root)
         self.numbers = numbers
+        self._stamp = (self.root / CATALOG).stat().st_mtime_ns
         self._partitions = {name: self._load(name) for name in numbers}
 
     def _load(self, name: str) -> _Partition:
@@ -63,12 +70,22 @@ class Shard:
         )
 
     def _partition(self, name: str) -> _Partition:
-        """The partition as last saved: an ingest run that saved it since is picked up here."""
-        partition = self._partitions[name]
-        if partition.index.is_stale():
-            log.info("reloading partition %s: it was saved again", name)
-            partition = self._partitions[name] = self._load(name)
-        return partition
+        return self._partitions[name]
+
+    def _follow(self) -> None:
+        """Reload the partitions saved since they were loaded. A writer rewrites the catalog after every
+        save, so one stat of it per question says whether any partition needs looking at."""
+        try:
+            stamp = (self.root / CATALOG).stat().st_mtime_ns
+        except OSError:
+            return
+        if stamp == self._stamp:
+            return
+        self._stamp = stamp
+        for name, partition in self._partitions.items():
+            if partition.index.is_stale():
+                log.info("reloading partition %s: it was saved again", name)
+                self._partitions[name] = self._load(name)
 
     def pid(self) -> int:
         """The process this shard runs in (the fault tests kill it)."""
@@ -86,7 +103,9 @@ class Shard:
 
     def candidates(self, request: CandidateRequest) -> Candidates:
         """The best `n` dense chunks and keyword units of the partitions asked for that this shard holds."""
-        found = Candidates()
+        self._follow()
+        dense: list[tuple[float, str, int, int | None]] = []
+        keyword: list[tuple[float, str, int, int | None]] = []
         for name in request.partitions:
             if name not in self.numbers:
                 continue
@@ -102,20 +121,31 @@ class Shard:
                     allowed=None if inside.all() else corpus.chunk_ids[inside],
                     nprobe=request.nprobe,
                 )
-                scores = partition.index.vectors.reconstruct_batch(ids) @ request.vector if len(ids) else []
-                for chunk_id, score in zip(ids.tolist(), scores, strict=True):
-                    row = int(corpus.chunk_article[corpus.row_of[chunk_id]])
-                    found.dense.append((float(score), partition.key(name, row, chunk_id)))
+                if len(ids):
+                    scores = partition.index.vectors.reconstruct_batch(ids) @ request.vector
+                    rows = corpus.chunk_article[[corpus.row_of[i] for i in ids.tolist()]]
+                    dense += zip(scores.tolist(), [name] * len(ids), rows.tolist(), ids.tolist(), strict=True)
             if request.keyword_unit == "article":
                 scores = partition.articles.scores(request.terms, request.stats)
-                for row in top(scores, allowed(corpus.article_day, request.dates), request.n).tolist():
-                    found.keyword.append((float(scores[row]), partition.key(name, row)))
+                rows = top(scores, allowed(corpus.article_day, request.dates), request.n)
+                keyword += ((float(scores[row]), name, row, None) for row in rows.tolist())
             elif request.keyword_unit == "chunk":
                 scores = partition.chunks.scores(request.terms, request.stats)
-                for row in top(scores, inside, request.n).tolist():
-                    key = partition.key(name, int(corpus.chunk_article[row]), int(corpus.chunk_ids[row]))
-                    found.keyword.append((float(scores[row]), key))
-        return found
+                rows = top(scores, inside, request.n)
+                chunk_ids, articles = corpus.chunk_ids[rows].tolist(), corpus.chunk_article[rows].tolist()
+                keyword += zip(scores[rows].tolist(), [name] * len(rows), articles, chunk_ids, strict=True)
+        return Candidates(self._keys(dense, request.n), self._keys(keyword, request.n))
+
+    def _keys(self, found: list[tuple[float, str, int, int | None]], n: int) -> list[tuple[float, Key]]:
+        """The best `n` of (score, partition, article row, chunk id), named as the archive names them; ties
+        in archive order (`Key.tie`), as the search merges them."""
+
+        def order(item: tuple[float, str, int, int | None]) -> tuple[float, int]:
+            score, name, row, chunk = item
+            return -score, (self.numbers[name] << ID_BITS) | (row if chunk is None else chunk)
+
+        best = heapq.nsmallest(n, found, key=order)
+        return [(score, self._partition(name).key(name, row, chunk)) for score, name, row, chunk in best]
 
     def gather(self, wanted: dict[str, list[str]], terms: list[str], stats: KeywordStats) -> list[Gathered]:
         """The articles asked for (doc ids by partition) with their chunks, vectors and chunk BM25 scores."""
@@ -126,13 +156,13 @@ class Shard:
             partition = self._partition(name)
             index, corpus = partition.index, partition.corpus
             scores = partition.chunks.scores(terms, stats) if terms else np.zeros(len(corpus.chunk_ids), np.float32)
-            rows_of = {doc_id: row for row, doc_id in enumerate(corpus.article_ids)}
             for doc_id in doc_ids:
-                record = index.documents[doc_id]
-                ids = np.asarray(record.chunk_ids, dtype=np.int64)
-                chunks = [replace(index.chunks[int(i)], id=partition.archive_id(int(i))) for i in ids]
+                stored = index.documents[doc_id]
+                ids = np.asarray(stored.chunk_ids, dtype=np.int64)
+                record = replace(stored, chunk_ids=[partition.archive_id(i) for i in ids.tolist()])
                 vectors = index.vectors.reconstruct_batch(ids) if len(ids) else np.zeros((0, index.manifest.dimension))
                 rows = [corpus.row_of[int(i)] for i in ids]
-                position = partition.key(name, rows_of[doc_id]).position
+                position = partition.key(name, partition.article_row[doc_id]).position
+                chunks = [index.chunks.row(int(i)) for i in ids]
                 out.append(Gathered(name, position, record, chunks, np.asarray(vectors, np.float32), scores[rows]))
         return out

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import heapq
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,24 +82,26 @@ class Shards:
                 ray.kill(worker)
         self.workers = []
 
-    def _each(self, call: Callable[[Any], Any], wanted: set[str] | None = None) -> list[Any]:
-        """`call` on every shard holding one of the `wanted` partitions (all when None), in shard order."""
+    def _each(self, method: str, *args: Any, wanted: set[str] | None = None) -> list[Any]:
+        """`method(*args)` on every shard holding one of the `wanted` partitions (all when None), in shard
+        order: called directly in process, as actor calls on Ray, all of them in flight at once."""
         chosen = [i for i, group in enumerate(self.groups) if wanted is None or wanted & group.keys()]
         if not self.settings.ray_address:
-            return [call(self.workers[i]) for i in chosen]
+            return [getattr(self.workers[i], method)(*args) for i in chosen]
         ray = connect(self.settings.ray_address)
         from ray.exceptions import GetTimeoutError, RayActorError
 
-        refs = {i: call(self.workers[i]) for i in chosen}
+        refs = {i: getattr(self.workers[i], method).remote(*args) for i in chosen}
         results, failed = [], []
         for i, ref in refs.items():
             try:
                 results.append(ray.get(ref, timeout=self.settings.ray_wait_seconds))
             except RayActorError:
-                # Killed for good (not restartable): start it again once, within the same wait.
+                # Killed for good (`ray.kill`, or its constructor failed): start it again once, same wait.
                 self.workers[i] = self._worker(self.groups[i])
                 try:
-                    results.append(ray.get(call(self.workers[i]), timeout=self.settings.ray_wait_seconds))
+                    retry = getattr(self.workers[i], method).remote(*args)
+                    results.append(ray.get(retry, timeout=self.settings.ray_wait_seconds))
                 except (RayActorError, GetTimeoutError) as exc:
                     failed.append((i, exc))
             except GetTimeoutError as exc:
@@ -108,28 +109,23 @@ class Shards:
         if failed:
             months = sorted(name for i, _ in failed for name in self.groups[i] if wanted is None or name in wanted)
             raise ShardUnavailable(
-                f"the archive's partitions {', '.join(months)} could not be searched: "
-                f"their shard did not answer within {self.settings.ray_wait_seconds:g} s ({failed[0][1]!r:.200})",
+                f"the archive's partitions {', '.join(months)} could not be searched: their shard did not "
+                f"answer within {self.settings.ray_wait_seconds:g} s ({type(failed[0][1]).__name__})",
                 hint="nothing was answered from the rest; ask again once the Ray cluster has restarted the shard, "
                 "or raise RAG_RAY_WAIT_SECONDS",
             )
         return results
 
-    @staticmethod
-    def _invoke(worker: Any, method: str, *args: Any) -> Any:
-        bound = getattr(worker, method)
-        return bound.remote(*args) if hasattr(bound, "remote") else bound(*args)
-
     def stats(self, terms: list[str]) -> tuple[KeywordStats, KeywordStats]:
         """Archive-wide BM25 statistics (articles, chunks) for the question's terms."""
         articles, chunks = KeywordStats(), KeywordStats()
-        for a, c in self._each(lambda w: self._invoke(w, "stats", terms)):
+        for a, c in self._each("stats", terms):
             articles, chunks = articles + a, chunks + c
         return articles, chunks
 
     def candidates(self, request: CandidateRequest) -> Candidates:
         """The archive's best `n` per ranking: each shard's best `n`, merged by score."""
-        found = self._each(lambda w: self._invoke(w, "candidates", request), set(request.partitions))
+        found = self._each("candidates", request, wanted=set(request.partitions))
 
         def best(lists: list[list[tuple[float, Key]]]) -> list[tuple[float, Key]]:
             return heapq.nsmallest(request.n, (item for one in lists for item in one), key=_order)
@@ -137,13 +133,11 @@ class Shards:
         return Candidates(best([f.dense for f in found]), best([f.keyword for f in found]))
 
     def gather(self, wanted: dict[str, list[str]], terms: list[str], stats: KeywordStats) -> list[Gathered]:
-        out: list[Gathered] = []
-        for part in self._each(lambda w: self._invoke(w, "gather", wanted, terms, stats), set(wanted)):
-            out.extend(part)
-        return out
+        """The candidate articles, from the shards holding them."""
+        return [one for part in self._each("gather", wanted, terms, stats, wanted=set(wanted)) for one in part]
 
 
 def _order(item: tuple[float, Key]) -> tuple[float, int]:
     """Best score first; equal scores in archive order (partition, then position), as one index lists them."""
     score, key = item
-    return -score, key.position if key.chunk is None else key.chunk
+    return -score, key.tie

@@ -8,9 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rag.dates import DateRange
-from rag.index import DocumentRecord
+from rag.index import ChunkRow, DocumentRecord
 from rag.sparse import KeywordStats
-from rag.types import Chunk
 
 
 @dataclass(frozen=True)
@@ -22,6 +21,11 @@ class Key:
     position: int
     """The article's place in the archive (partition number, then row), which breaks ties as one index does."""
     chunk: int | None = None
+
+    @property
+    def tie(self) -> int:
+        """Equal scores go in archive order: partition, then the article's (or chunk's) place in it."""
+        return self.position if self.chunk is None else self.chunk
 
 
 @dataclass
@@ -52,12 +56,12 @@ class Candidates:
 
 @dataclass
 class Gathered:
-    """An article with everything the later retrieval stages read: its record, its chunks (with archive-wide
-    ids), their vectors, and their BM25 scores for the question with archive-wide statistics."""
+    """An article with everything the later retrieval stages read: its record (its chunk ids archive-wide),
+    its chunks as stored, their vectors, and their BM25 scores for the question with archive-wide statistics."""
 
     partition: str
     position: int
     record: DocumentRecord
-    chunks: list[Chunk]
+    chunks: list[ChunkRow]
     vectors: np.ndarray
     chunk_scores: np.ndarray
