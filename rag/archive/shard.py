@@ -65,8 +65,9 @@ class Shard:
             self.numbers[name],
             index,
             corpus,
-            TermCounts.build(corpus.article_texts),
-            TermCounts.build(corpus.chunk_texts),
+            # Lists made for the counting alone: kept on the corpus they would hold every text twice.
+            TermCounts.build([corpus.article_text(row) for row in range(len(corpus.records))]),
+            TermCounts.build([corpus.chunk_text(row) for row in range(len(corpus.chunk_ids))]),
         )
 
     def _partition(self, name: str) -> _Partition:

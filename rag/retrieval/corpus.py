@@ -93,10 +93,15 @@ class Corpus:
         start, end = self.spans[row]
         return f"{record.title}\n{record.text[start:end]}" if record.title else record.text[start:end]
 
+    def article_text(self, row: int) -> str:
+        """An article's title and text, as BM25 reads it."""
+        record = self.records[row]
+        return f"{record.title}\n{record.text}" if record.title else record.text
+
     @functools.cached_property
     def article_texts(self) -> list[str]:
-        """Each article's title and text, by article row; made on first use (BM25 is usually loaded)."""
-        return [f"{r.title}\n{r.text}" if r.title else r.text for r in self.records]
+        """`article_text` of every article row, made on first use (BM25 is usually loaded)."""
+        return [self.article_text(row) for row in range(len(self.records))]
 
     @functools.cached_property
     def chunk_texts(self) -> list[str]:
