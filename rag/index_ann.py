@@ -65,4 +65,6 @@ class IvfIndex:
 
 
 def lists_for(n: int) -> int:
-    return max(1, int(4 * math.sqrt(n)))
+    """About 4√n lists, and never more lists than vectors: k-means cannot train more centroids than points
+    (a tiny `RAG_ANN_MIN_CHUNKS` made the save that crossed it fail)."""
+    return max(1, min(n, int(4 * math.sqrt(n))))

@@ -93,6 +93,13 @@ def test_writer_adds_only_what_changed_and_moves_redated_articles(tmp_path: Path
     _, report = writer.plan([_doc("copy", TEXTS[1], may)])  # b's text again, in another month
     assert report.duplicates == [("copy", "b")], "a copy is kept once across months, as in one index"
 
+    writer = ArchiveWriter(root, pipeline.new_manifest(), ann_min_chunks=2)  # June holds 2 chunks or more
+    writer.touched.add("2022-06")
+    writer.partitions["2022-06"].version += 1  # saved again, as a run that changed it would
+    writer.save()
+    june = ArticleIndex.load(root / "partitions" / "2022-06")
+    assert june.ann is not None, "a partition past ann_min_chunks searches an IVF, as one index does"
+
 
 def test_single_index_commands_refuse_an_archive(tmp_path: Path, pipeline: RAG) -> None:
     root = tmp_path / "archive"

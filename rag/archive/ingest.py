@@ -27,9 +27,18 @@ class ArchiveWriter:
     """Adds articles to the archive at `root`, whose partitions are built as `manifest` says. For one
     writer at a time: hold `rag.index.writing(root)` while it works."""
 
-    def __init__(self, root: Path, manifest: Manifest, *, lock_timeout: float = LOCK_TIMEOUT) -> None:
+    def __init__(
+        self,
+        root: Path,
+        manifest: Manifest,
+        *,
+        lock_timeout: float = LOCK_TIMEOUT,
+        ann_min_chunks: int | None = None,
+    ) -> None:
+        """`ann_min_chunks`: a partition that reaches it gets an IVF at its save, as one index does."""
         self.root = root
         self.lock_timeout = lock_timeout
+        self.ann_min_chunks = ann_min_chunks
         self.catalog = Catalog.load(root) if Catalog.exists(root) else Catalog.like(manifest)
         self.manifest = self.catalog.manifest()
         """New partitions chunk as the archive's first did, whatever the settings say now."""
@@ -52,6 +61,7 @@ class ArchiveWriter:
         for path in sorted((root / PARTITIONS).glob("*")):
             if ArticleIndex.exists(path):  # also one saved by a run that stopped before its catalog
                 index = ArticleIndex.load(path, lock_timeout=lock_timeout)
+                index.configure_ann(ann_min_chunks)
                 index.clear_torn()
                 self.partitions[path.name] = index
                 for record in index.documents.values():
@@ -70,6 +80,7 @@ class ArchiveWriter:
                 faiss.IndexIDMap2(faiss.IndexFlatIP(self.manifest.dimension)),
             )
             index.lock_timeout = self.lock_timeout
+            index.configure_ann(self.ann_min_chunks)
             self.partitions[name] = index
         return self.partitions[name]
 
@@ -129,7 +140,7 @@ class ArchiveWriter:
 def split(index: ArticleIndex, root: Path) -> ArchiveWriter:
     """Move a single index's articles into an archive at `root`, month by month, with the vectors it has:
     nothing is embedded again."""
-    writer = ArchiveWriter(root, index.manifest, lock_timeout=index.lock_timeout)
+    writer = ArchiveWriter(root, index.manifest, lock_timeout=index.lock_timeout, ann_min_chunks=index.ann_min_chunks)
     for record in index.documents.values():
         doc = Document(
             record.id, record.text, record.title, record.published, record.url, record.source, record.metadata

@@ -102,7 +102,9 @@ def index_with_ray(
     cpus = int(ray.cluster_resources().get("CPU", 1))
     report = AddReport()
     with writing(root, timeout=settings.lock_timeout):
-        writer = ArchiveWriter(root, rag.new_manifest(), lock_timeout=settings.lock_timeout)
+        writer = ArchiveWriter(
+            root, rag.new_manifest(), lock_timeout=settings.lock_timeout, ann_min_chunks=settings.ann_min_chunks
+        )
         files = [{"path": str(path), "doc_id": doc_id} for path, doc_id in found.files]
         read = ray.data.from_items(files).flat_map(
             _read, fn_kwargs={"max_bytes": settings.max_article_bytes}, num_cpus=0
