@@ -92,6 +92,10 @@ class DocumentRecord:
         data["published"] = self.published.isoformat() if self.published else None
         return data
 
+    def document(self) -> Document:
+        """The article as it was added, to add it again (re-embedded, or into another index)."""
+        return Document(self.id, self.text, self.title, self.published, self.url, self.source, self.metadata)
+
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DocumentRecord:
         published = dt.date.fromisoformat(data["published"]) if data.get("published") else None

@@ -223,10 +223,7 @@ class RAG:
         backend = self.settings.embedding_backend
         with self._writing():
             old = self.open_index()
-            documents = [
-                Document(r.id, r.text, r.title, r.published, r.url, r.source, r.metadata)
-                for r in old.documents.values()
-            ]
+            documents = [r.document() for r in old.documents.values()]
             fresh = RAG(self.settings.model_copy(update={"index_dir": target, "embedding_backend": backend}))
             report = fresh.add_documents(documents, on_progress)
             stale = set(fresh.open_index().documents) - {d.id for d in documents}

@@ -13,6 +13,7 @@ memory-mapped by later processes.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -21,7 +22,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -153,10 +154,7 @@ class TermCounts:
 
     def scores(self, query_terms: Sequence[str], stats: KeywordStats) -> np.ndarray:
         """One BM25 score per text, with the corpus statistics `stats`; all zero when no term occurs."""
-        from bm25s.scoring import _select_idf_scorer, _select_tfc_scorer
-
-        model = bm25s_module().BM25()
-        tfc, idf = _select_tfc_scorer(model.method), _select_idf_scorer(model.idf_method)
+        model, tfc, idf = _bm25_formula()
         average = stats.terms / stats.texts if stats.texts else 1.0
         out = np.zeros(len(self.lengths), dtype=np.float32)
         for term in query_terms:  # repeats count again, as in bm25s
@@ -171,6 +169,16 @@ class TermCounts:
             )
             out[rows] += (weight * part).astype(np.float32)
         return out
+
+
+@functools.cache
+def _bm25_formula() -> tuple[bm25s.BM25, Any, Any]:
+    """bm25s's default model (its k1 and b) with its term-frequency and idf functions, looked up once: a
+    sharded search scores every partition with them for every question."""
+    from bm25s.scoring import _select_idf_scorer, _select_tfc_scorer
+
+    model = bm25s_module().BM25()
+    return model, _select_tfc_scorer(model.method), _select_idf_scorer(model.idf_method)
 
 
 def _check(model: bm25s.BM25, size: int) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from rag.dates import DateRange
 from rag.errors import IndexDirError
-from rag.index import ArticleIndex, Manifest, read_manifest, verify
+from rag.index import ArticleIndex, Manifest, verify
 
 CATALOG = "catalog.json"
 PARTITIONS = "partitions"
@@ -115,7 +115,7 @@ class Catalog:
             last=max(dates).isoformat() if dates else None,
             documents=len(index.documents),
             chunks=len(index.chunks),
-            generation=read_manifest(index.path).generation,
+            generation=index.manifest.generation,
         )
         if not index.documents:
             del self.partitions[name]

@@ -58,9 +58,15 @@ class ArchiveWriter:
         """Each stored article's content hash."""
         self.holders: dict[str, str] = {}
         """The stored article holding each content hash."""
+        self.touched: set[str] = set()
+        """Partitions the catalog must record again at the next save: changed since, or saved by a run that
+        stopped before its catalog."""
         for path in sorted((root / PARTITIONS).glob("*")):
-            if ArticleIndex.exists(path):  # also one saved by a run that stopped before its catalog
+            if ArticleIndex.exists(path):
                 index = ArticleIndex.load(path, lock_timeout=lock_timeout)
+                listed = self.catalog.partitions.get(path.name)
+                if listed is None or listed.generation != index.manifest.generation:
+                    self.touched.add(path.name)
                 index.configure_ann(ann_min_chunks)
                 index.clear_torn()
                 self.partitions[path.name] = index
@@ -69,7 +75,6 @@ class ArchiveWriter:
                     self.hashes[record.id] = record.content_hash
                     self.holders[record.content_hash] = record.id
         self.run = RunSeen()
-        self.touched: set[str] = set()
 
     def _partition(self, name: str) -> ArticleIndex:
         """The partition's index, made (in memory until its first save) when it is new."""
@@ -122,12 +127,11 @@ class ArchiveWriter:
         self.touched.add(name)
 
     def save(self) -> None:
-        """Save every partition changed since the last save, then the catalog."""
+        """Save every partition changed since the last save, then the catalog, rewriting only their rows."""
         for name in sorted(self.touched):
             index = self.partitions[name]
             if index.unsaved:
                 index.save()
-        for name, index in self.partitions.items():
             if ArticleIndex.exists(index.path):
                 self.catalog.refresh(index)
             else:
@@ -142,9 +146,7 @@ def split(index: ArticleIndex, root: Path) -> ArchiveWriter:
     nothing is embedded again."""
     writer = ArchiveWriter(root, index.manifest, lock_timeout=index.lock_timeout, ann_min_chunks=index.ann_min_chunks)
     for record in index.documents.values():
-        doc = Document(
-            record.id, record.text, record.title, record.published, record.url, record.source, record.metadata
-        )
+        doc = record.document()
         todo, _ = writer.plan([doc])
         ids = np.asarray(record.chunk_ids, dtype=np.int64)
         for planned in todo:

@@ -64,9 +64,8 @@ class ArchiveRetriever:
             return result
         unit: Unit = "article" if s.article_ranking else "chunk"
         terms = query_terms(question) if s.retrieval_mode != "dense" else []
-        keyword_unit = None
-        if terms and (s.article_bm25_weight if unit == "article" else s.bm25_weight) > 0:
-            keyword_unit = unit
+        keyword_weight = s.article_bm25_weight if unit == "article" else s.bm25_weight
+        keyword_unit = unit if terms and keyword_weight > 0 else None
         article_stats, chunk_stats = self.shards.stats(terms) if terms else (KeywordStats(), KeywordStats())
         request = CandidateRequest(
             partitions=partitions,
@@ -103,7 +102,7 @@ class ArchiveRetriever:
             result=result,
             chunk_scores=chunk_scores,
         )
-        search.rankings = self._rankings(search, found.dense, found.keyword, keyword_unit)
+        search.rankings = self._rankings(search, found.dense, found.keyword if keyword_unit else None, keyword_weight)
         for stage in stages_for(s):
             if stage.name not in CANDIDATE_STAGES:
                 stage(search)
@@ -124,26 +123,27 @@ class ArchiveRetriever:
     def _rankings(
         search: Search,
         dense: list[tuple[float, Key]],
-        keyword: list[tuple[float, Key]],
-        keyword_unit: str | None,
+        keyword: list[tuple[float, Key]] | None,
+        keyword_weight: float,
     ) -> list[tuple[np.ndarray, float]]:
-        """The candidate rankings as `DenseCandidates` and `KeywordCandidates` make them, in view rows."""
+        """The candidate rankings as `DenseCandidates` and `KeywordCandidates` make them, in view rows;
+        `keyword` None when the question has no keyword ranking."""
         s, corpus = search.settings, search.corpus
-        article_row = {doc_id: row for row, doc_id in enumerate(corpus.article_ids)}
 
-        def rows(items: list[tuple[float, Key]]) -> np.ndarray:
-            if search.unit == "chunk":
-                return np.asarray([corpus.row_of[key.chunk] for _, key in items if key.chunk is not None], np.int64)
-            return np.asarray([article_row[key.doc_id] for _, key in items], dtype=np.int64)
+        def chunk_rows(items: list[tuple[float, Key]]) -> np.ndarray:
+            return np.asarray([corpus.row_of[key.chunk] for _, key in items if key.chunk is not None], np.int64)
 
         rankings = []
         if search.vector is not None:
-            dense_rows = np.asarray([corpus.row_of[key.chunk] for _, key in dense if key.chunk is not None], np.int64)
+            rows = chunk_rows(dense)
             if search.unit == "chunk":
-                rankings.append((dense_rows, s.dense_weight))
-            elif len(dense_rows):
-                rankings.append((first_seen(corpus.chunk_article[dense_rows]), s.dense_weight))
-        if keyword_unit is not None:
-            weight = s.bm25_weight if search.unit == "chunk" else s.article_bm25_weight
-            rankings.append((rows(keyword), weight))
+                rankings.append((rows, s.dense_weight))
+            elif len(rows):
+                rankings.append((first_seen(corpus.chunk_article[rows]), s.dense_weight))
+        if keyword is not None:
+            if search.unit == "chunk":
+                rankings.append((chunk_rows(keyword), keyword_weight))
+            else:
+                article_row = {doc_id: row for row, doc_id in enumerate(corpus.article_ids)}
+                rankings.append((np.asarray([article_row[key.doc_id] for _, key in keyword], np.int64), keyword_weight))
         return rankings

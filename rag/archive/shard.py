@@ -38,15 +38,14 @@ class _Partition:
     def article_row(self) -> dict[str, int]:
         return {doc_id: row for row, doc_id in enumerate(self.corpus.article_ids)}
 
-    def archive_id(self, chunk_id: int) -> int:
-        return (self.number << ID_BITS) | chunk_id
+    def archive_id(self, local: int) -> int:
+        """A chunk id, or an article row, made unique across the archive (`ID_BITS`)."""
+        return (self.number << ID_BITS) | local
 
     def key(self, name: str, row: int, chunk_id: int | None = None) -> Key:
         """The article at `row` (or its chunk `chunk_id`) as the archive names it."""
-        doc_id = self.corpus.article_ids[row]
-        return Key(
-            name, doc_id, (self.number << ID_BITS) | row, None if chunk_id is None else self.archive_id(chunk_id)
-        )
+        chunk = None if chunk_id is None else self.archive_id(chunk_id)
+        return Key(name, self.corpus.article_ids[row], self.archive_id(row), chunk)
 
 
 class Shard:
@@ -143,7 +142,7 @@ class Shard:
 
         def order(item: tuple[float, str, int, int | None]) -> tuple[float, int]:
             score, name, row, chunk = item
-            return -score, (self.numbers[name] << ID_BITS) | (row if chunk is None else chunk)
+            return -score, self._partition(name).archive_id(row if chunk is None else chunk)
 
         best = heapq.nsmallest(n, found, key=order)
         return [(score, self._partition(name).key(name, row, chunk)) for score, name, row, chunk in best]
@@ -163,7 +162,7 @@ class Shard:
                 record = replace(stored, chunk_ids=[partition.archive_id(i) for i in ids.tolist()])
                 vectors = index.vectors.reconstruct_batch(ids) if len(ids) else np.zeros((0, index.manifest.dimension))
                 rows = [corpus.row_of[int(i)] for i in ids]
-                position = partition.key(name, partition.article_row[doc_id]).position
+                position = partition.archive_id(partition.article_row[doc_id])
                 chunks = [index.chunks.row(int(i)) for i in ids]
                 out.append(Gathered(name, position, record, chunks, np.asarray(vectors, np.float32), scores[rows]))
         return out
