@@ -4,6 +4,7 @@ writer's re-runs, and the sharded search ranking exactly as one index over the s
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +14,12 @@ from rag import RAG, Settings
 from rag.archive.catalog import Catalog, PartitionInfo, partition_of
 from rag.archive.ingest import ArchiveWriter, split
 from rag.dates import DateRange
-from rag.errors import IndexDirError
+from rag.errors import ConfigError, IndexDirError
 from rag.index import ArticleIndex
 from rag.sparse import BM25Index, TermCounts
 from rag.text import query_terms
 from rag.types import Document
+from tests.conftest import free_port
 from tests.news_archive import Subset, needs_corpus, subset, top_articles
 
 TEXTS = [
@@ -147,3 +149,15 @@ def test_sharded_search_ranks_as_one_index(
         assert [(p.chunk.doc_id, p.chunk.text, p.also_in) for p in found] == [
             (p.chunk.doc_id, p.chunk.text, p.also_in) for p in expected
         ]
+
+
+def test_an_unreachable_ray_cluster_is_one_clear_error(tmp_path: Path, pipeline: RAG) -> None:
+    if not os.environ.get("CI"):
+        pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'rag[ray]'")
+    root = tmp_path / "archive"
+    ArchiveWriter(root, pipeline.new_manifest()).save()
+    address = f"127.0.0.1:{free_port()}"
+    rag = RAG(Settings(index_dir=root, progress=False, ray_address=address), embedder=pipeline.embedder)
+    with pytest.raises(ConfigError, match=f"cannot reach the Ray cluster at {address}") as caught:
+        rag.search("Who won?")
+    assert "ray start --head" in str(caught.value.hint)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from rag.archive.catalog import Catalog
 from rag.archive.shard import Shard
 from rag.archive.wire import CandidateRequest, Candidates, Gathered, Key
 from rag.config import Settings
-from rag.errors import ShardUnavailable
+from rag.errors import ConfigError, ShardUnavailable
 from rag.sparse import KeywordStats
 
 log = logging.getLogger(__name__)
@@ -28,12 +29,33 @@ def connect(address: str | None) -> Any:
     try:
         import ray
     except ImportError:
-        from rag.errors import ConfigError
-
         raise ConfigError("Ray is not installed", hint="pip install 'rag[ray]'") from None
     if not ray.is_initialized():
+        _check_reachable(address)
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False, configure_logging=False)
     return ray
+
+
+REACH_SECONDS = 5.0
+
+
+def _check_reachable(address: str | None) -> None:
+    """Ray retries an address that does not answer for minutes, printing its own log lines; one TCP connect
+    says at once that nothing listens there. `auto` and a missing address are Ray's to resolve."""
+    if not address or address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not port.isdigit():
+        raise ConfigError(
+            f"the Ray address {address!r} has no port", hint="give host:port (6379 by default), or ray://host:10001"
+        )
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=REACH_SECONDS).close()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}",
+            hint="start it (`ray start --head`), or set RAG_RAY_ADDRESS (or `rag index --ray ADDRESS`) to its head",
+        ) from None
 
 
 class Shards:
