@@ -1,20 +1,28 @@
-"""Toward 10 M chunks on one machine (issue: "Beyond one machine", part 1): what a search process costs
-when only the IVF's 8-bit codes are in RAM, the exact vectors are a memory-mapped fp16 file read for the
-candidates' rescoring, and chunk texts are rows of an SQLite file read for the passages shown.
+"""One machine toward 10 M chunks (issue "Beyond one machine", part 1): `rag`'s own index at 1 M, 4 M and
+10 M chunks, searched by `rag`'s own retriever in a fresh process.
 
-This measures that layout on synthetic corpora before `rag`'s index adopts it: vectors are noisy copies of
-the real RealTime QA chunk embeddings, queries real question embeddings, texts real chunk texts repeated
-under new ids. The build runs here; the search runs in a child process, so its peak RSS is its own.
-Recall@10 is against exact search over the same fp16 vectors."""
+The corpus is RealTime QA's indexed articles repeated under new ids (`<id>#<copy>`), each copy with its
+real text, dates and chunk spans, and with vectors that are noisy copies of the real chunk embeddings.
+Embedding 10 M chunks would take 40 hours on these 2 cores, so the files of one index generation are
+written directly with `rag.index`'s own pieces (the records file, the exact vectors, the IVF and a
+manifest with checksums); what is measured is what `rag` loads and searches.
+
+The search is dense (the question's embedding, IVF candidates rescored from the memory-mapped exact
+vectors, the article ranking and its passages read from the records file): a BM25 index over 10 M chunks
+is not built here. Recall@10 compares the IVF's chunks with exact search over the same vectors, after
+the timed questions, since exact search reads the whole vectors file."""
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+import hashlib
 import json
 import shutil
-import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,136 +30,161 @@ import faiss
 import numpy as np
 
 from benchmarks.measure import peak_rss_of, percentile, proc_status_mb
-from rag.index_ann import lists_for
+from rag import RAG, Settings
+from rag.index import FORMAT_VERSION, MANIFEST, ArticleIndex, Manifest, fingerprint
+from rag.index_ann import IvfIndex
+from rag.index_store import ChunkRow, DocumentRecord, RecordStore
 
-BLOCK = 200_000
-DEPTH = 100
-"""Candidates the IVF returns and the exact vectors rescore, as `rag`'s search does (`candidates`)."""
-
-
-def _noisy(rng: np.random.Generator, real: np.ndarray, n: int, spread: float = 0.03) -> np.ndarray:
-    picks = rng.integers(0, len(real), n)
-    block: np.ndarray = real[picks] + spread * rng.standard_normal((n, real.shape[1]), dtype=np.float32)
-    block /= np.linalg.norm(block, axis=1, keepdims=True)
-    return block
+SPREAD = 0.03
+"""Noise per component (unit vectors of 384): copies stay near their source, as a story's follow-ups do."""
 
 
-def build(work: Path, n: int, real: np.ndarray, texts: list[str], seed: int = 0) -> dict[str, Any]:
-    """vectors.f16 (n × d, memory-mapped), ivf.faiss (IVF-SQ8 over them) and texts.sqlite3."""
-    work.mkdir(parents=True, exist_ok=True)
+@dataclasses.dataclass
+class Source:
+    """The real index the synthetic corpus copies, read once into memory (50,083 chunks)."""
+
+    records: list[DocumentRecord]
+    rows: dict[int, ChunkRow]
+    vectors: dict[int, np.ndarray]
+    manifest: Manifest
+
+    @classmethod
+    def of(cls, index: ArticleIndex) -> Source:
+        records = list(index.documents.records())
+        ids, matrix = index.stored_vectors()
+        vectors = dict(zip(ids.tolist(), np.array(matrix), strict=True))
+        rows = {i: index.chunks.row(i) for r in records for i in r.chunk_ids}
+        return cls(records, rows, vectors, index.manifest)
+
+
+def _copies(source: Source, n: int) -> Iterator[tuple[DocumentRecord, list[int]]]:
+    """(record, source chunk ids) of each copied article, until `n` chunks; chunk ids run from 0."""
+    next_id, copy = 0, 0
+    while next_id < n:
+        for record in source.records:
+            take = record.chunk_ids[: n - next_id]
+            if not take:
+                return
+            ids = list(range(next_id, next_id + len(take)))
+            digest = hashlib.sha256(f"{record.content_hash}:{copy}".encode()).hexdigest()
+            yield dataclasses.replace(record, id=f"{record.id}#{copy}", content_hash=digest, chunk_ids=ids), take
+            next_id += len(take)
+        copy += 1
+
+
+def build(folder: Path, n: int, source: Source, seed: int = 0) -> dict[str, Any]:
+    """One generation of a `rag` index of `n` chunks at `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    dim = real.shape[1]
+    dim = source.manifest.dimension
+    seconds: dict[str, float] = {}
     started = time.perf_counter()
-    vectors = np.lib.format.open_memmap(work / "vectors.f16.npy", mode="w+", dtype=np.float16, shape=(n, dim))
-    for start in range(0, n, BLOCK):
-        stop = min(n, start + BLOCK)
-        vectors[start:stop] = _noisy(rng, real, stop - start)
-    vectors.flush()
-    written = time.perf_counter() - started
-    nlist = lists_for(n)
-    sample = np.sort(rng.choice(n, min(n, 50 * nlist), replace=False))
-    ivf = faiss.IndexIVFScalarQuantizer(
-        faiss.IndexFlatIP(dim), dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+    vectors = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+    block: list[np.ndarray] = []
+    for record, taken in _copies(source, n):
+        block.extend(source.vectors[i] for i in taken)
+        if len(block) >= 100_000 or record.chunk_ids[-1] == n - 1:
+            matrix = np.stack(block) + SPREAD * rng.standard_normal((len(block), dim), dtype=np.float32)
+            matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+            first = vectors.ntotal
+            vectors.add_with_ids(matrix.astype(np.float32), np.arange(first, first + len(block), dtype=np.int64))
+            block = []
+    faiss.write_index(vectors, str(folder / "vectors.1.faiss"))
+    seconds["vectors"] = time.perf_counter() - started
+    mark = time.perf_counter()
+    inner = faiss.downcast_index(vectors.index)
+    matrix = faiss.rev_swig_ptr(inner.get_xb(), n * dim).reshape(n, dim)
+    ann = IvfIndex.train(matrix, np.arange(n, dtype=np.int64))
+    faiss.write_index(ann.ivf, str(folder / "ann.1.faiss"))
+    seconds["ivf"] = time.perf_counter() - mark
+    del vectors, matrix, ann
+    mark = time.perf_counter()
+    documents = sum(1 for _ in _copies(source, n))
+    RecordStore.write(
+        folder / "records.1.sqlite3",
+        None,
+        (),
+        (),
+        (record for record, _ in _copies(source, n)),
+        (
+            (new, (record.id, *source.rows[old][1:]))
+            for record, taken in _copies(source, n)
+            for new, old in zip(record.chunk_ids, taken, strict=True)
+        ),
     )
-    ivf.train(np.asarray(vectors[sample], dtype=np.float32))
-    trained = time.perf_counter() - started - written
-    for start in range(0, n, BLOCK):
-        stop = min(n, start + BLOCK)
-        ivf.add_with_ids(np.asarray(vectors[start:stop], dtype=np.float32), np.arange(start, stop, dtype=np.int64))
-    faiss.write_index(ivf, str(work / "ivf.faiss"))
-    added = time.perf_counter() - started - written - trained
-    with sqlite3.connect(work / "texts.sqlite3") as db:
-        db.execute("PRAGMA journal_mode = OFF")
-        db.execute("CREATE TABLE chunks (id INTEGER PRIMARY KEY, doc_id TEXT NOT NULL, text TEXT NOT NULL)")
-        for start in range(0, n, BLOCK):
-            db.executemany(
-                "INSERT INTO chunks VALUES (?, ?, ?)",
-                ((i, f"doc-{i // 8}", texts[i % len(texts)]) for i in range(start, min(n, start + BLOCK))),
-            )
-    total = time.perf_counter() - started
-    sizes = {p.name: p.stat().st_size for p in work.iterdir()}
+    seconds["records"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    names = ["vectors.1.faiss", "ann.1.faiss", "records.1.sqlite3"]
+    manifest = dataclasses.replace(
+        source.manifest,
+        format_version=FORMAT_VERSION,
+        generation=1,
+        next_id=n,
+        n_documents=documents,
+        n_chunks=n,
+        files={name: fingerprint(folder / name) for name in names},
+    )
+    (folder / MANIFEST).write_text(json.dumps(dataclasses.asdict(manifest), indent=2), encoding="utf-8")
+    seconds["checksums"] = time.perf_counter() - mark
     return {
         "chunks": n,
-        "nlist": nlist,
-        "build_s": {"vectors": written, "train": trained, "add": added, "texts": total - written - trained - added},
-        "disk_mb": {name: size / 1e6 for name, size in sizes.items()},
+        "documents": documents,
+        "build_s": seconds,
+        "disk_mb": {name: (folder / name).stat().st_size / 1e6 for name in names},
     }
 
 
-def truth(work: Path, queries: np.ndarray, k: int = 10) -> np.ndarray:
-    """Exact top-k over the fp16 vectors, block by block."""
-    vectors = np.load(work / "vectors.f16.npy", mmap_mode="r")
-    best_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
-    best_ids = np.zeros((len(queries), k), dtype=np.int64)
-    for start in range(0, len(vectors), BLOCK):
-        scores = np.asarray(vectors[start : start + BLOCK], dtype=np.float32) @ queries.T
-        scores = scores.T
-        ids = np.broadcast_to(np.arange(start, start + scores.shape[1]), scores.shape)
-        merged_scores = np.concatenate([best_scores, scores], axis=1)
-        merged_ids = np.concatenate([best_ids, ids], axis=1)
-        top = np.argsort(-merged_scores, axis=1)[:, :k]
-        best_scores = np.take_along_axis(merged_scores, top, axis=1)
-        best_ids = np.take_along_axis(merged_ids, top, axis=1)
-    return best_ids
-
-
-def search(work: Path, queries_file: Path, nprobe: int, mapped: bool) -> dict[str, Any]:
-    """Run in a fresh process: load the IVF (into RAM, or `mapped`: its lists memory-mapped, so only the
-    lists probed are read, and the kernel may drop them again), map the vectors, answer every query (IVF
-    candidates, exact rescoring from the mapped file, the top 5 passages' texts from SQLite)."""
-    faiss.omp_set_num_threads(1)
+def search(folder: Path, questions_file: Path, nprobe: int) -> dict[str, Any]:
+    """In a fresh process: load the index, answer every question (timed, embedding included), then
+    compare the IVF's top 10 chunks with exact search."""
+    questions = [
+        (q, dt.date.fromisoformat(a) if a else None) for q, a in json.loads(questions_file.read_text(encoding="utf-8"))
+    ]
+    settings = Settings(index_dir=folder, retrieval_mode="dense", ann_nprobe=nprobe)
+    rag = RAG(settings, progress=False)
     started = time.perf_counter()
-    ivf = faiss.read_index(str(work / "ivf.faiss"), faiss.IO_FLAG_MMAP if mapped else 0)
-    vectors = np.load(work / "vectors.f16.npy", mmap_mode="r")
-    db = sqlite3.connect(work / "texts.sqlite3")
+    rag.search("warm-up: load the index and the embedding model", k=10)
     loaded = time.perf_counter() - started
-    queries = np.load(queries_file)
-    params = faiss.SearchParametersIVF(nprobe=nprobe)
-    times, found = [], []
-    for query in queries:
+    times = []
+    for question, as_of in questions:
         begin = time.perf_counter()
-        _, ids = ivf.search(query.reshape(1, -1), DEPTH, params=params)
-        candidates = ids[0][ids[0] >= 0]
-        order = np.argsort(candidates)  # sorted reads from the mapped file
-        scores = np.empty(len(candidates), dtype=np.float32)
-        scores[order] = np.asarray(vectors[candidates[order]], dtype=np.float32) @ query
-        ranked = candidates[np.argsort(-scores, kind="stable")][:10]
-        shown = ",".join(str(int(i)) for i in ranked[:5])
-        db.execute(f"SELECT id, doc_id, text FROM chunks WHERE id IN ({shown})").fetchall()
+        rag.search(question, k=10, as_of=as_of)
         times.append(time.perf_counter() - begin)
-        found.append(ranked.tolist())
-    return {
-        "load_s": loaded,
-        "p50_ms": percentile(times, 0.5) * 1000,
-        "p95_ms": percentile(times, 0.95) * 1000,
+    memory = {
         "peak_rss_mb": peak_rss_of(),
-        # What of it must be RAM (anonymous) and what is mapped file pages the kernel can drop under pressure.
+        # What must be RAM (anonymous), and what is mapped file pages the kernel can drop under pressure.
         **{f"{kind.lower()}_mb": proc_status_mb(kind) for kind in ("RssAnon", "RssFile")},
-        "found": found,
     }
+    index = rag.open_index()
+    queries = rag.embedder.embed([q for q, _ in questions]).astype(np.float32)
+    _, exact = index.vectors.search(queries, 10)
+    recall = [
+        len(set(index.dense_search(query, 10, allowed=None, nprobe=nprobe).tolist()) & set(truth.tolist())) / 10
+        for query, truth in zip(queries, exact, strict=True)
+    ]
+    timed = {"load_s": loaded, "p50_ms": percentile(times, 0.5) * 1000, "p95_ms": percentile(times, 0.95) * 1000}
+    return timed | memory | {"recall@10": float(np.mean(recall)), "questions": len(questions)}
 
 
-def run(work: Path, sizes: list[int], real: np.ndarray, queries: np.ndarray, texts: list[str]) -> list[dict[str, Any]]:
-    queries = np.ascontiguousarray(queries, dtype=np.float32)
-    np.save(work / "queries.npy", queries)
+def run(
+    work: Path, sizes: list[int], source: ArticleIndex, questions: list[tuple[str, str | None]]
+) -> list[dict[str, Any]]:
+    asked = work / "disk-questions.json"
+    asked.write_text(json.dumps(questions), encoding="utf-8")
+    copied = Source.of(source)
     rows = []
     for n in sizes:
-        folder = work / f"n{n}"
-        row = build(folder, n, real, texts)
-        # The next size needs the disk: this one's files go once measured (a 10 M corpus is about 20 GB).
-        exact = truth(folder, queries)
-        for nprobe, mapped in ((32, False), (64, False), (64, True)):
-            command = [sys.executable, "-m", "benchmarks.disk_scale", str(folder), str(work / "queries.npy")]
-            command += [str(nprobe), str(int(mapped))]
+        folder = work / f"disk-{n}"
+        shutil.rmtree(folder, ignore_errors=True)
+        built = build(folder, n, copied)
+        for nprobe in (32, 64):
+            command = [sys.executable, "-m", "benchmarks.disk_scale", str(folder), str(asked), str(nprobe)]
             child = subprocess.run(command, capture_output=True, text=True, check=True)
-            measured = json.loads(child.stdout)
-            found = measured.pop("found")
-            recall = float(np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, exact.tolist(), strict=True)]))
-            rows.append({**row, "nprobe": nprobe, "ivf_mapped": mapped, **measured, "recall@10": recall})
+            rows.append({**built, "nprobe": nprobe, **json.loads(child.stdout.splitlines()[-1])})
             print(json.dumps(rows[-1]), flush=True)
-        shutil.rmtree(folder)
+        shutil.rmtree(folder)  # the next size needs the disk: a 10 M index is about 27 GB
     return rows
 
 
 if __name__ == "__main__":
-    print(json.dumps(search(Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1")))
+    print(json.dumps(search(Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]))))

@@ -344,7 +344,7 @@ def _info(rag: RAG, docs: bool) -> dict[str, Any]:
     if Catalog.exists(rag.settings.index_dir):
         return _archive_info(rag.settings.index_dir, docs)
     index = ArticleIndex.load(rag.settings.index_dir)
-    dates = sorted(r.published for r in index.documents.values() if r.published)
+    dates = sorted(r.published for r in index.documents.summaries() if r.published)
     m = index.manifest
     info: dict[str, Any] = {
         "index_dir": str(index.path),
@@ -354,7 +354,7 @@ def _info(rag: RAG, docs: bool) -> dict[str, Any]:
         "dimension": m.dimension,
         "chunking": f"{m.chunk_tokens} tokens, {m.chunk_overlap} overlap ({m.tokenizer})",
         "published": f"{dates[0]} .. {dates[-1]}" if dates else "no dates",
-        "undated_documents": sum(1 for r in index.documents.values() if not r.published),
+        "undated_documents": sum(1 for r in index.documents.summaries() if not r.published),
         "size_on_disk_bytes": index.size_on_disk(),
         "format_version": m.format_version,
         "updated": m.updated,
@@ -362,7 +362,7 @@ def _info(rag: RAG, docs: bool) -> dict[str, Any]:
     if docs:
         info["ids"] = [
             f"{r.id}\t{r.published or 'undated'}\t{r.title}"
-            for r in sorted(index.documents.values(), key=lambda r: (r.published or dt.date.min, r.id))
+            for r in sorted(index.documents.records(), key=lambda r: (r.published or dt.date.min, r.id))
         ]
     return info
 
@@ -389,7 +389,7 @@ def _archive_info(root: Path, docs: bool) -> dict[str, Any]:
             f"{r.id}\t{r.published or 'undated'}\t{r.title}"
             for name in sorted(catalog.partitions)
             for r in sorted(
-                ArticleIndex.load(partition_path(root, name)).documents.values(),
+                ArticleIndex.load(partition_path(root, name)).documents.records(),
                 key=lambda r: (r.published or dt.date.min, r.id),
             )
         ]

@@ -3,10 +3,15 @@
 On-disk layout of an index directory:
 
     manifest.json            names the live generation and records model, dimension, chunking, counts
-    vectors.<gen>.faiss      IndexIDMap2 over an exact inner-product index
-    documents.<gen>.jsonl    one document record per line (metadata, hash, text, chunk ids)
-    chunks.<gen>.jsonl       one chunk per line (id, doc id, span, text)
+    vectors.<gen>.faiss      IndexIDMap2 over an exact inner-product index, memory-mapped by readers
+    records.<gen>.sqlite3    the articles (metadata, hash, text, chunk ids) and chunks (doc id, span), read
+                             by key (`rag.index_store`)
     ann.<gen>.faiss          only past `ann_min_chunks`: IVF-SQ8 over the same chunk ids (`rag.index_ann`)
+
+A search process therefore holds in RAM the IVF's 8-bit codes and a few arrays per chunk, not the texts
+or the exact vectors: the pages it reads of those are the operating system's cache, shared between
+processes and given back under pressure. (Format 1 kept `documents.<gen>.jsonl` and `chunks.<gen>.jsonl`
+instead of the records file, and is still read.)
 
 A save writes a new generation's files first and then replaces `manifest.json` atomically; only after
 that are older generations deleted. A crash at any point therefore leaves a manifest that names a
@@ -16,18 +21,20 @@ complete set of files, which is the whole crash-safety argument.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import datetime as dt
 import errno
 import fcntl
 import hashlib
 import json
 import logging
+import mmap
 import os
 import re
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -38,9 +45,13 @@ import orjson
 
 from rag.errors import IndexDirError
 from rag.index_ann import IvfIndex
+from rag.index_store import ChunkRow, ChunkTable, DocumentRecord, Documents, Holders, RecordStore
 from rag.types import Chunk, Document
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: articles and chunks in an SQLite file read by key (`rag.index_store`); 1 held them in JSON lines, read
+whole into memory. Both are read; the next save writes 2."""
+READABLE_FORMATS = (1, 2)
 MANIFEST = "manifest.json"
 log = logging.getLogger(__name__)
 _DERIVED_DIR = re.compile(r"bm25\.(?P<gen>\d+)")
@@ -49,7 +60,7 @@ _CREATING = ".creating"
 _WRITE = ".write"
 """Locked by the process changing the index, for as long as the change (an index run, a delete) lasts."""
 _LOCKS = (".lock", _CREATING, _WRITE)
-_DATA_FILE = re.compile(r"(?:vectors|documents|chunks|ann)\.(?P<gen>\d+)\.(?:faiss|jsonl)(?:\.tmp)?")
+_DATA_FILE = re.compile(r"(?:vectors|documents|chunks|ann|records)\.(?P<gen>\d+)\.(?:faiss|jsonl|sqlite3)(?:\.tmp)?")
 
 
 @dataclass
@@ -71,35 +82,6 @@ class Manifest:
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     """The generation's files with their size and sha256, as written: every load checks the sizes (a
     stat each), `rag doctor` the checksums (flipped bytes, edited or reordered lines)."""
-
-
-@dataclass
-class DocumentRecord:
-    """What the index remembers of a document: enough to cite it and to detect changed content."""
-
-    id: str
-    title: str
-    published: dt.date | None
-    url: str | None
-    source: str | None
-    content_hash: str
-    text: str
-    chunk_ids: list[int]
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["published"] = self.published.isoformat() if self.published else None
-        return data
-
-    def document(self) -> Document:
-        """The article as it was added, to add it again (re-embedded, or into another index)."""
-        return Document(self.id, self.text, self.title, self.published, self.url, self.source, self.metadata)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> DocumentRecord:
-        published = dt.date.fromisoformat(data["published"]) if data.get("published") else None
-        return cls(**{**data, "published": published})
 
 
 @dataclass
@@ -156,6 +138,22 @@ def _bitmap(ids: np.ndarray, size: int) -> np.ndarray:
     return packed
 
 
+def _read_at_random(matrix: np.ndarray) -> None:
+    """Tell the kernel that a mapped vectors file is read a vector here and there: with an IVF, the exact
+    vectors are only read to rescore a question's 100 candidates, and the kernel's default readahead
+    brought in the neighbours of every one (the mapped pages of a 10 M-chunk search grew to the whole
+    file). Best effort: only a hint, and without it the search is the same."""
+    if not matrix.size or not sys.platform.startswith("linux"):
+        return
+    page = mmap.PAGESIZE
+    start = matrix.__array_interface__["data"][0]
+    aligned = start - start % page
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).madvise(
+            ctypes.c_void_p(aligned), ctypes.c_size_t(matrix.nbytes + start - aligned), mmap.MADV_RANDOM
+        )
+
+
 def _fsync_write(path: Path, write: Callable[[Path], object]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     write(tmp)
@@ -177,7 +175,7 @@ def _write_faiss(index: Any, path: Path) -> None:
         raise OSError(code, os.strerror(code), str(path)) from exc
 
 
-def _fingerprint(path: Path) -> dict[str, Any]:
+def fingerprint(path: Path) -> dict[str, Any]:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -195,7 +193,7 @@ def verify(path: Path) -> tuple[ArticleIndex | None, list[str]]:
         return None, [exc.message]
     problems = []
     for name, recorded in index.manifest.files.items():
-        if _fingerprint(path / name)["sha256"] != recorded.get("sha256"):
+        if fingerprint(path / name)["sha256"] != recorded.get("sha256"):
             problems.append(f"{name} does not match the checksum recorded when it was saved")
     if not index.manifest.files:
         problems.append("saved by an older rag, without checksums: its next save records them")
@@ -209,16 +207,6 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _write_lines(rows: Iterator[dict[str, Any]]) -> Callable[[Path], None]:
-    def write(path: Path) -> None:
-        with open(path, "w", encoding="utf-8") as handle:
-            for row in rows:
-                handle.write(json.dumps(row, ensure_ascii=False))
-                handle.write("\n")
-
-    return write
 
 
 def _read_lines(path: Path) -> Iterator[dict[str, Any]]:
@@ -409,66 +397,6 @@ def plan_additions(
     return todo, report
 
 
-ChunkRow = tuple[str, int, int, int, int, str | None]
-"""A stored chunk: (doc id, ordinal, start, end, tokens, its own text, None when it is its span's)."""
-
-
-class ChunkTable(MutableMapping[int, Chunk]):
-    """Chunks by id, kept as compact rows and made into `Chunk`s when asked for. A search reads a handful of
-    an index's chunks, and building every `Chunk` at load was most of a new process's first search (0.9 s
-    of 1.4 s for RealTime QA's 50,083). A chunk's text is its document's text from `start` to `end`, so
-    it is stored only when it is not."""
-
-    def __init__(self, documents: Mapping[str, DocumentRecord]) -> None:
-        self._documents = documents
-        self._rows: dict[int, ChunkRow] = {}
-
-    def put(self, chunk_id: int, doc_id: str, ordinal: int, text: str, start: int, end: int, n_tokens: int) -> None:
-        """Store a chunk of a document this index holds (a `KeyError` otherwise)."""
-        own = None if self._documents[doc_id].text[start:end] == text else text
-        self._rows[chunk_id] = (doc_id, ordinal, start, end, n_tokens, own)
-
-    def row(self, chunk_id: int) -> ChunkRow:
-        """The chunk as stored: (doc id, ordinal, start, end, tokens, its text when not its span's)."""
-        return self._rows[chunk_id]
-
-    def restore(self, chunk_id: int, row: ChunkRow) -> None:
-        """Store a chunk as `row` gave it, for a document this table's index holds."""
-        self._rows[chunk_id] = row
-
-    def __setitem__(self, chunk_id: int, chunk: Chunk) -> None:
-        self.put(chunk_id, chunk.doc_id, chunk.ordinal, chunk.text, chunk.start, chunk.end, chunk.n_tokens)
-
-    def __getitem__(self, chunk_id: int) -> Chunk:
-        doc_id, ordinal, start, end, n_tokens, own = self._rows[chunk_id]
-        doc = self._documents[doc_id]
-        text = doc.text[start:end] if own is None else own
-        return Chunk(
-            doc_id, ordinal, text, start, end, n_tokens, doc.title, doc.published, doc.source, doc.url, chunk_id
-        )
-
-    def __delitem__(self, chunk_id: int) -> None:
-        del self._rows[chunk_id]
-
-    def discard(self, chunk_id: int) -> None:
-        """Forget a chunk whose document may already be gone (`pop` would have to build it first)."""
-        self._rows.pop(chunk_id, None)
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self._rows)
-
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    def __contains__(self, chunk_id: object) -> bool:
-        return chunk_id in self._rows
-
-    def span(self, chunk_id: int) -> tuple[int, int]:
-        """(start, end) in its document's text, without making the `Chunk`."""
-        _, _, start, end, _, _ = self._rows[chunk_id]
-        return start, end
-
-
 class ArticleIndex:
     """The persistent corpus. Mutations stay in memory until `save()`."""
 
@@ -476,9 +404,8 @@ class ArticleIndex:
         self.path = path
         self.manifest = manifest
         self.vectors = vectors
-        self.documents: dict[str, DocumentRecord] = {}
+        self.documents = Documents()
         self.chunks = ChunkTable(self.documents)
-        self._by_hash: dict[str, str] = {}
         self.version = 0
         """Bumped by every add and remove, so views derived from the contents (BM25) know to rebuild."""
         self._saved_version: int | None = None
@@ -488,6 +415,8 @@ class ArticleIndex:
         """Set by `configure_ann` from `Settings.ann_min_chunks`; None: exact search only."""
         self.lock_timeout = LOCK_TIMEOUT
         self._creating: Any = None
+        self._mapped = False
+        """The vectors are a saved generation's file, mapped read-only (`_own_vectors`)."""
         """While a new index is built, its `.creating` marker, held locked until the first save."""
 
     @classmethod
@@ -567,9 +496,10 @@ class ArticleIndex:
             manifest = read_manifest(path)
         except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as exc:
             raise IndexDirError(f"{damaged}: {MANIFEST} is unreadable ({exc})", hint=fix) from exc
-        if manifest.format_version != FORMAT_VERSION:
+        if manifest.format_version not in READABLE_FORMATS:
             raise IndexDirError(
-                f"index at {path} has format version {manifest.format_version}, this rag reads {FORMAT_VERSION}",
+                f"index at {path} has format version {manifest.format_version}, this rag reads "
+                f"{' and '.join(map(str, READABLE_FORMATS))}",
                 hint=fix,
             )
         gen = manifest.generation
@@ -586,26 +516,36 @@ class ArticleIndex:
                     hint=f"restore {path} from a backup, or {fix}",
                 )
         try:
-            vectors = faiss.read_index(str(path / f"vectors.{gen}.faiss"))
+            # Mapped, the vectors are file pages the search reads, not memory this process owns; a writer
+            # takes its own copy before its first change (`_own_vectors`).
+            vectors = faiss.read_index(str(path / f"vectors.{gen}.faiss"), faiss.IO_FLAG_MMAP_IFC)
             index = cls(path, manifest, vectors)
-            index._saved_version = index.version
+            index._mapped = True
             ann = path / f"ann.{gen}.faiss"
             if ann.is_file():
                 index.ann = IvfIndex(faiss.read_index(str(ann)))
-            for row in _read_lines(path / f"documents.{gen}.jsonl"):
-                record = DocumentRecord.from_json(row)
-                index.documents[record.id] = record
-                index._by_hash[record.content_hash] = record.id
-            for row in _read_lines(path / f"chunks.{gen}.jsonl"):
-                index.chunks.put(
-                    row["id"], row["doc_id"], row["ordinal"], row["text"], row["start"], row["end"], row["n_tokens"]
-                )
+                _read_at_random(index.stored_vectors()[1])
+            if manifest.format_version == 1:
+                index._read_lines_format(gen)
+            else:
+                index.documents.rebase(RecordStore(path / f"records.{gen}.sqlite3"))
+            index._saved_version = index.version
         except (OSError, RuntimeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise IndexDirError(f"{damaged}: {exc}", hint=fix) from exc
         problem = index._inconsistency()
         if problem is not None:
             raise IndexDirError(f"{damaged}: {problem}", hint=fix)
         return index
+
+    def _read_lines_format(self, gen: int) -> None:
+        """Format 1: every article and chunk read into memory, as changes over no saved file."""
+        for row in _read_lines(self.path / f"documents.{gen}.jsonl"):
+            record = DocumentRecord.from_json(row)
+            self.documents[record.id] = record
+        for row in _read_lines(self.path / f"chunks.{gen}.jsonl"):
+            self.chunks.put(
+                row["id"], row["doc_id"], row["ordinal"], row["text"], row["start"], row["end"], row["n_tokens"]
+            )
 
     def _inconsistency(self, *, saved_counts: bool = True) -> str | None:
         """Why the loaded files do not describe one index, or None. Checked at load time because a mismatch
@@ -623,12 +563,13 @@ class ArticleIndex:
                 f"{MANIFEST} counts {manifest.n_documents} documents and {manifest.n_chunks} chunks, "
                 f"the files hold {len(self.documents)} and {len(self.chunks)}"
             )
-        chunk_ids = set(self.chunks)
-        if chunk_ids and max(chunk_ids) >= manifest.next_id:
-            return f"chunk id {max(chunk_ids)} is not below the next id to assign ({manifest.next_id})"
-        if set(faiss.vector_to_array(vectors.id_map).tolist()) != chunk_ids:
+        chunk_ids = self.chunks.ids()  # sorted arrays: a set of Python ints per chunk would not scale
+        if len(chunk_ids) and chunk_ids[-1] >= manifest.next_id:
+            return f"chunk id {chunk_ids[-1]} is not below the next id to assign ({manifest.next_id})"
+        if not np.array_equal(np.sort(faiss.vector_to_array(vectors.id_map)), chunk_ids):
             return "the vector ids do not match the chunk ids"
-        if {i for record in self.documents.values() for i in record.chunk_ids} != chunk_ids:
+        listed = [summary.chunk_ids for summary in self.documents.summaries()]
+        if not np.array_equal(np.sort(np.concatenate(listed)) if listed else chunk_ids[:0], chunk_ids):
             return "the documents' chunk lists do not match the chunks"
         return None
 
@@ -652,12 +593,13 @@ class ArticleIndex:
 
     def plan(self, documents: Sequence[Document], run: RunSeen | None = None) -> tuple[list[Document], AddReport]:
         """Which documents need embedding: new ids and changed content only (`plan_additions`)."""
-        stored = {doc.id: record.content_hash for doc in documents if (record := self.documents.get(doc.id))}
-        return plan_additions(documents, run or RunSeen(), stored, self._by_hash)
+        stored = {doc.id: digest for doc in documents if (digest := self.documents.hash_of(doc.id)) is not None}
+        return plan_additions(documents, run or RunSeen(), stored, Holders(self.documents))
 
     def add(self, doc: Document, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
         """Replace any previous version of the document with these chunks and vectors."""
         self.version += 1
+        self._own_vectors()
         if doc.id in self.documents:
             self.remove(doc.id)
         ids = np.arange(self.manifest.next_id, self.manifest.next_id + len(chunks), dtype=np.int64)
@@ -679,12 +621,12 @@ class ArticleIndex:
         )
         for chunk, chunk_id in zip(chunks, ids.tolist(), strict=True):
             self.chunks[chunk_id] = chunk
-        self._by_hash[doc.content_hash] = doc.id
 
     def restore(self, record: DocumentRecord, rows: Sequence[ChunkRow], vectors: np.ndarray) -> None:
         """Hold an article as another index stored it, under the chunk ids its record names: an archive's
         search gathers its candidates from the partitions so, without chunking or hashing them again."""
         self.version += 1
+        self._own_vectors()
         ids = np.asarray(record.chunk_ids, dtype=np.int64)
         if len(ids):
             self.vectors.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
@@ -692,7 +634,6 @@ class ArticleIndex:
         self.documents[record.id] = record
         for chunk_id, row in zip(ids.tolist(), rows, strict=True):
             self.chunks.restore(chunk_id, row)
-        self._by_hash[record.content_hash] = record.id
 
     def remove(self, doc_id: str) -> DocumentRecord:
         record = self.documents.pop(doc_id, None)
@@ -701,15 +642,25 @@ class ArticleIndex:
                 f"no document {doc_id!r} in the index at {self.path}", hint="`rag info --docs` lists ids"
             )
         self.version += 1
+        self._own_vectors()
         if record.chunk_ids:
             self.vectors.remove_ids(np.asarray(record.chunk_ids, dtype=np.int64))
             if self.ann is not None:
                 self.ann.remove(np.asarray(record.chunk_ids, dtype=np.int64))
         for chunk_id in record.chunk_ids:
             self.chunks.discard(chunk_id)
-        if self._by_hash.get(record.content_hash) == doc_id:
-            del self._by_hash[record.content_hash]
         return record
+
+    def _own_vectors(self) -> None:
+        """Take a private copy of mapped vectors before the first change: FAISS cannot grow or shrink a
+        mapped file (it aborts the process), and the file belongs to a saved generation anyway."""
+        if not self._mapped:
+            return
+        ids, matrix = self.stored_vectors()
+        owned = faiss.IndexIDMap2(faiss.IndexFlatIP(self.manifest.dimension))
+        if len(ids):
+            owned.add_with_ids(np.ascontiguousarray(matrix), ids)
+        self.vectors, self._mapped = owned, False
 
     def dense_search(self, query: np.ndarray, n: int, *, allowed: np.ndarray | None, nprobe: int) -> np.ndarray:
         """Chunk ids of the n stored vectors nearest the query, nearest first, among the `allowed` chunk
@@ -739,8 +690,13 @@ class ArticleIndex:
         """The recorded sha256s of the saved generation's documents and chunks: names its texts without
         reading them (derived data is keyed by it). None for an index saved before checksums were kept."""
         gen = self.manifest.generation
-        sums = [self.manifest.files.get(f"{kind}.{gen}.jsonl", {}).get("sha256") for kind in ("documents", "chunks")]
-        return None if None in sums else f"{gen}:{sums[0]}:{sums[1]}"
+        names = (
+            [f"records.{gen}.sqlite3"]
+            if self.manifest.format_version > 1
+            else [f"{kind}.{gen}.jsonl" for kind in ("documents", "chunks")]
+        )
+        sums = [self.manifest.files.get(name, {}).get("sha256") for name in names]
+        return None if None in sums else ":".join([str(gen), *map(str, sums)])
 
     def stored_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """(ids, matrix): every stored vector and its chunk id, in FAISS's internal order. For the exact
@@ -803,33 +759,24 @@ class ArticleIndex:
             ann = self.ann
             if ann is not None:
                 _fsync_write(self.path / f"ann.{gen}.faiss", lambda p: _write_faiss(ann.ivf, p))
+            gone_documents, documents = self.documents.changes
+            gone_chunks, chunks = self.chunks.changes
+            records = self.path / f"records.{gen}.sqlite3"
             _fsync_write(
-                self.path / f"documents.{gen}.jsonl",
-                _write_lines(record.to_json() for record in self.documents.values()),
+                records,
+                lambda p: RecordStore.write(p, self.documents.base, gone_documents, gone_chunks, documents, chunks),
             )
-            chunk_rows = (
-                {
-                    "id": c.id,
-                    "doc_id": c.doc_id,
-                    "ordinal": c.ordinal,
-                    "text": c.text,
-                    "start": c.start,
-                    "end": c.end,
-                    "n_tokens": c.n_tokens,
-                }
-                for c in self.chunks.values()
-            )
-            _fsync_write(self.path / f"chunks.{gen}.jsonl", _write_lines(chunk_rows))
-            written = [f"vectors.{gen}.faiss", f"documents.{gen}.jsonl", f"chunks.{gen}.jsonl"]
+            written = [f"vectors.{gen}.faiss", f"records.{gen}.sqlite3"]
             if ann is not None:
                 written.append(f"ann.{gen}.faiss")
             manifest = replace(
                 self.manifest,
                 generation=gen,
+                format_version=FORMAT_VERSION,
                 n_documents=len(self.documents),
                 n_chunks=len(self.chunks),
                 updated=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                files={name: _fingerprint(self.path / name) for name in written},
+                files={name: fingerprint(self.path / name) for name in written},
             )
             _fsync_write(
                 self.path / MANIFEST,
@@ -837,6 +784,8 @@ class ArticleIndex:
             )
             _fsync_dir(self.path)
             self.manifest = manifest
+            self.documents.rebase(RecordStore(records))
+            self.chunks.rebase()
             self._saved_version = self.version
             self._remove_stale(gen)
             if self._creating is not None:

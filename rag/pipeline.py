@@ -33,13 +33,13 @@ from rag.evidence import EvidencePool
 from rag.index import (
     AddReport,
     ArticleIndex,
-    DocumentRecord,
     Manifest,
     RunSeen,
     being_created,
     read_manifest,
     writing,
 )
+from rag.index_store import DocumentRecord
 from rag.loaders import Loaded, find_files, read_file
 from rag.packing import pack_passages
 from rag.question import Question, analyze
@@ -223,7 +223,7 @@ class RAG:
         backend = self.settings.embedding_backend
         with self._writing():
             old = self.open_index()
-            documents = [r.document() for r in old.documents.values()]
+            documents = [r.document() for r in old.documents.records()]
             fresh = RAG(self.settings.model_copy(update={"index_dir": target, "embedding_backend": backend}))
             report = fresh.add_documents(documents, on_progress)
             stale = set(fresh.open_index().documents) - {d.id for d in documents}
@@ -441,7 +441,7 @@ class RAG:
     def documents(self) -> list[DocumentRecord]:
         """Indexed articles, newest first (undated last): the order a news reader scans them in."""
         with self._lock:
-            records = list(self.ensure_index().documents.values())
+            records = list(self.ensure_index().documents.records())
         return sorted(records, key=lambda r: (r.published is not None, r.published or dt.date.min, r.id), reverse=True)
 
     def delete(self, doc_id: str) -> None:

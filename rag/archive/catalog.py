@@ -107,7 +107,7 @@ class Catalog:
     def refresh(self, index: ArticleIndex) -> None:
         """Record a partition as its saved index stands."""
         name = index.path.name
-        dates = [r.published for r in index.documents.values() if r.published is not None]
+        dates = [r.published for r in index.documents.summaries() if r.published is not None]
         self.partitions[name] = PartitionInfo(
             name=name,
             number=self.number_for(name),

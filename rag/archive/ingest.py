@@ -70,10 +70,10 @@ class ArchiveWriter:
                 index.configure_ann(ann_min_chunks)
                 index.clear_torn()
                 self.partitions[path.name] = index
-                for record in index.documents.values():
-                    self.home[record.id] = path.name
-                    self.hashes[record.id] = record.content_hash
-                    self.holders[record.content_hash] = record.id
+                for doc_id, content_hash in index.documents.hashes():
+                    self.home[doc_id] = path.name
+                    self.hashes[doc_id] = content_hash
+                    self.holders[content_hash] = doc_id
         self.run = RunSeen()
 
     def _partition(self, name: str) -> ArticleIndex:
@@ -145,7 +145,7 @@ def split(index: ArticleIndex, root: Path) -> ArchiveWriter:
     """Move a single index's articles into an archive at `root`, month by month, with the vectors it has:
     nothing is embedded again."""
     writer = ArchiveWriter(root, index.manifest, lock_timeout=index.lock_timeout, ann_min_chunks=index.ann_min_chunks)
-    for record in index.documents.values():
+    for record in index.documents.records():
         doc = record.document()
         todo, _ = writer.plan([doc])
         ids = np.asarray(record.chunk_ids, dtype=np.int64)

@@ -131,7 +131,7 @@ class ArchiveRetriever:
         s, corpus = search.settings, search.corpus
 
         def chunk_rows(items: list[tuple[float, Key]]) -> np.ndarray:
-            return np.asarray([corpus.row_of[key.chunk] for _, key in items if key.chunk is not None], np.int64)
+            return corpus.rows([key.chunk for _, key in items if key.chunk is not None])
 
         rankings = []
         if search.vector is not None:

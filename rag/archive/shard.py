@@ -65,8 +65,8 @@ class Shard:
             index,
             corpus,
             # Lists made for the counting alone: kept on the corpus they would hold every text twice.
-            TermCounts.build([corpus.article_text(row) for row in range(len(corpus.records))]),
-            TermCounts.build([corpus.chunk_text(row) for row in range(len(corpus.chunk_ids))]),
+            TermCounts.build(corpus.read_article_texts()),
+            TermCounts.build(corpus.read_chunk_texts()),
         )
 
     def _partition(self, name: str) -> _Partition:
@@ -123,7 +123,7 @@ class Shard:
                 )
                 if len(ids):
                     scores = partition.index.vectors.reconstruct_batch(ids) @ request.vector
-                    rows = corpus.chunk_article[[corpus.row_of[i] for i in ids.tolist()]]
+                    rows = corpus.chunk_article[corpus.rows(ids)]
                     dense += zip(scores.tolist(), [name] * len(ids), rows.tolist(), ids.tolist(), strict=True)
             if request.keyword_unit == "article":
                 scores = partition.articles.scores(request.terms, request.stats)
@@ -161,7 +161,7 @@ class Shard:
                 ids = np.asarray(stored.chunk_ids, dtype=np.int64)
                 record = replace(stored, chunk_ids=[partition.archive_id(i) for i in ids.tolist()])
                 vectors = index.vectors.reconstruct_batch(ids) if len(ids) else np.zeros((0, index.manifest.dimension))
-                rows = [corpus.row_of[int(i)] for i in ids]
+                rows = corpus.rows(ids)
                 position = partition.archive_id(partition.article_row[doc_id])
                 chunks = [index.chunks.row(int(i)) for i in ids]
                 out.append(Gathered(name, position, record, chunks, np.asarray(vectors, np.float32), scores[rows]))

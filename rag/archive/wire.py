@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rag.dates import DateRange
-from rag.index import ChunkRow, DocumentRecord
+from rag.index_store import ChunkRow, DocumentRecord
 from rag.sparse import KeywordStats
 
 

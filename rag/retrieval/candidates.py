@@ -7,8 +7,6 @@ BM25 over whole articles; without it, both rank chunks.
 
 from __future__ import annotations
 
-import numpy as np
-
 from rag.config import Settings
 from rag.retrieval.corpus import allowed, first_seen, top
 from rag.retrieval.search import Search
@@ -28,7 +26,7 @@ class DenseCandidates:
         corpus, s = search.corpus, search.settings
         allowed_ids = None if search.allowed_chunks.all() else corpus.chunk_ids[search.allowed_chunks]
         ids = search.index.dense_search(search.vector, s.candidates, allowed=allowed_ids, nprobe=s.ann_nprobe)
-        rows = np.asarray([corpus.row_of[int(i)] for i in ids], dtype=np.int64)
+        rows = corpus.rows(ids)
         if search.unit == "chunk":
             search.rankings.append((rows, s.dense_weight))
         elif len(rows):

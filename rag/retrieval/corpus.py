@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from rag.dates import DateRange
-from rag.index import ArticleIndex, DocumentRecord
+from rag.index import ArticleIndex
+from rag.index_store import DocumentRecord
 from rag.sparse import BM25Index
 
 UNDATED = np.iinfo(np.int32).min
@@ -38,8 +38,10 @@ def allowed(days: np.ndarray, dates: DateRange) -> np.ndarray:
 @dataclass
 class Corpus:
     """The index as arrays, aligned by chunk row and article row, so a query is numpy work rather than a
-    walk over Python objects. Built once per index version, from the article records alone: a new
-    process's first search must not wait for every chunk, text or hash of the index (see `ChunkTable`)."""
+    walk over Python objects. Built once per index version from the articles' ids, dates and chunk lists
+    alone: a new process's first search must not wait for every chunk, text or hash of the index, and at
+    millions of chunks a Python object per chunk would be most of the process's memory. Texts are read
+    from the index when a stage asks for them."""
 
     chunk_ids: np.ndarray
     chunk_article: np.ndarray
@@ -47,27 +49,26 @@ class Corpus:
     article_ids: list[str]
     article_day: np.ndarray
     article_rows: list[np.ndarray]
-    row_of: dict[int, int]
     vectors: np.ndarray
     """Embeddings by FAISS position (a view, not a copy); `vector_row[row]` is a chunk row's position."""
     vector_row: np.ndarray
-    records: list[DocumentRecord] = field(repr=False)
-    spans: list[tuple[int, int]] = field(repr=False)
-    """Each chunk row's (start, end) in its article's text."""
+    index: ArticleIndex = field(repr=False)
     saved_dir: Path | None
     """Where data derived from the saved generation this corpus reflects is kept; None for unsaved changes."""
     fingerprint: str | None = None
     """Names the texts BM25 is built from, from checksums the manifest recorded (None: hash the texts)."""
+    _by_id: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
+    """Chunk rows sorted by chunk id, for `rows`."""
     _chunk_bm25: BM25Index | None = field(default=None, repr=False)
     _article_bm25: BM25Index | None = field(default=None, repr=False)
 
     @classmethod
     def of(cls, index: ArticleIndex) -> Corpus:
-        records = list(index.documents.values())
-        counts = [len(record.chunk_ids) for record in records]
-        chunk_ids = np.fromiter(itertools.chain.from_iterable(r.chunk_ids for r in records), np.int64, sum(counts))
-        chunk_article = np.repeat(np.arange(len(records), dtype=np.int32), counts)
-        article_day = np.asarray([day(record.published) for record in records], dtype=np.int32)
+        summaries = list(index.documents.summaries())
+        counts = [len(summary.chunk_ids) for summary in summaries]
+        chunk_ids = np.concatenate([s.chunk_ids for s in summaries]) if summaries else np.zeros(0, np.int64)
+        chunk_article = np.repeat(np.arange(len(summaries), dtype=np.int32), counts)
+        article_day = np.asarray([day(summary.published) for summary in summaries], dtype=np.int32)
         faiss_ids, vectors = index.stored_vectors()
         by_id = np.argsort(faiss_ids, kind="stable")
         saved_dir = index.derived_dir("bm25")
@@ -75,44 +76,61 @@ class Corpus:
             chunk_ids=chunk_ids,
             chunk_article=chunk_article,
             chunk_day=article_day[chunk_article],
-            article_ids=[record.id for record in records],
+            article_ids=[summary.id for summary in summaries],
             article_day=article_day,
-            article_rows=np.split(np.arange(len(chunk_ids)), np.cumsum(counts)[:-1]) if records else [],
-            row_of=dict(zip(chunk_ids.tolist(), range(len(chunk_ids)), strict=True)),
+            article_rows=np.split(np.arange(len(chunk_ids)), np.cumsum(counts)[:-1]) if summaries else [],
             vectors=vectors,
             vector_row=by_id[np.searchsorted(faiss_ids, chunk_ids, sorter=by_id)].astype(np.int64),
-            records=records,
-            spans=[index.chunks.span(int(chunk_id)) for chunk_id in chunk_ids.tolist()],
+            index=index,
             saved_dir=saved_dir,
             fingerprint=index.saved_checksum() if saved_dir else None,
+            _by_id=np.argsort(chunk_ids, kind="stable"),
         )
+
+    def rows(self, chunk_ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The chunk rows of these chunk ids (each must be in the corpus)."""
+        wanted = np.asarray(chunk_ids, dtype=np.int64)
+        found: np.ndarray = self._by_id[np.searchsorted(self.chunk_ids, wanted, sorter=self._by_id)]
+        return found
+
+    def record(self, row: int) -> DocumentRecord:
+        """An article row's record, text included, read from the index."""
+        return self.index.documents[self.article_ids[row]]
 
     def chunk_text(self, row: int) -> str:
         """A chunk's text with its article's title, as BM25 and the reranker read it."""
-        record = self.records[int(self.chunk_article[row])]
-        start, end = self.spans[row]
+        record = self.record(int(self.chunk_article[row]))
+        start, end = self.index.chunks.span(int(self.chunk_ids[row]))
         return f"{record.title}\n{record.text[start:end]}" if record.title else record.text[start:end]
 
     def article_text(self, row: int) -> str:
         """An article's title and text, as BM25 reads it."""
-        record = self.records[row]
-        return f"{record.title}\n{record.text}" if record.title else record.text
+        return _titled(self.record(row))
 
     @functools.cached_property
     def article_texts(self) -> list[str]:
-        """`article_text` of every article row, made on first use (BM25 is usually loaded)."""
-        return [self.article_text(row) for row in range(len(self.records))]
+        """`article_text` of every article row, kept once made (for a stage that scans every article)."""
+        return self.read_article_texts()
 
-    @functools.cached_property
-    def chunk_texts(self) -> list[str]:
-        """`chunk_text` of every chunk row, made on first use."""
-        return [self.chunk_text(row) for row in range(len(self.chunk_ids))]
+    def read_article_texts(self) -> list[str]:
+        """`article_text` of every article row, read in one pass: for building BM25, not kept."""
+        return [_titled(record) for record in self.index.documents.records()]
+
+    def read_chunk_texts(self) -> list[str]:
+        """`chunk_text` of every chunk row, read in one pass over the articles and their spans: for
+        building BM25, not kept."""
+        spans = self.index.chunks.spans(self.chunk_ids).tolist()
+        texts: list[str] = []
+        for record, rows in zip(self.index.documents.records(), self.article_rows, strict=True):
+            prefix = f"{record.title}\n" if record.title else ""
+            texts.extend(prefix + record.text[start:end] for start, end in (spans[r] for r in rows.tolist()))
+        return texts
 
     @property
     def chunk_bm25(self) -> BM25Index:
         if self._chunk_bm25 is None:
             self._chunk_bm25 = BM25Index.cached(
-                lambda: self.chunk_texts, len(self.chunk_ids), self._saved("chunks"), self.fingerprint
+                self.read_chunk_texts, len(self.chunk_ids), self._saved("chunks"), self.fingerprint
             )
         return self._chunk_bm25
 
@@ -120,12 +138,16 @@ class Corpus:
     def article_bm25(self) -> BM25Index:
         if self._article_bm25 is None:
             self._article_bm25 = BM25Index.cached(
-                lambda: self.article_texts, len(self.records), self._saved("articles"), self.fingerprint
+                self.read_article_texts, len(self.article_ids), self._saved("articles"), self.fingerprint
             )
         return self._article_bm25
 
     def _saved(self, name: str) -> Path | None:
         return self.saved_dir and self.saved_dir / name
+
+
+def _titled(record: DocumentRecord) -> str:
+    return f"{record.title}\n{record.text}" if record.title else record.text
 
 
 def rrf(ranks: np.ndarray, k: int, weight: float) -> np.ndarray:

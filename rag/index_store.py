@@ -1,0 +1,480 @@
+"""An index's articles and chunks: saved in one SQLite file per generation, read by key when asked for.
+
+Holding every text and record in RAM capped one machine at a few million chunks (a 10 M-chunk corpus is
+about 5 GB of article text and as much again in Python objects). A search reads a handful of articles,
+so the saved generation stays on disk (`records.<gen>.sqlite3`, opened read-only and immutable) and is
+looked up by primary key; what a writer adds or removes is held in memory on top of it until the next
+save, which writes the next generation's file with SQLite copying the unchanged rows itself.
+
+`Documents` and `ChunkTable` are the two mappings the rest of `rag` sees: they read through the changes
+to the saved file, so callers never know which of the two holds a record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import sqlite3
+import sys
+import threading
+import urllib.parse
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag.errors import IndexDirError
+from rag.types import Chunk, Document
+
+ChunkRow = tuple[str, int, int, int, int, str | None]
+"""A stored chunk: (doc id, ordinal, start, end, tokens, its own text, None when it is its span's)."""
+
+_SCHEMA = """
+CREATE TABLE documents (
+    row INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, title TEXT NOT NULL, published TEXT, url TEXT,
+    source TEXT, content_hash TEXT NOT NULL, text TEXT NOT NULL, chunk_ids BLOB NOT NULL, metadata TEXT NOT NULL
+);
+CREATE TABLE chunks (
+    id INTEGER PRIMARY KEY, doc_id TEXT NOT NULL, ordinal INTEGER NOT NULL, start INTEGER NOT NULL,
+    "end" INTEGER NOT NULL, n_tokens INTEGER NOT NULL, text TEXT
+);
+"""
+_DOCUMENT_COLUMNS = "id, title, published, url, source, content_hash, text, chunk_ids, metadata"
+_CHUNK_COLUMNS = 'id, doc_id, ordinal, start, "end", n_tokens, text'
+_BATCH = 10_000
+
+
+@dataclass
+class DocumentRecord:
+    """What the index remembers of a document: enough to cite it and to detect changed content."""
+
+    id: str
+    title: str
+    published: dt.date | None
+    url: str | None
+    source: str | None
+    content_hash: str
+    text: str
+    chunk_ids: list[int]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["published"] = self.published.isoformat() if self.published else None
+        return data
+
+    def document(self) -> Document:
+        """The article as it was added, to add it again (re-embedded, or into another index)."""
+        return Document(self.id, self.text, self.title, self.published, self.url, self.source, self.metadata)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DocumentRecord:
+        published = dt.date.fromisoformat(data["published"]) if data.get("published") else None
+        return cls(**{**data, "published": published})
+
+    def _row(self) -> tuple[Any, ...]:
+        published = self.published.isoformat() if self.published else None
+        ids = np.asarray(self.chunk_ids, dtype=np.int64).tobytes()
+        metadata = json.dumps(self.metadata, ensure_ascii=False)
+        return (self.id, self.title, published, self.url, self.source, self.content_hash, self.text, ids, metadata)
+
+    @classmethod
+    def _of_row(cls, row: tuple[Any, ...]) -> DocumentRecord:
+        doc_id, title, published, url, source, content_hash, text, ids, metadata = row
+        return cls(
+            doc_id,
+            title,
+            dt.date.fromisoformat(published) if published else None,
+            url,
+            source,
+            content_hash,
+            text,
+            np.frombuffer(ids, dtype=np.int64).tolist(),
+            json.loads(metadata),
+        )
+
+
+@dataclass(frozen=True)
+class Summary:
+    """An article without its text: what the retrieval arrays are built from."""
+
+    id: str
+    published: dt.date | None
+    chunk_ids: np.ndarray
+
+
+def _uri(path: Path) -> str:
+    """A read-only, immutable SQLite URI: a saved generation never changes, so SQLite needs no lock or
+    journal check to read it, and reads work on a read-only medium."""
+    return f"file:{urllib.parse.quote(str(path.resolve()))}?mode=ro&immutable=1"
+
+
+class RecordStore:
+    """A saved generation's file. One connection per process (SQLite connections must not cross a fork),
+    shared by threads under a lock (the chat page and `rag serve` search from several)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = 0
+        with self._query() as conn:
+            self.n_documents = int(conn.execute("SELECT COUNT(*) FROM documents").fetchone()[0])
+            self.n_chunks = int(conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0])
+
+    @contextlib.contextmanager
+    def _query(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                if self._conn is None or self._pid != os.getpid():
+                    self._conn = sqlite3.connect(_uri(self.path), uri=True, check_same_thread=False)
+                    self._pid = os.getpid()
+                yield self._conn
+            except sqlite3.Error as exc:
+                raise IndexDirError(
+                    f"index at {self.path.parent} is damaged: {self.path.name}: {exc}",
+                    hint=f"run `rag doctor`; restore {self.path.parent} from a backup, or delete it and rebuild "
+                    "it with `rag index PATH...`",
+                ) from exc
+
+    def document(self, doc_id: str) -> DocumentRecord | None:
+        with self._query() as conn:
+            row = conn.execute(f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE id = ?", (doc_id,)).fetchone()
+        return None if row is None else DocumentRecord._of_row(row)
+
+    def has(self, doc_id: str) -> bool:
+        with self._query() as conn:
+            return conn.execute("SELECT 1 FROM documents WHERE id = ?", (doc_id,)).fetchone() is not None
+
+    def holder(self, content_hash: str) -> str | None:
+        """The stored article with this content, if any."""
+        with self._query() as conn:
+            row = conn.execute("SELECT id FROM documents WHERE content_hash = ?", (content_hash,)).fetchone()
+        # Interned: a run of copies names the same holder for each (a report line apiece), one string for all.
+        return None if row is None else sys.intern(str(row[0]))
+
+    def _stream(self, sql: str) -> Iterator[tuple[Any, ...]]:
+        """Rows in batches: the lock is held per batch, never while the caller works on one."""
+        last = -(1 << 63)  # below every id and row
+        while True:
+            with self._query() as conn:
+                rows = conn.execute(sql, (last, _BATCH)).fetchall()
+            if not rows:
+                return
+            yield from rows
+            last = rows[-1][0]
+
+    def records(self) -> Iterator[DocumentRecord]:
+        for row in self._stream(f"SELECT row, {_DOCUMENT_COLUMNS} FROM documents WHERE row > ? ORDER BY row LIMIT ?"):
+            yield DocumentRecord._of_row(row[1:])
+
+    def ids(self) -> Iterator[str]:
+        for row in self._stream("SELECT row, id FROM documents WHERE row > ? ORDER BY row LIMIT ?"):
+            yield str(row[1])
+
+    def hashes(self) -> Iterator[tuple[str, str]]:
+        """(id, content hash) of every article, without reading texts."""
+        for _, doc_id, content_hash in self._stream(
+            "SELECT row, id, content_hash FROM documents WHERE row > ? ORDER BY row LIMIT ?"
+        ):
+            yield doc_id, content_hash
+
+    def hash_of(self, doc_id: str) -> str | None:
+        with self._query() as conn:
+            row = conn.execute("SELECT content_hash FROM documents WHERE id = ?", (doc_id,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def summaries(self) -> Iterator[Summary]:
+        sql = "SELECT row, id, published, chunk_ids FROM documents WHERE row > ? ORDER BY row LIMIT ?"
+        for _, doc_id, published, ids in self._stream(sql):
+            yield Summary(doc_id, dt.date.fromisoformat(published) if published else None, np.frombuffer(ids, np.int64))
+
+    def chunk(self, chunk_id: int) -> ChunkRow | None:
+        with self._query() as conn:
+            row = conn.execute(f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE id = ?", (chunk_id,)).fetchone()
+        return None if row is None else (row[1], row[2], row[3], row[4], row[5], row[6])
+
+    def chunk_columns(self, *columns: str) -> np.ndarray:
+        """The chunks' `columns` (id first, then these) by id, as an n × k array: spans or ids in bulk,
+        without a query or a Python tuple per chunk held at once (10 M tuples would be a gigabyte)."""
+        names = ", ".join(["id", *(f'"{c}"' for c in columns)])
+        sql = f"SELECT {names} FROM chunks WHERE id > ? ORDER BY id LIMIT ?"
+        blocks, last = [np.zeros((0, 1 + len(columns)), dtype=np.int64)], -(1 << 63)
+        while True:
+            with self._query() as conn:
+                block = np.asarray(conn.execute(sql, (last, _BATCH * 10)).fetchall(), dtype=np.int64)
+            if not len(block):
+                return np.concatenate(blocks)
+            blocks.append(block.reshape(len(block), -1))
+            last = int(block[-1, 0])
+
+    @staticmethod
+    def write(
+        path: Path,
+        base: RecordStore | None,
+        gone_documents: Iterable[str],
+        gone_chunks: Iterable[int],
+        documents: Iterable[DocumentRecord],
+        chunks: Iterable[tuple[int, ChunkRow]],
+    ) -> None:
+        """A new generation's file: `base`'s rows but the gone ones, copied by SQLite itself, then the
+        new ones. Fsynced and renamed into place by the caller."""
+        path.unlink(missing_ok=True)
+        with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
+            conn.execute("PRAGMA journal_mode = OFF")  # a torn file is never named by a manifest
+            conn.execute("PRAGMA synchronous = OFF")  # the caller fsyncs the finished file
+            conn.execute("BEGIN")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            if base is not None:
+                conn.execute("ATTACH DATABASE ? AS old", (_uri(base.path),))
+                conn.execute("CREATE TEMP TABLE gone_documents (id TEXT PRIMARY KEY)")
+                conn.execute("CREATE TEMP TABLE gone_chunks (id INTEGER PRIMARY KEY)")
+                conn.executemany("INSERT OR IGNORE INTO gone_documents VALUES (?)", ((i,) for i in gone_documents))
+                conn.executemany("INSERT OR IGNORE INTO gone_chunks VALUES (?)", ((i,) for i in gone_chunks))
+                conn.execute(
+                    f"INSERT INTO documents ({_DOCUMENT_COLUMNS}) SELECT {_DOCUMENT_COLUMNS} FROM old.documents "
+                    "WHERE id NOT IN (SELECT id FROM gone_documents) ORDER BY row"
+                )
+                conn.execute(
+                    f"INSERT INTO chunks SELECT {_CHUNK_COLUMNS} FROM old.chunks "
+                    "WHERE id NOT IN (SELECT id FROM gone_chunks) ORDER BY id"
+                )
+            conn.executemany(
+                f"INSERT INTO documents ({_DOCUMENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (record._row() for record in documents),
+            )
+            conn.executemany(
+                "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)", ((chunk_id, *row) for chunk_id, row in chunks)
+            )
+            conn.execute("CREATE INDEX documents_by_content ON documents (content_hash)")
+            conn.execute("COMMIT")
+            if base is not None:
+                conn.execute("DETACH DATABASE old")
+
+
+class Documents(MutableMapping[str, DocumentRecord]):
+    """Articles by id: the saved generation's file, with this process's unsaved changes over it."""
+
+    def __init__(self, base: RecordStore | None = None) -> None:
+        self.base = base
+        self._changed: dict[str, DocumentRecord] = {}
+        """Articles added or replaced since the last save, in the order they came."""
+        self._gone: set[str] = set()
+        """Saved articles removed or replaced since: the file's rows for them no longer count."""
+        self._by_hash: dict[str, str] = {}
+        """Content hash -> id of the changed articles."""
+
+    def rebase(self, base: RecordStore | None) -> None:
+        """After a save: the new file holds everything, memory nothing."""
+        self.base, self._changed, self._gone, self._by_hash = base, {}, set(), {}
+
+    @property
+    def changes(self) -> tuple[set[str], list[DocumentRecord]]:
+        """(saved ids no longer as saved, the records to write after the saved ones)."""
+        return self._gone, list(self._changed.values())
+
+    def _saved(self, doc_id: str) -> bool:
+        return self.base is not None and doc_id not in self._gone and self.base.has(doc_id)
+
+    def __getitem__(self, doc_id: str) -> DocumentRecord:
+        record = self._changed.get(doc_id)
+        if record is None and self.base is not None and doc_id not in self._gone:
+            record = self.base.document(doc_id)
+        if record is None:
+            raise KeyError(doc_id)
+        return record
+
+    def __contains__(self, doc_id: object) -> bool:
+        return isinstance(doc_id, str) and (doc_id in self._changed or self._saved(doc_id))
+
+    def __setitem__(self, doc_id: str, record: DocumentRecord) -> None:
+        if self._saved(doc_id):
+            self._gone.add(doc_id)
+        self._changed.pop(doc_id, None)  # a replaced article moves to the end, as in a dict
+        self._changed[doc_id] = record
+        self._by_hash[record.content_hash] = doc_id
+
+    def __delitem__(self, doc_id: str) -> None:
+        record = self._changed.pop(doc_id, None)
+        if record is not None:
+            if self._by_hash.get(record.content_hash) == doc_id:
+                del self._by_hash[record.content_hash]
+        elif self._saved(doc_id):
+            self._gone.add(doc_id)
+        else:
+            raise KeyError(doc_id)
+
+    def __iter__(self) -> Iterator[str]:
+        if self.base is not None:
+            yield from (i for i in self.base.ids() if i not in self._gone)
+        yield from list(self._changed)
+
+    def __len__(self) -> int:
+        saved = self.base.n_documents - len(self._gone) if self.base is not None else 0
+        return saved + len(self._changed)
+
+    def records(self) -> Iterator[DocumentRecord]:
+        """Every article in order, read in batches rather than one query each."""
+        if self.base is not None:
+            yield from (r for r in self.base.records() if r.id not in self._gone)
+        yield from list(self._changed.values())
+
+    def summaries(self) -> Iterator[Summary]:
+        """Every article in order without its text."""
+        if self.base is not None:
+            yield from (s for s in self.base.summaries() if s.id not in self._gone)
+        for record in list(self._changed.values()):
+            yield Summary(record.id, record.published, np.asarray(record.chunk_ids, dtype=np.int64))
+
+    def hashes(self) -> Iterator[tuple[str, str]]:
+        """(id, content hash) of every article in order, without reading texts: what planning an add needs."""
+        if self.base is not None:
+            yield from ((i, h) for i, h in self.base.hashes() if i not in self._gone)
+        yield from [(record.id, record.content_hash) for record in self._changed.values()]
+
+    def hash_of(self, doc_id: str) -> str | None:
+        """The content hash of the article stored under `doc_id`, if any, without reading its text."""
+        record = self._changed.get(doc_id)
+        if record is not None:
+            return record.content_hash
+        return None if self.base is None or doc_id in self._gone else self.base.hash_of(doc_id)
+
+    def holder(self, content_hash: str) -> str | None:
+        """The article holding this content, if any."""
+        doc_id = self._by_hash.get(content_hash)
+        if doc_id is not None and (record := self._changed.get(doc_id)) and record.content_hash == content_hash:
+            return doc_id
+        saved = self.base.holder(content_hash) if self.base is not None else None
+        return saved if saved is not None and saved not in self._gone else None
+
+
+class Holders(Mapping[str, str]):
+    """Content hash -> the article holding it, as `plan_additions` asks: looked up, never listed."""
+
+    def __init__(self, documents: Documents) -> None:
+        self._documents = documents
+
+    def __getitem__(self, content_hash: str) -> str:
+        doc_id = self._documents.holder(content_hash)
+        if doc_id is None:
+            raise KeyError(content_hash)
+        return doc_id
+
+    def __iter__(self) -> Iterator[str]:
+        raise TypeError("the articles' hashes are looked up one by one, not listed")
+
+    def __len__(self) -> int:
+        return len(self._documents)
+
+
+class ChunkTable(MutableMapping[int, Chunk]):
+    """Chunks by id, kept as compact rows and made into `Chunk`s when asked for. A search reads a handful of
+    an index's chunks, and building every `Chunk` at load was most of a new process's first search (0.9 s
+    of 1.4 s for RealTime QA's 50,083). A chunk's text is its document's text from `start` to `end`, so
+    it is stored only when it is not. Saved rows are read from the generation's file."""
+
+    def __init__(self, documents: Documents) -> None:
+        self._documents = documents
+        self._rows: dict[int, ChunkRow] = {}
+        self._gone: set[int] = set()
+
+    @property
+    def base(self) -> RecordStore | None:
+        return self._documents.base
+
+    def rebase(self) -> None:
+        """After a save (`Documents.rebase` first)."""
+        self._rows, self._gone = {}, set()
+
+    @property
+    def changes(self) -> tuple[set[int], list[tuple[int, ChunkRow]]]:
+        return self._gone, list(self._rows.items())
+
+    def _saved(self, chunk_id: int) -> ChunkRow | None:
+        if self.base is None or chunk_id in self._gone:
+            return None
+        return self.base.chunk(chunk_id)
+
+    def put(self, chunk_id: int, doc_id: str, ordinal: int, text: str, start: int, end: int, n_tokens: int) -> None:
+        """Store a chunk of a document this index holds (a `KeyError` otherwise)."""
+        own = None if self._documents[doc_id].text[start:end] == text else text
+        self.restore(chunk_id, (doc_id, ordinal, start, end, n_tokens, own))
+
+    def row(self, chunk_id: int) -> ChunkRow:
+        """The chunk as stored: (doc id, ordinal, start, end, tokens, its text when not its span's)."""
+        row = self._rows.get(chunk_id) or self._saved(chunk_id)
+        if row is None:
+            raise KeyError(chunk_id)
+        return row
+
+    def restore(self, chunk_id: int, row: ChunkRow) -> None:
+        """Store a chunk as `row` gave it, for a document this table's index holds."""
+        if chunk_id not in self._rows and self._saved(chunk_id) is not None:
+            self._gone.add(chunk_id)
+        self._rows[chunk_id] = row
+
+    def __setitem__(self, chunk_id: int, chunk: Chunk) -> None:
+        self.put(chunk_id, chunk.doc_id, chunk.ordinal, chunk.text, chunk.start, chunk.end, chunk.n_tokens)
+
+    def __getitem__(self, chunk_id: int) -> Chunk:
+        doc_id, ordinal, start, end, n_tokens, own = self.row(chunk_id)
+        doc = self._documents[doc_id]
+        text = doc.text[start:end] if own is None else own
+        return Chunk(
+            doc_id, ordinal, text, start, end, n_tokens, doc.title, doc.published, doc.source, doc.url, chunk_id
+        )
+
+    def __delitem__(self, chunk_id: int) -> None:
+        if self._rows.pop(chunk_id, None) is None:  # a replaced saved row is already gone
+            if self._saved(chunk_id) is None:
+                raise KeyError(chunk_id)
+            self._gone.add(chunk_id)
+
+    def discard(self, chunk_id: int) -> None:
+        """Forget a chunk whose document may already be gone (`pop` would have to build it first)."""
+        with contextlib.suppress(KeyError):
+            del self[chunk_id]
+
+    def ids(self) -> np.ndarray:
+        """Every chunk id, sorted: for whole-index checks, without a Python object per chunk."""
+        saved = self.base.chunk_columns()[:, 0] if self.base is not None else np.zeros(0, np.int64)
+        if self._gone:
+            saved = saved[~np.isin(saved, np.fromiter(self._gone, np.int64, len(self._gone)))]
+        new = np.fromiter(self._rows, np.int64, len(self._rows))
+        return np.sort(np.concatenate([saved, new]))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.ids().tolist())
+
+    def __len__(self) -> int:
+        saved = self.base.n_chunks if self.base is not None else 0
+        return saved - len(self._gone) + len(self._rows)
+
+    def __contains__(self, chunk_id: object) -> bool:
+        if not isinstance(chunk_id, int | np.integer):
+            return False
+        return int(chunk_id) in self._rows or self._saved(int(chunk_id)) is not None
+
+    def span(self, chunk_id: int) -> tuple[int, int]:
+        """(start, end) in its document's text, without making the `Chunk`."""
+        _, _, start, end, _, _ = self.row(chunk_id)
+        return start, end
+
+    def spans(self, chunk_ids: np.ndarray) -> np.ndarray:
+        """(start, end) of each of these chunks, as an n × 2 array: one pass over the file for all."""
+        out = np.zeros((len(chunk_ids), 2), dtype=np.int64)
+        if self.base is not None and self.base.n_chunks:
+            table = self.base.chunk_columns("start", "end")
+            at = np.clip(np.searchsorted(table[:, 0], chunk_ids), 0, len(table) - 1)
+            out[:] = table[at, 1:]
+        for position, chunk_id in enumerate(chunk_ids.tolist()):
+            row = self._rows.get(chunk_id)
+            if row is not None:
+                out[position] = row[2], row[3]
+        return out
