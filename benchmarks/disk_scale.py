@@ -34,7 +34,10 @@ from rag import RAG, Settings
 from rag.index import FORMAT_VERSION, MANIFEST, ArticleIndex, Manifest, fingerprint
 from rag.index_ann import IvfIndex
 from rag.index_store import ChunkRow, DocumentRecord, RecordStore
+from rag.index_vectors import VectorFile
 
+BLOCK = 200_000
+"""Vectors read at a time by the exact search (300 MB)."""
 SPREAD = 0.03
 """Noise per component (unit vectors of 384): copies stay near their source, as a story's follow-ups do."""
 
@@ -134,9 +137,31 @@ def build(folder: Path, n: int, source: Source, seed: int = 0) -> dict[str, Any]
     }
 
 
-def search(folder: Path, questions_file: Path, nprobe: int) -> dict[str, Any]:
+def exact(folder: Path, queries: np.ndarray, k: int = 10) -> np.ndarray:
+    """The exact top-k chunk ids of each query, reading the vectors file block by block: mapped whole, a
+    10 M-chunk file (15 GB) held the page cache hostage and thrashed for half an hour."""
+    path = folder / "vectors.1.faiss"
+    rows = VectorFile.of(path, faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC))
+    assert rows is not None, f"{path}: vectors not where FAISS puts them"
+    best_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+    best_ids = np.zeros((len(queries), k), dtype=np.int64)
+    for start in range(0, rows.count, BLOCK):
+        count = min(BLOCK, rows.count - start)
+        offset = rows.offset + start * rows.row_bytes
+        block = np.fromfile(path, dtype=np.float32, count=count * rows.dimension, offset=offset)
+        scores = queries @ block.reshape(count, rows.dimension).T
+        ids = np.argpartition(-scores, min(k, count) - 1, axis=1)[:, :k]  # each block's own top k first
+        merged_scores = np.hstack([best_scores, np.take_along_axis(scores, ids, axis=1)])
+        merged_ids = np.hstack([best_ids, ids + start])
+        top = np.argsort(-merged_scores, axis=1, kind="stable")[:, :k]
+        best_scores = np.take_along_axis(merged_scores, top, axis=1)
+        best_ids = np.take_along_axis(merged_ids, top, axis=1)
+    return best_ids  # chunk ids are positions here: the build adds them in order
+
+
+def search(folder: Path, questions_file: Path, truth_file: Path, nprobe: int) -> dict[str, Any]:
     """In a fresh process: load the index, answer every question (timed, embedding included), then
-    compare the IVF's top 10 chunks with exact search."""
+    compare the IVF's top 10 chunks with the exact ones (`truth_file`: the queries and their top 10)."""
     questions = [
         (q, dt.date.fromisoformat(a) if a else None) for q, a in json.loads(questions_file.read_text(encoding="utf-8"))
     ]
@@ -156,14 +181,29 @@ def search(folder: Path, questions_file: Path, nprobe: int) -> dict[str, Any]:
         **{f"{kind.lower()}_mb": proc_status_mb(kind) for kind in ("RssAnon", "RssFile")},
     }
     index = rag.open_index()
-    queries = rag.embedder.embed([q for q, _ in questions]).astype(np.float32)
-    _, exact = index.vectors.search(queries, 10)
+    saved = np.load(truth_file)
     recall = [
         len(set(index.dense_search(query, 10, allowed=None, nprobe=nprobe).tolist()) & set(truth.tolist())) / 10
-        for query, truth in zip(queries, exact, strict=True)
+        for query, truth in zip(saved["queries"], saved["truth"], strict=True)
     ]
     timed = {"load_s": loaded, "p50_ms": percentile(times, 0.5) * 1000, "p95_ms": percentile(times, 0.95) * 1000}
     return timed | memory | {"recall@10": float(np.mean(recall)), "questions": len(questions)}
+
+
+def measure(folder: Path, asked: Path, nprobes: tuple[int, ...] = (32, 64)) -> list[dict[str, Any]]:
+    """Each nprobe's search of the index at `folder`, each in its own process."""
+    questions = [q for q, _ in json.loads(asked.read_text(encoding="utf-8"))]
+    queries = RAG(index_dir=folder, progress=False).embedder.embed(questions).astype(np.float32)
+    started = time.perf_counter()
+    truth_file = folder.parent / f"{folder.name}-truth.npz"
+    np.savez(truth_file, queries=queries, truth=exact(folder, queries))
+    exact_s = time.perf_counter() - started
+    rows = []
+    for nprobe in nprobes:
+        command = [sys.executable, "-m", "benchmarks.disk_scale", str(folder), str(asked), str(truth_file), str(nprobe)]
+        child = subprocess.run(command, capture_output=True, text=True, check=True)
+        rows.append({"nprobe": nprobe, "exact_s": exact_s, **json.loads(child.stdout.splitlines()[-1])})
+    return rows
 
 
 def run(
@@ -177,14 +217,12 @@ def run(
         folder = work / f"disk-{n}"
         shutil.rmtree(folder, ignore_errors=True)
         built = build(folder, n, copied)
-        for nprobe in (32, 64):
-            command = [sys.executable, "-m", "benchmarks.disk_scale", str(folder), str(asked), str(nprobe)]
-            child = subprocess.run(command, capture_output=True, text=True, check=True)
-            rows.append({**built, "nprobe": nprobe, **json.loads(child.stdout.splitlines()[-1])})
+        for measured in measure(folder, asked):
+            rows.append({**built, **measured})
             print(json.dumps(rows[-1]), flush=True)
         shutil.rmtree(folder)  # the next size needs the disk: a 10 M index is about 27 GB
     return rows
 
 
 if __name__ == "__main__":
-    print(json.dumps(search(Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]))))
+    print(json.dumps(search(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]))))

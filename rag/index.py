@@ -3,7 +3,8 @@
 On-disk layout of an index directory:
 
     manifest.json            names the live generation and records model, dimension, chunking, counts
-    vectors.<gen>.faiss      IndexIDMap2 over an exact inner-product index, memory-mapped by readers
+    vectors.<gen>.faiss      IndexIDMap2 over an exact inner-product index: memory-mapped by readers, and
+                             with an IVF read by row (`rag.index_vectors`)
     records.<gen>.sqlite3    the articles (metadata, hash, text, chunk ids) and chunks (doc id, span), read
                              by key (`rag.index_store`)
     ann.<gen>.faiss          only past `ann_min_chunks`: IVF-SQ8 over the same chunk ids (`rag.index_ann`)
@@ -21,14 +22,13 @@ complete set of files, which is the whole crash-safety argument.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import datetime as dt
 import errno
 import fcntl
 import hashlib
 import json
 import logging
-import mmap
+import math
 import os
 import re
 import shutil
@@ -44,8 +44,9 @@ import numpy as np
 import orjson
 
 from rag.errors import IndexDirError
-from rag.index_ann import IvfIndex
+from rag.index_ann import IvfIndex, rescored
 from rag.index_store import ChunkRow, ChunkTable, DocumentRecord, Documents, Holders, RecordStore
+from rag.index_vectors import VectorFile
 from rag.types import Chunk, Document
 
 FORMAT_VERSION = 2
@@ -136,22 +137,6 @@ def _bitmap(ids: np.ndarray, size: int) -> np.ndarray:
     bits[ids] = True
     packed: np.ndarray = np.packbits(bits, bitorder="little")
     return packed
-
-
-def _read_at_random(matrix: np.ndarray) -> None:
-    """Tell the kernel that a mapped vectors file is read a vector here and there: with an IVF, the exact
-    vectors are only read to rescore a question's 100 candidates, and the kernel's default readahead
-    brought in the neighbours of every one (the mapped pages of a 10 M-chunk search grew to the whole
-    file). Best effort: only a hint, and without it the search is the same."""
-    if not matrix.size or not sys.platform.startswith("linux"):
-        return
-    page = mmap.PAGESIZE
-    start = matrix.__array_interface__["data"][0]
-    aligned = start - start % page
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).madvise(
-            ctypes.c_void_p(aligned), ctypes.c_size_t(matrix.nbytes + start - aligned), mmap.MADV_RANDOM
-        )
 
 
 def _fsync_write(path: Path, write: Callable[[Path], object]) -> None:
@@ -417,6 +402,10 @@ class ArticleIndex:
         self._creating: Any = None
         self._mapped = False
         """The vectors are a saved generation's file, mapped read-only (`_own_vectors`)."""
+        self._rows: VectorFile | None = None
+        """With an IVF, the saved vectors' rows are read from the file rather than the mapping (`VectorFile`)."""
+        self._id_order: tuple[int, np.ndarray, np.ndarray] | None = None
+        """(version, FAISS's chunk ids by position, the positions sorted by id), for `positions`."""
         """While a new index is built, its `.creating` marker, held locked until the first save."""
 
     @classmethod
@@ -524,7 +513,7 @@ class ArticleIndex:
             ann = path / f"ann.{gen}.faiss"
             if ann.is_file():
                 index.ann = IvfIndex(faiss.read_index(str(ann)))
-                _read_at_random(index.stored_vectors()[1])
+                index._rows = VectorFile.of(path / f"vectors.{gen}.faiss", vectors)
             if manifest.format_version == 1:
                 index._read_lines_format(gen)
             else:
@@ -660,7 +649,7 @@ class ArticleIndex:
         owned = faiss.IndexIDMap2(faiss.IndexFlatIP(self.manifest.dimension))
         if len(ids):
             owned.add_with_ids(np.ascontiguousarray(matrix), ids)
-        self.vectors, self._mapped = owned, False
+        self.vectors, self._mapped, self._rows = owned, False, None
 
     def dense_search(self, query: np.ndarray, n: int, *, allowed: np.ndarray | None, nprobe: int) -> np.ndarray:
         """Chunk ids of the n stored vectors nearest the query, nearest first, among the `allowed` chunk
@@ -676,7 +665,27 @@ class ArticleIndex:
                 _, ids = self.vectors.search(query, n, params=params)
                 found: np.ndarray = ids[0][ids[0] >= 0]
                 return found
-            return self.ann.search(query, n, nprobe=nprobe, selector=selector, exact=self.vectors)
+            return self.ann.search(query, n, nprobe=nprobe, selector=selector, exact=self.vectors_of)
+
+    def dense_search_within(
+        self, query: np.ndarray, n: int, *, keep: Callable[[np.ndarray], np.ndarray], share: float, nprobe: int
+    ) -> np.ndarray | None:
+        """`dense_search` among the chunk ids `keep` accepts (a mask over ids), about `share` of them, by
+        filtering the IVF's own ranking rather than restricting it to a bitmap of every allowed id: at
+        millions of chunks that bitmap (and the list of allowed ids it is made from) cost more than the
+        search. The ranking is drawn deeper until it holds n accepted chunks or every chunk of the lists
+        probed, so the chunks are the ones `dense_search` with `allowed` finds. None without an IVF."""
+        if self.ann is None:
+            return None
+        total = max(self.ann.ivf.ntotal, 1)
+        draw = min(math.ceil(n / max(share, 1e-6) * 1.5), total)  # half as many again as the share lets through
+        with _one_thread():
+            while True:
+                found = self.ann.approximate(query, draw, nprobe=nprobe, selector=None)
+                kept = found[keep(found)]
+                if len(kept) >= n or len(found) < draw or draw == total:
+                    return rescored(query, kept[:n], self.vectors_of)
+                draw = min(draw * 4, total)  # the question's neighbours lie mostly outside the dates
 
     def derived_dir(self, name: str) -> Path | None:
         """Where data derived from the saved generation (BM25) may be kept, so later processes load it
@@ -697,6 +706,27 @@ class ArticleIndex:
         )
         sums = [self.manifest.files.get(name, {}).get("sha256") for name in names]
         return None if None in sums else ":".join([str(gen), *map(str, sums)])
+
+    def positions(self, chunk_ids: np.ndarray) -> np.ndarray:
+        """The FAISS positions of these stored chunk ids (valid until the next add or remove)."""
+        if self._id_order is None or self._id_order[0] != self.version:
+            ids = faiss.vector_to_array(self.vectors.id_map)
+            self._id_order = (self.version, ids, np.argsort(ids, kind="stable"))
+        _, ids, order = self._id_order
+        found: np.ndarray = order[np.searchsorted(ids, np.asarray(chunk_ids, dtype=np.int64), sorter=order)]
+        return found
+
+    def vectors_at(self, positions: np.ndarray) -> np.ndarray:
+        """The exact vectors at these FAISS positions: a few rows of a large index are read from its
+        file (`VectorFile`), and the rest from FAISS's memory or mapping."""
+        if self._rows is not None:
+            return self._rows.at(positions)
+        rows: np.ndarray = self.stored_vectors()[1][positions]
+        return rows
+
+    def vectors_of(self, chunk_ids: np.ndarray) -> np.ndarray:
+        """The exact vectors of these stored chunk ids, in their order."""
+        return self.vectors_at(self.positions(chunk_ids))
 
     def stored_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """(ids, matrix): every stored vector and its chunk id, in FAISS's internal order. For the exact

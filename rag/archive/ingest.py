@@ -150,6 +150,6 @@ def split(index: ArticleIndex, root: Path) -> ArchiveWriter:
         todo, _ = writer.plan([doc])
         ids = np.asarray(record.chunk_ids, dtype=np.int64)
         for planned in todo:
-            writer.add(planned, [index.chunks[int(i)] for i in ids], index.vectors.reconstruct_batch(ids))
+            writer.add(planned, [index.chunks[int(i)] for i in ids], index.vectors_of(ids))
     writer.save()
     return writer

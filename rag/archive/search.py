@@ -26,7 +26,7 @@ from rag.embedding import Embedder
 from rag.index import ArticleIndex
 from rag.retrieval import Search, scope, stages_for
 from rag.retrieval.candidates import CANDIDATE_STAGES
-from rag.retrieval.corpus import Corpus, allowed, first_seen
+from rag.retrieval.corpus import Corpus, first_seen
 from rag.retrieval.search import Unit
 from rag.sparse import KeywordStats
 from rag.text import query_terms
@@ -98,7 +98,7 @@ class ArchiveRetriever:
             unit=unit,
             vector=request.vector,
             terms=terms,
-            allowed_chunks=allowed(corpus.chunk_day, result.dates),
+            allowed_chunks=corpus.allowed_chunks(result.dates),
             result=result,
             chunk_scores=chunk_scores,
         )

@@ -122,7 +122,7 @@ class Shard:
                     nprobe=request.nprobe,
                 )
                 if len(ids):
-                    scores = partition.index.vectors.reconstruct_batch(ids) @ request.vector
+                    scores = partition.index.vectors_of(ids) @ request.vector
                     rows = corpus.chunk_article[corpus.rows(ids)]
                     dense += zip(scores.tolist(), [name] * len(ids), rows.tolist(), ids.tolist(), strict=True)
             if request.keyword_unit == "article":
@@ -160,7 +160,7 @@ class Shard:
                 stored = index.documents[doc_id]
                 ids = np.asarray(stored.chunk_ids, dtype=np.int64)
                 record = replace(stored, chunk_ids=[partition.archive_id(i) for i in ids.tolist()])
-                vectors = index.vectors.reconstruct_batch(ids) if len(ids) else np.zeros((0, index.manifest.dimension))
+                vectors = index.vectors_of(ids) if len(ids) else np.zeros((0, index.manifest.dimension))
                 rows = corpus.rows(ids)
                 position = partition.archive_id(partition.article_row[doc_id])
                 chunks = [index.chunks.row(int(i)) for i in ids]

@@ -27,7 +27,7 @@ from rag.dates import DateRange, resolve
 from rag.embedding import Embedder
 from rag.index import ArticleIndex
 from rag.retrieval.candidates import DenseCandidates, KeywordCandidates
-from rag.retrieval.corpus import Corpus, allowed, rrf
+from rag.retrieval.corpus import Corpus, rrf
 from rag.retrieval.diversity import Diversify
 from rag.retrieval.fusion import Fuse, Order
 from rag.retrieval.passages import Passages
@@ -143,7 +143,7 @@ class Retriever:
         corpus = self.corpus
         if not len(corpus.chunk_ids):
             return result
-        allowed_chunks = allowed(corpus.chunk_day, dates)
+        allowed_chunks = corpus.allowed_chunks(dates)
         if not allowed_chunks.any():
             return result
         search = Search(

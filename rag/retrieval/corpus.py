@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from rag.sparse import BM25Index
 UNDATED = np.iinfo(np.int32).min
 """Day number of an undated article: it passes every date filter and earns no recency prior."""
 _EPOCH = dt.date(1970, 1, 1)
+_MEMO_SIZE = 32
+"""Arrays `Corpus.memo` keeps: 32 masks of 10 M chunks are 320 MB, and a server's questions share a few dates."""
 
 
 def day(date: dt.date | None) -> int:
@@ -49,9 +52,8 @@ class Corpus:
     article_ids: list[str]
     article_day: np.ndarray
     article_rows: list[np.ndarray]
-    vectors: np.ndarray
-    """Embeddings by FAISS position (a view, not a copy); `vector_row[row]` is a chunk row's position."""
     vector_row: np.ndarray
+    """Each chunk row's FAISS position, where `ArticleIndex.vectors_at` finds its embedding."""
     index: ArticleIndex = field(repr=False)
     saved_dir: Path | None
     """Where data derived from the saved generation this corpus reflects is kept; None for unsaved changes."""
@@ -59,8 +61,11 @@ class Corpus:
     """Names the texts BM25 is built from, from checksums the manifest recorded (None: hash the texts)."""
     _by_id: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
     """Chunk rows sorted by chunk id, for `rows`."""
+    _sorted_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
+    """`chunk_ids` in that order: a binary search over it reads memory in order, not through `_by_id`."""
     _chunk_bm25: BM25Index | None = field(default=None, repr=False)
     _article_bm25: BM25Index | None = field(default=None, repr=False)
+    _memo: OrderedDict[Hashable, np.ndarray] = field(default_factory=OrderedDict, repr=False)
 
     @classmethod
     def of(cls, index: ArticleIndex) -> Corpus:
@@ -69,9 +74,8 @@ class Corpus:
         chunk_ids = np.concatenate([s.chunk_ids for s in summaries]) if summaries else np.zeros(0, np.int64)
         chunk_article = np.repeat(np.arange(len(summaries), dtype=np.int32), counts)
         article_day = np.asarray([day(summary.published) for summary in summaries], dtype=np.int32)
-        faiss_ids, vectors = index.stored_vectors()
-        by_id = np.argsort(faiss_ids, kind="stable")
         saved_dir = index.derived_dir("bm25")
+        by_id = np.argsort(chunk_ids, kind="stable")
         return cls(
             chunk_ids=chunk_ids,
             chunk_article=chunk_article,
@@ -79,18 +83,40 @@ class Corpus:
             article_ids=[summary.id for summary in summaries],
             article_day=article_day,
             article_rows=np.split(np.arange(len(chunk_ids)), np.cumsum(counts)[:-1]) if summaries else [],
-            vectors=vectors,
-            vector_row=by_id[np.searchsorted(faiss_ids, chunk_ids, sorter=by_id)].astype(np.int64),
+            vector_row=index.positions(chunk_ids),
             index=index,
             saved_dir=saved_dir,
             fingerprint=index.saved_checksum() if saved_dir else None,
-            _by_id=np.argsort(chunk_ids, kind="stable"),
+            _by_id=by_id,
+            _sorted_ids=chunk_ids[by_id],
         )
+
+    def memo(self, key: Hashable, make: Callable[[], np.ndarray]) -> np.ndarray:
+        """An array over every chunk or article that depends only on `key` (which dates are searched, the
+        recency prior of an as-of date), made once and kept read-only: at millions of chunks each costs
+        milliseconds, and most questions are asked at today's date."""
+        found = self._memo.get(key)
+        if found is None:
+            found = make()
+            found.flags.writeable = False
+            self._memo[key] = found
+            while len(self._memo) > _MEMO_SIZE:
+                self._memo.popitem(last=False)
+        self._memo.move_to_end(key)
+        return found
+
+    def allowed_chunks(self, dates: DateRange) -> np.ndarray:
+        """`allowed` over the chunk rows (`memo`)."""
+        return self.memo(("chunks", dates), lambda: allowed(self.chunk_day, dates))
+
+    def allowed_articles(self, dates: DateRange) -> np.ndarray:
+        """`allowed` over the article rows (`memo`)."""
+        return self.memo(("articles", dates), lambda: allowed(self.article_day, dates))
 
     def rows(self, chunk_ids: Sequence[int] | np.ndarray) -> np.ndarray:
         """The chunk rows of these chunk ids (each must be in the corpus)."""
         wanted = np.asarray(chunk_ids, dtype=np.int64)
-        found: np.ndarray = self._by_id[np.searchsorted(self.chunk_ids, wanted, sorter=self._by_id)]
+        found: np.ndarray = self._by_id[np.searchsorted(self._sorted_ids, wanted)]
         return found
 
     def record(self, row: int) -> DocumentRecord:
@@ -159,13 +185,6 @@ def rrf(ranks: np.ndarray, k: int, weight: float) -> np.ndarray:
     return out
 
 
-def ranks_of(order: np.ndarray, size: int) -> np.ndarray:
-    """1-based rank of each row listed in `order`, 0 for rows not listed."""
-    ranks = np.zeros(size, dtype=np.int64)
-    ranks[order] = np.arange(1, len(order) + 1)
-    return ranks
-
-
 def top(scores: np.ndarray, allowed: np.ndarray, n: int) -> np.ndarray:
     """Rows of the n best positive scores among the allowed rows, best first."""
     candidates = np.flatnonzero(allowed & (scores > 0))
@@ -175,14 +194,14 @@ def top(scores: np.ndarray, allowed: np.ndarray, n: int) -> np.ndarray:
 
 
 def fused(rankings: Sequence[tuple[np.ndarray, float]], size: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """RRF over rankings of rows (each best first, with its weight): the fused score of every row, and
-    which rows any ranking listed."""
+    """RRF over rankings of rows (each best first, with its weight): the fused score of every row, and the
+    rows any ranking listed, in row order. Only listed rows are touched: at a million articles, a pass over
+    every row per ranking was most of a question's fusion (the zeros are the allocator's, untouched)."""
     score = np.zeros(size, dtype=np.float64)
-    listed = np.zeros(size, dtype=bool)
     for order, weight in rankings:
-        score += rrf(ranks_of(order, size), k, weight)
-        listed[order] = True
-    return score, listed
+        score[order] += rrf(np.arange(1, len(order) + 1), k, weight)
+    listed = np.unique(np.concatenate([order for order, _ in rankings])) if rankings else np.zeros(0, np.int64)
+    return score, listed.astype(np.int64)
 
 
 def first_seen(values: np.ndarray) -> np.ndarray:

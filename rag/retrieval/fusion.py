@@ -24,7 +24,7 @@ class Fuse:
 
     def __call__(self, search: Search) -> None:
         search.score, listed = fused(search.rankings, search.size, search.settings.rrf_k)
-        search.ranked = [int(u) for u in np.flatnonzero(listed)]
+        search.ranked = listed.tolist()
 
 
 class Order:

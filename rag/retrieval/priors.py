@@ -25,9 +25,16 @@ class RecencyPrior:
 
     def __call__(self, search: Search) -> None:
         s, days = search.settings, search.corpus.article_day
-        dated = days != UNDATED
-        age = np.maximum(day(search.as_of) - days[dated].astype(np.int64), 0)
-        search.prior[dated] += s.recency_weight * 0.5 ** (age / s.recency_half_life_days)
+
+        def bonus() -> np.ndarray:
+            dated = days != UNDATED
+            age = np.maximum(day(search.as_of) - days[dated].astype(np.int64), 0)
+            out = np.zeros(len(days), dtype=np.float64)
+            out[dated] = s.recency_weight * 0.5 ** (age / s.recency_half_life_days)
+            return out
+
+        key = ("recency", search.as_of, s.recency_weight, s.recency_half_life_days)
+        search.prior += search.corpus.memo(key, bonus)
 
 
 class QuestionDatePrior:

@@ -56,6 +56,8 @@ class Search:
     """Per chunk row, the question's chunk BM25 score: made on first use, or gathered by an archive's
     search with archive-wide statistics."""
     _best_rows: dict[int, list[int]] = field(default_factory=dict)
+    _vectors: dict[int, np.ndarray] = field(default_factory=dict)
+    """Chunk rows' vectors read so far: the stages after ranking read the same articles' vectors again."""
 
     def __post_init__(self) -> None:
         self.prior = np.zeros(len(self.corpus.article_ids), dtype=np.float64)
@@ -70,9 +72,15 @@ class Search:
         return max(self.k, ARTICLES_LISTED)
 
     def vectors(self, rows: list[int] | np.ndarray) -> np.ndarray:
-        corpus = self.corpus
-        vectors: np.ndarray = corpus.vectors[corpus.vector_row[np.asarray(rows, dtype=np.int64)]]
-        return vectors
+        """The chunk rows' embeddings, read once per search (a large index reads them from its file)."""
+        wanted = [int(row) for row in rows]
+        missing = [row for row in dict.fromkeys(wanted) if row not in self._vectors]
+        if missing:
+            found = self.index.vectors_at(self.corpus.vector_row[np.asarray(missing, dtype=np.int64)])
+            self._vectors.update(zip(missing, found, strict=True))
+        if not wanted:
+            return np.zeros((0, self.index.manifest.dimension), dtype=np.float32)
+        return np.stack([self._vectors[row] for row in wanted])
 
     def passage_row(self, unit: int) -> int:
         """The chunk row that stands for a unit: an article's best passage, or the chunk itself."""
