@@ -49,7 +49,7 @@ def _rag_ivf(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray, flat: 
         times, found = [], []
         for query in queries:
             begin = time.perf_counter()
-            found.append(ivf.search(query, depth, nprobe=nprobe, selector=None, exact=flat)[:10])
+            found.append(ivf.search(query, depth, nprobe=nprobe, selector=None, exact=flat.reconstruct_batch)[:10])
             times.append(time.perf_counter() - begin)
         recall = float(np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth, strict=True)]))
         rows[f"rag: ivf-sq8 nlist={ivf.ivf.nlist} nprobe={nprobe}, top {depth} rescored exactly"] = {
