@@ -400,13 +400,13 @@ class ArticleIndex:
         """Set by `configure_ann` from `Settings.ann_min_chunks`; None: exact search only."""
         self.lock_timeout = LOCK_TIMEOUT
         self._creating: Any = None
+        """While a new index is built, its `.creating` marker, held locked until the first save."""
         self._mapped = False
         """The vectors are a saved generation's file, mapped read-only (`_own_vectors`)."""
-        self._rows: VectorFile | None = None
+        self._vector_file: VectorFile | None = None
         """With an IVF, the saved vectors' rows are read from the file rather than the mapping (`VectorFile`)."""
         self._id_order: tuple[int, np.ndarray, np.ndarray] | None = None
         """(version, FAISS's chunk ids by position, the positions sorted by id), for `positions`."""
-        """While a new index is built, its `.creating` marker, held locked until the first save."""
 
     @classmethod
     def create(cls, path: Path, manifest: Manifest, *, lock_timeout: float = LOCK_TIMEOUT) -> ArticleIndex:
@@ -513,7 +513,7 @@ class ArticleIndex:
             ann = path / f"ann.{gen}.faiss"
             if ann.is_file():
                 index.ann = IvfIndex(faiss.read_index(str(ann)))
-                index._rows = VectorFile.of(path / f"vectors.{gen}.faiss", vectors)
+                index._vector_file = VectorFile.of(path / f"vectors.{gen}.faiss", vectors)
             if manifest.format_version == 1:
                 index._read_lines_format(gen)
             else:
@@ -649,7 +649,7 @@ class ArticleIndex:
         owned = faiss.IndexIDMap2(faiss.IndexFlatIP(self.manifest.dimension))
         if len(ids):
             owned.add_with_ids(np.ascontiguousarray(matrix), ids)
-        self.vectors, self._mapped, self._rows = owned, False, None
+        self.vectors, self._mapped, self._vector_file = owned, False, None
 
     def dense_search(self, query: np.ndarray, n: int, *, allowed: np.ndarray | None, nprobe: int) -> np.ndarray:
         """Chunk ids of the n stored vectors nearest the query, nearest first, among the `allowed` chunk
@@ -719,9 +719,9 @@ class ArticleIndex:
     def vectors_at(self, positions: np.ndarray) -> np.ndarray:
         """The exact vectors at these FAISS positions: a few rows of a large index are read from its
         file (`VectorFile`), and the rest from FAISS's memory or mapping."""
-        if self._rows is not None:
-            return self._rows.at(positions)
-        rows: np.ndarray = self.stored_vectors()[1][positions]
+        if self._vector_file is not None:
+            return self._vector_file.at(positions)
+        rows: np.ndarray = self._matrix()[positions]
         return rows
 
     def vectors_of(self, chunk_ids: np.ndarray) -> np.ndarray:
@@ -733,14 +733,17 @@ class ArticleIndex:
         flat index the matrix is a view of FAISS's own memory, not a copy: the vectors are the largest
         part of a loaded index, and keeping them twice would double it. The view is valid until the
         next add or remove (`version` changes)."""
-        ids = faiss.vector_to_array(self.vectors.id_map)
+        return faiss.vector_to_array(self.vectors.id_map), self._matrix()
+
+    def _matrix(self) -> np.ndarray:
+        """Every stored vector by FAISS position (`stored_vectors`), without copying out the ids: a search
+        reads rows of it per article."""
         inner = faiss.downcast_index(self.vectors.index)
         n, d = inner.ntotal, inner.d
         if isinstance(inner, faiss.IndexFlat) and n:
-            matrix = faiss.rev_swig_ptr(inner.get_xb(), n * d).reshape(n, d)
-        else:
-            matrix = inner.reconstruct_n(0, n) if n else np.zeros((0, d), dtype=np.float32)
-        return ids, matrix
+            matrix: np.ndarray = faiss.rev_swig_ptr(inner.get_xb(), n * d).reshape(n, d)
+            return matrix
+        return inner.reconstruct_n(0, n) if n else np.zeros((0, d), dtype=np.float32)
 
     def configure_ann(self, min_chunks: int | None) -> None:
         """Set the threshold, and stop using an IVF it rules out (well below it, or turned off) at once;

@@ -157,16 +157,21 @@ class RecordStore:
         # Interned: a run of copies names the same holder for each (a report line apiece), one string for all.
         return None if row is None else sys.intern(str(row[0]))
 
-    def _stream(self, sql: str) -> Iterator[tuple[Any, ...]]:
-        """Rows in batches: the lock is held per batch, never while the caller works on one."""
+    def _batches(self, sql: str, size: int = _BATCH) -> Iterator[list[tuple[Any, ...]]]:
+        """The rows of `sql` (keyed on its first column: `WHERE key > ? ORDER BY key LIMIT ?`) a batch at a
+        time: the lock is held per batch, never while the caller works on one."""
         last = -(1 << 63)  # below every id and row
         while True:
             with self._query() as conn:
-                rows = conn.execute(sql, (last, _BATCH)).fetchall()
+                rows = conn.execute(sql, (last, size)).fetchall()
             if not rows:
                 return
-            yield from rows
+            yield rows
             last = rows[-1][0]
+
+    def _stream(self, sql: str) -> Iterator[tuple[Any, ...]]:
+        for rows in self._batches(sql):
+            yield from rows
 
     def records(self) -> Iterator[DocumentRecord]:
         for row in self._stream(f"SELECT row, {_DOCUMENT_COLUMNS} FROM documents WHERE row > ? ORDER BY row LIMIT ?"):
@@ -203,14 +208,8 @@ class RecordStore:
         without a query or a Python tuple per chunk held at once (10 M tuples would be a gigabyte)."""
         names = ", ".join(["id", *(f'"{c}"' for c in columns)])
         sql = f"SELECT {names} FROM chunks WHERE id > ? ORDER BY id LIMIT ?"
-        blocks, last = [np.zeros((0, 1 + len(columns)), dtype=np.int64)], -(1 << 63)
-        while True:
-            with self._query() as conn:
-                block = np.asarray(conn.execute(sql, (last, _BATCH * 10)).fetchall(), dtype=np.int64)
-            if not len(block):
-                return np.concatenate(blocks)
-            blocks.append(block.reshape(len(block), -1))
-            last = int(block[-1, 0])
+        blocks = [np.asarray(rows, dtype=np.int64) for rows in self._batches(sql, _BATCH * 10)]
+        return np.concatenate([np.zeros((0, 1 + len(columns)), dtype=np.int64), *blocks])
 
     @staticmethod
     def write(

@@ -53,23 +53,14 @@ class VectorFile:
         """The vectors at these FAISS positions, in their order. Consecutive positions are read in one call:
         an article's chunks were added together, so its vectors are one run of the file."""
         positions = np.asarray(positions, dtype=np.int64)
-        fd = self._fd
-        if not len(positions):
+        if not len(positions):  # a filter that let no candidate through
             return np.zeros((0, self.dimension), dtype=np.float32)
-        if positions[-1] - positions[0] == len(positions) - 1 and _ascending(positions):
-            data = os.pread(fd, len(positions) * self.row_bytes, self.offset + int(positions[0]) * self.row_bytes)
-            return np.frombuffer(data, dtype=np.float32).reshape(len(positions), self.dimension).copy()
         order = np.argsort(positions, kind="stable")
         wanted = positions[order]
         starts = np.flatnonzero(np.diff(wanted, prepend=-2) != 1)  # runs of +1 steps (a repeat starts a run)
         out = np.empty((len(positions), self.dimension), dtype=np.float32)
         for start, stop in zip(starts.tolist(), [*starts[1:].tolist(), len(wanted)], strict=True):
             first = int(wanted[start])
-            data = os.pread(fd, (stop - start) * self.row_bytes, self.offset + first * self.row_bytes)
+            data = os.pread(self._fd, (stop - start) * self.row_bytes, self.offset + first * self.row_bytes)
             out[order[start:stop]] = np.frombuffer(data, dtype=np.float32).reshape(stop - start, self.dimension)
         return out
-
-
-def _ascending(positions: np.ndarray) -> bool:
-    """Every position one more than the last: one article's chunks, read as one run."""
-    return bool((np.diff(positions) == 1).all())
