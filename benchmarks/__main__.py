@@ -207,16 +207,18 @@ def markdown(results: dict[str, Any]) -> str:
         lines += [
             "",
             "`rag`'s index on disk (IVF-SQ8 codes in RAM, exact vectors memory-mapped for rescoring, articles "
-            "and chunks in the records file), dense search with the question embedding, in a fresh process:",
+            "and chunks in the records file), search with the question embedding, in a fresh process; hybrid adds "
+            "BM25 over articles and chunks (disk and build time include its indexes):",
             "",
-            "| chunks | nprobe | p50 ms | p95 ms | recall@10 | peak RSS MB | anonymous MB | file pages MB | "
+            "| chunks | search | nprobe | p50 ms | p95 ms | recall@10 | peak RSS MB | anonymous MB | file pages MB | "
             "load s | disk MB | build s |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         lines += [
-            f"| {d['chunks']:,} | {d['nprobe']} | {d['p50_ms']:.1f} | {d['p95_ms']:.1f} | {d['recall@10']:.3f} | "
-            f"{d['peak_rss_mb']:,.0f} | {d['rssanon_mb']:,.0f} | {d['rssfile_mb']:,.0f} | {d['load_s']:.1f} | "
-            f"{sum(d['disk_mb'].values()):,.0f} | {sum(d['build_s'].values()):.0f} |"
+            f"| {d['chunks']:,} | {d.get('mode', 'dense')} | {d['nprobe']} | {d['p50_ms']:.1f} | {d['p95_ms']:.1f} | "
+            f"{d['recall@10']:.3f} | {d['peak_rss_mb']:,.0f} | {d['rssanon_mb']:,.0f} | {d['rssfile_mb']:,.0f} | "
+            f"{d['load_s']:.1f} | {sum(d['disk_mb'].values()) + d.get('bm25_mb', 0):,.0f} | "
+            f"{sum(d['build_s'].values()) + d.get('bm25_build_s', 0):.0f} |"
             for d in results["disk"]
         ]
     if "scale" in results:

@@ -8,9 +8,11 @@ written directly with `rag.index`'s own pieces (the records file, the exact vect
 manifest with checksums); what is measured is what `rag` loads and searches.
 
 The search is dense (the question's embedding, IVF candidates rescored from the memory-mapped exact
-vectors, the article ranking and its passages read from the records file): a BM25 index over 10 M chunks
-is not built here. Recall@10 compares the IVF's chunks with exact search over the same vectors, after
-the timed questions, since exact search reads the whole vectors file."""
+vectors, the article ranking and its passages read from the records file) at every size, and hybrid
+(`rag`'s default: BM25 over articles and chunks as well) at the sizes up to `HYBRID_LIMIT`: bm25s builds
+its index from every text in memory, which at 10 M chunks is more than the machine holds. Recall@10
+compares the IVF's chunks with exact search over the same vectors, after the timed questions, since exact
+search reads the whole vectors file."""
 
 from __future__ import annotations
 
@@ -24,14 +26,15 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faiss
 import numpy as np
 
 from benchmarks.measure import peak_rss_of, percentile, proc_status_mb
 from rag import RAG, Settings
-from rag.index import FORMAT_VERSION, MANIFEST, ArticleIndex, Manifest, fingerprint
+from rag.config import RetrievalMode
+from rag.index import FORMAT_VERSION, MANIFEST, ArticleIndex, Manifest, fingerprint, read_manifest
 from rag.index_ann import IvfIndex
 from rag.index_store import ChunkRow, DocumentRecord, RecordStore
 from rag.index_vectors import VectorFile
@@ -40,6 +43,9 @@ BLOCK = 200_000
 """Vectors read at a time by the exact search (300 MB)."""
 SPREAD = 0.03
 """Noise per component (unit vectors of 384): copies stay near their source, as a story's follow-ups do."""
+HYBRID_LIMIT = 1_000_000
+"""The largest corpus whose BM25 indexes are built: bm25s holds every text and its terms in memory, 5.6 GB
+at 1 M chunks, so 4 M would not fit the machine."""
 
 
 @dataclasses.dataclass
@@ -159,13 +165,22 @@ def exact(folder: Path, queries: np.ndarray, k: int = 10) -> np.ndarray:
     return best_ids  # chunk ids are positions here: the build adds them in order
 
 
-def search(folder: Path, questions_file: Path, truth_file: Path, nprobe: int) -> dict[str, Any]:
+def keywords(folder: Path) -> dict[str, Any]:
+    """In a fresh process: build and save the BM25 indexes of the index at `folder`, as `rag index` does."""
+    started = time.perf_counter()
+    RAG(Settings(index_dir=folder), progress=False).retriever().prepare()
+    saved = [path for path in folder.iterdir() if path.is_dir() and path.name.startswith("bm25")]
+    size = sum(file.stat().st_size for path in saved for file in path.rglob("*") if file.is_file())
+    return {"bm25_build_s": time.perf_counter() - started, "bm25_build_rss_mb": peak_rss_of(), "bm25_mb": size / 1e6}
+
+
+def search(folder: Path, questions_file: Path, truth_file: Path, nprobe: int, mode: RetrievalMode) -> dict[str, Any]:
     """In a fresh process: load the index, answer every question (timed, embedding included), then
     compare the IVF's top 10 chunks with the exact ones (`truth_file`: the queries and their top 10)."""
     questions = [
         (q, dt.date.fromisoformat(a) if a else None) for q, a in json.loads(questions_file.read_text(encoding="utf-8"))
     ]
-    settings = Settings(index_dir=folder, retrieval_mode="dense", ann_nprobe=nprobe)
+    settings = Settings(index_dir=folder, retrieval_mode=mode, ann_nprobe=nprobe)
     rag = RAG(settings, progress=False)
     started = time.perf_counter()
     rag.search("warm-up: load the index and the embedding model", k=10)
@@ -187,22 +202,34 @@ def search(folder: Path, questions_file: Path, truth_file: Path, nprobe: int) ->
         for query, truth in zip(saved["queries"], saved["truth"], strict=True)
     ]
     timed = {"load_s": loaded, "p50_ms": percentile(times, 0.5) * 1000, "p95_ms": percentile(times, 0.95) * 1000}
-    return timed | memory | {"recall@10": float(np.mean(recall)), "questions": len(questions)}
+    return timed | memory | {"recall@10": float(np.mean(recall)), "questions": len(questions), "mode": mode}
+
+
+def _child(*arguments: object) -> dict[str, Any]:
+    """This module run in a fresh process, and the JSON its last line prints."""
+    command = [sys.executable, "-m", "benchmarks.disk_scale", *map(str, arguments)]
+    child = subprocess.run(command, capture_output=True, text=True, check=True)
+    result: dict[str, Any] = json.loads(child.stdout.splitlines()[-1])
+    return result
 
 
 def measure(folder: Path, asked: Path, nprobes: tuple[int, ...] = (32, 64)) -> list[dict[str, Any]]:
-    """Each nprobe's search of the index at `folder`, each in its own process."""
+    """Each nprobe's dense search of the index at `folder`, then (up to `HYBRID_LIMIT` chunks) the default
+    hybrid search at the default nprobe once its BM25 indexes are built, each in its own process."""
     questions = [q for q, _ in json.loads(asked.read_text(encoding="utf-8"))]
     queries = RAG(index_dir=folder, progress=False).embedder.embed(questions).astype(np.float32)
     started = time.perf_counter()
     truth_file = folder.parent / f"{folder.name}-truth.npz"
     np.savez(truth_file, queries=queries, truth=exact(folder, queries))
     exact_s = time.perf_counter() - started
-    rows = []
-    for nprobe in nprobes:
-        command = [sys.executable, "-m", "benchmarks.disk_scale", str(folder), str(asked), str(truth_file), str(nprobe)]
-        child = subprocess.run(command, capture_output=True, text=True, check=True)
-        rows.append({"nprobe": nprobe, "exact_s": exact_s, **json.loads(child.stdout.splitlines()[-1])})
+    rows = [
+        {"nprobe": nprobe, "exact_s": exact_s, **_child("search", folder, asked, truth_file, nprobe, "dense")}
+        for nprobe in nprobes
+    ]
+    if len(queries) and read_manifest(folder).n_chunks <= HYBRID_LIMIT:
+        built, nprobe = _child("keywords", folder), Settings().ann_nprobe
+        hybrid = _child("search", folder, asked, truth_file, nprobe, "hybrid")
+        rows.append({"nprobe": nprobe, "exact_s": exact_s, **built, **hybrid})
     return rows
 
 
@@ -225,4 +252,8 @@ def run(
 
 
 if __name__ == "__main__":
-    print(json.dumps(search(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]))))
+    if sys.argv[1] == "keywords":
+        print(json.dumps(keywords(Path(sys.argv[2]))))
+    else:
+        folder, asked, truth, nprobe, mode = sys.argv[2:]
+        print(json.dumps(search(Path(folder), Path(asked), Path(truth), int(nprobe), cast(RetrievalMode, mode))))

@@ -18,7 +18,10 @@ import faiss
 import numpy as np
 
 _TRAINING_POINTS_PER_LIST = 50
-"""k-means sample size per list: FAISS warns below 39, and more only slows training."""
+"""k-means sample size per list: more only slows training."""
+_FEWEST_POINTS_PER_LIST = 39
+"""FAISS's k-means warns below this many training points per list: with more lists than n / 39, some are
+fitted to a handful of chunks."""
 
 
 class IvfIndex:
@@ -80,6 +83,7 @@ def rescored(query: np.ndarray, candidates: np.ndarray, exact: Callable[[np.ndar
 
 
 def lists_for(n: int) -> int:
-    """About 4√n lists, and never more lists than vectors: k-means cannot train more centroids than points
-    (a tiny `RAG_ANN_MIN_CHUNKS` made the save that crossed it fail)."""
-    return max(1, min(n, int(4 * math.sqrt(n))))
+    """About 4√n lists, and never fewer than FAISS's minimum of training points per list: k-means cannot
+    train more centroids than points (a tiny `RAG_ANN_MIN_CHUNKS` made the save that crossed it fail), and
+    below the minimum it warns on every save that trains (up to about 24,000 chunks)."""
+    return max(1, min(n // _FEWEST_POINTS_PER_LIST, int(4 * math.sqrt(n))))

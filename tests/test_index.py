@@ -972,3 +972,15 @@ class TestApproximateIndex:
         ivf = IvfIndex.train(vectors, np.arange(len(vectors)))
         assert ivf.ivf.nlist == lists_for(len(vectors))
         assert not ivf.outgrown(len(vectors) * 3) and ivf.outgrown(len(vectors) * 5)
+
+    def test_training_at_the_threshold_gives_faiss_enough_points_per_list(
+        self, capfd: pytest.CaptureFixture[str]
+    ) -> None:
+        """At 2,000 chunks 4√n lists would be 178, 11 points each: FAISS's k-means printed a warning on the
+        save that crossed the threshold (users saw it at 20,472 chunks)."""
+        from rag.index_ann import IvfIndex
+
+        vectors = np.random.default_rng(0).standard_normal((2_000, 32)).astype(np.float32)
+        ivf = IvfIndex.train(vectors / np.linalg.norm(vectors, axis=1, keepdims=True), np.arange(2_000))
+        assert ivf.ivf.nlist > 1
+        assert "please provide at least" not in capfd.readouterr().err
