@@ -168,9 +168,10 @@ def exact(folder: Path, queries: np.ndarray, k: int = 10) -> np.ndarray:
 def keywords(folder: Path) -> dict[str, Any]:
     """In a fresh process: build and save the BM25 indexes of the index at `folder`, as `rag index` does."""
     started = time.perf_counter()
-    RAG(Settings(index_dir=folder), progress=False).retriever().prepare()
-    saved = [path for path in folder.iterdir() if path.is_dir() and path.name.startswith("bm25")]
-    size = sum(file.stat().st_size for path in saved for file in path.rglob("*") if file.is_file())
+    rag = RAG(Settings(index_dir=folder), progress=False)
+    rag.retriever().prepare()
+    saved = rag.open_index().derived_dir("bm25")
+    size = sum(file.stat().st_size for file in saved.rglob("*") if file.is_file()) if saved else 0
     return {"bm25_build_s": time.perf_counter() - started, "bm25_build_rss_mb": peak_rss_of(), "bm25_mb": size / 1e6}
 
 
@@ -226,7 +227,7 @@ def measure(folder: Path, asked: Path, nprobes: tuple[int, ...] = (32, 64)) -> l
         {"nprobe": nprobe, "exact_s": exact_s, **_child("search", folder, asked, truth_file, nprobe, "dense")}
         for nprobe in nprobes
     ]
-    if len(queries) and read_manifest(folder).n_chunks <= HYBRID_LIMIT:
+    if read_manifest(folder).n_chunks <= HYBRID_LIMIT:
         built, nprobe = _child("keywords", folder), Settings().ann_nprobe
         hybrid = _child("search", folder, asked, truth_file, nprobe, "hybrid")
         rows.append({"nprobe": nprobe, "exact_s": exact_s, **built, **hybrid})
