@@ -21,10 +21,11 @@ from rag.archive.catalog import UNDATED, Catalog, partition_path, verify_archive
 from rag.backends import BACKENDS
 from rag.config import PRESETS, SECTIONS, Settings, settings_table
 from rag.errors import ConfigError, RagError
-from rag.index import ArticleIndex, verify
+from rag.index import MANIFEST, ArticleIndex, saved_generations, verify
 from rag.loaders import FORMATS
 from rag.local_models import CATALOG, install, installed_parts, is_assembled
 from rag.pipeline import RAG, IndexReport
+from rag.sparse import saved_problem
 from rag.types import Answer
 
 
@@ -112,7 +113,10 @@ def _parser() -> argparse.ArgumentParser:
         "doctor", help="verify the index: it loads, counts agree, every file matches its saved checksum"
     )
     doctor.add_argument(
-        "--repair", action="store_true", help="also rebuild what is derived from the index (the BM25 files)"
+        "--repair",
+        action="store_true",
+        help="also rebuild what is derived from the index (the BM25 files), and a lost manifest.json from the "
+        "index's own files",
     )
 
     delete = sub.add_parser("delete", help="remove a document and its chunks from the index")
@@ -408,11 +412,30 @@ def _doctor(rag: RAG, *, repair: bool) -> int:
             return 1
         print(f"archive at {path} is sound: {len(catalog.partitions)} partitions, {catalog.documents} documents")
         return 0
+    lost = not ArticleIndex.exists(path) and bool(saved_generations(path))
+    if repair and lost:
+        recovered = rag.recover_manifest()
+        print(f"rebuilt {MANIFEST} from generation {recovered.manifest.generation}'s files")
     index, problems = verify(path)
     if index is None or problems:
         for problem in problems:
             print(f"problem: {problem}")
-        print(f"fix: restore {path} from a backup, or delete it and rebuild it with `rag index PATH...`")
+        if lost and not repair:
+            print(f"fix: rebuild {MANIFEST} from the index's files with `rag doctor --repair`, or restore a backup")
+        else:
+            print(f"fix: restore {path} from a backup, or delete it and rebuild it with `rag index PATH...`")
+        return 1
+    derived_dir = index.derived_dir("bm25")
+    found = (
+        saved_problem(derived_dir / name, size, index.saved_checksum())
+        for name, size in (("chunks", len(index.chunks)), ("articles", len(index.documents)))
+        if derived_dir is not None
+    )
+    damaged = [problem for problem in found if problem is not None]
+    if damaged and not repair:
+        for problem in damaged:
+            print(f"problem: {problem}")
+        print("fix: `rag doctor --repair` rebuilds it from the articles (a question rebuilds it too)")
         return 1
     if repair:
         for derived in path.glob("bm25.*"):

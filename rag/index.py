@@ -147,6 +147,12 @@ def _fsync_write(path: Path, write: Callable[[Path], object]) -> None:
     os.replace(tmp, path)
 
 
+def _write_manifest(path: Path, manifest: Manifest) -> None:
+    """Replace the manifest atomically and durably: the switch to a new generation is this one rename."""
+    _fsync_write(path / MANIFEST, lambda p: p.write_text(json.dumps(asdict(manifest), indent=2), encoding="utf-8"))
+    _fsync_dir(path)
+
+
 def _write_faiss(index: Any, path: Path) -> None:
     """faiss reports a failed write (disk full, file-size limit) as a RuntimeError whose message ends with
     the system's reason; it is an OSError like any other write, so the CLI says it in one line."""
@@ -333,6 +339,42 @@ def _ours(file: Path) -> bool:
     return pattern.fullmatch(file.name) is not None
 
 
+@dataclass(frozen=True)
+class SavedGeneration:
+    """The data files of one generation found on disk, whole (no `.tmp`)."""
+
+    generation: int
+    names: tuple[str, ...]
+
+
+def saved_generations(path: Path) -> list[SavedGeneration]:
+    """Generations whose files are all there (vectors, and records or format 1's two JSON lines files),
+    oldest first, whatever the manifest says: what may hold articles when the manifest is gone."""
+    found: dict[int, set[str]] = {}
+    for file in path.iterdir() if path.is_dir() else ():
+        match = _DATA_FILE.fullmatch(file.name)
+        if match is not None and not file.name.endswith(".tmp") and file.is_file():
+            found.setdefault(int(match.group("gen")), set()).add(file.name)
+    whole = []
+    for gen, names in sorted(found.items()):
+        records = {f"records.{gen}.sqlite3"} <= names or {f"documents.{gen}.jsonl", f"chunks.{gen}.jsonl"} <= names
+        if records and f"vectors.{gen}.faiss" in names:
+            whole.append(SavedGeneration(gen, tuple(sorted(names))))
+    return whole
+
+
+def refuse_lost_manifest(path: Path) -> None:
+    """Raise when `path` holds a saved generation's files but no manifest. Without a `.creating` marker
+    that is an index whose manifest was lost (a bad copy, a sync tool), not a first build that died: its
+    files hold every article, so no command may clean them up or build over them."""
+    saved = saved_generations(path)
+    if saved and not ArticleIndex.exists(path):
+        raise IndexDirError(
+            f"{path} holds an index's files ({', '.join(saved[-1].names)}) but no {MANIFEST}: nothing was changed",
+            hint=f"rebuild {MANIFEST} from them with `rag doctor --repair`, or restore it from a backup",
+        )
+
+
 def read_manifest(path: Path) -> Manifest:
     return Manifest(**json.loads((path / MANIFEST).read_text(encoding="utf-8")))
 
@@ -426,7 +468,9 @@ class ArticleIndex:
                     hint="wait for that command to finish, then run this one again",
                 ) from None
             leftovers = [f for f in path.iterdir() if f.name not in _LOCKS]
-            if any(not _ours(f) for f in leftovers):
+            if not marked:
+                refuse_lost_manifest(path)
+            if leftovers and (not marked or any(not _ours(f) for f in leftovers)):
                 raise IndexDirError(
                     f"{path} is not empty and has no {MANIFEST}: refusing to build an index over it",
                     hint="choose an empty or new RAG_INDEX_DIR, or delete that directory if it is a damaged index",
@@ -474,6 +518,55 @@ class ArticleIndex:
             )
         with _locked(path, exclusive=False, timeout=lock_timeout):
             index = cls._read(path)
+        index.lock_timeout = lock_timeout
+        return index
+
+    @classmethod
+    def recover(cls, path: Path, template: Manifest, *, lock_timeout: float = LOCK_TIMEOUT) -> ArticleIndex:
+        """Write the lost manifest of the newest whole generation on disk and load it (`rag doctor
+        --repair`). The files say what a manifest records, but for how the vectors were made: that comes
+        from `template` (the settings), and the caller checks it against a stored vector. Nothing is
+        deleted; a generation that does not load as one index leaves the directory as it was."""
+        if cls.exists(path):
+            raise IndexDirError(f"{path} has its {MANIFEST}: there is nothing to recover")
+        saved = saved_generations(path)
+        if not saved:
+            raise IndexDirError(
+                f"{path} has no {MANIFEST} and no whole generation of index files to rebuild it from",
+                hint="restore the directory from a backup, or rebuild it with `rag index PATH...`",
+            )
+        gen = saved[-1].generation
+        with _locked(path, exclusive=True, timeout=lock_timeout):
+            try:
+                vectors = faiss.read_index(str(path / f"vectors.{gen}.faiss"), faiss.IO_FLAG_MMAP_IFC)
+                ids = faiss.vector_to_array(faiss.downcast_index(vectors).id_map) if vectors.ntotal else []
+            except (RuntimeError, AttributeError) as exc:
+                raise IndexDirError(f"cannot recover {path}: vectors.{gen}.faiss is unreadable ({exc})") from exc
+            records = f"records.{gen}.sqlite3"
+            written = [
+                name for name in (f"vectors.{gen}.faiss", records, f"ann.{gen}.faiss") if (path / name).is_file()
+            ]
+            manifest = replace(
+                template,
+                dimension=vectors.d,
+                format_version=FORMAT_VERSION if (path / records).is_file() else 1,
+                generation=gen,
+                next_id=int(np.max(ids)) + 1 if len(ids) else 0,
+                updated=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                files={name: fingerprint(path / name) for name in written} if (path / records).is_file() else {},
+            )
+            counted = cls(path, manifest, vectors)
+            if manifest.format_version == 1:
+                counted._read_lines_format(gen)
+            else:
+                counted.documents.rebase(RecordStore(path / records))
+            manifest.n_documents, manifest.n_chunks = len(counted.documents), len(counted.chunks)
+            _write_manifest(path, manifest)
+            try:
+                index = cls._read(path)
+            except IndexDirError:
+                (path / MANIFEST).unlink()
+                raise
         index.lock_timeout = lock_timeout
         return index
 
@@ -811,11 +904,7 @@ class ArticleIndex:
                 updated=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                 files={name: fingerprint(self.path / name) for name in written},
             )
-            _fsync_write(
-                self.path / MANIFEST,
-                lambda p: p.write_text(json.dumps(asdict(manifest), indent=2), encoding="utf-8"),
-            )
-            _fsync_dir(self.path)
+            _write_manifest(self.path, manifest)
             self.manifest = manifest
             self.documents.rebase(RecordStore(records))
             self.chunks.rebase()

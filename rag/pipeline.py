@@ -31,12 +31,14 @@ from rag.embedding import Embedder, precision_of
 from rag.errors import DocumentError, IndexDirError, QuestionError
 from rag.evidence import EvidencePool
 from rag.index import (
+    MANIFEST,
     AddReport,
     ArticleIndex,
     Manifest,
     RunSeen,
     being_created,
     read_manifest,
+    refuse_lost_manifest,
     writing,
 )
 from rag.index_store import DocumentRecord
@@ -153,6 +155,13 @@ def _upload_name(name: str) -> str | None:
     return None if base in ("", ".", "..") or size > 255 else base
 
 
+_MODEL_CHECK_CHUNKS = 4
+"""Stored chunks re-embedded to check that a recovered manifest names the model that made the vectors."""
+_SAME_MODEL = 0.999
+"""The same model and precision reproduce a vector to rounding (cosine 1.0000 here); int8 against fp32
+of the same model differ by more."""
+
+
 class RAG:
     def __init__(
         self,
@@ -259,6 +268,29 @@ class RAG:
             self._index = index
         return self._index
 
+    def recover_manifest(self) -> ArticleIndex:
+        """Rebuild a lost `manifest.json` from the index's own files (`ArticleIndex.recover`), and keep it
+        only when the configured embedding model reproduces the stored vectors of a few chunks: a manifest
+        naming another model would make every later search compare unlike vectors without a word."""
+        path = self.settings.index_dir
+        with self._writing():
+            index = ArticleIndex.recover(path, self.new_manifest(), lock_timeout=self.settings.lock_timeout)
+            ids = index.chunks.ids()[:_MODEL_CHECK_CHUNKS]
+            if len(ids):
+                stored = index.vectors_of(ids)
+                fresh = self.embedder.embed([index.chunks[int(i)].text for i in ids])
+                similarity = float(np.min(np.sum(stored * fresh, axis=1)))
+                if similarity < _SAME_MODEL:
+                    (path / MANIFEST).unlink()
+                    raise IndexDirError(
+                        f"cannot recover {path}: its vectors were not made by the configured embedding model "
+                        f"{self.embedder.name} ({self.embedder.precision}; cosine {similarity:.4f} to them)",
+                        hint="set RAG_EMBEDDING_MODEL and RAG_EMBEDDING_BACKEND to those it was built with, "
+                        "then run `rag doctor --repair` again",
+                    )
+        self._index, self._retriever = None, None
+        return index
+
     def new_manifest(self) -> Manifest:
         """The manifest of an index built now with these settings."""
         s = self.settings
@@ -283,6 +315,7 @@ class RAG:
                     f"the index at {path} is still being built by {builder}",
                     hint="wait for that command to finish, then ask again",
                 )
+            refuse_lost_manifest(path)
             seeds = self.settings.seed_dir
             if not seeds.is_dir():
                 raise IndexDirError(

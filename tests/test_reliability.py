@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -528,6 +529,98 @@ class TestCorruption:
         asked = rag("ask", "Who is the CSTO's Secretary General?", "--backend", "extractive", env=env_for(index_dir))
         assert asked.returncode == 0 and "Stanislav Zas" in asked.stdout, asked.stderr
         assert "rebuilding the BM25 index" in asked.stderr
+
+    @pytest.mark.parametrize(
+        ("array", "damage"),
+        [
+            ("indices", lambda a: a.fill(5898269)),  # the probe's case: every text number far out of range
+            ("indices", lambda a: a.fill(-1)),  # numpy would wrap a negative number silently
+            ("indptr", lambda a: a.__setitem__(slice(None), a[::-1].copy())),  # offsets that go backwards
+            ("data", lambda a: a.fill(np.nan)),
+        ],
+        ids=["indices out of range", "indices negative", "offsets backwards", "scores not numbers"],
+    )
+    def test_bm25_arrays_out_of_bounds_are_rebuilt_not_a_crash(
+        self, built: Path, tmp_path: Path, array: str, damage: Callable[[np.ndarray], None]
+    ) -> None:
+        """Damage that keeps every file's size passes the size checks; the arrays' own bounds catch it."""
+
+        def overwrite(path: Path) -> None:
+            values = np.load(path, mmap_mode="r+")
+            damage(values)
+            values.flush()
+
+        index_dir = self.damaged(built, tmp_path, f"bm25.*/chunks/{array}.csc.index.npy", overwrite)
+        env = env_for(index_dir)
+        doctor = rag("doctor", env=env)
+        assert doctor.returncode == 1 and "bm25." in doctor.stdout and "is damaged" in doctor.stdout, doctor.stdout
+        for _ in range(2):  # the first question rebuilds, the second finds it rebuilt
+            asked = rag("ask", "Who is the CSTO's Secretary General?", "--backend", "extractive", env=env)
+            assert asked.returncode == 0 and "Stanislav Zas" in asked.stdout, asked.stderr
+            assert "Traceback" not in asked.stderr
+        assert "rebuilding the BM25 index" not in asked.stderr
+        assert rag("doctor", env=env).returncode == 0
+
+    def test_bm25_that_fails_while_scoring_is_rebuilt_once(self, built: Path, tmp_path: Path) -> None:
+        """Loading checks the arrays; damage no check foresees must still not fail a question. (bm25s's
+        scoring is replaced here by one that fails, as no real damage that passes the checks is known.)"""
+        index_dir = tmp_path / "index"
+        shutil.copytree(built, index_dir)
+        pipeline = RAG(Settings(index_dir=index_dir, progress=False, backend="extractive"))
+        corpus = pipeline.retriever().corpus
+        loaded = corpus.chunk_bm25
+        assert loaded.rebuild is not None
+
+        def fails(terms: list[str]) -> np.ndarray:
+            raise IndexError("index 5898269 is out of bounds for axis 0 with size 81")
+
+        loaded.model.get_scores = fails
+        scores = loaded.scores(["zas"])
+        assert scores.shape == (len(corpus.chunk_ids),) and scores.max() > 0
+        assert loaded.rebuild is None and loaded.model.get_scores is not fails
+
+    def test_a_lost_manifest_never_costs_an_article(self, built: Path, tmp_path: Path) -> None:
+        """The probe's case: an index without its manifest.json (a bad copy, a sync tool). No command may
+        take that for a first build that died and clear the files holding every article; `rag doctor
+        --repair` writes the manifest again from them."""
+        index_dir = self.damaged(built, tmp_path, "manifest.json", lambda p: p.unlink())
+        env = env_for(index_dir)
+        before = {p.name: p.read_bytes() for p in index_dir.iterdir() if p.is_file() and p.name[0] != "."}
+        for command in (
+            ("ask", "Who is the CSTO's Secretary General?", "--backend", "extractive"),
+            ("index", str(SEEDS)),
+        ):
+            done = rag(*command, env=env)
+            assert done.returncode == 2 and "but no manifest.json: nothing was changed" in done.stderr, done.stderr
+            assert "rag doctor --repair" in done.stderr and "removed" not in done.stderr
+            assert {p.name: p.read_bytes() for p in index_dir.iterdir() if p.is_file() and p.name[0] != "."} == before
+        doctor = rag("doctor", env=env)
+        assert doctor.returncode == 1 and "rag doctor --repair" in doctor.stdout
+        repaired = rag("doctor", "--repair", env=env)
+        assert repaired.returncode == 0 and "rebuilt manifest.json from generation" in repaired.stdout, repaired.stderr
+        assert stored_ids(index_dir) == stored_ids(built)
+        assert rag("doctor", env=env).returncode == 0
+        asked = rag("ask", "Who is the CSTO's Secretary General?", "--backend", "extractive", env=env)
+        assert asked.returncode == 0 and "Stanislav Zas" in asked.stdout, asked.stderr
+
+    def test_a_manifest_is_not_recovered_for_another_embedding_model(self, built: Path, tmp_path: Path) -> None:
+        """The manifest records how the vectors were made, which the files do not say: a repair that
+        guessed wrong would have every later search compare unlike vectors."""
+        index_dir = self.damaged(built, tmp_path, "manifest.json", lambda p: p.unlink())
+        repaired = rag("doctor", "--repair", env=env_for(index_dir, RAG_EMBEDDING_BACKEND="onnx"))
+        assert repaired.returncode == 2 and "were not made by the configured embedding model" in repaired.stderr
+        assert not (index_dir / "manifest.json").exists()
+        assert rag("doctor", "--repair", env=env_for(index_dir)).returncode == 0
+
+    def test_a_first_build_that_died_is_still_cleared(self, tmp_path: Path) -> None:
+        """The marker is what proves files belong to an unfinished first build: with it they are cleared."""
+        index_dir = tmp_path / "index"
+        index_dir.mkdir()
+        (index_dir / ".creating").write_text("pid 1: rag index (killed)")
+        (index_dir / "vectors.1.faiss.tmp").write_bytes(b"torn")
+        done = rag("index", str(SEEDS), env=env_for(index_dir))
+        assert done.returncode == 0 and "by a first build that did not finish" in done.stderr, done.stderr
+        assert stored_ids(index_dir) == [next(SEEDS.glob("*.txt")).name]
 
     def test_a_lowered_next_id_is_refused_at_load(self, built: Path, tmp_path: Path) -> None:
         def lower(path: Path) -> None:
