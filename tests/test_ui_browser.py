@@ -182,13 +182,26 @@ def browser(tmp_path: Path) -> Iterator[WebDriver]:
         driver.quit()
 
 
+def typeable(driver: WebDriver, css: str, timeout: float) -> WebElement:
+    """The input matching `css` once it can take keys: present is not enough, since an input inside an
+    expander that is still opening, or a page still re-rendering, refuses them (`ElementNotInteractable`)."""
+
+    def ready(d: WebDriver) -> WebElement | bool:
+        for element in d.find_elements(By.CSS_SELECTOR, css):
+            if element.is_displayed() and element.is_enabled():
+                return element
+        return False
+
+    found: WebElement = WebDriverWait(driver, timeout, ignored_exceptions=[StaleElementReferenceException]).until(
+        ready, message=f"no usable {css} within {timeout}s"
+    )
+    return found
+
+
 def ask(driver: WebDriver, url: str, question: str) -> WebElement:
     """Open the page, submit `question` in the chat input, wait for the finished answer; return it."""
     driver.get(url)
-    box = WebDriverWait(driver, STARTUP_SECONDS).until(
-        lambda d: d.find_element(By.CSS_SELECTOR, 'textarea[data-testid="stChatInputTextArea"]'),
-        message=f"no chat input within {STARTUP_SECONDS}s",
-    )
+    box = typeable(driver, 'textarea[data-testid="stChatInputTextArea"]', STARTUP_SECONDS)
     box.send_keys(question)
     box.send_keys(Keys.ENTER)
     # The stats caption is written after the answer and its source cards: its presence means done.
@@ -411,7 +424,10 @@ def test_conversation_survives_a_reload(app: tuple[str, int], browser: WebDriver
     answer = reopen(browser, address)
     assert answer.text == first and "Stanislav Zas" in first
     card, _ = cited_card(browser, answer)
-    assert card.is_displayed() and any("Zas" in m.text for m in card.find_elements(By.CSS_SELECTOR, "mark"))
+    WebDriverWait(browser, 20, ignored_exceptions=[StaleElementReferenceException]).until(
+        lambda d: card.is_displayed() and any("Zas" in m.text for m in card.find_elements(By.CSS_SELECTOR, "mark")),
+        message="the reopened card does not highlight the quote",
+    )
     assert "Thanks — recorded as helpful" in browser.find_element(By.TAG_NAME, "body").text
     assert browser.current_url == address
     # The label is escaped for Streamlit's markdown; the reader sees the title and date as written.
@@ -420,9 +436,7 @@ def test_conversation_survives_a_reload(app: tuple[str, int], browser: WebDriver
 
     hostile = '<img src=x onerror="window.__pwned=4"> **bold** <h1 id="injected">T</h1>'  # within a title's length
     browser.find_element(By.XPATH, "//summary[contains(., 'This conversation')]").click()
-    title = WebDriverWait(browser, 20).until(
-        lambda d: d.find_element(By.CSS_SELECTOR, 'input[aria-label="Title"]'), message="no title box"
-    )
+    title = typeable(browser, 'input[aria-label="Title"]', 20)
     title.send_keys(Keys.CONTROL, "a")
     title.send_keys(hostile, Keys.ENTER)
     click_button(browser, "Rename")
@@ -485,9 +499,7 @@ def test_a_followed_feed_is_synced_and_its_article_cited(
     WebDriverWait(browser, STARTUP_SECONDS).until(
         lambda d: d.find_element(By.XPATH, "//summary[contains(., 'Feeds')]"), message="no Feeds panel"
     ).click()
-    box = WebDriverWait(browser, 20).until(
-        lambda d: d.find_element(By.CSS_SELECTOR, 'input[aria-label="Add feed"]'), message="no feed address box"
-    )
+    box = typeable(browser, 'input[aria-label="Add feed"]', 20)
     box.send_keys(feed_url, Keys.ENTER)
     click_button(browser, "Add feed")
     sidebar = browser.find_element(By.CSS_SELECTOR, '[data-testid="stSidebar"]')
