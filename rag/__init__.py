@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from rag.errors import RagError
-from rag.prompts import REFUSAL
+from rag.prompts import NOT_SURE, REFUSAL
 from rag.types import Answer, Citation, Document, Passage, TokenUsage
 
 if TYPE_CHECKING:
@@ -41,6 +41,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "NOT_SURE",
     "RAG",
     "REFUSAL",
     "Answer",

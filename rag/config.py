@@ -197,9 +197,9 @@ class Settings(BaseSettings):
         0.5,
         ge=0.0,
         le=1.0,
-        description="Answers whose estimated probability of being answerable from the passages (`confidence`, "
-        "a logistic model over evidence, agreement and model signals fitted on the development sets) is below "
-        "this are withheld as refusals; 0 never refuses.",
+        description="Answers whose estimated probability of being right (`confidence`, a logistic model over "
+        "evidence, answer-type, agreement and model signals fitted on the development sets) is below this are "
+        'withheld: shown as "not sure" with their source, never as an answer; 0 withholds none.',
     )
     local_focus_sentences: int = Field(
         6,

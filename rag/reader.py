@@ -1,15 +1,17 @@
 """The reader: from retrieved passages to the answer a user reads.
 
 1. Evidence: the passage sentences are ranked for the question by words and meaning (`rag.evidence`).
-2. A draft: an LLM is asked for the short answer (a small local model reads the best sentences only,
-   and a grammar holds its reply to a span copied from them, "yes"/"no", or "unknown"); the extractive
-   reader takes the best span of the kind the question asks for (`rag.spans`).
+2. A draft: an LLM is asked for the short answer. A small local model reads the best sentences only, and
+   a grammar holds its reply to one of the spans there that could answer the question — the names, dates
+   or numbers of the asked type, or noun phrases, as spaCy's English pipeline finds them (`rag.spans`) —
+   to "yes"/"no", or to "unknown"; the extractive reader ranks the same spans itself.
 3. The text: the short answer first, cited to the sentence that holds it, then that sentence quoted; a
    multi-part question quotes the best sentence for each part.
 4. Checks: every sentence is matched to the passage sentence it cites (`Answer.claims`), and the signals
-   gathered on the way give the probability that the passages answer the question at all
-   (`rag.confidence`); below `min_confidence` the answer is withheld and the refusal says what was
-   searched and which article came closest.
+   gathered on the way — the local model's own check of its answer among them — give the probability
+   that the answer is right (`rag.confidence`). Below `min_confidence` the answer is withheld: the draft
+   is shown as "not sure", with its source, or, without one, the refusal says what was searched and which
+   article came closest.
 """
 
 from __future__ import annotations
@@ -19,14 +21,15 @@ import math
 import re
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from rag.citations import CitationStreamFilter, attribute, check_claims, extract_citations, tidy
-from rag.confidence import confidence, family_of
+from rag.confidence import confidence, family_of, level
 from rag.evidence import EvidencePool, Sentence
-from rag.prompts import DECLINE, REFUSAL, chat_messages, is_refusal, short_answer_messages
+from rag.nlp import parse
+from rag.prompts import DECLINE, NOT_SURE, REFUSAL, chat_messages, is_refusal, short_answer_messages, verify_messages
 from rag.question import Kind, Question
-from rag.spans import is_new, spans, trim
+from rag.spans import candidates_in, foreign, is_new, spans
 from rag.text import terms
 from rag.types import Answer, GenerationRequest, Generator, Passage, Retrieval, TokenCounter, TokenLogprob, TokenUsage
 from rag.untrusted import CITATION, inert
@@ -73,15 +76,19 @@ class ReaderOptions:
     attribute_citations: bool
 
 
-TYPED = frozenset({Kind.PERSON, Kind.ORGANIZATION, Kind.PLACE, Kind.DATE, Kind.NUMBER})
-"""Kinds whose answers have a surface form `rag.spans` finds: the model chooses among those spans."""
+CHOSEN = frozenset({Kind.PERSON, Kind.ORGANIZATION, Kind.PLACE, Kind.DATE, Kind.NUMBER, Kind.OTHER})
+"""Kinds answered by a span the language pipeline finds (`rag.spans`): a name, date or number of the asked
+type, or a noun phrase; the model chooses among those spans."""
 
 
 def candidates(sentences: Sequence[str], question: Question) -> list[str]:
-    """The spans of the question's kind in `sentences` that say something the question does not, each in
-    its fullest form: "2017" and "Zas" give way to "Dec 1, 2017" and "Stanislav Zas" where those appear."""
-    found = (span.text for sentence in sentences for span in spans(sentence, question.kind))
+    """The spans that could answer `question` in `sentences` and say something it does not. A name or
+    number comes in its fullest form ("Zas" gives way to "Stanislav Zas" where that appears); noun phrases
+    keep both ("attack", "attack on all members"), as either may be the answer."""
+    found = (span.text for spans in candidates_in(sentences, question) for span in spans)
     new = list(dict.fromkeys(text for text in found if is_new(text, question.text)))
+    if not question.answer_types or question.plural:
+        return new
     return [text for text in new if not any(text != other and _within(text, other) for other in new)]
 
 
@@ -98,7 +105,7 @@ def copy_grammar(sentences: Sequence[str], question: Question) -> str:
     decline = f'"{DECLINE}"'
     if question.kind is Kind.YES_NO:
         return f'root ::= "Yes" | "No" | {decline}\n'
-    typed = candidates(sentences, question) if question.kind in TYPED else []
+    typed = candidates(sentences, question) if question.kind in CHOSEN else []
     if typed:
         return "root ::= " + " | ".join([decline, *(f'"{_gbnf(text)}"' for text in typed)]) + "\n"
     rules: list[str] = []
@@ -172,13 +179,13 @@ class Reader:
                 SHORT_ANSWER_TOKENS,
                 self.options.temperature,
                 stop=("\n",),
-                top_logprobs=1 if caps.logprobs else 0,
+                top_logprobs=_TOP_LOGPROBS if caps.logprobs else 0,
                 grammar=copy_grammar(sentences, self.question) if caps.grammar else None,
             )
             completion = generator.complete(request)
             reply = completion.text.strip().strip("\"'“”").strip()
             declined = not reply or reply.lower().rstrip(".") == DECLINE or is_refusal(reply)
-            short = None if declined else trim(reply, self.question.kind, self.question.text)
+            short = None if declined else trim(reply, self.question)
             yield Draft(
                 short,
                 declined=declined,
@@ -204,7 +211,10 @@ class Reader:
         text = tidy("".join(pieces)).strip()
         declined = is_refusal(text)
         first = re.split(r"(?<=[.!?])\s|\n", text, maxsplit=1)[0] if text else ""
-        short = tidy(CITATION.sub("", first)).strip().rstrip(".") or None
+        opening = tidy(CITATION.sub("", first)).strip().rstrip(".")
+        # "Stanislav Zas is the Secretary General of the CSTO." answers "Stanislav Zas", as a small model's
+        # copied reply would be cut: the signals then mean the same for both kinds of model.
+        short = trim(opening, self.question) if opening else None
         yield Draft(
             None if declined else short,
             text=None if declined else text,
@@ -214,19 +224,19 @@ class Reader:
         )
 
     def ranked_spans(self) -> list[str]:
-        """Spans of the kind the question asks for among the best sentences, best first: by the sentence's
+        """Spans that could answer the question among the best sentences, best first: by the sentence's
         evidence score, its nearness there to the question's own words (the answer to "Who is the Secretary
-        General?" stands next to "Secretary General"), and the number of articles that give it (redundancy
-        across reports is evidence in news)."""
-        kind = self.question.kind
+        General?" stands next to "Secretary General"), how well its type fits the question, and the number
+        of articles that give it (redundancy across reports is evidence in news)."""
         asked = frozenset(terms(self.question.evidence_query))
         scores: dict[str, float] = {}
         documents: dict[str, set[str]] = {}
-        for sentence in self.ranked[: max(6, self.options.focus_sentences)]:
-            for span in spans(sentence.text, kind):
+        best = self.ranked[: max(6, self.options.focus_sentences)]
+        for sentence, found in zip(best, candidates_in([s.text for s in best], self.question), strict=True):
+            for span in found:
                 if not is_new(span.text, self.question.text):
                     continue
-                score = sentence.score + _nearness(sentence.text, span.start, span.end, asked)
+                score = sentence.score + _nearness(sentence.text, span.start, span.end, asked) + span.fit - 1
                 scores[span.text] = max(scores.get(span.text, score), score)
                 documents.setdefault(span.text, set()).add(self.passages[sentence.number - 1].doc_id)
         total = {text: score + 0.25 * math.log(len(documents[text])) for text, score in scores.items()}
@@ -235,10 +245,44 @@ class Reader:
     def draft_extractive(self) -> Draft:
         """The best span; without a form to look for ("What did he say …?") the answer is the best
         sentence, quoted."""
-        if self.question.kind not in TYPED and self.question.kind is not Kind.REASON:
+        if self.question.kind not in CHOSEN and self.question.kind is not Kind.REASON:
             return Draft(None)
         ranked = self.ranked_spans()
         return Draft(ranked[0] if ranked else None)
+
+    def fit(self, short: str | None) -> float:
+        """How well the short answer's type fits the question (`rag.spans.Span.fit`): its best fit as a
+        candidate in the sentences that hold it, 0 when it is no candidate there (a copied run of words)."""
+        if not short or not self.question.answer_types:
+            return 0.0
+        holding = [s.text for s in self.pool.containing(short)][:_FIT_SENTENCES]
+        found = [span.fit for spans in candidates_in(holding, self.question) for span in spans if span.text == short]
+        return max(found, default=0.0)
+
+    def covered(self, quoted: Sequence[Sentence]) -> float:
+        """Share of what the question pins down (its names, numbers and dates) that the quoted sentence, or
+        the one before it in its passage, says: "the President of Azerbaijan" is not answered by a sentence
+        about Russia's president, however well its other words match."""
+        wanted = pinned(self.question.evidence_query)
+        if not wanted:
+            return 1.0
+        if not quoted:
+            return 0.0
+        near = {(q.number, q.position) for q in quoted} | {(q.number, q.position - 1) for q in quoted}
+        words = frozenset(w for s in self.pool.sentences if (s.number, s.position) in near for w in terms(s.text))
+        return len(wanted & words) / len(wanted)
+
+    def verify(self, generator: Generator, short: str, sentence: str) -> float:
+        """The model's own check of its answer: how much more likely it finds "yes" than "no" when asked
+        whether the quoted sentence answers the question with exactly this answer (log-odds, read off the
+        first token's probabilities; the reply itself is not used, `rag.prompts.VERIFY_PROMPT`). A 0.5B
+        model that picks a wrong candidate under the grammar still often says "no" to it when asked."""
+        request = GenerationRequest(
+            self.question.text, [], verify_messages(self.question.text, short, sentence), 1, 0.0, top_logprobs=20
+        )
+        completion = generator.complete(request)
+        top = completion.logprobs[0].top if completion.logprobs else ()
+        return _log_odds(top, _YES, _NO)
 
     # -- the answer ----------------------------------------------------------------------------------
 
@@ -278,26 +322,84 @@ class Reader:
         short = draft.short[0].upper() + draft.short[1:] if self.question.kind is Kind.YES_NO else draft.short
         return f"{short} {markers}. {body}".strip()
 
-    def signals(self, draft: Draft, text: str) -> dict[str, float]:
+    def signals(self, draft: Draft, generator: Generator) -> dict[str, float]:
+        """What the confidence is estimated from (`rag.confidence.SIGNALS` says what each measures)."""
         best = self.ranked[0] if self.ranked else None
         holding = self.pool.containing(draft.short) if draft.short else []
         documents = {p.doc_id for p in self.passages}
         supporting = {self.passages[s.number - 1].doc_id for s in holding}
         quoted = self.quotes(draft.short)
         tokens = [t.logprob for t in draft.logprobs or ()]
+        first = draft.logprobs[0].top if draft.logprobs else ()
+        caps = generator.capabilities
+        # "Is the answer exactly Yes?" asks nothing a yes/no answer's own probability does not already say
+        yes_no = self.question.kind is Kind.YES_NO
+        checked = bool(draft.short and quoted and caps.logprobs and caps.focused_prompt and not yes_no)
+        verified = self.verify(generator, draft.short or "", quoted[0].text) if checked else 0.0
+        bound_elsewhere = bool(draft.short and quoted) and foreign(
+            draft.short or "", quoted[0].text, self.question.text
+        )
         return {
+            "agrees": float(bool(caps.llm and draft.short) and draft.short == self.draft_extractive().short),
+            "fit": self.fit(draft.short),
+            "typed": float(bool(self.question.answer_types)),
+            "covered": self.covered(quoted),
+            "foreign": float(bound_elsewhere),
+            "verified": verified,
+            "checked": float(checked),
+            "decline_prob": math.exp(max((lp for token, lp in first if token.strip().lower() == DECLINE), default=-99)),
             "evidence": best.score if best else 0.0,
             "lexical": max((s.lexical for s in self.ranked), default=0.0),
             "semantic": max((s.semantic for s in self.ranked), default=0.0),
             "support": max((self._score(s) for s in quoted), default=0.0),
-            "grounded": float(bool(holding) or (self.question.kind is Kind.YES_NO and bool(draft.short))),
+            "grounded": float(bool(holding) or (yes_no and bool(draft.short))),
             "agreement": len(supporting) / len(documents) if documents else 0.0,
             "new": float(bool(draft.short) and is_new(draft.short or "", self.question.text)),
-            "yes_no": float(self.question.kind is Kind.YES_NO),
+            "yes_no": float(yes_no),
             "declined": float(draft.declined),
             "logprob": math.fsum(tokens) / len(tokens) if tokens else 0.0,
             "first_logprob": tokens[0] if tokens else 0.0,
         }
+
+
+_TOP_LOGPROBS = 10
+"""Alternatives read at each token of a small model's answer: at the first, the chance it gave "unknown"."""
+_FIT_SENTENCES = 6
+"""Sentences holding the answer that are parsed to find its type."""
+_YES = frozenset({"yes", "Yes", " yes", " Yes", "YES"})
+_NO = frozenset({"no", "No", " no", " No", "NO"})
+_ODDS_FLOOR = -20.0
+"""The log-probability given to an answer the model's top tokens do not list."""
+
+
+def _log_odds(top: Sequence[tuple[str, float]], yes: frozenset[str], no: frozenset[str]) -> float:
+    """log P(yes) - log P(no) over the listed first tokens, each side summed over its spellings."""
+
+    def side(tokens: frozenset[str]) -> float:
+        found = [math.exp(lp) for token, lp in top if token in tokens]
+        return math.log(math.fsum(found)) if found else _ODDS_FLOOR
+
+    return max(-10.0, min(10.0, side(yes) - side(no)))
+
+
+def pinned(question: str) -> frozenset[str]:
+    """The question's names, numbers and dates as index terms: what an answer's sentence must be about."""
+    doc = parse([question])[0]
+    words = " ".join(t.text for t in doc if t.pos_ in ("PROPN", "NUM") or t.ent_type_)
+    return frozenset(terms(words))
+
+
+def trim(answer: str, question: Question) -> str:
+    """A copied reply that ran on past the answer (more than four words) cut to the first new span of the
+    asked type inside it ("Tuesday, Prime Minister Nikol Pashinyan said" to a "when" question); short
+    replies, and replies without such a span, are kept as they are."""
+    answer = _POSSESSIVE.sub("", answer)
+    if len(answer.split()) <= 4 or not question.answer_types:
+        return answer
+    return next((span.text for span in spans(answer, question) if is_new(span.text, question.text)), answer)
+
+
+_POSSESSIVE = re.compile(r"['’]s?$")
 
 
 def _nested(quote: str) -> str:
@@ -357,14 +459,21 @@ def read(
     if text and not CITATION.search(text) and options.attribute_citations:
         text = attribute(text, pool)
         inferred = bool(CITATION.search(text))
-    signals = reader.signals(draft, text)
-    probability = confidence(signals, family_of(caps.llm, caps.logprobs))
+    signals = reader.signals(draft, generator)
+    family = family_of(caps.llm, caps.logprobs)
+    probability = confidence(signals, family)
     refused = not text or kept_decline or probability < options.min_confidence
-    final = refusal_text(passages, retrieval.searched) if refused else text
+    # Below the threshold a draft is still shown, as what it is: unverified, with the source it came from.
+    unsure = refused and bool(text) and not kept_decline
+    final = f"{NOT_SURE} {text}" if unsure else refusal_text(passages, retrieval.searched) if refused else text
     if not caps.llm or caps.focused_prompt or refused:
         yield final
-    citations = [] if refused else extract_citations(final, pool)
-    claims = [] if refused else check_claims(final, pool)
+    shown = "" if refused and not unsure else text
+    citations = extract_citations(shown, pool) if shown else []
+    offset = len(final) - len(shown)
+    claims = (
+        [replace(c, start=c.start + offset, end=c.end + offset) for c in check_claims(shown, pool)] if shown else []
+    )
     timings["check"] = time.perf_counter() - start - timings["generate"]
     timings["total"] = time.perf_counter() - asked.started
     yield Answer(
@@ -392,8 +501,10 @@ def read(
         date_mention_filtered=retrieval.mention_filtered,
         short=None if refused else draft.short,
         confidence=probability,
+        confidence_level=level(probability, family, options.min_confidence),
         claims=claims,
         signals=signals,
         draft=text if refused and text else None,
+        draft_short=draft.short if refused and text else None,
         parts=list(question.parts),
     )

@@ -268,14 +268,19 @@ class Answer:
     """The direct answer the text opens with ("Stanislav Zas", "Yes"); None for a refusal, or when the
     reader could only quote the passages."""
     confidence: float = 0.0
-    """Estimated probability that the passages answer the question (`rag.confidence`); below
-    `min_confidence` the answer is refused."""
+    """Estimated probability that the answer is right (`rag.confidence`); below `min_confidence` it is
+    withheld: `refused`, and the text shows the draft as unverified ("Not sure"), or the refusal."""
+    confidence_level: str = ""
+    """The confidence in words, each backed by a measured precision on the development sets (README):
+    "high", "medium", or "not sure" below `min_confidence`."""
     claims: list[Claim] = field(default_factory=list)
     """Every sentence of the text, matched to the passage sentence it cites."""
     signals: dict[str, float] = field(default_factory=dict)
     """What the confidence was computed from."""
     draft: str | None = None
     """The answer the reader would have given, kept when it was withheld as a refusal."""
+    draft_short: str | None = None
+    """The short answer of that withheld draft."""
     parts: list[str] = field(default_factory=list)
     """The parts a multi-part question was split into, each searched for on its own."""
 
@@ -307,9 +312,11 @@ class Answer:
             "inferred_citations": self.inferred_citations,
             "short": self.short,
             "confidence": round(self.confidence, 4),
+            "confidence_level": self.confidence_level,
             "claims": [c.to_json() for c in self.claims],
             "signals": {k: round(v, 4) for k, v in self.signals.items()},
             "draft": self.draft,
+            "draft_short": self.draft_short,
             "parts": self.parts,
             "backend": self.backend,
             "model": self.model,
@@ -372,9 +379,11 @@ class Answer:
             date_mention_filtered=bool(mention and mention["filtered"]),
             short=data["short"],
             confidence=data["confidence"],
+            confidence_level=data.get("confidence_level", ""),  # kept by a rag before levels were measured
             claims=[Claim.from_json(c) for c in data["claims"]],
             signals=dict(data["signals"]),
             draft=data["draft"],
+            draft_short=data.get("draft_short"),
             parts=list(data["parts"]),
         )
 

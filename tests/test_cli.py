@@ -37,6 +37,13 @@ class TestAsk:
         assert "indexing the seed articles" in result.stderr
         assert (tmp_path / "data" / "rag" / "index" / "manifest.json").is_file()
 
+    def test_a_withheld_draft_says_not_sure_and_shows_its_source(self, env: dict[str, str]) -> None:
+        result = run("ask", QUESTION, "--backend", "extractive", env={**env, "RAG_MIN_CONFIDENCE": "0.99"})
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("Not sure (unverified): Stanislav Zas")
+        assert "Confidence: not sure" in result.stdout
+        assert "Sources:" in result.stdout and "*[1] " in result.stdout and SEED_FILE.name in result.stdout
+
     def test_json_output(self, env: dict[str, str]) -> None:
         result = run("ask", QUESTION, "--backend", "extractive", "--json", "-k", "3", env=env)
         assert result.returncode == 0, result.stderr

@@ -54,7 +54,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 def read_set(out: Path) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
     """set.toml, questions and the (first) corpus of a converted set, checking the common format."""
     config = tomllib.loads((out / "set.toml").read_text(encoding="utf-8"))
-    assert set(config) == {"name", "description", "questions", "corpus", "defaults"}
+    assert set(config) == {"name", "description", "questions", "corpus", "complete", "defaults"}
     assert "\n" not in config["description"]
     assert config["defaults"]["k"] == 5
     questions = read_jsonl(out / config["questions"])
@@ -218,6 +218,7 @@ class TestRealTimeQA:
         assert config["name"] == "realtimeqa"
         assert config["questions"] == "questions.jsonl"
         assert config["corpus"] == ["corpus.jsonl"]
+        assert config["complete"] is False  # search results: an answer may be in no article
         assert config["defaults"] == {"k": 5, "use_question_date": True}
         assert "RealTime QA" in config["description"]
         assert "do not redistribute" in config["description"]
@@ -408,6 +409,7 @@ class TestSquad2:
         config, questions, corpus = read_set(out)
 
         assert config["name"] == "squad2"
+        assert config["complete"] is True
         assert config["defaults"] == {"k": 5, "use_question_date": False}
         assert config["description"] == (
             "SQuAD 2.0 dev sample (Rajpurkar et al., 2018): 3 questions (1 unanswerable) over 3 Wikipedia "

@@ -87,6 +87,7 @@ def openai_rag(seeded: RAG, server: FakeOpenAIServer, **overrides: object) -> RA
         "openai_api_key": "sk-test",
         "openai_timeout": 5.0,
         "openai_max_retries": 0,
+        "min_confidence": 0.0,  # the text and its citations are under test here, the confidence in test_reader
         **overrides,
     }
     pipeline = RAG(Settings(**options), embedder=seeded.embedder)  # type: ignore[arg-type]

@@ -23,12 +23,42 @@ from rag.question import Kind, analyze, kind_of
         ("Why is Yerevan not expected to get help?", Kind.REASON),
         ("Did the Fortune article report the fraud?", Kind.YES_NO),
         ("Is there consistency between the two reports?", Kind.YES_NO),
-        ("How did the alliance respond?", Kind.OTHER),
+        ("How did the alliance respond?", Kind.DESCRIPTION),
+        ("What did Putin say about the talks?", Kind.DESCRIPTION),
         ("What did Putin urge the sides to agree to?", Kind.OTHER),
+        ("What is initiated in cases of aggression?", Kind.OTHER),
     ],
 )
 def test_kind(question: str, kind: Kind) -> None:
     assert kind_of(question) is kind
+
+
+class TestAnswerTypes:
+    def test_a_named_role_accepts_only_its_own_type(self) -> None:
+        """ "Who is the foreign minister?" is a person: an organisation ("Russia's Foreign Ministry") or a
+        nationality ("Armenian") must not be a candidate."""
+        for question in ("Who is Armenia's foreign minister?", "Which official heads the bloc?"):
+            asked = analyze(question)
+            assert asked.answer_types == {"PERSON"} and not asked.near_types, question
+
+    def test_an_open_who_question_accepts_organisations_and_groups_too(self) -> None:
+        asked = analyze("Who won the 2020 election?")
+        assert asked.answer_types == {"PERSON"} and {"ORG", "NORP"} <= asked.near_types
+
+    def test_places_dates_numbers_and_durations(self) -> None:
+        assert analyze("In which city did they meet?").answer_types == {"GPE", "LOC", "FAC"}
+        assert analyze("When did he speak?").answer_types == {"DATE", "TIME"}
+        assert "MONEY" in analyze("How much did it cost?").answer_types
+        assert "DATE" in analyze("How many days did the strike last?").answer_types
+        assert "DATE" not in analyze("How many troops are there?").answer_types
+
+    def test_a_plural_head_asks_for_several(self) -> None:
+        assert analyze("Which three countries chair the group?").plural
+        assert not analyze("Which country chairs the group?").plural
+
+    def test_untyped_kinds_have_no_entity_types(self) -> None:
+        for question in ("Why did it fail?", "Did it fail?", "How did they respond?", "What is initiated?"):
+            assert analyze(question).answer_types == frozenset(), question
 
 
 def test_the_clause_that_asks_decides_the_kind() -> None:

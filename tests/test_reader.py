@@ -9,8 +9,10 @@ import json
 import pytest
 
 from rag import RAG, REFUSAL
+from rag.confidence import load
 from rag.embedding import Embedder
 from rag.evidence import EvidencePool
+from rag.prompts import NOT_SURE
 from rag.question import analyze
 from rag.reader import Draft, Reader, ReaderOptions, candidates, copy_grammar, refusal_text
 from rag.types import Chunk, Passage
@@ -116,12 +118,27 @@ class TestCapableModel:
 
 
 class TestConfidence:
-    def test_below_the_threshold_the_draft_is_withheld_and_kept(self, seeded: RAG) -> None:
+    def test_below_the_threshold_the_draft_is_shown_as_not_sure_with_its_source(self, seeded: RAG) -> None:
+        """Neither an unqualified answer nor a bare refusal: the user sees the draft flagged, and where it
+        came from, to check for themselves."""
         seeded.settings = seeded.settings.model_copy(update={"min_confidence": 1.0})
         answer = seeded.answer(QUESTION)
-        assert answer.refused and answer.text.startswith(REFUSAL)
-        assert answer.draft is not None and "Stanislav Zas" in answer.draft
-        assert answer.citations == [] and answer.claims == []
+        assert answer.refused and answer.confidence_level == "not sure" and answer.short is None
+        assert answer.text.startswith(f"{NOT_SURE} Stanislav Zas [1].")
+        assert answer.draft is not None and answer.draft_short == "Stanislav Zas"
+        assert [c.number for c in answer.citations] == [1, 1] and answer.citations[0].passage.chunk.doc_id
+        assert answer.text[answer.claims[0].start : answer.claims[0].end].startswith("Stanislav Zas [1]")
+
+    def test_without_passages_the_refusal_says_what_was_searched(self, seeded: RAG) -> None:
+        answer = seeded.answer(QUESTION, until=dt.date(1990, 1, 1))
+        assert answer.refused and answer.text.startswith(REFUSAL) and answer.citations == []
+        assert answer.confidence_level == "not sure" and answer.draft_short is None
+
+    def test_the_level_in_words_follows_the_measured_thresholds(self, seeded: RAG) -> None:
+        seeded.settings = seeded.settings.model_copy(update={"min_confidence": 0.0})
+        answer = seeded.answer(QUESTION)
+        high = load()["extractive"].high
+        assert answer.confidence_level == ("high" if answer.confidence >= high else "medium")
 
     @pytest.mark.parametrize("min_confidence", [0.0])
     def test_zero_never_refuses_an_answer_it_found(self, seeded: RAG, min_confidence: float) -> None:

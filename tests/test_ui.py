@@ -206,15 +206,32 @@ class TestChatPage:
         [line] = [b for b in bodies if "rag-confidence" in b]
         assert f"({answer.confidence:.2f})" in line
 
-    def test_refusal_is_a_warning_without_sources(self, index_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setenv("RAG_MIN_CONFIDENCE", "0.8")  # off-topic over one article scores 0.53 (README)
-        at = _ask(_launch(), "What is the capital of France?")
+    def test_below_the_threshold_the_draft_is_a_warning_then_unverified_with_its_source(
+        self, index_dir: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("RAG_MIN_CONFIDENCE", "1")  # nothing is sure enough
+        at = _ask(_launch(), QUESTION)
         reply = at.chat_message[-1]
+        [warning] = reply.warning
+        assert html.unescape(warning.value).startswith("Not sure: the articles may not say this.")
+        bodies = [m.value for m in reply.markdown]
+        assert any('class="rag-answer rag-unverified"' in b and "Stanislav Zas" in b for b in bodies)
+        assert not any("rag-short" in b for b in bodies)  # no headline: it is not an answer
+        assert SOURCES_CITED in bodies
+        assert any("Confidence: not sure" in b for b in bodies)
+
+    def test_a_refusal_without_a_draft_is_a_warning_without_sources(
+        self, index_dir: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("RAG_MIN_CONFIDENCE", "1")
+        at = _launch()
+        at.date_input(key="as_of").set_value(dt.date(2020, 10, 1))  # a week before the seed article
+        reply = _ask(at, QUESTION).chat_message[-1]
         [warning] = reply.warning
         assert "I cannot answer this from the provided articles" in html.unescape(warning.value)
         bodies = [m.value for m in reply.markdown]
         assert SOURCES_CITED not in bodies
-        assert not any('class="rag-answer"' in b for b in bodies)
+        assert not any('class="rag-answer' in b for b in bodies)
         assert reply.caption[-1].value.startswith("retrieve ")
 
     def test_follow_up_is_rewritten_and_shown_when_asked(
@@ -263,7 +280,10 @@ class TestChatPage:
         _ask(at, QUESTION)
         assert _last(at).answer.since is None
 
-    def test_as_of_date_leaves_out_later_articles_and_says_what_was_searched(self, index_dir: Path) -> None:
+    def test_as_of_date_leaves_out_later_articles_and_says_what_was_searched(
+        self, index_dir: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("RAG_MIN_CONFIDENCE", "0")  # the article is found or left out by date, whatever its draft
         at = _launch()
         at.date_input(key="as_of").set_value(dt.date(2020, 10, 1))  # a week before the seed article
         _ask(at, QUESTION)

@@ -324,8 +324,11 @@ def feeds_panel(pipeline: RAG, settings_json: str) -> None:
 def show_answer(answer: Answer, key: str, options: dict[str, Any]) -> None:
     if options["show_rewrite"] and answer.standalone_question:
         st.caption(f"Searched as: {plain(answer.standalone_question)}")
-    if answer.refused:
+    if answer.refused and answer.draft_short is None:
         st.warning(f"No answer in the articles: {plain(answer.text)}", icon="🚫")
+    elif answer.refused:
+        st.warning("Not sure: the articles may not say this. Unverified draft, with its source:", icon="❔")
+        st.markdown(final_answer_html(answer, key), unsafe_allow_html=True)
     else:
         st.markdown(final_answer_html(answer, key), unsafe_allow_html=True)
         if answer.unsupported:

@@ -27,6 +27,7 @@ STYLE = """
 .rag-card-body { font-size: .92rem; line-height: 1.5; white-space: normal; }
 .rag-card-body mark { background: #ffe58f; color: #1f1f1f; padding: 0 1px; }
 .rag-short { font-size: 1.25rem; font-weight: 650; margin-bottom: .25rem; }
+.rag-unverified { opacity: .75; font-style: italic; }
 .rag-quote { color: rgba(90,90,90,1); font-style: italic; }
 .rag-unsupported { text-decoration: underline wavy #d4380d; text-underline-offset: 3px; }
 .rag-flag { color: #d4380d; font-size: .85rem; font-style: normal; font-weight: 600; }
@@ -111,13 +112,14 @@ def final_answer_html(answer: Answer, key: str) -> str:
             classes.append("rag-short")
         span = f'<span class="{" ".join(classes)}">{body}</span>' if classes else body
         blocks.append(f"<div>{span}{flag}</div>")
-    return f'<div class="rag-answer">{"".join(blocks)}</div>'
+    unverified = " rag-unverified" if answer.refused else ""
+    return f'<div class="rag-answer{unverified}">{"".join(blocks)}</div>'
 
 
 def confidence_line(answer: Answer) -> str:
-    """How sure the reader is that the passages answer the question, in words and as a number."""
-    level = "high" if answer.confidence >= 0.8 else "medium" if answer.confidence >= 0.5 else "low"
-    return f'<div class="rag-confidence">Confidence: {level} ({answer.confidence:.2f})</div>'
+    """How likely the answer is right, in words (each backed by a measured precision, README) and as a
+    number."""
+    return f'<div class="rag-confidence">Confidence: {answer.confidence_level} ({answer.confidence:.2f})</div>'
 
 
 def _safe_url(url: str | None) -> str | None:

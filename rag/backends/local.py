@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+_SLOTS = 2
+
+
 @lru_cache(maxsize=2)
 def _load_server(path: str, n_ctx: int, n_threads: int) -> Any:
     """One llama.cpp server per model and settings per process, shared by every `LocalLLM`: a second copy
@@ -35,8 +38,14 @@ def _load_server(path: str, n_ctx: int, n_threads: int) -> Any:
 
     params = xllamacpp.CommonParams()
     params.model.path = path
-    params.n_ctx = n_ctx
-    params.n_parallel = 1
+    # Two slots, each of n_ctx and keeping its last prompt's KV cache (below): the reader's draft and its
+    # check of the draft alternate, and in one slot each would evict the other's cached prefix, costing a
+    # full prompt evaluation per call. A request takes the slot whose cache holds at least half its prompt,
+    # else the least recently used one: the chat template's few opening tokens must not draw a check into
+    # the drafts' slot (llama.cpp's default threshold, 10 %, lets a short prompt be drawn).
+    params.n_parallel = _SLOTS
+    params.slot_prompt_similarity = 0.5
+    params.n_ctx = n_ctx * _SLOTS
     params.warmup = False
     params.cpuparams.n_threads = n_threads
     params.cpuparams_batch.n_threads = n_threads
@@ -57,7 +66,7 @@ def _load_server(path: str, n_ctx: int, n_threads: int) -> Any:
 
 
 _SERVER_LOCK = threading.Lock()
-"""A llama.cpp server here has one slot and serves one generation at a time; chat sessions take turns."""
+"""A llama.cpp server here serves one generation at a time; chat sessions take turns."""
 
 _DONE = object()
 

@@ -4,7 +4,8 @@ The public sets live read-only outside the repository (`../shared/evaldata/`, se
 never be copied into it, so each converter reads one set's files and writes an eval-set directory wherever
 the caller says (by default the gitignored `evals/data/<name>/`). An eval set is:
 
-- `set.toml`: name, one-line description (source and licence), the questions file, the corpus files and
+- `set.toml`: name, one-line description (source and licence), the questions file, the corpus files, whether
+  the corpus holds every answer (`complete`) and
   a `[defaults]` table (`k`, `use_question_date`);
 - `questions.jsonl`: `id`, `question`, `question_date`, `answers`, `choices`, `answer_idx`, `gold_doc_ids`,
   `gold_evidence`, `answerable` (plus an optional `type`);
@@ -241,6 +242,7 @@ def _write_set(
     corpora: dict[str, list[Record]],
     use_question_date: bool,
     k: int = 5,
+    complete: bool = True,
 ) -> None:
     """Write the three parts of an eval set. Refuses to write into the source data directory, which is
     the one place the converted files must never go."""
@@ -258,6 +260,7 @@ def _write_set(
         f"description = {_toml_string(' '.join(description.split()))}",
         f"questions = {_toml_string(_QUESTIONS_FILE)}",
         f"corpus = [{corpus_list}]",
+        f"complete = {'true' if complete else 'false'}",
         "",
         "[defaults]",
         f"k = {k}",
@@ -374,6 +377,7 @@ def convert_realtimeqa(data_dir: Path, out_dir: Path) -> ConvertReport:
         questions=questions,
         corpora={_CORPUS_FILE: corpus},
         use_question_date=True,
+        complete=False,  # gold articles for 103 of 329 questions; the rest rely on search results
     )
     return _finish(report, questions, corpus)
 

@@ -9,8 +9,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rag.evaluation import scoring
-from rag.evaluation.runfolder import PLOT_LATENCY, PLOT_METRICS, REPORT, SUMMARY, load_summary, read_results
+from rag.evaluation import scoring, selective
+from rag.evaluation.runfolder import (
+    PLOT_LATENCY,
+    PLOT_METRICS,
+    PLOT_RISK,
+    REPORT,
+    SUMMARY,
+    load_summary,
+    read_results,
+)
 from rag.evaluation.scoring import KS, METRICS, STAGES
 
 
@@ -60,6 +68,19 @@ def markdown(summary: dict[str, Any]) -> str:
     for metric in METRICS.values():
         if metric.level in ("answer", "citation", "refusal"):
             lines.append(f"| {metric.name} | {_fmt(m.get(metric.name))} |")
+    lines += [
+        "",
+        "## Selective answering",
+        "",
+        f"Answers below the confidence threshold ({c.get('min_confidence', '–')}) are withheld. The curve answers "
+        "the most confident questions first: the risk is the share of wrong answers among those answered.",
+        "",
+        "| metric | value |",
+        "| --- | --- |",
+    ]
+    for metric in METRICS.values():
+        if metric.level == "selective":
+            lines.append(f"| {metric.name} | {_fmt(m.get(metric.name))} |")
     lines += ["", "## Cost", "", "| stage | p50 (s) | p95 (s) | mean (s) |", "| --- | --- | --- | --- |"]
     for stage in STAGES:
         stats = [_fmt(m.get(f"latency_{stage}_{s}")) for s in ("p50", "p95", "mean")]
@@ -70,6 +91,7 @@ def markdown(summary: dict[str, Any]) -> str:
         f"{_fmt(m.get('tokens_completion_mean'))} completion. Metric definitions: README, section Evaluation.",
         "",
         f"![metrics]({PLOT_METRICS})",
+        f"![risk-coverage]({PLOT_RISK})",
         f"![latency]({PLOT_LATENCY})",
         "",
     ]
@@ -91,6 +113,23 @@ def plot(summary: dict[str, Any], records: Sequence[dict[str, Any]], run_dir: Pa
     ax.tick_params(axis="x", rotation=30)
     fig.tight_layout()
     fig.savefig(run_dir / PLOT_METRICS, dpi=100)
+    plt.close(fig)
+    curve = selective.risk_coverage(scoring.confidence_pairs(records))
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    if curve:
+        ax.plot([c for c, _ in curve], [r for _, r in curve], color="#4c78a8", label="by confidence")
+        ax.axhline(curve[-1][1], color="#999999", linestyle="--", linewidth=1, label="answering all")
+        shown = m.get("coverage")
+        if shown is not None:
+            ax.axvline(shown, color="#e45756", linewidth=1, label=f"threshold (coverage {shown:.2f})")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("coverage (share answered, most confident first)")
+    ax.set_ylabel("risk (share wrong)")
+    ax.set_title(f"risk–coverage · AURC {_fmt(m.get('aurc'))}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(run_dir / PLOT_RISK, dpi=100)
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(8, 3.5))
     for stage in STAGES:

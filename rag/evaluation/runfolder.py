@@ -16,6 +16,7 @@ SUMMARY = "summary.json"
 REPORT = "report.md"
 PLOT_METRICS = "metrics.png"
 PLOT_LATENCY = "latency.png"
+PLOT_RISK = "risk_coverage.png"
 
 
 class RunError(RagError):

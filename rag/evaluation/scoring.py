@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from rag.citations import tidy
-from rag.evaluation import metrics
+from rag.evaluation import metrics, selective
 from rag.evaluation.sets import EvalQuestion
 from rag.text import normalize_answer
 from rag.types import Answer, Retrieval
 from rag.untrusted import CITATION
 
-Level = Literal["document", "passage", "answer", "citation", "refusal", "cost", "count"]
+Level = Literal["document", "passage", "answer", "citation", "refusal", "selective", "cost", "count"]
 KS = (1, 3, 5, 10)
 """Retrieval is scored at 1, 3, 5 and 10 whatever `k` the answer uses."""
 
@@ -45,6 +45,8 @@ class Scored:
     aliases: Mapping[str, str]
     """A corpus id whose identical text is stored under another id, to that id: the same wire story
     published twice is one document in the index, and finding it must count as finding either."""
+    complete: bool = True
+    """The set's corpus holds the answer to each answerable question (`SetConfig.complete`)."""
 
     @functools.cached_property
     def documents(self) -> dict[str, float]:
@@ -73,6 +75,21 @@ class Scored:
         if self.answer.refused:
             return ""
         return self.answer.short or without_markers(self.answer.text)
+
+    @property
+    def draft_text(self) -> str:
+        """What the reader would answer, shown or withheld: the short answer, else its text."""
+        answer = self.answer
+        if not answer.refused:
+            return self.text
+        return answer.draft_short or without_markers(answer.draft or "")
+
+    @property
+    def answer_in_context(self) -> float | None:
+        """1 when a gold answer appears, as whole tokens, in the passages the reader was given."""
+        if not self.has_answers:
+            return None
+        return metrics.contains_answer(" ".join(p.text for p in self.answer.passages), self.question.answers)
 
     @property
     def citation_numbers(self) -> list[int]:
@@ -213,6 +230,33 @@ register(
     )
 )
 
+register(
+    Metric(
+        "answer_in_context",
+        "answer",
+        "1 if a gold answer appears, as whole tokens, in the passages the reader was given: a bound on any reader",
+        lambda s: s.answer_in_context,
+    )
+)
+
+
+def _draft_correct(s: Scored) -> float | None:
+    """Whether the answer the reader drafted (shown, or withheld below the threshold) is right: it holds a
+    gold answer (as `contains`); any answer to an unanswerable question is wrong."""
+    if not s.question.answerable:
+        return 0.0
+    return metrics.contains_answer(s.draft_text, s.question.answers) if s.has_answers else None
+
+
+register(
+    Metric(
+        "draft_correct",
+        "answer",
+        "the answer drafted, shown or withheld, is right (holds a gold answer; none is right if unanswerable)",
+        _draft_correct,
+    )
+)
+
 # -- citations ---------------------------------------------------------------------------------------------
 
 register(Metric("citations", "count", "citations in the answer", lambda s: len(s.citation_numbers)))
@@ -291,12 +335,27 @@ register(Metric("citation_precision", "citation", "ALCE citation precision (with
 # -- refusals ----------------------------------------------------------------------------------------------
 
 
-def _refusal(name: str) -> Callable[[Sequence[dict[str, Any]]], float | None]:
+def _refusal(name: str, *, any_answerable: bool = False) -> Callable[[Sequence[dict[str, Any]]], float | None]:
+    """Refusal rates. Where the set's corpus may lack an answer (`Scored.complete` false), a refusal of a
+    question whose answer is not in the passages is honest, so `wrong_refusal_rate` leaves those questions
+    out; `any_answerable` counts every answerable question, as the rate was before that distinction."""
+
     def compute(records: Sequence[dict[str, Any]]) -> float | None:
-        rates = metrics.refusal_metrics([r["answerable"] for r in records], [r["refused"] for r in records])
+        kept = [r for r in records if any_answerable or r["scores"].get("reachable", 1.0) or not r["answerable"]]
+        rates = metrics.refusal_metrics([r["answerable"] for r in kept], [r["refused"] for r in kept])
         return rates[name]
 
     return compute
+
+
+register(
+    Metric(
+        "reachable",
+        "count",
+        "answerable, and the answer is in the corpus (every question of a complete set) or in the passages",
+        lambda s: float(s.question.answerable and (s.complete or bool(s.answer_in_context))),
+    )
+)
 
 
 register(
@@ -317,9 +376,108 @@ register(
     Metric(
         "wrong_refusal_rate",
         "refusal",
-        "share of answerable questions refused",
+        "share of answerable questions refused (where the corpus may lack answers: of those whose answer the "
+        "passages hold)",
         from_records=_refusal("wrong_refusal_rate"),
         headline=True,
+    )
+)
+register(
+    Metric(
+        "wrong_refusal_rate_any",
+        "refusal",
+        "share of all answerable questions refused, whether or not the passages hold the answer",
+        from_records=_refusal("wrong_refusal_rate", any_answerable=True),
+    )
+)
+
+# -- selective answering -----------------------------------------------------------------------------------
+
+
+def confidence_pairs(records: Sequence[dict[str, Any]]) -> list[selective.Pair]:
+    """(confidence, draft right) for every question whose draft can be judged."""
+    return [
+        (float(r["confidence"]), bool(r["scores"]["draft_correct"]))
+        for r in records
+        if r["scores"].get("draft_correct") is not None
+    ]
+
+
+def _answered_precision(records: Sequence[dict[str, Any]]) -> float | None:
+    shown = [r["scores"].get("draft_correct") for r in records if not r["refused"]]
+    return metrics.mean(shown)
+
+
+def _coverage(records: Sequence[dict[str, Any]]) -> float | None:
+    judged = [r for r in records if r["scores"].get("draft_correct") is not None]
+    return sum(not r["refused"] for r in judged) / len(judged) if judged else None
+
+
+def _half_gain(records: Sequence[dict[str, Any]]) -> float | None:
+    """Over the answerable questions only, as the issue that asked for it measured it: with unanswerable
+    questions in, whose drafts are all wrong, any confidence that ranks them low would gain for free."""
+    pairs = confidence_pairs([r for r in records if r["answerable"]])
+    top, every = selective.precision_of_top(pairs, 0.5), selective.precision_of_top(pairs, 1.0)
+    return top - every if top is not None and every is not None else None
+
+
+register(
+    Metric(
+        "answered_precision",
+        "selective",
+        "share of the answers shown (not withheld) that are right",
+        from_records=_answered_precision,
+        headline=True,
+    )
+)
+register(Metric("coverage", "selective", "share of questions answered rather than withheld", from_records=_coverage))
+register(
+    Metric(
+        "aurc",
+        "selective",
+        "area under the risk–coverage curve, answering the most confident first (lower is better)",
+        from_records=lambda records: selective.aurc(confidence_pairs(records)),
+    )
+)
+
+
+register(
+    Metric(
+        "excess_aurc",
+        "selective",
+        "AURC above the best any ranking of these same answers could reach: the confidence's share of the risk",
+        from_records=lambda records: selective.excess_aurc(confidence_pairs(records)),
+    )
+)
+
+
+def _coverage_at(precision: int) -> Callable[[Sequence[dict[str, Any]]], float | None]:
+    return lambda records: selective.coverage_at(confidence_pairs(records), precision / 100)
+
+
+for _precision in (80, 90):
+    register(
+        Metric(
+            f"coverage_at_{_precision}",
+            "selective",
+            f"the largest share of questions answerable, most confident first, with {_precision} % of them right",
+            from_records=_coverage_at(_precision),
+        )
+    )
+register(
+    Metric(
+        "confident_half_precision",
+        "selective",
+        "share of right drafts among the most confident half of all questions",
+        from_records=lambda records: selective.precision_of_top(confidence_pairs(records), 0.5),
+    )
+)
+register(
+    Metric(
+        "confident_half_gain",
+        "selective",
+        "how much more often the most confident half of the answerable questions' drafts is right than all",
+        from_records=_half_gain,
     )
 )
 

@@ -65,6 +65,10 @@ class SetConfig(BaseModel):
     questions: str = "questions.jsonl"
     corpus: list[str]
     """Files and directories indexed for the set; empty for questions about the configured index."""
+    complete: bool = True
+    """The corpus holds the answer to every answerable question. False for a set gathered from a search
+    engine's results (RealTime QA): refusing a question whose answer the passages lack is then honest, not
+    a wrong refusal."""
     defaults: SetDefaults = Field(default_factory=SetDefaults)
 
 

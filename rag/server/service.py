@@ -146,6 +146,8 @@ def rag_fields(answer: Answer, turn: StoredTurn) -> dict[str, Any]:
         "refused": answer.refused,
         "short": answer.short,
         "confidence": round(answer.confidence, 4),
+        "confidence_level": answer.confidence_level,
+        "draft_short": answer.draft_short,
         "citations": [c.to_json() for c in answer.citations],
         "searched_dates": answer.searched_dates,
         "as_of": _iso(answer.as_of),
