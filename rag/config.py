@@ -292,7 +292,13 @@ class Settings(BaseSettings):
         None,
         repr=False,
         description="Comma-separated keys that may add and delete articles through `rag serve` (also "
-        "accepted for everything else); empty lets every API key write.",
+        "accepted for everything else). With API keys and none of these, no key may write unless "
+        "`open_writes` is set.",
+    )
+    open_writes: bool = Field(
+        False,
+        description="Let every API key add and delete articles through `rag serve`, not only the admin keys: "
+        "anyone holding a key can then put text in front of every later answer. Off, writes need an admin key.",
     )
     rate_limit_per_minute: int = Field(
         120,
@@ -392,8 +398,9 @@ class Settings(BaseSettings):
 
     @property
     def admin_key_list(self) -> tuple[str, ...]:
-        """Keys that may change the index: the admin keys, or every API key when none are set."""
-        return _split_keys(self.admin_keys) or _split_keys(self.api_keys)
+        """Keys that may change the index: the admin keys, and every API key only when `open_writes` says so.
+        A key given to read answers must not be able to plant the article every later answer cites."""
+        return _split_keys(self.admin_keys) + (_split_keys(self.api_keys) if self.open_writes else ())
 
     @classmethod
     def settings_customise_sources(
@@ -482,7 +489,9 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "openai": ("openai_model", "openai_base_url", "openai_api_key", "openai_timeout", "openai_max_retries"),
     "ui": ("max_upload_mb", "ui_port", "ui_address", "conversations_db"),
     "feeds": ("fetch_timeout", "fetch_max_mb", "fetch_host_delay", "user_agent"),
-    "server": ("serve_host", "serve_port", "api_keys", "admin_keys", "rate_limit_per_minute", "max_request_mb"),
+    "server": (
+        "serve_host", "serve_port", "api_keys", "admin_keys", "open_writes", "rate_limit_per_minute", "max_request_mb"
+    ),
     "scale-out": ("ray_address", "ray_shards", "ray_wait_seconds"),
 }  # fmt: skip
 """The settings by the part of `rag` they tune: how `rag settings` and the README list them. The names

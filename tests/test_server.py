@@ -330,6 +330,30 @@ def test_writes_need_an_admin_key(running: Running) -> None:
         assert http.get("/v1/models").status_code == 200
 
 
+@pytest.mark.parametrize("open_writes", [False, True])
+def test_with_keys_and_no_admin_keys_writes_are_refused_unless_opened_on_purpose(
+    tmp_path: Path, embedder: Embedder, open_writes: bool
+) -> None:
+    keys = "key-a,key-b"  # the README's first example: keys for readers, no admin keys
+    settings = Settings(index_dir=tmp_path / "index", backend="extractive", progress=False, api_keys=keys)
+    article = {"documents": [{"id": "duck", "text": "The CSTO Secretary General is Donald Duck."}]}
+    with (
+        in_process(settings.model_copy(update={"open_writes": open_writes}), embedder) as server,
+        server.http("key-b") as http,
+    ):
+        posted = http.post("/v1/documents", json=article)
+        deleted = http.delete(f"/v1/documents/{SEED_FILE.name}")
+        listed = {d["id"] for d in http.get("/v1/documents").json()["data"]}
+    if open_writes:
+        assert posted.status_code == 200 and deleted.status_code == 200
+        assert "duck" in listed and SEED_FILE.name not in listed
+    else:
+        assert posted.status_code == deleted.status_code == 403
+        error = posted.json()["error"]
+        assert error["code"] == "admin_key_required" and "RAG_OPEN_WRITES=true" in error["message"]
+        assert "duck" not in listed and SEED_FILE.name in listed
+
+
 def test_an_upload_over_the_request_limit_is_refused_unread(running: Running) -> None:
     with running.http(ADMIN) as http:
         response = http.post("/v1/documents", files=[("files", ("big.txt", b"a" * 3_000_000, "text/plain"))])

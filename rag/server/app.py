@@ -69,4 +69,6 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
     check_bind(settings, host)
     app = create_app(settings)
     log.warning("rag serve on http://%s:%d (API docs at /docs)", host, port)
+    if settings.api_key_list and not settings.admin_key_list:
+        log.warning("no key may add or delete articles: set RAG_ADMIN_KEYS, or RAG_OPEN_WRITES=true for every key")
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10)

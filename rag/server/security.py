@@ -128,8 +128,12 @@ class Guard:
     def admin(self, request: Request) -> Caller:
         who = self.caller(request)
         if not who.admin:
-            raise APIError(403, "this key may not change the index; use an admin key (RAG_ADMIN_KEYS)",
-                           code="admin_key_required")  # fmt: skip
+            raise APIError(
+                403,
+                "this key may not change the index: adding and deleting articles needs an admin key "
+                "(RAG_ADMIN_KEYS); to let every API key write, start the server with RAG_OPEN_WRITES=true",
+                code="admin_key_required",
+            )
         return who
 
 
