@@ -51,6 +51,23 @@ def _config_file() -> Path | None:
     return local if local.is_file() else None
 
 
+def _toml_source(settings_cls: type[BaseSettings], path: Path) -> TomlConfigSettingsSource:
+    """The config file's settings. A missing or unparsable file is one line naming the file and where it
+    breaks: the source reads it at once, and the TOML parser's error (and a decoding error) is a ValueError
+    that would otherwise surface as a traceback from inside settings construction."""
+    from rag.errors import ConfigError
+
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist", hint="fix RAG_CONFIG or create the file")
+    try:
+        return TomlConfigSettingsSource(settings_cls, toml_file=path)
+    except ValueError as exc:
+        raise ConfigError(
+            f"config file {path} is not valid TOML: {exc}",
+            hint="fix the file (its keys are the settings in `rag settings`), or point RAG_CONFIG elsewhere",
+        ) from exc
+
+
 class Settings(BaseSettings):
     """Everything a user can tune; the names map to `RAG_<NAME>` environment variables and TOML keys."""
 
@@ -414,11 +431,7 @@ class Settings(BaseSettings):
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         path = _config_file()
         if path is not None:
-            if not path.is_file():
-                from rag.errors import ConfigError
-
-                raise ConfigError(f"config file {path} does not exist", hint="fix RAG_CONFIG or create the file")
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+            sources.append(_toml_source(settings_cls, path))
         return (*sources, _PresetSource(settings_cls, sources))
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,7 @@ from rag.config import SECTIONS, settings_table
 from rag.errors import ConfigError
 
 README = Path(__file__).resolve().parent.parent / "README.md"
+RAG_BIN = str(Path(sys.executable).with_name("rag"))
 
 
 class TestSettings:
@@ -45,6 +49,19 @@ class TestSettings:
         monkeypatch.setenv("RAG_CONFIG", str(tmp_path / "missing.toml"))
         with pytest.raises(ConfigError, match="does not exist"):
             Settings()
+
+    @pytest.mark.parametrize("content", [b"top_k = [\n", b"top_k = 4\ntop_k = 5\n", b"\xff\xfe top_k = 4"])
+    def test_a_config_file_that_is_not_toml_is_one_clear_line(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, content: bytes
+    ) -> None:
+        config = tmp_path / "rag.toml"
+        config.write_bytes(content)
+        monkeypatch.setenv("RAG_CONFIG", str(config))
+        with pytest.raises(ConfigError, match=f"config file {config} is not valid TOML"):
+            Settings()
+        done = subprocess.run([RAG_BIN, "info"], capture_output=True, text=True, timeout=120, env=dict(os.environ))
+        assert done.returncode == 2 and "Traceback" not in done.stderr
+        assert done.stderr.startswith(f"error: config file {config} is not valid TOML")
 
     @pytest.mark.parametrize(("name", "value"), [("RAG_BACKEND", "gpt"), ("RAG_TOP_K", "0"), ("RAG_TOP_K", "x")])
     def test_invalid_values_are_rejected(self, monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
