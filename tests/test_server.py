@@ -197,6 +197,10 @@ def test_errors_surface_as_the_clients_exception_types(running: Running) -> None
         running.client("sk-wrong").chat.completions.create(**ask)  # type: ignore[call-overload]
     with pytest.raises(openai.NotFoundError, match="rag-extractive"):
         running.client().chat.completions.create(model="gpt-5", messages=ask["messages"])  # type: ignore[arg-type]
+    # a local model is one of the installed ones, never a path on the server: a client error, not a 502
+    for name in ("rag-local:../../etc/passwd", "rag-local:/etc/hostname", "rag-local:no-such-model"):
+        with pytest.raises(openai.NotFoundError, match="does not exist"):
+            running.client().chat.completions.create(model=name, messages=ask["messages"])  # type: ignore[arg-type]
     with pytest.raises(openai.BadRequestError, match="last message"):
         running.client().chat.completions.create(
             model="rag-extractive", messages=[{"role": "system", "content": "be brief"}]

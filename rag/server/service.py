@@ -53,7 +53,10 @@ def resolve_model(pipeline: RAG, name: str) -> ModelChoice:
         return ModelChoice(name, pipeline.settings.backend, None)
     backend, _, model = name.removeprefix(PREFIX).partition(":")
     spec = BACKENDS.get(backend) if name.startswith(PREFIX) else None
-    if spec is None or (model and spec.model_setting is None):
+    # A backend that lists its models (the installed local ones) serves only those: a client's model name is
+    # never a path on the server ("rag-local:../../etc/passwd" is an unknown model, not a failed load).
+    listed = spec.model_choices(pipeline.settings) if spec is not None and spec.model_choices is not None else None
+    if spec is None or (model and (spec.model_setting is None or (listed is not None and model not in listed))):
         raise APIError(
             404,
             f"the model {name!r} does not exist; use one of: {', '.join(model_names(pipeline))}",
