@@ -414,6 +414,11 @@ class Settings(BaseSettings):
         return _split_keys(self.api_keys) + _split_keys(self.admin_keys)
 
     @property
+    def overseer_keys(self) -> tuple[str, ...]:
+        """Keys that see every key's conversations: the admin keys, whatever `open_writes` says."""
+        return _split_keys(self.admin_keys)
+
+    @property
     def admin_key_list(self) -> tuple[str, ...]:
         """Keys that may change the index: the admin keys, and every API key only when `open_writes` says so.
         A key given to read answers must not be able to plant the article every later answer cites."""

@@ -9,7 +9,10 @@ refused, backend, model, created) are kept beside it as plain columns, readable 
 from __future__ import annotations
 
 import builtins
+import copy
 import datetime as dt
+import hashlib
+import hmac
 import sqlite3
 import uuid
 from collections.abc import Mapping, Sequence
@@ -44,6 +47,8 @@ __all__ = [
 
 RATINGS = ("helpful", "wrong_answer", "wrong_source")
 ORIGINS = ("page", "api", "cli")
+LOCAL = "local"
+"""The owner of what the machine's own user keeps: the chat page's conversations and the CLI's."""
 TITLE_CHARS = 80
 
 ConversationNotFound = NotFoundError
@@ -81,6 +86,16 @@ MIGRATIONS: list[str] = [
         created TEXT NOT NULL
     );
     CREATE INDEX feedback_by_turn ON feedback (turn_id);
+    """,
+    # Owners: a conversation belongs to the API key that made it (a keyed hash of it, never the key) or to
+    # the machine's own user ('local': the chat page and the CLI). Conversations kept before owners existed
+    # came from the page and the CLI, or from API keys nobody recorded: those belong to no key.
+    """
+    ALTER TABLE conversations ADD COLUMN owner TEXT;
+    UPDATE conversations SET owner = 'local' WHERE origin != 'api';
+    CREATE INDEX conversations_by_owner ON conversations (owner, updated);
+    CREATE TABLE owner_secret (secret TEXT NOT NULL);
+    INSERT INTO owner_secret (secret) VALUES (lower(hex(randomblob(32))));
     """,
 ]
 """Schema scripts; the file's `user_version` is how many of them it has had. Append, never edit."""
@@ -182,7 +197,12 @@ def _stored_turn(row: sqlite3.Row, feedback: tuple[Feedback, ...]) -> StoredTurn
 
 
 class ConversationStore:
-    """Conversations in the SQLite file at `path`; safe to use from many threads and processes at once."""
+    """Conversations in the SQLite file at `path`; safe to use from many threads and processes at once.
+
+    A store is seen as one owner: what it creates belongs to `owner`, and unless it `sees_all` it finds,
+    changes and deletes only that owner's conversations. Another owner's conversation is "not found", so
+    that its id is not even confirmed. Opened plainly it is the machine's own user, who sees everything
+    (`rag conversations`); `for_key` gives the view of one API key, `own` the chat page's."""
 
     def __init__(self, path: Path, *, timeout: float = 30.0) -> None:
         self.file = SQLiteFile(
@@ -190,6 +210,30 @@ class ConversationStore:
         )
         self.path = self.file.path
         self._connect = self.file.connect
+        self.owner: str = LOCAL
+        self.sees_all = True
+
+    def for_key(self, key: str | None, *, sees_all: bool = False) -> ConversationStore:
+        """The store as the holder of API `key` sees it (None: a server without keys, on loopback, is the
+        machine's own user). The key is kept only as a keyed hash: a copy of the file names no key."""
+        if key is None:
+            return self._as(LOCAL, sees_all)
+        with self._connect() as conn:
+            secret = str(conn.execute("SELECT secret FROM owner_secret").fetchone()[0])
+        return self._as("key:" + hmac.new(secret.encode(), key.encode(), hashlib.sha256).hexdigest(), sees_all)
+
+    def own(self) -> ConversationStore:
+        """The machine's own user's conversations only: the chat page's view."""
+        return self._as(LOCAL, False)
+
+    def _as(self, owner: str, sees_all: bool) -> ConversationStore:
+        view = copy.copy(self)
+        view.owner, view.sees_all = owner, sees_all
+        return view
+
+    def _mine(self, alias: str = "c") -> tuple[str, tuple[str, ...]]:
+        """The SQL condition (and its parameter) that keeps this view to its owner's conversations."""
+        return ("1", ()) if self.sees_all else (f"{alias}.owner = ?", (self.owner,))
 
     @classmethod
     def for_settings(cls, settings: Settings) -> ConversationStore:
@@ -203,18 +247,22 @@ class ConversationStore:
         conversation_id, now = uuid.uuid4().hex, _now()
         with self._connect(write=True) as conn:
             conn.execute(
-                "INSERT INTO conversations (id, title, origin, created, updated) VALUES (?, ?, ?, ?, ?)",
-                (conversation_id, _title(title), origin, now, now),
+                "INSERT INTO conversations (id, title, origin, created, updated, owner) VALUES (?, ?, ?, ?, ?, ?)",
+                (conversation_id, _title(title), origin, now, now, self.owner),
             )
         return ConversationSummary(conversation_id, _title(title), _time(now), _time(now), 0, origin)
 
     def list(self, limit: int = 200) -> list[ConversationSummary]:
+        mine, owner = self._mine()
         with self._connect() as conn:
-            rows = conn.execute(f"{_SUMMARY} ORDER BY c.updated DESC, c.created DESC, c.id LIMIT ?", (limit,))
+            rows = conn.execute(
+                f"{_SUMMARY} WHERE {mine} ORDER BY c.updated DESC, c.created DESC, c.id LIMIT ?", (*owner, limit)
+            )
             return [_summary(row) for row in rows]
 
     def _summary(self, conn: sqlite3.Connection, conversation_id: str) -> ConversationSummary:
-        row = conn.execute(f"{_SUMMARY} WHERE c.id = ?", (conversation_id,)).fetchone()
+        mine, owner = self._mine()
+        row = conn.execute(f"{_SUMMARY} WHERE c.id = ? AND {mine}", (conversation_id, *owner)).fetchone()
         if row is None:
             raise NotFoundError(
                 f"no conversation {conversation_id!r}", hint="`rag conversations list` shows the ones kept"
@@ -277,10 +325,10 @@ class ConversationStore:
             candidates = conn.execute(
                 "SELECT c.id, t.question, t.text FROM conversations c "
                 "JOIN turns t ON t.conversation_id = c.id AND t.position = ? "
-                "WHERE c.origin = 'api' AND NOT EXISTS "
+                "WHERE c.origin = 'api' AND c.owner IS ? AND NOT EXISTS "
                 "(SELECT 1 FROM turns u WHERE u.conversation_id = c.id AND u.position > ?) "
                 "ORDER BY c.updated DESC",
-                (len(pairs) - 1, len(pairs) - 1),
+                (len(pairs) - 1, self.owner, len(pairs) - 1),
             ).fetchall()
             last_question, last_answer = pairs[-1]
             for candidate in candidates:
@@ -302,8 +350,11 @@ class ConversationStore:
             return self._summary(conn, conversation_id)
 
     def delete(self, conversation_id: str) -> None:
+        mine, owner = self._mine("conversations")
         with self._connect(write=True) as conn:
-            if not conn.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,)).rowcount:
+            if not conn.execute(
+                f"DELETE FROM conversations WHERE id = ? AND {mine}", (conversation_id, *owner)
+            ).rowcount:
                 raise NotFoundError(
                     f"no conversation {conversation_id!r}", hint="`rag conversations list` shows the ones kept"
                 )
@@ -315,7 +366,11 @@ class ConversationStore:
             return self._turn(conn, turn_id)
 
     def _turn(self, conn: sqlite3.Connection, turn_id: str) -> StoredTurn:
-        row = conn.execute(f"{_TURN} WHERE id = ?", (turn_id,)).fetchone()
+        mine, owner = self._mine()
+        row = conn.execute(
+            f"{_TURN} WHERE id = ? AND conversation_id IN (SELECT c.id FROM conversations c WHERE {mine})",
+            (turn_id, *owner),
+        ).fetchone()
         if row is None:
             raise NotFoundError(f"no answer {turn_id!r}", hint="it was never kept, or its conversation was deleted")
         feedback = conn.execute("SELECT * FROM feedback WHERE turn_id = ? ORDER BY id", (turn_id,))
@@ -325,8 +380,13 @@ class ConversationStore:
         if rating not in RATINGS:
             raise FeedbackError(f"unknown rating {rating!r}", hint=f"rate an answer {', '.join(RATINGS)}")
         now = _now()
+        mine, owner = self._mine()
         with self._connect(write=True) as conn:
-            if conn.execute("SELECT 1 FROM turns WHERE id = ?", (turn_id,)).fetchone() is None:
+            found = conn.execute(
+                f"SELECT 1 FROM turns t JOIN conversations c ON c.id = t.conversation_id WHERE t.id = ? AND {mine}",
+                (turn_id, *owner),
+            ).fetchone()
+            if found is None:
                 raise NotFoundError(
                     f"no answer {turn_id!r} to rate", hint="it was never kept, or its conversation was deleted"
                 )

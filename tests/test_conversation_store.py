@@ -290,6 +290,32 @@ class TestSchema:
             assert conn.execute("SELECT pinned FROM conversations").fetchall() == [(0,)]
         assert new.get(conversation.id).turns[0].answer.text == answer.text
 
+    def test_owners_after_the_upgrade_the_page_keeps_its_own_and_unknown_keys_conversations_are_admins(
+        self, tmp_path: Path, answer: Answer, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        path = tmp_path / "before-owners.sqlite3"
+        monkeypatch.setattr(conversation_store, "MIGRATIONS", conversation_store.MIGRATIONS[:1])
+        monkeypatch.setattr(conversation_store, "SCHEMA_VERSION", 1)
+        ConversationStore(path)  # the schema before owners, then two conversations as that version kept them
+        with sqlite3.connect(path) as conn:
+            conn.executemany(
+                "INSERT INTO conversations (id, title, origin, created, updated) VALUES (?, ?, ?, ?, ?)",
+                [(origin, origin, origin, "2026-01-01T00:00:00+00:00", "2026-01-01T00:00:00+00:00")
+                 for origin in ("page", "api")],
+            )  # fmt: skip
+        monkeypatch.undo()
+        store = ConversationStore(path)
+        assert [c.id for c in store.own().list()] == ["page"]
+        assert store.for_key("sk-someone").list() == []
+        with pytest.raises(NotFoundError):
+            store.for_key("sk-someone").get("api")
+        assert {c.id for c in store.list()} == {c.id for c in store.for_key("sk-admin", sees_all=True).list()}
+        assert {c.id for c in store.list()} == {"page", "api"}
+        kept = store.for_key("sk-very-secret-key").create("a key's own", origin="api")
+        store.for_key("sk-very-secret-key").add_turn(kept.id, QUESTION, answer, {})
+        assert [c.id for c in store.for_key("sk-very-secret-key").list()] == [kept.id]
+        assert b"sk-very-secret-key" not in path.read_bytes(), "a key is kept only as a keyed hash"
+
     def test_a_newer_database_is_refused(self, tmp_path: Path) -> None:
         path = tmp_path / "newer.sqlite3"
         ConversationStore(path)

@@ -365,6 +365,48 @@ def test_an_upload_over_the_request_limit_is_refused_unread(running: Running) ->
     assert response.json()["error"]["code"] == "request_too_large"
 
 
+def test_a_key_sees_only_its_own_conversations_and_an_admin_key_sees_all(running: Running) -> None:
+    asked = running.client(KEY).chat.completions.create(
+        model="rag-extractive", messages=[{"role": "user", "content": f"{QUESTION} Ask for Anna Petrova."}]
+    )
+    mine, turn = _rag(asked)["conversation_id"], _rag(asked)["turn_id"]
+    with running.http(READER) as other:
+        listed = {c["id"] for c in other.get("/v1/conversations").json()["data"]}
+        assert mine not in listed
+        # every cross-key access is "not found", so that the id is not even confirmed
+        refused = [
+            other.get(f"/v1/conversations/{mine}"),
+            other.get(f"/v1/conversations/{mine}?format=markdown"),
+            other.patch(f"/v1/conversations/{mine}", json={"title": "taken"}),
+            other.delete(f"/v1/conversations/{mine}"),
+            other.post("/v1/feedback", json={"turn_id": turn, "rating": "wrong_answer"}),
+        ]
+        assert [r.status_code for r in refused] == [404] * 5
+        assert all("Anna Petrova" not in r.text for r in refused)
+        ask = {"model": "rag-extractive", "messages": [{"role": "user", "content": "Who?"}], "conversation_id": mine}
+        assert other.post("/v1/chat/completions", json=ask).status_code == 404
+    with running.http(ADMIN) as admin:
+        assert mine in {c["id"] for c in admin.get("/v1/conversations", params={"limit": 10_000}).json()["data"]}
+        assert "Anna Petrova" in admin.get(f"/v1/conversations/{mine}").json()["turns"][0]["question"]
+    with running.http(KEY) as owner:
+        assert owner.get(f"/v1/conversations/{mine}").status_code == 200
+        assert owner.patch(f"/v1/conversations/{mine}", json={"title": "mine"}).status_code == 200
+
+
+def test_two_keys_sending_the_same_history_keep_two_conversations(running: Running) -> None:
+    history = [{"role": "user", "content": QUESTION}]
+    first = {key: running.client(key).chat.completions.create(model="rag-extractive", messages=history)
+             for key in (KEY, READER)}  # fmt: skip
+    answer = first[KEY].choices[0].message.content
+    assert answer == first[READER].choices[0].message.content
+    follow = [*history, {"role": "assistant", "content": answer}, {"role": "user", "content": "When did he say it?"}]
+    again = {key: running.client(key).chat.completions.create(model="rag-extractive", messages=follow)
+             for key in (KEY, READER)}  # fmt: skip
+    ids = {key: _rag(again[key])["conversation_id"] for key in (KEY, READER)}
+    assert ids == {key: _rag(first[key])["conversation_id"] for key in (KEY, READER)}
+    assert ids[KEY] != ids[READER]
+
+
 def test_a_conversation_continues_across_requests(running: Running) -> None:
     client = running.client()
     first = client.chat.completions.create(model="rag-extractive", messages=[{"role": "user", "content": QUESTION}])

@@ -61,8 +61,9 @@ def load_pipeline(settings_json: str) -> RAG:
 
 @st.cache_resource(show_spinner=False)
 def load_store(settings_json: str) -> ConversationStore:
-    """One store per process and settings, shared by every browser session (it holds no connection)."""
-    return ConversationStore.for_settings(Settings.model_validate_json(settings_json))
+    """One store per process and settings, shared by every browser session (it holds no connection). The
+    page sees the machine's own user's conversations, never those an API key kept through `rag serve`."""
+    return ConversationStore.for_settings(Settings.model_validate_json(settings_json)).own()
 
 
 @st.cache_resource(show_spinner=False)

@@ -15,7 +15,7 @@ from rag.conversation_export import summary_json, to_json, to_markdown
 from rag.loaders.records import record_text
 from rag.pipeline import IndexReport
 from rag.server.errors import APIError
-from rag.server.openai_api import ServiceDep
+from rag.server.openai_api import ServiceDep, StoreDep
 from rag.server.schemas import DocumentsIn, FeedbackIn, RenameIn, SearchRequest
 from rag.types import content_hash
 
@@ -153,33 +153,33 @@ def delete_document(doc_id: str, svc: ServiceDep) -> dict[str, Any]:
 
 
 @reads.get("/conversations", summary="Kept conversations, most recently active first")
-def conversations(svc: ServiceDep, limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> dict[str, Any]:
-    return {"data": [summary_json(c) for c in svc.store.list(limit)]}
+def conversations(store: StoreDep, limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> dict[str, Any]:
+    return {"data": [summary_json(c) for c in store.list(limit)]}
 
 
 @reads.get("/conversations/{conversation_id}", summary="One conversation with its answers (JSON or Markdown)")
 def conversation(
-    conversation_id: str, svc: ServiceDep, format: Annotated[str, Query(pattern="^(json|markdown)$")] = "json"
+    conversation_id: str, store: StoreDep, format: Annotated[str, Query(pattern="^(json|markdown)$")] = "json"
 ) -> Response:
-    found = svc.store.get(conversation_id)
+    found = store.get(conversation_id)
     if format == "markdown":
         return PlainTextResponse(to_markdown(found), media_type="text/markdown; charset=utf-8")
     return Response(orjson.dumps(to_json(found)), media_type="application/json")
 
 
 @reads.patch("/conversations/{conversation_id}", summary="Rename a conversation")
-def rename(conversation_id: str, body: RenameIn, svc: ServiceDep) -> dict[str, Any]:
-    summary = svc.store.rename(conversation_id, body.title)
+def rename(conversation_id: str, body: RenameIn, store: StoreDep) -> dict[str, Any]:
+    summary = store.rename(conversation_id, body.title)
     return {"id": summary.id, "title": summary.title}
 
 
 @reads.delete("/conversations/{conversation_id}", summary="Delete a conversation, its answers and their feedback")
-def delete_conversation(conversation_id: str, svc: ServiceDep) -> dict[str, Any]:
-    svc.store.delete(conversation_id)
+def delete_conversation(conversation_id: str, store: StoreDep) -> dict[str, Any]:
+    store.delete(conversation_id)
     return {"id": conversation_id, "deleted": True}
 
 
 @reads.post("/feedback", summary="Rate an answer: helpful, wrong answer or wrong source, with a comment")
-def feedback(body: FeedbackIn, svc: ServiceDep) -> dict[str, Any]:
-    kept = svc.store.add_feedback(body.turn_id, body.rating, body.comment)
+def feedback(body: FeedbackIn, store: StoreDep) -> dict[str, Any]:
+    kept = store.add_feedback(body.turn_id, body.rating, body.comment)
     return {"id": kept.id, "turn_id": kept.turn_id, "rating": kept.rating, "created": kept.created.isoformat()}

@@ -11,9 +11,11 @@ import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
+from rag.conversation_store import ConversationStore
 from rag.errors import RagError
 from rag.server.errors import error_body, rag_error_message, rag_error_status
 from rag.server.schemas import ChatRequest
+from rag.server.security import Caller
 from rag.server.service import Chat, Service, model_names, rag_fields, usage
 from rag.types import Answer
 
@@ -27,6 +29,16 @@ def service(request: Request) -> Service:
 ServiceDep = Annotated[Service, Depends(service)]
 
 
+def conversations(request: Request) -> ConversationStore:
+    """The conversations the caller may see: its key's own, or all of them for an admin key. The guard that
+    runs before every route has put the caller on the request."""
+    who: Caller = request.state.caller
+    return service(request).store.for_key(who.key, sees_all=who.oversees)
+
+
+StoreDep = Annotated[ConversationStore, Depends(conversations)]
+
+
 @router.get("/models", summary="The models (answer backends) this server offers")
 def models(svc: ServiceDep) -> dict[str, Any]:
     return {
@@ -38,8 +50,8 @@ def models(svc: ServiceDep) -> dict[str, Any]:
 
 
 @router.post("/chat/completions", summary="Answer the last user message from the archive, with citations")
-def chat_completions(body: ChatRequest, svc: ServiceDep) -> Any:
-    chat = svc.start_chat(body)
+def chat_completions(body: ChatRequest, svc: ServiceDep, store: StoreDep) -> Any:
+    chat = svc.start_chat(body, store)
     # The first piece is computed here, before any byte is sent: retrieval and a generator that fails at
     # once (endpoint down, missing model) become an error status, not a broken stream.
     first = next(chat.pieces)

@@ -50,10 +50,12 @@ def check_bind(settings: Settings, host: str) -> None:
 
 @dataclass(frozen=True)
 class Caller:
-    """Who made a request: the key it used (None when the server has no keys) and whether it may write."""
+    """Who made a request: the key it used (None when the server has no keys), whether it may write, and
+    whether it sees every key's conversations (an admin key; the machine's own user without keys)."""
 
     key: str | None
     admin: bool
+    oversees: bool
 
     @property
     def bucket(self) -> str:
@@ -95,6 +97,7 @@ class Guard:
     def __init__(self, settings: Settings) -> None:
         self.keys = settings.api_key_list
         self.admin_keys = settings.admin_key_list
+        self.overseers = settings.overseer_keys
         self.limiter = RateLimiter(settings.rate_limit_per_minute)
 
     def caller(self, request: Request) -> Caller:
@@ -111,9 +114,9 @@ class Guard:
             if not _matches(token, self.keys):
                 raise APIError(401, "the API key is not valid for this server", code="invalid_api_key",
                                headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
-            who = Caller(token, _matches(token, self.admin_keys))
+            who = Caller(token, _matches(token, self.admin_keys), _matches(token, self.overseers))
         else:
-            who = Caller(None, True)
+            who = Caller(None, True, True)
         client = request.client.host if request.client else "unknown"
         wait = self.limiter.take(who.key or client)
         if wait:
@@ -123,6 +126,7 @@ class Guard:
                 code="rate_limit_exceeded",
                 headers={"Retry-After": str(math.ceil(wait))},
             )
+        request.state.caller = who
         return who
 
     def admin(self, request: Request) -> Caller:

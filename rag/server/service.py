@@ -93,24 +93,27 @@ class Chat:
     question: str
     conversation_id: str
     pieces: Iterator[str | Answer]
+    store: ConversationStore
+    """The conversations as the caller sees them: where the turn is kept."""
 
 
 class Service:
     def __init__(self, pipeline: RAG, store: ConversationStore, metrics: Metrics) -> None:
         self.pipeline, self.store, self.metrics = pipeline, store, metrics
 
-    def start_chat(self, request: ChatRequest) -> Chat:
+    def start_chat(self, request: ChatRequest, store: ConversationStore) -> Chat:
         """Resolve everything a request names before answering, so a bad model or conversation id is a
-        clean error status, not a broken stream."""
+        clean error status, not a broken stream. `store` is the caller's view: another key's conversation
+        is not found, and identical histories sent with two keys continue two conversations."""
         choice = resolve_model(self.pipeline, request.model)
         question, pairs = _exchanges(request)
         if request.conversation_id:
-            conversation = self.store.get(request.conversation_id)
+            conversation = store.get(request.conversation_id)
             conversation_id, history = conversation.summary.id, conversation.history()
         else:
-            found = self.store.find_continuation(pairs) if pairs else None
-            conversation_id = found or self.store.create(origin="api").id
-            history = self.store.get(found).history() if found else [Turn(q, a) for q, a in pairs]
+            found = store.find_continuation(pairs) if pairs else None
+            conversation_id = found or store.create(origin="api").id
+            history = store.get(found).history() if found else [Turn(q, a) for q, a in pairs]
         pieces = self.pipeline.answer_stream(
             question,
             k=request.k,
@@ -121,7 +124,7 @@ class Service:
             model=choice.model,
             history=history,
         )
-        return Chat(f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), choice, question, conversation_id, pieces)
+        return Chat(f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), choice, question, conversation_id, pieces, store)
 
     def keep(self, chat: Chat, request: ChatRequest, answer: Answer) -> StoredTurn:
         self.metrics.answered(answer.backend, answer.refused, answer.timings)
@@ -133,7 +136,7 @@ class Service:
             "backend": chat.model.backend,
             "model": chat.model.model,
         }  # the store keeps dates as ISO strings
-        return self.store.add_turn(chat.conversation_id, chat.question, answer, options)
+        return chat.store.add_turn(chat.conversation_id, chat.question, answer, options)
 
 
 def _iso(day: dt.date | None) -> str | None:
