@@ -358,6 +358,40 @@ def test_with_keys_and_no_admin_keys_writes_are_refused_unless_opened_on_purpose
         assert "duck" not in listed and SEED_FILE.name in listed
 
 
+DEEP = b'{"a":' * 3000 + b"1" + b"}" * 3000
+CHAT = b'{"model":"rag-extractive","messages":[{"role":"user","content":'
+
+
+@pytest.mark.parametrize(
+    ("route", "body"),
+    [
+        ("/v1/chat/completions", b'{"model":"rag-extractive","messages":[{"role":"user","content":"Who \\ud800?"}]}'),
+        (
+            "/v1/chat/completions",
+            b'{"model":"rag-extractive","messages":[{"role":"user","content":"Who?"}],"x":' + DEEP + b"}",
+        ),
+        (
+            "/v1/chat/completions",
+            b'{"model":"rag-extractive","messages":[{"role":"user","content":"Who?"}],"n":1' + b"0" * 30 + b"}",
+        ),
+        ("/v1/search", b'{"question":"\\udc00"}'),
+        ("/v1/documents", b'{"documents":[{"id":"a\\udc00","text":"The bloc met."}]}'),
+        ("/v1/documents", b'{"documents":[{"id":"d","text":"The bloc met.","metadata":' + DEEP + b"}]}"),
+        ("/v1/documents", b'{"documents":[{"id":"i","text":"The bloc met.","n":' + b"9" * 5000 + b"}]}"),
+        ("/v1/feedback", b'{"turn_id":"\\ud800","rating":"helpful"}'),
+    ],
+)
+def test_json_that_nothing_can_keep_is_a_400_naming_it(running: Running, route: str, body: bytes) -> None:
+    """Lone surrogates, nesting without end and integers beyond 64 bits are valid JSON, and each used to be
+    a 500 or a dropped connection."""
+    with running.http(ADMIN) as http:
+        before = http.get("/v1/documents").json()["total"]
+        response = http.post(route, content=body, headers={"content-type": "application/json"})
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["type"] == "invalid_request_error", response.text
+        assert http.get("/v1/documents").json()["total"] == before
+
+
 def test_an_upload_over_the_request_limit_is_refused_unread(running: Running) -> None:
     with running.http(ADMIN) as http:
         response = http.post("/v1/documents", files=[("files", ("big.txt", b"a" * 3_000_000, "text/plain"))])

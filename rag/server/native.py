@@ -8,7 +8,9 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse, Response
+from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from rag.conversation_export import summary_json, to_json, to_markdown
@@ -100,7 +102,10 @@ async def add_documents(request: Request, svc: ServiceDep) -> dict[str, Any]:
     if kind.startswith("multipart/form-data"):
         files = await _uploads(request)
     elif kind.startswith("application/json"):
-        body = DocumentsIn.model_validate_json(await request.body())
+        try:
+            body = DocumentsIn.model_validate_json(await request.body())
+        except ValidationError as exc:  # parsed here, not by FastAPI: reported the same way, as a 400
+            raise RequestValidationError(exc.errors(include_input=False)) from None
         records = [_with_id(record) for record in body.documents]
         files = [(RECORDS_NAME, b"\n".join(orjson.dumps(record) for record in records))]
     else:

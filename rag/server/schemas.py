@@ -10,9 +10,49 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rag.conversation_store import RATINGS
+
+MAX_DEPTH = 32
+"""Deepest nesting of objects and lists a request may have: articles' metadata is flat in practice, and
+every later step (storage, JSON output) would otherwise recurse as deep as a client likes."""
+_INT_RANGE = (-(2**63), 2**64 - 1)
+
+
+def _sane(value: Any, where: str, depth: int = 0) -> None:
+    """What JSON allows but nothing after the request can keep: a lone surrogate (no UTF-8 encodes it), an
+    integer beyond 64 bits, nesting without end. Each is the client's error, named with where it is."""
+    if depth > MAX_DEPTH:
+        raise ValueError(f"{where or 'body'}: nested more than {MAX_DEPTH} levels deep")
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(
+                f"{where or 'body'}: text with a lone surrogate (\\ud800-\\udfff) is not Unicode"
+            ) from None
+    elif isinstance(value, bool):
+        return
+    elif isinstance(value, int) and not _INT_RANGE[0] <= value <= _INT_RANGE[1]:
+        raise ValueError(f"{where or 'body'}: an integer beyond 64 bits")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _sane(key, where, depth + 1)
+            _sane(item, f"{where}.{key}" if where else str(key), depth + 1)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _sane(item, f"{where}.{i}" if where else str(i), depth + 1)
+
+
+class Request(BaseModel):
+    """A request body: checked whole for what JSON allows and nothing downstream can hold (`_sane`)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _whole(cls, data: Any) -> Any:
+        _sane(data, "")
+        return data
 
 
 class TextPart(BaseModel):
@@ -36,7 +76,7 @@ class Message(BaseModel):
         return self.content or ""
 
 
-class DateScope(BaseModel):
+class DateScope(Request):
     """The publication dates to search, as everywhere in `rag`: `as_of` is the day the question is asked
     (default today; later articles are left out), `since`/`until` an explicit range."""
 
@@ -62,7 +102,7 @@ class SearchRequest(DateScope):
     question: str = Field(min_length=1, max_length=10_000)
 
 
-class DocumentsIn(BaseModel):
+class DocumentsIn(Request):
     documents: list[dict[str, Any]] = Field(
         min_length=1,
         description="Articles with the fields of `rag index`'s JSON Lines records: `text` (or `body`), `id`, "
@@ -70,11 +110,11 @@ class DocumentsIn(BaseModel):
     )
 
 
-class FeedbackIn(BaseModel):
+class FeedbackIn(Request):
     turn_id: str = Field(description="The `rag.turn_id` of the answer being rated.")
     rating: str = Field(description=f"One of: {', '.join(RATINGS)}.")
     comment: str = Field("", max_length=10_000)
 
 
-class RenameIn(BaseModel):
+class RenameIn(Request):
     title: str = Field(min_length=1, max_length=500)
