@@ -210,6 +210,14 @@ class Settings(BaseSettings):
     context_tokens: int = Field(
         1500, ge=64, le=1_000_000, description="Token budget for the passages packed into the prompt."
     )
+    max_question_chars: int = Field(
+        2000,
+        ge=1,
+        le=1_000_000,
+        description="Longest question accepted, in characters (CLI, page and API alike; longer is a clear "
+        "error, a 400 over HTTP): a question is a sentence or two, and a megabyte pasted as one would hold "
+        "every other request behind it.",
+    )
     min_confidence: float = Field(
         0.5,
         ge=0.0,
@@ -501,6 +509,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
         "question_dates", "question_date_weight", "near_duplicate_similarity", "reranker", "rerank_depth",
     ),
     "generation": (
+        "max_question_chars",
         "context_tokens", "min_confidence", "local_focus_sentences", "attribute_citations", "max_answer_tokens",
         "temperature", "local_model", "local_context_window", "local_threads",
     ),

@@ -545,7 +545,7 @@ class RAG:
     ) -> Retrieval:
         """Passages and the ranked articles they come from, with the dates searched (see `rag.retrieval`).
         `as_of` is the date the question is asked (default today): later articles are left out."""
-        question = _check_question(question)
+        question = _check_question(question, self.settings.max_question_chars)
         start = time.perf_counter()
         with self._lock:
             found = self.retriever().retrieve(question, k or self.settings.top_k, DateRange(since, until), as_of=as_of)
@@ -580,7 +580,7 @@ class RAG:
         follow-up question is first rewritten into a standalone one (`Answer.standalone_question`). With
         `retrieved`, its first k passages are used instead of searching again (the evaluation harness has
         already retrieved deeper for scoring)."""
-        original = _check_question(question)
+        original = _check_question(question, self.settings.max_question_chars)
         generator = self.generator(backend, model)
         timings: dict[str, float] = {}
         start = time.perf_counter()
@@ -638,7 +638,12 @@ class RAG:
         return final
 
 
-def _check_question(question: str) -> str:
+def _check_question(question: str, limit: int) -> str:
     if not isinstance(question, str) or not question.strip():
         raise QuestionError("the question is empty", hint='ask something, e.g. `rag ask "Who is ...?"`')
+    if len(question.strip()) > limit:
+        raise QuestionError(
+            f"the question is {len(question.strip()):,} characters long, over the {limit:,} allowed",
+            hint="ask it in a sentence or two (RAG_MAX_QUESTION_CHARS sets the limit)",
+        )
     return question.strip()

@@ -44,6 +44,11 @@ class TestAsk:
         assert "Confidence: not sure" in result.stdout
         assert "Sources:" in result.stdout and "*[1] " in result.stdout and SEED_FILE.name in result.stdout
 
+    def test_a_question_over_the_length_limit_is_one_clear_line(self, env: dict[str, str]) -> None:
+        result = run("ask", "Who? " * 1000, "--backend", "extractive", env=env)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert "over the 2,000 allowed" in result.stderr and "RAG_MAX_QUESTION_CHARS" in result.stderr
+
     def test_json_output(self, env: dict[str, str]) -> None:
         result = run("ask", QUESTION, "--backend", "extractive", "--json", "-k", "3", env=env)
         assert result.returncode == 0, result.stderr

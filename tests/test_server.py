@@ -392,6 +392,12 @@ def test_json_that_nothing_can_keep_is_a_400_naming_it(running: Running, route: 
         assert http.get("/v1/documents").json()["total"] == before
 
 
+def test_a_question_over_the_length_limit_is_a_400_at_once(running: Running) -> None:
+    long = "Who is the Secretary General of the CSTO? " * 200  # 8,600 characters, over RAG_MAX_QUESTION_CHARS
+    with pytest.raises(openai.BadRequestError, match="RAG_MAX_QUESTION_CHARS"):
+        running.client().chat.completions.create(model="rag-extractive", messages=[{"role": "user", "content": long}])
+
+
 def test_an_upload_over_the_request_limit_is_refused_unread(running: Running) -> None:
     with running.http(ADMIN) as http:
         response = http.post("/v1/documents", files=[("files", ("big.txt", b"a" * 3_000_000, "text/plain"))])
