@@ -351,8 +351,8 @@ def _settings(settings: Settings, *, presets: bool, markdown: bool) -> str:
 
 def _info(rag: RAG, docs: bool) -> dict[str, Any]:
     if Catalog.exists(rag.settings.index_dir):
-        return _archive_info(rag.settings.index_dir, docs)
-    index = ArticleIndex.load(rag.settings.index_dir)
+        return _archive_info(rag.settings.index_dir, docs, rag.settings.lock_timeout)
+    index = ArticleIndex.load(rag.settings.index_dir, lock_timeout=rag.settings.lock_timeout)
     dates = sorted(r.published for r in index.documents.summaries() if r.published)
     m = index.manifest
     info: dict[str, Any] = {
@@ -376,7 +376,7 @@ def _info(rag: RAG, docs: bool) -> dict[str, Any]:
     return info
 
 
-def _archive_info(root: Path, docs: bool) -> dict[str, Any]:
+def _archive_info(root: Path, docs: bool, lock_timeout: float) -> dict[str, Any]:
     catalog = Catalog.load(root)
     parts = catalog.partitions.values()
     firsts = sorted(p.first for p in parts if p.first)
@@ -398,7 +398,7 @@ def _archive_info(root: Path, docs: bool) -> dict[str, Any]:
             f"{r.id}\t{r.published or 'undated'}\t{r.title}"
             for name in sorted(catalog.partitions)
             for r in sorted(
-                ArticleIndex.load(partition_path(root, name)).documents.records(),
+                ArticleIndex.load(partition_path(root, name), lock_timeout=lock_timeout).documents.records(),
                 key=lambda r: (r.published or dt.date.min, r.id),
             )
         ]
@@ -409,7 +409,7 @@ def _doctor(rag: RAG, *, repair: bool) -> int:
     """Exit 0 when the index is sound, 1 when it is not (each problem on its own line, with the way out)."""
     path = rag.settings.index_dir
     if Catalog.exists(path):
-        catalog, problems = verify_archive(path)
+        catalog, problems = verify_archive(path, lock_timeout=rag.settings.lock_timeout)
         for problem in problems:
             print(f"problem: {problem}")
         if catalog is None or problems:
@@ -421,7 +421,7 @@ def _doctor(rag: RAG, *, repair: bool) -> int:
     if repair and lost:
         recovered = rag.recover_manifest()
         print(f"rebuilt {MANIFEST} from generation {recovered.manifest.generation}'s files")
-    index, problems = verify(path)
+    index, problems = verify(path, lock_timeout=rag.settings.lock_timeout)
     if index is None or problems:
         for problem in problems:
             print(f"problem: {problem}")

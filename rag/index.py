@@ -174,12 +174,12 @@ def fingerprint(path: Path) -> dict[str, Any]:
     return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
 
 
-def verify(path: Path) -> tuple[ArticleIndex | None, list[str]]:
+def verify(path: Path, *, lock_timeout: float | None = None) -> tuple[ArticleIndex | None, list[str]]:
     """The index at `path` (None when it does not load) and what is wrong with it, checked the slow way
     (`rag doctor`): it loads, and every file of its generation matches the checksum recorded when it was
     saved. No problems when all is well."""
     try:
-        index = ArticleIndex.load(path)
+        index = ArticleIndex.load(path, lock_timeout=LOCK_TIMEOUT if lock_timeout is None else lock_timeout)
     except IndexDirError as exc:
         return None, [exc.message]
     problems = []

@@ -158,6 +158,33 @@ class TestKilled:
 
 
 class TestContention:
+    def test_reading_commands_honour_the_lock_timeout(self, tmp_path: Path) -> None:
+        """A save in progress holds the index alone; `rag info` and `rag doctor` waited the 120 s default
+        whatever RAG_LOCK_TIMEOUT said (the 60 s limit here fails them if they still do)."""
+        index_dir = tmp_path / "index"
+        env = env_for(index_dir, RAG_LOCK_TIMEOUT="2")
+        assert rag("index", str(SEEDS), env=env).returncode == 0
+        holder = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import sys, time; from pathlib import Path; from rag.index import _locked\n"
+                "with _locked(Path(sys.argv[1]), exclusive=True):\n    print('held', flush=True); time.sleep(600)",
+                str(index_dir),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+            for command in ("info", "doctor"):
+                read = rag(command, env=env, timeout=60)
+                said = read.stdout + read.stderr
+                assert read.returncode != 0 and f"pid {holder.pid}" in said and "Traceback" not in said, said
+        finally:
+            holder.kill()
+            holder.wait()
+
     def test_a_stopped_lock_holder_is_named_not_waited_on_forever(self, tmp_path: Path) -> None:
         index_dir = tmp_path / "index"
         env = env_for(index_dir, RAG_LOCK_TIMEOUT="2")

@@ -156,7 +156,7 @@ def partition_path(root: Path, name: str) -> Path:
     return root / PARTITIONS / name
 
 
-def verify_archive(root: Path) -> tuple[Catalog | None, list[str]]:
+def verify_archive(root: Path, *, lock_timeout: float | None = None) -> tuple[Catalog | None, list[str]]:
     """`rag doctor` for an archive: the catalog loads, every partition it lists passes `rag.index.verify`,
     and the catalog names the generation each partition has saved."""
     try:
@@ -165,7 +165,7 @@ def verify_archive(root: Path) -> tuple[Catalog | None, list[str]]:
         return None, [exc.message]
     problems = []
     for name, info in sorted(catalog.partitions.items()):
-        index, found = verify(partition_path(root, name))
+        index, found = verify(partition_path(root, name), lock_timeout=lock_timeout)
         problems += [f"partition {name}: {problem}" for problem in found]
         if index is not None and index.manifest.generation != info.generation:
             problems.append(
