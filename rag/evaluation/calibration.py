@@ -103,7 +103,9 @@ def scores(model: Family, data: Sequence[Example], threshold: float) -> dict[str
     pairs = [(model.probability(e.signals), e.right) for e in data]
     refused = [p < threshold for p, _ in pairs]
     shown = [right for (_, right), no in zip(pairs, refused, strict=True) if not no]
-    half, every = selective.precision_of_top(pairs, 0.5), selective.precision_of_top(pairs, 1.0)
+    # the gain over the answerable questions, as `rag eval` reports it (`confident_half_gain`)
+    answerable = [pair for pair, e in zip(pairs, data, strict=True) if e.answerable]
+    half, every = selective.precision_of_top(answerable, 0.5), selective.precision_of_top(answerable, 1.0)
     return {
         "answered_precision": sum(shown) / len(shown) if shown else None,
         "coverage": len(shown) / len(pairs) if pairs else None,
