@@ -85,17 +85,44 @@ class DocumentRecord:
     @classmethod
     def _of_row(cls, row: tuple[Any, ...]) -> DocumentRecord:
         doc_id, title, published, url, source, content_hash, text, ids, metadata = row
+        try:
+            kept = json.loads(metadata)
+        except (TypeError, ValueError):
+            raise _damaged(doc_id, "its metadata is not JSON") from None
         return cls(
             doc_id,
             title,
-            dt.date.fromisoformat(published) if published else None,
+            _stored_date(published, doc_id),
             url,
             source,
             content_hash,
             text,
-            np.frombuffer(ids, dtype=np.int64).tolist(),
-            json.loads(metadata),
+            _stored_ids(ids, doc_id).tolist(),
+            kept,
         )
+
+
+def _stored_date(value: Any, doc_id: str) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(value) if value else None
+    except (TypeError, ValueError):
+        raise _damaged(doc_id, f"its publication date {value!r} is not a date") from None
+
+
+def _stored_ids(blob: Any, doc_id: str) -> np.ndarray:
+    if not isinstance(blob, bytes) or len(blob) % 8:
+        size = len(blob) if isinstance(blob, (bytes, str)) else 0
+        raise _damaged(doc_id, f"its chunk ids are {size} bytes, not a whole number of 8-byte ids")
+    return np.frombuffer(blob, dtype=np.int64)
+
+
+def _damaged(doc_id: str, what: str) -> IndexDirError:
+    """A row edited or damaged outside rag: the article named, not a traceback from deep inside a read."""
+    return IndexDirError(
+        f"the records file's row for article {doc_id!r} is damaged: {what}",
+        hint="restore the index from a backup, or delete it and rebuild it with `rag index PATH...` (`rag doctor` "
+        "checks an index)",
+    )
 
 
 @dataclass(frozen=True)
@@ -196,7 +223,7 @@ class RecordStore:
     def summaries(self) -> Iterator[Summary]:
         sql = "SELECT row, id, published, chunk_ids FROM documents WHERE row > ? ORDER BY row LIMIT ?"
         for _, doc_id, published, ids in self._stream(sql):
-            yield Summary(doc_id, dt.date.fromisoformat(published) if published else None, np.frombuffer(ids, np.int64))
+            yield Summary(doc_id, _stored_date(published, doc_id), _stored_ids(ids, doc_id))
 
     def chunk(self, chunk_id: int) -> ChunkRow | None:
         with self._query() as conn:

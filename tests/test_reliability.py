@@ -17,6 +17,7 @@ import re
 import resource
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -478,6 +479,30 @@ class TestCorruption:
         assert rag("index", str(SEEDS), str(corpus), env=env_for(index_dir)).returncode == 0
         assert rag("ask", "Who is the CSTO's Secretary General?", "--backend", "extractive", env=env_for(index_dir))
         return index_dir
+
+    @pytest.mark.parametrize(
+        "edit",
+        [
+            "UPDATE documents SET published = '2022-13-45'",
+            "UPDATE documents SET chunk_ids = x'0102030405'",
+            "UPDATE documents SET metadata = '{'",
+        ],
+    )
+    def test_an_edited_records_row_is_an_error_naming_the_article_never_a_traceback(
+        self, built: Path, tmp_path: Path, edit: str
+    ) -> None:
+        def apply(path: Path) -> None:
+            with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+                conn.execute(edit)
+
+        index_dir = self.damaged(built, tmp_path, "records.*.sqlite3", apply)
+        for args in (["info"], ["ask", "Who is the CSTO's Secretary General?", "--backend", "extractive"]):
+            done = rag(*args, env=env_for(index_dir))
+            said = done.stdout + done.stderr
+            assert done.returncode == 2 and "Traceback" not in said, said
+            assert "is damaged" in said and ("records file's row for article" in said or "records." in said)
+        doctor = rag("doctor", env=env_for(index_dir))
+        assert doctor.returncode == 1 and "Traceback" not in doctor.stdout + doctor.stderr
 
     def damaged(self, built: Path, tmp_path: Path, name: str, damage: object) -> Path:
         index_dir = tmp_path / "index"
