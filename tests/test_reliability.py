@@ -21,7 +21,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -158,6 +158,29 @@ class TestKilled:
             assert stored_ids(index_dir) == [seed]
 
 
+@contextlib.contextmanager
+def holding(index_dir: Path, lock: str, *options: str) -> Iterator[subprocess.Popen[str]]:
+    """Another process holding one of the index's locks (`rag.index.<lock>`) until the block ends."""
+    arguments = ", ".join(["Path(sys.argv[1])", *options])
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import sys, time; from pathlib import Path; from rag.index import {lock}\n"
+            f"with {lock}({arguments}):\n    print('held', flush=True); time.sleep(600)",
+            str(index_dir),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 class TestContention:
     def test_reading_commands_honour_the_lock_timeout(self, tmp_path: Path) -> None:
         """A save in progress holds the index alone; `rag info` and `rag doctor` waited the 120 s default
@@ -165,44 +188,17 @@ class TestContention:
         index_dir = tmp_path / "index"
         env = env_for(index_dir, RAG_LOCK_TIMEOUT="2")
         assert rag("index", str(SEEDS), env=env).returncode == 0
-        holder = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "import sys, time; from pathlib import Path; from rag.index import _locked\n"
-                "with _locked(Path(sys.argv[1]), exclusive=True):\n    print('held', flush=True); time.sleep(600)",
-                str(index_dir),
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        with holding(index_dir, "_locked", "exclusive=True") as holder:
             for command in ("info", "doctor"):
                 read = rag(command, env=env, timeout=60)
                 said = read.stdout + read.stderr
                 assert read.returncode != 0 and f"pid {holder.pid}" in said and "Traceback" not in said, said
-        finally:
-            holder.kill()
-            holder.wait()
 
     def test_a_stopped_lock_holder_is_named_not_waited_on_forever(self, tmp_path: Path) -> None:
         index_dir = tmp_path / "index"
         env = env_for(index_dir, RAG_LOCK_TIMEOUT="2")
         assert rag("index", str(SEEDS), env=env).returncode == 0
-        holder = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "import sys, time; from pathlib import Path; from rag.index import writing\n"
-                "with writing(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(600)",
-                str(index_dir),
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        with holding(index_dir, "writing") as holder:
             holder.send_signal(signal.SIGSTOP)
             started = time.monotonic()
             result = rag("delete", next(SEEDS.glob("*.txt")).name, env=env, timeout=60)
@@ -210,9 +206,6 @@ class TestContention:
             assert f"locked by pid {holder.pid}" in result.stderr and "kill -CONT" in result.stderr
             assert time.monotonic() - started < 30
             assert "Traceback" not in result.stderr
-        finally:
-            holder.kill()
-            holder.wait()
         assert rag("delete", next(SEEDS.glob("*.txt")).name, env=env).returncode == 0
 
     def test_ask_leaves_an_index_another_process_is_building_alone(self, tmp_path: Path, corpus: Path) -> None:
