@@ -45,7 +45,7 @@ def _sane(value: Any, where: str, depth: int = 0) -> None:
             _sane(item, f"{where}.{i}" if where else str(i), depth + 1)
 
 
-class Request(BaseModel):
+class RequestBody(BaseModel):
     """A request body: checked whole for what JSON allows and nothing downstream can hold (`_sane`)."""
 
     @model_validator(mode="before")
@@ -76,7 +76,7 @@ class Message(BaseModel):
         return self.content or ""
 
 
-class DateScope(Request):
+class DateScope(RequestBody):
     """The publication dates to search, as everywhere in `rag`: `as_of` is the day the question is asked
     (default today; later articles are left out), `since`/`until` an explicit range."""
 
@@ -102,7 +102,7 @@ class SearchRequest(DateScope):
     question: str = Field(min_length=1, max_length=10_000)
 
 
-class DocumentsIn(Request):
+class DocumentsIn(RequestBody):
     documents: list[dict[str, Any]] = Field(
         min_length=1,
         description="Articles with the fields of `rag index`'s JSON Lines records: `text` (or `body`), `id`, "
@@ -110,11 +110,11 @@ class DocumentsIn(Request):
     )
 
 
-class FeedbackIn(Request):
+class FeedbackIn(RequestBody):
     turn_id: str = Field(description="The `rag.turn_id` of the answer being rated.")
     rating: str = Field(description=f"One of: {', '.join(RATINGS)}.")
     comment: str = Field("", max_length=10_000)
 
 
-class RenameIn(Request):
+class RenameIn(RequestBody):
     title: str = Field(min_length=1, max_length=500)
