@@ -59,3 +59,36 @@ def answer(rag: RAG, questions: Sequence[str], repeats: int, k: int = 5) -> dict
         "prompt_tokens_median": statistics.median(prompt),
         "refused": refused,
     }
+
+
+def rescore(plain: RAG, rescored: RAG, questions: Sequence[tuple[str, dt.date | None]], repeats: int) -> dict[str, Any]:
+    """What the second stage adds to a search: the first time a question's candidates are read (their
+    vectors computed, the cache empty) and once they are cached, against the same searches without it."""
+    assert rescored.settings.reranker, "the rescored RAG needs a reranker"
+    rescored.search(questions[0][0], k=10, as_of=questions[0][1])  # loads the model; its passages stay cached
+    first = []
+    for question, as_of in questions[1:]:
+        start = time.perf_counter()
+        rescored.search(question, k=10, as_of=as_of)
+        first.append(time.perf_counter() - start)
+    cached: list[float] = []
+    without: list[float] = []
+    for _ in range(repeats):
+        for question, as_of in questions:
+            for rag, times in ((rescored, cached), (plain, without)):
+                start = time.perf_counter()
+                rag.search(question, k=10, as_of=as_of)
+                times.append(time.perf_counter() - start)
+    return {
+        "model": rescored.settings.reranker,
+        "depth": rescored.settings.rerank_depth,
+        "passages_per_article": rescored.settings.rerank_passages,
+        "questions": len(questions),
+        "chunks": len(plain.open_index().chunks),
+        "uncached_p50_ms": percentile(first, 0.5) * 1000,
+        "uncached_p95_ms": percentile(first, 0.95) * 1000,
+        "cached_p50_ms": percentile(cached, 0.5) * 1000,
+        "cached_p95_ms": percentile(cached, 0.95) * 1000,
+        "without_p50_ms": percentile(without, 0.5) * 1000,
+        "without_p95_ms": percentile(without, 0.95) * 1000,
+    }

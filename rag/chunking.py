@@ -96,10 +96,16 @@ class Chunker:
 
     def _cut_word(self, text: str, start: int, end: int) -> list[tuple[int, int, int]]:
         """A "word" longer than a chunk (a long URL, or CJK text, which has no spaces) is cut on characters,
-        taking the longest prefix that fits each time, so no piece ever exceeds either limit."""
+        taking the longest prefix that fits each time, so no piece ever exceeds either limit. The prefix
+        is found by galloping (doubling a span until it no longer fits) and then bisection inside the last
+        doubling, so each piece costs time in proportion to its own length: bisecting over the whole rest
+        of the word made a megabyte without spaces take minutes."""
         pieces: list[tuple[int, int, int]] = []
         while start < end:
-            low, high = start + 1, end
+            fits, step = start, max(1, self.chunk_tokens)
+            while fits < end and self._fits(text[start : min(end, start + step)]):
+                fits, step = min(end, start + step), step * 2
+            low, high = max(fits, start + 1), min(end, start + step) if fits < end else end
             while low < high:
                 middle = (low + high + 1) // 2
                 if self._fits(text[start:middle]):

@@ -23,9 +23,10 @@ from rag.backends import BACKENDS
 from rag.config import PRESETS, SECTIONS, Settings, settings_table
 from rag.errors import ConfigError, RagError
 from rag.index import MANIFEST, ArticleIndex, saved_generations, verify
+from rag.index_store import added_through_api
 from rag.loaders import FORMATS
-from rag.local_models import CATALOG, install, installed_parts, is_assembled
-from rag.pipeline import RAG, IndexReport
+from rag.local_models import CATALOG, EMBEDDERS, MODELS, install, installed_parts, is_assembled
+from rag.pipeline import RAG, SAME_MODEL, IndexReport
 from rag.sparse import saved_problem
 from rag.types import Answer
 
@@ -371,6 +372,7 @@ def _info(rag: RAG, docs: bool) -> dict[str, Any]:
     if docs:
         info["ids"] = [
             f"{r.id}\t{r.published or 'undated'}\t{r.title}"
+            + (f"\tadded through the API by {added}" if (added := added_through_api(r.metadata)) else "")
             for r in sorted(index.documents.records(), key=lambda r: (r.published or dt.date.min, r.id))
         ]
     return info
@@ -429,6 +431,16 @@ def _doctor(rag: RAG, *, repair: bool) -> int:
             print(f"fix: rebuild {MANIFEST} from the index's files with `rag doctor --repair`, or restore a backup")
         else:
             print(f"fix: restore {path} from a backup, or delete it and rebuild it with `rag index PATH...`")
+        return 1
+    similarity = rag.vectors_reproduced(index)
+    if similarity is not None and similarity < SAME_MODEL:
+        embedder = rag.embedder
+        print(
+            f"problem: the stored vectors were not made by {embedder.name} in {embedder.precision}, as {MANIFEST} "
+            f"says (cosine {similarity:.4f} between stored and re-embedded chunks): the manifest was edited, or "
+            "the vectors come from another index"
+        )
+        print("fix: restore it from a backup, or embed every article again with `rag index --reembed`")
         return 1
     derived_dir = index.derived_dir("bm25")
     found = (
@@ -508,21 +520,22 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
 
 def _models(settings: Settings, action: str | None, name: str | None, force: bool) -> int:
     if action is None:
-        print(f"  {'name':<20} {'size':>8}  {'licence':<11} {'packages':<9} {'assembled':<9} model")
-        for model in CATALOG.values():
-            mark = "*" if model.name == settings.local_model else " "
+        print(f"  {'name':<22} {'size':>8}  {'licence':<11} {'packages':<9} {'assembled':<9} model")
+        for model in MODELS.values():
+            mark = "*" if model.name in (settings.local_model, settings.reranker) else " "
             parts = f"{installed_parts(model)}/{len(model.parts)}"
             assembled = "yes" if is_assembled(model, settings.cache_dir) else "no"
             print(
-                f"{mark} {model.name:<20} {model.size / 1e6:>5,.0f} MB  {model.license:<11} {parts:<9} {assembled:<9} "
+                f"{mark} {model.name:<22} {model.size / 1e6:>5,.0f} MB  {model.license:<11} {parts:<9} {assembled:<9} "
                 f"{model.display_name}"
             )
-            print(f"  {'':<20} {model.description}")
+            print(f"  {'':<22} {model.description}")
         english = f"{int(nlp.installed())}/1"
-        print(f"  {nlp.ENGLISH_NAME:<20} {13:>5,} MB  {'MIT':<11} {english:<9} {'-':<9} spaCy en_core_web_sm 3.8.0")
-        print(f"  {'':<20} the English pipeline the reader finds answer spans with (names, dates, noun phrases)")
+        print(f"  {nlp.ENGLISH_NAME:<22} {13:>5,} MB  {'MIT':<11} {english:<9} {'-':<9} spaCy en_core_web_sm 3.8.0")
+        print(f"  {'':<22} the English pipeline the reader finds answer spans with (names, dates, noun phrases)")
         print(
-            f"* the local backend's model (RAG_LOCAL_MODEL). Assembled models live in {settings.cache_dir / 'models'}."
+            "* the local backend's model (RAG_LOCAL_MODEL) and the rescoring model (RAG_RERANKER). Assembled models "
+            f"live in {settings.cache_dir / 'models'}."
         )
         print("Install one with `rag models install NAME`; sources and licences: the README, section Backends.")
         return 0
@@ -534,12 +547,15 @@ def _models(settings: Settings, action: str | None, name: str | None, force: boo
         installed.append(f"the local model is the file {settings.local_model} (RAG_LOCAL_MODEL): nothing to install")
     elif name != nlp.ENGLISH_NAME:
         chosen = name or settings.local_model
-        if chosen not in CATALOG:
-            known = ", ".join([*CATALOG, nlp.ENGLISH_NAME])
+        if chosen not in MODELS:
+            known = ", ".join([*MODELS, nlp.ENGLISH_NAME])
             raise RagError(f"{chosen!r} is not a model rag can install", hint=f"name one of: {known}")
-        model = CATALOG[chosen]
-        path = install(model, settings.cache_dir, progress=settings.progress, force=force)
-        installed.append(f"{model.name} is ready: {path} ({model.size:,} bytes, sha256 verified)")
+        wanted = [MODELS[chosen]]
+        if name is None and settings.reranker in EMBEDDERS:  # the configured second stage comes with the defaults
+            wanted.append(EMBEDDERS[settings.reranker])
+        for model in wanted:
+            path = install(model, settings.cache_dir, progress=settings.progress, force=force)
+            installed.append(f"{model.name} is ready: {path} ({model.size:,} bytes, sha256 verified)")
     print("\n".join(installed))
     return 0
 

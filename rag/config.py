@@ -203,10 +203,21 @@ class Settings(BaseSettings):
     )
     reranker: str | None = Field(
         None,
-        description="sentence-transformers CrossEncoder (name or path) that reranks the leading results; empty "
-        "means no reranking.",
+        description="Second-stage model that reads the leading results again: an embedding model of `rag models` "
+        "(`nomic-embed-text-v1.5`), a sentence-transformers embedding folder (compared by cosine) or CrossEncoder "
+        "(name or path); empty means none.",
     )
-    rerank_depth: int = Field(20, ge=1, le=1000, description="Leading results the cross-encoder reranks.")
+    rerank_depth: int = Field(10, ge=1, le=1000, description="Leading results the second-stage model reads.")
+    rerank_passages: int = Field(
+        1, ge=1, le=100, description="Best passages of each leading article the second-stage model reads."
+    )
+    rerank_weight: float = Field(
+        0.5,
+        ge=0.0,
+        le=1000,
+        description="Weight of the second-stage model's ranking, fused (RRF) with the first stage's score and "
+        "the priors.",
+    )
     context_tokens: int = Field(
         1500, ge=64, le=1_000_000, description="Token budget for the passages packed into the prompt."
     )
@@ -281,6 +292,13 @@ class Settings(BaseSettings):
         le=1000,
         description="Largest article `rag index` reads, in MB of text (a feed export may hold many): news "
         "articles are kilobytes, and a runaway file would take minutes and gigabytes before anything is saved.",
+    )
+    max_extract_seconds: float = Field(
+        60.0,
+        gt=0,
+        le=86_400,
+        description="Longest that reading one HTML or PDF file may take (it runs in a worker process): a file "
+        "over it is reported and skipped, and the rest of the run is read and saved.",
     )
     lock_timeout: float = Field(
         120.0,
@@ -501,12 +519,13 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "index": (
         "index_dir", "seed_dir", "embedding_model", "embedding_backend", "embedding_batch_size", "embedding_device",
         "cache_dir", "chunk_tokens", "chunk_overlap", "tokenizer_encoding", "ann_min_chunks", "ann_nprobe",
-        "checkpoint_chunks", "max_article_mb", "lock_timeout",
+        "checkpoint_chunks", "max_article_mb", "max_extract_seconds", "lock_timeout",
     ),
     "retrieval": (
         "top_k", "retrieval_mode", "article_ranking", "passages_per_article", "rrf_k", "dense_weight", "bm25_weight",
         "article_bm25_weight", "candidates", "as_of_filter", "recency_weight", "recency_half_life_days",
         "question_dates", "question_date_weight", "near_duplicate_similarity", "reranker", "rerank_depth",
+        "rerank_passages", "rerank_weight",
     ),
     "generation": (
         "max_question_chars",

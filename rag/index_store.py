@@ -48,6 +48,12 @@ _CHUNK_COLUMNS = 'id, doc_id, ordinal, start, "end", n_tokens, text'
 _BATCH = 10_000
 
 
+def added_through_api(metadata: dict[str, Any]) -> str:
+    """Who added an article through the API and when, from its metadata (`rag serve` records both)."""
+    by, at = metadata.get("added_by"), metadata.get("added_at")
+    return f"{by} on {str(at)[:10]}" if isinstance(by, str) and by else ""
+
+
 @dataclass
 class DocumentRecord:
     """What the index remembers of a document: enough to cite it and to detect changed content."""
@@ -453,8 +459,9 @@ class ChunkTable(MutableMapping[int, Chunk]):
         doc = self._documents[doc_id]
         text = doc.text[start:end] if own is None else own
         return Chunk(
-            doc_id, ordinal, text, start, end, n_tokens, doc.title, doc.published, doc.source, doc.url, chunk_id
-        )
+            doc_id, ordinal, text, start, end, n_tokens, doc.title, doc.published, doc.source, doc.url, chunk_id,
+            added_through_api(doc.metadata),
+        )  # fmt: skip
 
     def __delitem__(self, chunk_id: int) -> None:
         if self._rows.pop(chunk_id, None) is None:  # a replaced saved row is already gone

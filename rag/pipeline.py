@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -46,7 +47,7 @@ from rag.loaders import Loaded, find_files, read_file
 from rag.packing import pack_passages
 from rag.question import Question, analyze
 from rag.reader import Asked, ReaderOptions, read
-from rag.rerank import Reranker
+from rag.rerank import reranker_for
 from rag.retrieval import Retriever
 from rag.types import Answer, Chunk, Document, Generator, Passage, Retrieval
 
@@ -157,7 +158,7 @@ def _upload_name(name: str) -> str | None:
 
 _MODEL_CHECK_CHUNKS = 4
 """Stored chunks re-embedded to check that a recovered manifest names the model that made the vectors."""
-_SAME_MODEL = 0.999
+SAME_MODEL = 0.999
 """The same model and precision reproduce a vector to rounding (cosine 1.0000 here); int8 against fp32
 of the same model differ by more."""
 
@@ -181,8 +182,7 @@ class RAG:
         self.generators: dict[str, Generator] = dict(generators or {})
         """Generators built so far, by backend name (`backend:model` with a model override)."""
         self._retriever: Retriever | ArchiveRetriever | None = None
-        reranker = self.settings.reranker
-        self._reranker = Reranker(reranker, device=self.settings.embedding_device) if reranker else None
+        self._reranker = reranker_for(self.settings)
         # The chat page shares one RAG between browser sessions: searches must not see an index that an
         # upload or a delete is halfway through changing.
         self._lock = threading.RLock()
@@ -275,21 +275,28 @@ class RAG:
         path = self.settings.index_dir
         with self._writing():
             index = ArticleIndex.recover(path, self.new_manifest(), lock_timeout=self.settings.lock_timeout)
-            ids = index.chunks.ids()[:_MODEL_CHECK_CHUNKS]
-            if len(ids):
-                stored = index.vectors_of(ids)
-                fresh = self.embedder.embed([index.chunks[int(i)].text for i in ids])
-                similarity = float(np.min(np.sum(stored * fresh, axis=1)))
-                if similarity < _SAME_MODEL:
-                    (path / MANIFEST).unlink()
-                    raise IndexDirError(
-                        f"cannot recover {path}: its vectors were not made by the configured embedding model "
-                        f"{self.embedder.name} ({self.embedder.precision}; cosine {similarity:.4f} to them)",
-                        hint="set RAG_EMBEDDING_MODEL and RAG_EMBEDDING_BACKEND to those it was built with, "
-                        "then run `rag doctor --repair` again",
-                    )
+            similarity = self.vectors_reproduced(index)
+            if similarity is not None and similarity < SAME_MODEL:
+                (path / MANIFEST).unlink()
+                raise IndexDirError(
+                    f"cannot recover {path}: its vectors were not made by the configured embedding model "
+                    f"{self.embedder.name} ({self.embedder.precision}; cosine {similarity:.4f} to them)",
+                    hint="set RAG_EMBEDDING_MODEL and RAG_EMBEDDING_BACKEND to those it was built with, "
+                    "then run `rag doctor --repair` again",
+                )
         self._index, self._retriever = None, None
         return index
+
+    def vectors_reproduced(self, index: ArticleIndex) -> float | None:
+        """The lowest cosine between a few stored chunk vectors and the same chunks embedded again now;
+        below `SAME_MODEL`, the vectors were made by another model or precision than this RAG embeds with
+        (None for an index without chunks)."""
+        ids = index.chunks.ids()[:_MODEL_CHECK_CHUNKS]
+        if not len(ids):
+            return None
+        stored = index.vectors_of(ids)
+        fresh = self.embedder.embed([index.chunks[int(i)].text for i in ids])
+        return float(np.min(np.sum(stored * fresh, axis=1)))
 
     def new_manifest(self) -> Manifest:
         """The manifest of an index built now with these settings."""
@@ -343,18 +350,33 @@ class RAG:
             count_model_tokens=self.embedder.count_tokens,
         )
 
-    def index(self, paths: Iterable[Path | str], on_progress: Progress | None = None) -> IndexReport:
+    def index(
+        self,
+        paths: Iterable[Path | str],
+        on_progress: Progress | None = None,
+        *,
+        provenance: Mapping[str, str] | None = None,
+    ) -> IndexReport:
         """Read and add new or changed documents as the files are read, in bounded memory: bad files and
-        records are reported, good ones indexed regardless. `on_progress(done, total)` is in input bytes."""
+        records are reported, good ones indexed regardless. `on_progress(done, total)` is in input bytes.
+        `provenance` is merged into every document's metadata (who added it through the API, and when)."""
         started = time.perf_counter()
         found = find_files(paths)
         errors = list(found.errors)
 
         def documents() -> Iterator[Loaded]:
             for path, doc_id in found.files:
-                for loaded in read_file(path, doc_id, max_bytes=self.settings.max_article_bytes):
+                for loaded in read_file(
+                    path,
+                    doc_id,
+                    max_bytes=self.settings.max_article_bytes,
+                    max_seconds=self.settings.max_extract_seconds,
+                ):
                     if isinstance(loaded.item, DocumentError):
                         errors.append(loaded.item)
+                    elif provenance:
+                        metadata = {**loaded.item.metadata, **provenance}
+                        loaded = Loaded(dataclasses.replace(loaded.item, metadata=metadata), loaded.size)
                     yield loaded
 
         with self._writing(), self._reload_on_failure():
@@ -423,7 +445,13 @@ class RAG:
             index.save()
         return report
 
-    def index_uploads(self, files: Sequence[tuple[str, bytes]], on_progress: Progress | None = None) -> IndexReport:
+    def index_uploads(
+        self,
+        files: Sequence[tuple[str, bytes]],
+        on_progress: Progress | None = None,
+        *,
+        provenance: Mapping[str, str] | None = None,
+    ) -> IndexReport:
         """Index files received in memory (the chat page's uploads) under their own names. Files over
         `max_upload_mb` are reported, not read; the others go through the same loaders as `index()`."""
         limit = self.settings.max_upload_mb * 1024 * 1024
@@ -461,7 +489,7 @@ class RAG:
                     path = Path(tmp) / name
                     path.write_bytes(data)
                     paths.append(path)
-            result = self.index(paths, on_progress)
+            result = self.index(paths, on_progress, provenance=provenance)
         # Name bad uploads as the user knows them, not by the temporary path they were read from.
         result.errors = (
             unusable

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -36,6 +37,10 @@ log = logging.getLogger(__name__)
 FORMAT = "bm25s-stemmed-english-1"
 """Part of a saved index's fingerprint: change it when tokenizing changes, and saved indexes are rebuilt."""
 _FINGERPRINT = "fingerprint.txt"
+_SUMS = "sha256.json"
+"""Each saved file's sha256, written with it: damage that keeps the arrays consistent (a flipped byte in a
+score or an offset) passes the checks made at every load, and only `rag doctor`, which may read every byte,
+finds it."""
 
 
 @dataclass
@@ -92,6 +97,8 @@ class BM25Index:
         staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
         try:
             self.model.save(str(staging), show_progress=False)
+            sums = {path.name: _sha256(path) for path in sorted(staging.iterdir())}
+            (staging / _SUMS).write_text(json.dumps(sums, indent=1), encoding="utf-8")
             (staging / _FINGERPRINT).write_text(fingerprint, encoding="utf-8")
             shutil.rmtree(directory, ignore_errors=True)
             os.rename(staging, directory)
@@ -235,9 +242,30 @@ def saved_problem(directory: Path, size: int, checksum: str | None) -> str | Non
         return None
     try:
         _check(bm25s_module().BM25.load(str(directory), mmap=True, show_progress=False), size)
+        sums = json.loads((directory / _SUMS).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None  # saved before checksums were written: the checks above are all there is
     except Exception as exc:  # whatever bm25s raises on a damaged file is the report
         return f"{directory} is damaged ({exc})"
-    return None
+    if not isinstance(sums, dict):
+        return f"{directory} is damaged ({_SUMS} is not a list of checksums)"
+    changed = sorted(str(name) for name, digest in sums.items() if _sha256_or_none(directory / str(name)) != digest)
+    return f"{directory} is damaged ({', '.join(changed)} changed since it was saved)" if changed else None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while block := file.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _sha256_or_none(path: Path) -> str | None:
+    try:
+        return _sha256(path)
+    except OSError:
+        return None
 
 
 def _fingerprint(texts: Sequence[str]) -> str:

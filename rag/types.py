@@ -62,6 +62,8 @@ class Chunk:
     source: str | None = None
     url: str | None = None
     id: int = -1
+    added: str = ""
+    """Who added the article through the API and when ("key:… on 2026-12-06"); empty otherwise."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,7 @@ class Passage:
             "end": c.end,
             "text": c.text,
             "also_in": list(self.also_in),
+            **({"added": c.added} if c.added else {}),
         }
 
     @classmethod
@@ -106,7 +109,7 @@ class Passage:
         chunk = Chunk(
             doc_id=data["doc_id"], ordinal=0, text=data["text"], start=data["start"], end=data["end"], n_tokens=0,
             title=data["title"], published=_date(data["published"]), source=data["source"], url=data["url"],
-            id=data["chunk_id"],
+            id=data["chunk_id"], added=str(data.get("added", "")),
         )  # fmt: skip
         return cls(chunk, data["score"], data["rank"], tuple(data["also_in"]))
 
@@ -504,3 +507,6 @@ class Format:
     file goes on; an exception ends the file (what was yielded before it is kept)."""
     many: bool = False
     """A file holds many articles (a feed export): the size limit applies to each, not to the file."""
+    isolated: bool = False
+    """Parsed by a library whose time is not bounded by the input's size (markup, PDF): read in a worker
+    process within the time budget (`rag.loaders.budget`)."""

@@ -15,14 +15,16 @@ import datetime as dt
 import io
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from rag.errors import DocumentError
+from rag.loaders import budget
 from rag.types import Document, Source
 
 if TYPE_CHECKING:
@@ -75,6 +77,7 @@ class Fetcher:
         self.timeout = settings.fetch_timeout
         self.max_bytes = int(settings.fetch_max_mb * 1024 * 1024)
         self.max_article_bytes = settings.max_article_bytes
+        self.max_extract_seconds = settings.max_extract_seconds
         self.delay = settings.fetch_host_delay
         self._last: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -138,7 +141,8 @@ class Fetcher:
         """The article at `url`, indexed under that URL, with where and when it came from. Its date is the
         page's own metadata first, then the feed entry's (`fallback_date`); never the day it was fetched."""
         url = check_url(url)
-        return _page_document(self.get(url), url, feed, fallback_date, self.max_article_bytes)
+        fetched = self.get(url)
+        return _page_document(fetched, url, feed, fallback_date, self.max_article_bytes, self.max_extract_seconds)
 
     @property
     def _limit(self) -> str:
@@ -158,8 +162,15 @@ class Fetcher:
 
 
 def _page_document(
-    fetched: Fetched, requested: str, feed: str | None, fallback_date: dt.date | None, max_bytes: int
+    fetched: Fetched,
+    requested: str,
+    feed: str | None,
+    fallback_date: dt.date | None,
+    max_bytes: int,
+    max_seconds: float,
 ) -> Document:
+    """The page's article, read by the extraction worker within `max_seconds` (`rag.loaders.budget`): a
+    feed can serve any page, and one that takes minutes to parse must not hold up the sync."""
     from rag.loaders.html import extract_article
 
     provenance = {"source_url": requested, "fetched_at": fetched.fetched_at.isoformat(timespec="seconds")}
@@ -169,10 +180,10 @@ def _page_document(
         provenance["final_url"] = fetched.url
     kind = fetched.content_type
     if kind in PDF_TYPES or (not kind and fetched.content.startswith(b"%PDF")):
-        return _pdf_document(fetched, requested, provenance, fallback_date, max_bytes)
+        return _pdf_document(fetched, requested, provenance, fallback_date, max_bytes, max_seconds)
     if kind and kind not in HTML_TYPES:
         raise FetchError(requested, f"is {kind}, not an article page (HTML or PDF)")
-    found = extract_article(fetched.content, fetched.url)
+    found = _within_budget(requested, max_seconds, extract_article, fetched.content, fetched.url)
     if not found.text.strip():
         raise FetchError(requested, "has no article text (a section front, a login wall or an error page?)")
     metadata = {**provenance, "extraction": found.method}
@@ -188,21 +199,47 @@ def _page_document(
     )
 
 
-def _pdf_document(
-    fetched: Fetched, requested: str, provenance: dict[str, str], fallback_date: dt.date | None, max_bytes: int
-) -> Document:
+def _within_budget(requested: str, seconds: float, function: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return budget.run(function, *args, seconds=seconds)
+    except budget.OverBudget:
+        raise FetchError(
+            requested,
+            f"took longer than {seconds:g} s to read, so it was stopped",
+            hint="raise RAG_MAX_EXTRACT_SECONDS if it is a real article that is slow to read",
+        ) from None
+    except (RuntimeError, OSError) as exc:
+        raise FetchError(requested, f"could not be read ({exc})") from None
+
+
+def _read_pdf(content: bytes, name: str, requested: str, max_bytes: int) -> Document | tuple[str, str | None]:
+    """In the extraction worker: the PDF's document, or (problem, hint)."""
     from rag.loaders import FORMATS
 
-    name = PurePosixPath(urlsplit(fetched.url).path).name or "document.pdf"
-    source = Source(io.BytesIO(fetched.content), Path(name), requested, max_bytes)
+    source = Source(io.BytesIO(content), Path(name), requested, max_bytes)
     try:
         read = [item for item in FORMATS[".pdf"].load(source)]
         failed = next((item for item in read if isinstance(item, DocumentError)), None)
         if failed is not None:
             raise failed
     except DocumentError as exc:
-        raise FetchError(requested, exc.problem, hint=exc.hint) from None
-    document = next(item for item in read if isinstance(item, Document))
+        return exc.problem, exc.hint
+    return next(item for item in read if isinstance(item, Document))
+
+
+def _pdf_document(
+    fetched: Fetched,
+    requested: str,
+    provenance: dict[str, str],
+    fallback_date: dt.date | None,
+    max_bytes: int,
+    max_seconds: float,
+) -> Document:
+    name = PurePosixPath(urlsplit(fetched.url).path).name or "document.pdf"
+    read = _within_budget(requested, max_seconds, _read_pdf, fetched.content, name, requested, max_bytes)
+    if not isinstance(read, Document):
+        raise FetchError(requested, read[0], hint=read[1])
+    document: Document = read
     return dataclasses.replace(
         document,
         published=document.published or fallback_date,

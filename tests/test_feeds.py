@@ -212,6 +212,19 @@ def test_failures_are_reported_by_url_and_stop_nothing_else(live: RAG, site: Sit
     assert listed["mixed"].last_failed == 4
 
 
+def test_a_page_over_the_time_budget_is_reported_and_the_others_indexed(
+    live: RAG, site: Site, news_server: NewsServer
+) -> None:
+    attributes = " ".join(f'a{i}="v{i}"' for i in range(100_000))
+    news_server.routes["/slow.html"] = Route(f"<html><body><div {attributes}>Text.</div></body></html>".encode())
+    path = next(iter(site.pages))
+    live.settings.max_extract_seconds = 5
+    report = index_pages(live, [news_server.url + "/slow.html", news_server.url + path])
+    assert report.report.added == [news_server.url + path]
+    assert [e.path for e in report.errors] == [news_server.url + "/slow.html"]
+    assert "took longer than 5 s to read, so it was stopped" in report.errors[0].message
+
+
 def test_rag_index_fetches_a_web_page_and_a_pdf(live: RAG, site: Site, news_server: NewsServer) -> None:
     fpdf = pytest.importorskip("fpdf")
     pdf = fpdf.FPDF()

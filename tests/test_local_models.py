@@ -6,9 +6,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib
+import io
+import os
 import re
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -18,8 +21,10 @@ from rag.errors import ConfigError, LLMError
 from rag.local_models import (
     CATALOG,
     DEFAULT_LOCAL_MODEL,
+    EMBEDDERS,
     LocalModel,
     Part,
+    ZipMember,
     assemble,
     assembled_path,
     installed_parts,
@@ -219,6 +224,81 @@ class TestAssembly:
         model = fake.model(CHUNKS)
         first = assemble(model, tmp_path / "cache").stat().st_ino
         assert assemble(model, tmp_path / "cache", force=True).stat().st_ino != first
+
+
+def split_zip(payload: bytes, pieces: int, *, other: bytes = b"") -> tuple[list[bytes], ZipMember]:
+    """A ZIP archive holding `other` then the payload (deflated), cut into `pieces` byte ranges as a split
+    archive is, and where its member starts: the layout of the nomic-embed model's packages."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("first.bin", other)
+        archive.writestr("resources/model.gguf", payload)
+        info = archive.getinfo("resources/model.gguf")
+    whole = buffer.getvalue()
+    cut = len(whole) // pieces
+    chunks = [whole[i * cut : (i + 1) * cut if i < pieces - 1 else len(whole)] for i in range(pieces)]
+    return chunks, ZipMember(info.header_offset, info.compress_size, info.CRC)
+
+
+class TestZipMember:
+    """A model stored as one member of a byte-split ZIP archive (nomic-embed-text-v1.5 is): the parts are
+    joined, the member found at its pinned offset, inflated and checked, nothing else of the archive used."""
+
+    PAYLOAD = b"GGUF" + bytes(range(256)) * 300 + b"the end"
+
+    def zipped(self, fake: FakeParts, **changes: object) -> LocalModel:
+        chunks, member = split_zip(self.PAYLOAD, 3, other=bytes(range(256)) * 50)
+        model = fake.model(chunks)
+        return dataclasses.replace(
+            model,
+            size=len(self.PAYLOAD),
+            sha256=hashlib.sha256(self.PAYLOAD).hexdigest(),
+            member=dataclasses.replace(member, **changes),  # type: ignore[arg-type]
+        )
+
+    def test_the_member_is_extracted_and_verified(self, fake: FakeParts, tmp_path: Path) -> None:
+        model = self.zipped(fake)
+        assert model.member is not None and model.member.offset > 0  # not the archive's first member
+        assert assemble(model, tmp_path / "cache").read_bytes() == self.PAYLOAD
+
+    @pytest.mark.parametrize(
+        "change", [{"offset": 5}, {"compressed_size": 10}, {"crc32": 1}], ids=["offset", "size", "crc"]
+    )
+    def test_a_member_other_than_the_pinned_one_is_refused(
+        self, fake: FakeParts, tmp_path: Path, change: dict[str, int]
+    ) -> None:
+        with pytest.raises(ConfigError, match="do not hold the expected archive member") as info:
+            assemble(self.zipped(fake, **change), tmp_path / "cache")
+        assert info.value.hint == "reinstall them with `rag models install fake --force`"
+        assert [p.name for p in (tmp_path / "cache" / "models").iterdir()] == ["fake.gguf.lock"]
+
+    def test_damaged_compressed_bytes_are_refused(self, fake: FakeParts, tmp_path: Path) -> None:
+        chunks, member = split_zip(self.PAYLOAD, 2)
+        whole = bytearray(b"".join(chunks))
+        whole[member.offset + 30 + len("resources/model.gguf") + member.compressed_size // 2] ^= 0xFF
+        chunks = [bytes(whole[: len(chunks[0])]), bytes(whole[len(chunks[0]) :])]
+        model = dataclasses.replace(
+            fake.model(chunks), size=len(self.PAYLOAD), sha256=hashlib.sha256(self.PAYLOAD).hexdigest(), member=member
+        )
+        with pytest.raises(ConfigError):
+            assemble(model, tmp_path / "cache")
+        assert not assembled_path(model, tmp_path / "cache").exists()
+
+    def test_parts_that_end_early_are_refused(self, fake: FakeParts, tmp_path: Path) -> None:
+        chunks, member = split_zip(self.PAYLOAD, 3)
+        digest = hashlib.sha256(self.PAYLOAD).hexdigest()
+        model = dataclasses.replace(fake.model(chunks[:2]), size=len(self.PAYLOAD), sha256=digest, member=member)
+        with pytest.raises(ConfigError, match="truncated or damaged"):
+            assemble(model, tmp_path / "cache")
+
+    @pytest.mark.skipif(
+        installed_parts(EMBEDDERS["nomic-embed-text-v1.5"]) < 4 and not os.environ.get("CI"),
+        reason="nomic-embed not installed (`rag models install nomic-embed-text-v1.5`; CI installs it)",
+    )
+    def test_the_real_nomic_model_is_the_upstream_file(self, tmp_path: Path) -> None:
+        model = EMBEDDERS["nomic-embed-text-v1.5"]
+        path = assemble(model, tmp_path / "cache")
+        assert path.stat().st_size == 274_290_560 and sha256(path) == model.sha256
 
 
 class TestResolve:

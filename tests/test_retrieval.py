@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from rag.embedding import Embedder
 from rag.errors import ConfigError, QuestionError
 from rag.index import ArticleIndex, Manifest
 from rag.loaders import load_paths
+from rag.local_models import EMBEDDERS, assemble, installed_parts
 from rag.retrieval import Retriever, rrf
 from rag.sparse import BM25Index
 from rag.types import Passage
@@ -359,28 +362,126 @@ class TestRerank:
         from sentence_transformers import CrossEncoder
 
         from rag.embedding import resolve_model
-        from rag.rerank import Reranker
+        from rag.rerank import CrossEncoderReranker
 
         model_dir = tmp_path / "cross-encoder"
         CrossEncoder(resolve_model("all-MiniLM-L6-v2")[1], num_labels=1).save(str(model_dir))
         question = "What did Storm Ciaran close?"
-        rag = make_rag(tmp_path, embedder, FUSION + wire_articles(), reranker=str(model_dir), rerank_depth=3)
+        rag = make_rag(
+            tmp_path, embedder, FUSION + wire_articles(), reranker=str(model_dir), rerank_depth=3, rerank_weight=1000
+        )
         plain = make_rag(tmp_path / "plain", embedder, FUSION + wire_articles())
         as_of = d("2023-11-03")
         before = plain.search(question, k=8, as_of=as_of)
         after = rag.search(question, k=8, as_of=as_of)
         head = [a.doc_id for a in before.articles[:3]]
         best = {p.doc_id: f"{p.chunk.title}\n{p.text}" for p in reversed(before.passages)}  # each one's first
-        scores = Reranker(str(model_dir)).score(question, [best[i] for i in head])
+        scores = CrossEncoderReranker(str(model_dir)).score(question, [best[i] for i in head])
         expected = [head[i] for i in sorted(range(3), key=lambda i: -scores[i])]
         assert [a.doc_id for a in after.articles[:3]] == expected
         assert [a.doc_id for a in after.articles[3:]] == [a.doc_id for a in before.articles[3:]]
+
+    def test_a_sentence_transformers_embedding_folder_rescores_by_cosine(
+        self, tmp_path: Path, embedder: Embedder
+    ) -> None:
+        """A bi-encoder folder (the bundled MiniLM: its modules pool tokens into one vector) is compared by
+        cosine, not loaded as a CrossEncoder; its passage vectors land in the cache."""
+        from rag.embedding import resolve_model
+
+        folder = resolve_model("all-MiniLM-L6-v2")[1]
+        question = "What did Storm Ciaran close?"
+        rag = make_rag(
+            tmp_path, embedder, FUSION + wire_articles(), reranker=folder, rerank_depth=4, rerank_weight=1000
+        )
+        plain = make_rag(tmp_path / "plain", embedder, FUSION + wire_articles())
+        before = plain.search(question, k=8)
+        head = [a.doc_id for a in before.articles[:4]]
+        best = {p.doc_id: f"{p.chunk.title}\n{p.text}" if p.chunk.title else p.text for p in reversed(before.passages)}
+        cosine = embedder.embed([best[doc] for doc in head]) @ embedder.embed_query(question)
+        expected = [head[i] for i in np.argsort(-cosine, kind="stable")]
+        assert [a.doc_id for a in rag.search(question, k=8).articles[:4]] == expected
+        assert len(list((rag.settings.cache_dir / "rescore").glob("*.sqlite3"))) == 1
 
     def test_a_missing_reranker_is_a_config_error(self, tmp_path: Path, embedder: Embedder) -> None:
         rag = make_rag(tmp_path, embedder, FUSION, reranker=str(tmp_path / "no-such-model"))
         with pytest.raises(ConfigError) as info:
             rag.search("What is Kestrel QX-7?")
         assert "no-such-model" in info.value.message and "RAG_RERANKER" in (info.value.hint or "")
+
+    def test_an_uninstalled_rescoring_model_names_the_command_that_installs_it(
+        self, tmp_path: Path, embedder: Embedder
+    ) -> None:
+        # Indexing never reads with the second model (it cost indexing nothing), so it works without it.
+        rag = make_rag(tmp_path, embedder, FUSION, reranker="nomic-embed-text-v1.5", cache_dir=tmp_path / "empty")
+        assert len(rag.documents()) == len(FUSION)
+        with pytest.raises(ConfigError) as info:
+            rag.search("What is Kestrel QX-7?")
+        assert info.value.message == "the rescoring model nomic-embed-text-v1.5 is not installed"
+        assert "`rag models install nomic-embed-text-v1.5`" in (info.value.hint or "")
+
+
+NOMIC = "nomic-embed-text-v1.5"
+
+
+@pytest.mark.skipif(
+    installed_parts(EMBEDDERS[NOMIC]) < 4 and not os.environ.get("CI"),
+    reason="nomic-embed not installed (`rag models install nomic-embed-text-v1.5`; CI installs it)",
+)
+class TestRescoreWithNomic:
+    """The second stage with the real nomic-embed-text-v1.5 (llama.cpp, in-process)."""
+
+    QUESTION = "Which navy operation began at dawn?"
+
+    @staticmethod
+    def cache(tmp_path: Path) -> Path:
+        """A cache directory of the test's own (to see the vectors kept) sharing the session's model file."""
+        cache = tmp_path / "cache"
+        (cache / "models").mkdir(parents=True)
+        model = EMBEDDERS[NOMIC]
+        (cache / "models" / model.file).symlink_to(assemble(model, Settings().cache_dir))
+        return cache
+
+    def test_a_damaged_vector_cache_costs_only_recomputing(self, tmp_path: Path, embedder: Embedder) -> None:
+        cache = self.cache(tmp_path)
+        rag = make_rag(tmp_path / "r", embedder, FUSION, reranker=NOMIC, cache_dir=cache)
+        expected = [a.doc_id for a in rag.search(self.QUESTION).articles]
+        stored = cache / "rescore" / f"{NOMIC}.sqlite3"
+        with sqlite3.connect(stored) as db:
+            db.execute("UPDATE vectors SET vector = x'0102030405'")  # odd length: not float16 at all
+        assert [a.doc_id for a in RAG(rag.settings, embedder=embedder).search(self.QUESTION).articles] == expected
+        with sqlite3.connect(stored) as db:
+            db.execute("UPDATE vectors SET vector = x'01020304'")  # a vector of the wrong dimension
+        assert [a.doc_id for a in RAG(rag.settings, embedder=embedder).search(self.QUESTION).articles] == expected
+        for path in stored.parent.iterdir():
+            path.write_bytes(b"not a database " * 100)
+        assert [a.doc_id for a in RAG(rag.settings, embedder=embedder).search(self.QUESTION).articles] == expected
+
+    def test_its_ranking_joins_the_fusion_and_its_vectors_are_cached(self, tmp_path: Path, embedder: Embedder) -> None:
+        cache = self.cache(tmp_path)
+        plain = make_rag(tmp_path / "plain", embedder, FUSION)
+        rescored = make_rag(tmp_path / "r", embedder, FUSION, reranker=NOMIC, cache_dir=cache, rerank_depth=5)
+        before = plain.search(self.QUESTION, k=5)
+        after = rescored.search(self.QUESTION, k=5)
+        reranker = rescored._reranker
+        assert reranker is not None
+        texts = [f"{p.chunk.title}\n{p.text}" if p.chunk.title else p.text for p in before.passages]  # as it reads
+        cosine = dict(zip([p.doc_id for p in before.passages], reranker.score(self.QUESTION, texts), strict=True))
+        place = {doc: i for i, doc in enumerate(sorted(cosine, key=lambda doc: -cosine[doc]), start=1)}
+        first = {a.doc_id: a.score for a in before.articles}
+        expected = sorted(first, key=lambda doc: -(first[doc] + 61 / (60 + place[doc])))
+        assert [a.doc_id for a in after.articles] == expected
+        assert after.articles[0].doc_id == "codename"
+        stored = sqlite3.connect(cache / "rescore" / f"{NOMIC}.sqlite3").execute("SELECT count(*) FROM vectors")
+        assert stored.fetchone()[0] == len(FUSION)
+
+    def test_weight_zero_keeps_the_first_stage_order(self, tmp_path: Path, embedder: Embedder) -> None:
+        cache = self.cache(tmp_path)
+        plain = make_rag(tmp_path / "plain", embedder, FUSION + wire_articles())
+        off = make_rag(
+            tmp_path / "off", embedder, FUSION + wire_articles(), reranker=NOMIC, rerank_weight=0, cache_dir=cache
+        )
+        question = "What did Storm Ciaran close?"
+        assert [a.doc_id for a in off.search(question).articles] == [a.doc_id for a in plain.search(question).articles]
 
 
 class TestSavedKeywordIndex:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
+import json
 import subprocess
 import sys
 import threading
@@ -22,6 +24,7 @@ import pytest
 import uvicorn
 
 from rag import RAG, Settings
+from rag.cli import _info
 from rag.conversation_store import ConversationStore
 from rag.embedding import Embedder
 from rag.server.app import create_app
@@ -290,10 +293,25 @@ def test_uploads_index_good_files_and_name_bad_ones(running: Running) -> None:
         assert SEED_FILE.name in {d["id"] for d in listed["data"]}
         found = http.post("/v1/search", json={"question": "Who keeps the north light?", "k": 1}).json()
         assert found["articles"][0]["doc_id"] == "lighthouse.txt"
+        # provenance: which key added it and when, never the key itself (its keyed hash, as conversations)
+        today = dt.datetime.now(dt.timezone.utc).date().isoformat()
+        added = next(d["added"] for d in listed["data"] if d["id"] == "lighthouse.txt")
+        assert added.startswith("key:") and added.endswith(f" on {today}") and ADMIN not in added
+        assert found["passages"][0]["added"] == added
+        assert next(d["added"] for d in listed["data"] if d["id"] == SEED_FILE.name) is None
+        assert (
+            f"lighthouse.txt\t2021-05-04\tLighthouse keepers return\tadded through the API by {added}"
+            in (_info(running.pipeline, docs=True)["ids"])
+        )
         deleted = http.delete("/v1/documents/lighthouse.txt")
         assert deleted.status_code == 200
         assert http.delete("/v1/documents/lighthouse.txt").status_code == 404
         assert "lighthouse.txt" not in {d["id"] for d in http.get("/v1/documents").json()["data"]}
+    writes = (running.settings.conversations_path.parent / "api-writes.jsonl").read_text(encoding="utf-8")
+    entries = [json.loads(line) for line in writes.splitlines()]
+    mine = [e for e in entries if "lighthouse.txt" in e["ids"]]
+    assert [e["action"] for e in mine] == ["add", "delete"] and {e["by"] for e in mine} == {added.split(" on ")[0]}
+    assert ADMIN not in writes
 
 
 def test_json_records_are_checked_one_by_one(running: Running) -> None:

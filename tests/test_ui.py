@@ -902,6 +902,14 @@ class TestRender:
         assert "also reported by: wire&#45;copy.txt, &#60;i&#62;x&#60;/i&#62;" in card and "<i>" not in card
         assert "also reported by" not in source_card(_passage("Storm closes schools."), 1, "k")
 
+    def test_source_card_says_who_added_an_article_through_the_api(self) -> None:
+        plain = _passage("Storm closes schools.")
+        added = dataclasses.replace(
+            plain, chunk=dataclasses.replace(plain.chunk, added="key:1a2b3c4d5e6f on 2026-12-06")
+        )
+        assert "added through the API by key&#58;1a2b3c4d5e6f on 2026&#45;12&#45;06" in source_card(added, 1, "k")
+        assert "added through the API" not in source_card(plain, 1, "k")
+
     def test_source_card_links_only_http_urls(self) -> None:
         bad = source_card(_passage("Text.", url="javascript:alert(1)"), 1, "k")
         assert "<a " not in bad and "javascript:" not in bad and "wire.txt" in bad

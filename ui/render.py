@@ -172,6 +172,9 @@ def source_card(passage: Passage, number: int, key: str, spans: list[tuple[int, 
         if passage.also_in
         else ""
     )
+    if chunk.added:
+        also += f'<div class="rag-card-meta">added through the API by {inert(chunk.added)}</div>'
+
     return (
         f'<div class="rag-card" id="{anchor(key, number)}">'
         f'<div class="rag-card-head"><b>[{number}] {inert(chunk.title or chunk.doc_id)}</b> '

@@ -5,7 +5,7 @@
 2. `candidates`: each shard's dense and keyword candidates within the dates searched (the catalog has
    already left out the months that cannot match), merged into the archive's top `candidates`;
 3. `gather`: the candidate articles' records, chunks, vectors and chunk BM25 scores, as one small
-   in-memory index; the fusion, prior, diversity, rerank and passage stages then run over it unchanged.
+   in-memory index; the fusion, prior, diversity, rescore and passage stages then run over it unchanged.
 """
 
 from __future__ import annotations

@@ -33,16 +33,16 @@ LADDER: tuple[tuple[str, dict[str, Any]], ...] = (
     ("+ dates named in the question", NO_DIVERSITY),
     ("+ diversity (the defaults)", {}),
 )
-"""Steps in order; each turns on one more stage over the previous one. The reranker is added as a last
-step only when one is configured, since none ships offline."""
-METRICS = ("hit@1", "hit@3", "hit@5", "hit@10", "mrr@10", "ndcg@10", "passage_hit@5")
+"""Steps in order; each turns on one more stage over the previous one. The second-stage model (`reranker`)
+is added as a last step when one is configured."""
+METRICS = ("hit@1", "hit@3", "hit@5", "hit@10", "mrr@10", "ndcg@10", "passage_hit@5", "answer_in_context")
 """The retrieval metrics the ladder's table shows (names from `rag.evaluation.scoring.METRICS`)."""
 
 
 def ladder(settings: Settings) -> list[tuple[str, dict[str, Any]]]:
     steps = [(name, {**overrides, "reranker": None}) for name, overrides in LADDER]
     if settings.reranker:
-        steps.append((f"+ rerank ({settings.reranker})", {}))
+        steps.append((f"+ rescore ({settings.reranker})", {}))
     return steps
 
 

@@ -53,6 +53,8 @@ RETRIEVAL_SETTINGS = (
     "near_duplicate_similarity",
     "reranker",
     "rerank_depth",
+    "rerank_passages",
+    "rerank_weight",
 )
 """Settings that change what is retrieved: a run records them, and resuming under other values is refused."""
 

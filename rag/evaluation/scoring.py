@@ -236,6 +236,7 @@ register(
         "answer",
         "1 if a gold answer appears, as whole tokens, in the passages the reader was given: a bound on any reader",
         lambda s: s.answer_in_context,
+        headline=True,
     )
 )
 

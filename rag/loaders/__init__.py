@@ -15,6 +15,7 @@ from typing import Any, BinaryIO
 
 from rag.errors import DocumentError
 from rag.loaders import html, pdf, records, text
+from rag.loaders.budget import read_isolated
 from rag.types import Document, Format, LoadResult, Source
 
 FORMATS: dict[str, Format] = {}
@@ -111,12 +112,30 @@ def find_files(paths: Iterable[Path | str]) -> Inputs:
     return found
 
 
-def read_file(path: Path, doc_id: str | None = None, *, max_bytes: int | None = None) -> Iterator[Loaded]:
+def read_file(
+    path: Path, doc_id: str | None = None, *, max_bytes: int | None = None, max_seconds: float | None = None
+) -> Iterator[Loaded]:
     """The documents of one file as they are read; `doc_id` defaults to the file name, the part of the path
     that survives moves. An article over `max_bytes` is reported, not read: news articles are kilobytes,
-    and a runaway file would otherwise take minutes and gigabytes before anything is saved. Nothing a
-    loader raises escapes: one unreadable file must never cost the others."""
+    and a runaway file would otherwise take minutes and gigabytes before anything is saved. A format that
+    parses markup is read within `max_seconds` (`rag.loaders.budget`). Nothing a loader raises escapes:
+    one unreadable file must never cost the others."""
     doc_id = doc_id or path.name
+    fmt = FORMATS.get(path.suffix.lower())
+    if max_seconds is None or fmt is None or not fmt.isolated:
+        yield from read_in_process(path, doc_id, max_bytes=max_bytes)
+        return
+    size = _size(path)
+    try:
+        items = read_isolated(path, doc_id, max_bytes, max_seconds)
+    except OSError as exc:
+        items = [DocumentError(path, f"cannot be read: {exc}", hint="check the machine's memory and processes")]
+    for number, item in enumerate(items, start=1):
+        yield Loaded(item, size if number == len(items) else 0)
+
+
+def read_in_process(path: Path, doc_id: str, *, max_bytes: int | None = None) -> Iterator[Loaded]:
+    """`read_file` in this process, without a time budget."""
     size = _size(path)
     done = 0
     try:
@@ -170,9 +189,11 @@ def _collect(loaded: Iterable[Loaded], into: LoadResult) -> LoadResult:
     return into
 
 
-def load_file(path: Path, doc_id: str | None = None, *, max_bytes: int | None = None) -> LoadResult:
+def load_file(
+    path: Path, doc_id: str | None = None, *, max_bytes: int | None = None, max_seconds: float | None = None
+) -> LoadResult:
     """Every document of one file at once: for tests and small inputs (the indexer streams `read_file`)."""
-    return _collect(read_file(path, doc_id, max_bytes=max_bytes), LoadResult())
+    return _collect(read_file(path, doc_id, max_bytes=max_bytes, max_seconds=max_seconds), LoadResult())
 
 
 def load_paths(paths: Iterable[Path | str], *, max_bytes: int | None = None) -> LoadResult:

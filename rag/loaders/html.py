@@ -177,4 +177,5 @@ FORMAT = Format(
     "paragraphs kept); title, author and site name from the page's metadata; the published date from its "
     "metadata, `<time>` or URL (none if it has none); the canonical URL",
     load,
+    isolated=True,
 )

@@ -296,4 +296,5 @@ FORMAT = Format(
     "dropped; title, author and date (creation, else modification) from the PDF metadata; a scanned PDF "
     "without a text layer is reported",
     load,
+    isolated=True,
 )

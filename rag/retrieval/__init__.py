@@ -9,7 +9,7 @@ A search is a list of small stages (`stages_for`) run in order over one `Search`
 3. priors: recency at the as-of date and dates the question names (`RecencyPrior`, `QuestionDatePrior`),
    then the order (`Order`);
 4. diversity: near-copies of a kept passage fold into it (`Diversify`);
-5. rerank: an optional cross-encoder reorders the leading results (`Rerank`);
+5. rescore: an optional stronger model reads the leading results again, its ranking fused in (`Rescore`);
 6. passages: the articles listed and the passages shown (`Passages`).
 
 With `article_ranking` (the default) the units ranked are articles, each standing for its best passage;
@@ -32,7 +32,7 @@ from rag.retrieval.diversity import Diversify
 from rag.retrieval.fusion import Fuse, Order
 from rag.retrieval.passages import Passages
 from rag.retrieval.priors import QuestionDatePrior, RecencyPrior
-from rag.retrieval.reranking import Rerank
+from rag.retrieval.rescoring import Rescore
 from rag.retrieval.search import Search, Stage
 from rag.text import query_terms
 from rag.types import Retrieval
@@ -51,7 +51,7 @@ PIPELINE: list[type[Stage]] = [
     QuestionDatePrior,
     Order,
     Diversify,
-    Rerank,
+    Rescore,
     Passages,
 ]
 """Every stage in the order they run; the settings switch each on or off (`Stage.enabled`)."""

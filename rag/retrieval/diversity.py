@@ -11,7 +11,8 @@ from rag.retrieval.search import Search
 class Diversify:
     """Folds each unit whose passage is a near-copy (cosine at or above `near_duplicate_similarity`) of a
     kept unit's passage into that unit (`Passage.also_in`). Articles stop once enough are kept for the
-    list and the reranker; chunks go through to the end, since the article list is read off them."""
+    list and the second stage (`rescore`); chunks go through to the end, since the article list is read off
+    them."""
 
     name = "diversity"
 

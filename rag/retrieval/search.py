@@ -105,6 +105,12 @@ class Search:
             self._best_rows[article] = [int(r) for r in rows[np.argsort(-score, kind="stable")]]
         return self._best_rows[article]
 
+    def reorder_rows(self, article: int, first: list[int]) -> None:
+        """Put `first` (some of the article's rows) at the head of its best rows, in that order: a later
+        stage that read them again knows better which passage to show."""
+        rest = [row for row in self.best_rows(article) if row not in first]
+        self._best_rows[article] = [*first, *rest]
+
 
 class Stage(Protocol):
     """A retrieval stage: reads and updates the `Search`. `rag.retrieval.PIPELINE` lists them in order,

@@ -3,6 +3,9 @@ index (`POST` and `DELETE /v1/documents`) are on their own router so they can be
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
+import logging
 from typing import Annotated, Any
 
 import orjson
@@ -14,18 +17,24 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from rag.conversation_export import summary_json, to_json, to_markdown
+from rag.index_store import added_through_api
 from rag.loaders.records import record_text
 from rag.pipeline import IndexReport
 from rag.server.errors import APIError
 from rag.server.openai_api import ServiceDep, StoreDep
 from rag.server.schemas import DocumentsIn, FeedbackIn, RenameIn, SearchRequest
+from rag.server.security import Caller
+from rag.server.service import Service
 from rag.types import content_hash
+
+log = logging.getLogger(__name__)
 
 reads = APIRouter(prefix="/v1", tags=["rag"])
 writes = APIRouter(prefix="/v1", tags=["rag: index changes"])
 
 RECORDS_NAME = "documents.jsonl"
 """The name JSON-posted articles are indexed under: an error's line is the article's position plus one."""
+AUDIT_NAME = "api-writes.jsonl"
 
 
 @reads.post("/search", summary="The passages and articles a question finds, with the dates searched")
@@ -72,6 +81,7 @@ def documents(
                 "url": r.url,
                 "source": r.source,
                 "chunks": len(r.chunk_ids),
+                "added": added_through_api(r.metadata) or None,
             }
             for r in page
         ],
@@ -111,8 +121,31 @@ async def add_documents(request: Request, svc: ServiceDep) -> dict[str, Any]:
     else:
         raise APIError(415, "send files as multipart/form-data (field `files`) or articles as JSON",
                        code="unsupported_media_type")  # fmt: skip
-    report = await run_in_threadpool(svc.pipeline.index_uploads, files)
+    writer, at = _writer(request, svc), dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    provenance = {"added_by": writer, "added_at": at}
+    report = await run_in_threadpool(functools.partial(svc.pipeline.index_uploads, files, provenance=provenance))
+    changed = report.report.added + report.report.updated
+    if changed:
+        _audit(svc, {"at": at, "by": writer, "action": "add", "ids": changed})
     return _report(report)
+
+
+def _writer(request: Request, svc: Service) -> str:
+    """Who wrote, as stored: the key's keyed hash (the conversations' owner id, shortened), never the key."""
+    who: Caller = request.state.caller
+    owner = svc.store.for_key(who.key).owner
+    return f"{owner[:16]}" if who.key is not None else "api (no keys)"
+
+
+def _audit(svc: Service, entry: dict[str, Any]) -> None:
+    """One line per API write in `api-writes.jsonl` beside the conversations: who added or deleted which
+    articles, and when (a deleted article's own record is gone)."""
+    path = svc.store.path.parent / AUDIT_NAME
+    try:
+        with open(path, "a", encoding="utf-8") as file:
+            file.write(orjson.dumps(entry).decode() + "\n")
+    except OSError as exc:
+        log.warning("could not record an API write in %s: %s", path, exc)
 
 
 def _with_id(record: dict[str, Any]) -> dict[str, Any]:
@@ -150,10 +183,12 @@ def _report(result: IndexReport) -> dict[str, Any]:
 
 
 @writes.delete("/documents/{doc_id:path}", summary="Remove an article and its passages from the index")
-def delete_document(doc_id: str, svc: ServiceDep) -> dict[str, Any]:
+def delete_document(doc_id: str, request: Request, svc: ServiceDep) -> dict[str, Any]:
     if doc_id not in svc.pipeline.ensure_index().documents:
         raise APIError(404, f"no article {doc_id!r} in the index", code="document_not_found", param="doc_id")
     svc.pipeline.delete(doc_id)
+    at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    _audit(svc, {"at": at, "by": _writer(request, svc), "action": "delete", "ids": [doc_id]})
     return {"id": doc_id, "deleted": True}
 
 
