@@ -280,13 +280,15 @@ def _serve_rows(r: dict[str, Any]) -> list[str]:
         f"index, one article uploaded every {serve.UPLOAD_EVERY_S:.0f} s meanwhile (`rag doctor` afterwards: "
         f"{'ok' if r['doctor_ok'] else 'FAILED'}):",
         "",
-        "| model | answers served | errors | answers/s | p50 s | p95 s | max s | uploads (found at once, lost) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| model | answers served | shed (503, p95 s to it) | errors | answers/s | p50 s | p95 s | max s | uploads "
+        "(found at once, lost) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for p in r["phases"]:
         u = p["uploads"]
         lines.append(
-            f"| {p['model']} | {p['served']} | {p['errors']} | {p['requests_per_s']:.2f} | {p['p50_s']} | "
+            f"| {p['model']} | {p['served']} | {p.get('shed', 0)} ({p.get('shed_p95_s')}) | {p['errors']} | "
+            f"{p['requests_per_s']:.2f} | {p['p50_s']} | "
             f"{p['p95_s']} | {p['max_s']} | {u['uploaded']} ({u['found_at_once']}, {len(u['lost'])}) |"
         )
     return lines

@@ -73,6 +73,7 @@ async def _clients(
 ) -> dict[str, Any]:
     latencies: list[float] = []
     errors: list[str] = []
+    shed: list[float] = []  # seconds to each 503: a refusal must come at once, not after a wait
     deadline = time.monotonic() + seconds
 
     async def one(worker: int) -> None:
@@ -88,6 +89,11 @@ async def _clients(
                 )
                 took = time.perf_counter() - start
                 body = response.json()
+                if response.status_code == 503:  # shed by the local model's queue: wait as told, as a client should
+                    shed.append(took)
+                    pause = float(response.headers.get("Retry-After", "1"))
+                    await asyncio.sleep(max(0.0, min(pause, deadline - time.monotonic())))
+                    continue
                 if response.status_code != 200:
                     errors.append(f"{response.status_code}: {body.get('error', {}).get('message', '')[:200]}")
                     continue
@@ -109,6 +115,8 @@ async def _clients(
         "served": len(latencies),
         "errors": len(errors),
         "error_samples": errors[:5],
+        "shed": len(shed),
+        "shed_p95_s": round(percentile(shed, 0.95), 3) if shed else None,
         "requests_per_s": round(len(latencies) / wall, 2),
         "p50_s": round(percentile(latencies, 0.5), 3) if latencies else None,
         "p95_s": round(percentile(latencies, 0.95), 3) if latencies else None,

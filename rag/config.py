@@ -343,6 +343,20 @@ class Settings(BaseSettings):
         description="Let every API key add and delete articles through `rag serve`, not only the admin keys: "
         "anyone holding a key can then put text in front of every later answer. Off, writes need an admin key.",
     )
+    serve_queue: int = Field(
+        4,
+        ge=0,
+        le=10_000,
+        description="Questions for the local model that may wait while it answers one (`rag serve`); one more is "
+        "refused at once with 503 and Retry-After.",
+    )
+    serve_deadline: float = Field(
+        30.0,
+        gt=0,
+        le=86_400,
+        description="Seconds a question may wait for the local model (`rag serve`) before it is refused with 503, "
+        "rather than answered after its client has given up.",
+    )
     rate_limit_per_minute: int = Field(
         120,
         ge=1,
@@ -536,7 +550,8 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "ui": ("max_upload_mb", "ui_port", "ui_address", "conversations_db"),
     "feeds": ("fetch_timeout", "fetch_max_mb", "fetch_host_delay", "user_agent"),
     "server": (
-        "serve_host", "serve_port", "api_keys", "admin_keys", "open_writes", "rate_limit_per_minute", "max_request_mb"
+        "serve_host", "serve_port", "api_keys", "admin_keys", "open_writes", "rate_limit_per_minute", "max_request_mb",
+        "serve_queue", "serve_deadline",
     ),
     "scale-out": ("ray_address", "ray_shards", "ray_wait_seconds"),
 }  # fmt: skip

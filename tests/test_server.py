@@ -28,6 +28,7 @@ from rag.cli import _info
 from rag.conversation_store import ConversationStore
 from rag.embedding import Embedder
 from rag.server.app import create_app
+from rag.server.service import Service
 from tests.conftest import SEED_FILE, cli_env, free_port
 from tests.openai_server import FakeOpenAIServer, Reply
 
@@ -41,6 +42,7 @@ class Running:
     url: str
     settings: Settings
     pipeline: RAG
+    service: Service
 
     @property
     def base_url(self) -> str:
@@ -59,9 +61,8 @@ def in_process(settings: Settings, embedder: Embedder) -> Iterator[Running]:
     """A real uvicorn server on a free loopback port, in a thread of this process."""
     pipeline = RAG(settings, embedder=embedder)
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(pipeline=pipeline), host="127.0.0.1", port=port, log_level="warning")
-    )
+    app = create_app(pipeline=pipeline)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -69,7 +70,7 @@ def in_process(settings: Settings, embedder: Embedder) -> Iterator[Running]:
         assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
         time.sleep(0.05)
     try:
-        yield Running(f"http://127.0.0.1:{port}", settings, pipeline)
+        yield Running(f"http://127.0.0.1:{port}", settings, pipeline, app.state.service)
     finally:
         server.should_exit = True
         thread.join(timeout=15)
@@ -564,6 +565,43 @@ def rag_serve(home: Path, **extra: str) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_the_local_model_sheds_load_with_503_and_retry_after(tmp_path: Path, embedder: Embedder) -> None:
+    """While the model answers one question, at most `serve_queue` wait, each at most `serve_deadline`; past
+    either, 503 with Retry-After at once, before any work is spent. The test holds the model's turn itself,
+    so what is in progress does not depend on how fast the model is."""
+    settings = Settings(
+        index_dir=tmp_path / "index", progress=False, local_model="smollm2-135m", serve_queue=1, serve_deadline=1.0
+    )
+    question = {"model": "rag-local", "messages": [{"role": "user", "content": QUESTION}]}
+    with in_process(settings, embedder) as server, server.http(None) as http:
+        assert http.post("/v1/chat/completions", json=question).status_code == 200  # loads the model
+        admission = server.service.admission
+        leave = admission.enter()  # as if a question were being answered
+        late: list[httpx.Response] = []
+        waiting = threading.Thread(target=lambda: late.append(http.post("/v1/chat/completions", json=question)))
+        try:
+            waiting.start()  # takes the one place in the queue...
+            while admission.waiting < 1:
+                assert waiting.is_alive()
+                time.sleep(0.01)
+            refused = http.post("/v1/chat/completions", json=question)  # ... so this one is refused at once
+            assert refused.status_code == 503, refused.text
+            assert (
+                refused.json()["error"]["code"] == "overloaded"
+                and "queue holds 1" in refused.json()["error"]["message"]
+            )
+            assert int(refused.headers["Retry-After"]) >= 1
+            waiting.join()  # and the waiting one gives up at its deadline
+        finally:
+            leave()
+        late = admission.shed
+        assert late == 2  # the refused one and the one whose deadline passed
+        metrics = http.get("/metrics").text
+        assert "rag_local_shed 2.0" in metrics and "rag_local_waiting 0.0" in metrics
+        answered = http.post("/v1/chat/completions", json=question)
+        assert answered.status_code == 200 and admission.answering == 0
 
 
 @pytest.mark.slow

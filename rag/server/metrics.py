@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
 from rag.server.security import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from rag.server.admission import Admission
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
@@ -44,6 +48,16 @@ class Metrics:
         chunks = Gauge("rag_index_chunks", "Chunks in the index", registry=self.registry)
         articles.set_function(lambda: index_size()[0])
         chunks.set_function(lambda: index_size()[1])
+
+    def watch(self, admission: Admission) -> None:
+        """The local model's queue, read when scraped."""
+        waiting = Gauge("rag_local_waiting", "Questions waiting for the local model", registry=self.registry)
+        answering = Gauge("rag_local_answering", "Questions the local model is answering", registry=self.registry)
+        shed = Gauge("rag_local_shed", "Questions refused with 503: queue full or deadline passed",
+                     registry=self.registry)  # fmt: skip
+        waiting.set_function(lambda: admission.waiting)
+        answering.set_function(lambda: admission.answering)
+        shed.set_function(lambda: admission.shed)
 
     def answered(self, backend: str, refused: bool, timings: Mapping[str, float]) -> None:
         self.answers.labels(backend, "refused" if refused else "answered").inc()

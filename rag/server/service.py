@@ -19,6 +19,7 @@ from rag.backends import BACKENDS
 from rag.conversation import Turn
 from rag.conversation_store import ConversationStore, StoredTurn
 from rag.pipeline import RAG
+from rag.server.admission import Admission, holding
 from rag.server.errors import APIError
 from rag.server.metrics import Metrics
 from rag.server.schemas import ChatRequest
@@ -100,6 +101,8 @@ class Chat:
 class Service:
     def __init__(self, pipeline: RAG, store: ConversationStore, metrics: Metrics) -> None:
         self.pipeline, self.store, self.metrics = pipeline, store, metrics
+        self.admission = Admission(pipeline.settings.serve_queue, pipeline.settings.serve_deadline)
+        metrics.watch(self.admission)
 
     def start_chat(self, request: ChatRequest, store: ConversationStore) -> Chat:
         """Resolve everything a request names before answering, so a bad model or conversation id is a
@@ -114,7 +117,7 @@ class Service:
             found = store.find_continuation(pairs) if pairs else None
             conversation_id = found or store.create(origin="api").id
             history = store.get(found).history() if found else [Turn(q, a) for q, a in pairs]
-        pieces = self.pipeline.answer_stream(
+        pieces: Iterator[str | Answer] = self.pipeline.answer_stream(
             question,
             k=request.k,
             since=request.since,
@@ -124,6 +127,8 @@ class Service:
             model=choice.model,
             history=history,
         )
+        if choice.backend == "local":  # the model's turn is taken now, so a refusal is a status, not a stream
+            pieces = holding(pieces, self.admission.enter())
         return Chat(f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), choice, question, conversation_id, pieces, store)
 
     def keep(self, chat: Chat, request: ChatRequest, answer: Answer) -> StoredTurn:

@@ -1,0 +1,96 @@
+"""Load shedding for the local model: a bounded queue in front of it, and a deadline for waiting in it.
+
+The local model answers one question at a time on the machine's cores, about three seconds each. Under
+twenty clients every request used to wait its turn, so answers came half a minute late and a client that
+gave up still had its question answered after it left. Now at most `serve_queue` questions wait while one
+is answered: one more is refused at once with 503 and a `Retry-After` estimated from recent answers, and
+a question that waits longer than `serve_deadline` is refused then, before any work is spent on it,
+rather than answered late. Other backends are not queued here (an endpoint does its own shedding; the
+extractive reader takes milliseconds).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+from rag.server.errors import APIError
+
+T = TypeVar("T")
+
+_RECENT = 20
+"""Answers whose durations estimate how long the queue takes to drain."""
+_FIRST_GUESS_SECONDS = 5.0
+"""An answer's duration before any was measured."""
+
+
+class Admission:
+    def __init__(self, queue: int, deadline: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.queue, self.deadline, self.clock = queue, deadline, clock
+        self._slot = threading.Lock()
+        self._state = threading.Lock()
+        self.waiting = 0
+        self.answering = 0
+        self.shed = 0
+        self._durations: deque[float] = deque(maxlen=_RECENT)
+
+    def retry_after(self) -> int:
+        """Seconds until the questions ahead are likely answered: those waiting, plus the one in progress."""
+        typical = sum(self._durations) / len(self._durations) if self._durations else _FIRST_GUESS_SECONDS
+        return max(1, math.ceil(typical * (self.waiting + self.answering)))
+
+    def enter(self) -> Callable[[], None]:
+        """Wait for the model's turn, or raise the 503 that says why not; returns the function that gives the
+        turn back (call it exactly once, when the answer is done or abandoned)."""
+        with self._state:
+            if self.waiting >= self.queue and (self.answering or self.waiting):
+                self.shed += 1
+                raise self._busy(f"{self.waiting + self.answering} questions are ahead and the queue holds "
+                                 f"{self.queue}")  # fmt: skip
+            self.waiting += 1
+        try:
+            turn = self._slot.acquire(timeout=self.deadline)
+        finally:
+            with self._state:
+                self.waiting -= 1
+        if not turn:
+            with self._state:
+                self.shed += 1
+            raise self._busy(f"the question waited {self.deadline:g} s for the model without starting")
+        with self._state:
+            self.answering += 1
+        started = self.clock()
+        released = False
+
+        def leave() -> None:
+            nonlocal released
+            if released:
+                return
+            released = True
+            with self._state:
+                self.answering -= 1
+                self._durations.append(self.clock() - started)
+            self._slot.release()
+
+        return leave
+
+    def _busy(self, why: str) -> APIError:
+        wait = self.retry_after()
+        return APIError(
+            503,
+            f"the local model is busy: {why}; retry in {wait} s",
+            code="overloaded",
+            headers={"Retry-After": str(wait)},
+        )
+
+
+def holding(pieces: Iterator[T], leave: Callable[[], None]) -> Iterator[T]:
+    """The answer's pieces, giving the model's turn back when they end, fail or are abandoned."""
+    try:
+        yield from pieces
+    finally:
+        leave()
