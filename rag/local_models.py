@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import importlib
 import importlib.metadata
+import itertools
 import os
 import struct
 import subprocess
@@ -22,7 +23,6 @@ import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from filelock import FileLock
 from tqdm import tqdm
@@ -75,8 +75,6 @@ class LocalModel:
     upstream: str
     description: str
     parts: tuple[Part, ...]
-    kind: Literal["generator", "embedder"] = "generator"
-    """A generator answers (the `local` backend); an embedder scores passages (the `rescore` stage)."""
     member: ZipMember | None = None
     """Set when the joined parts are a split ZIP holding the model, not the model's own bytes."""
     prefixes: tuple[str, str] = ("", "")
@@ -208,7 +206,6 @@ EMBEDDERS: dict[str, LocalModel] = {
                     (12, "eb04d5bd1afe44c39f825e96636366712cbd45bdb07863ec89cb5e9afc825520"),
                 )
             ),
-            kind="embedder",
             prefixes=("search_query: ", "search_document: "),
             member=ZipMember(offset=32_119_039, compressed_size=251_925_895, crc32=0xC2895549),
         ),
@@ -366,7 +363,7 @@ def _inflated(joined: Iterator[bytes], model: LocalModel) -> Iterator[bytes]:
         hint=f"reinstall its packages with `{install_command(model)} --force`",
     )
     try:
-        for block in _chain(pending[start:], joined):
+        for block in itertools.chain((pending[start:],), joined):
             piece = block[:left]
             left -= len(piece)
             out = inflater.decompress(piece)
@@ -381,11 +378,6 @@ def _inflated(joined: Iterator[bytes], model: LocalModel) -> Iterator[bytes]:
     yield tail
     if left or not inflater.eof or crc != member.crc32:
         raise damaged
-
-
-def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
-    yield first
-    yield from rest
 
 
 def _truncated(model: LocalModel) -> bytes:

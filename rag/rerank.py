@@ -1,12 +1,13 @@
 """Second-stage scoring: a stronger model reads the first stage's few dozen best candidates again.
 
 The first stage (all-MiniLM-L6-v2, int8) must embed the whole archive, so it is small and fast; a model
-that reads only the leading candidates can be several times larger. Two kinds do that here:
+that reads only the leading candidates can be several times larger. Three kinds do that here:
 
 - an embedding model of the catalog (`rag.local_models.EMBEDDERS`, e.g. nomic-embed-text-v1.5) run
   in-process by llama.cpp: question and passage are embedded apart and compared by cosine. The passages'
   vectors are computed when a question first needs them and kept in a cache file, so the archive is
   never embedded twice at index time and a passage is read once however often it is a candidate;
+- a sentence-transformers embedding folder (all-mpnet-base-v2, say), compared the same way;
 - a sentence-transformers CrossEncoder (a name or a folder; none ships inside a PyPI package), which reads
   question and passage together.
 

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     import bm25s
     from scipy import sparse
 
+from rag.index import fingerprint
 from rag.text import bm25s_module, index_terms
 
 log = logging.getLogger(__name__)
@@ -254,11 +255,7 @@ def saved_problem(directory: Path, size: int, checksum: str | None) -> str | Non
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while block := file.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+    return str(fingerprint(path)["sha256"])
 
 
 def _sha256_or_none(path: Path) -> str | None:

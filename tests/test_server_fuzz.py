@@ -20,10 +20,9 @@ from hypothesis import strategies as st
 from rag import Settings
 from rag.embedding import Embedder
 from tests.conftest import SEED_FILE
-from tests.test_server import Running, in_process
+from tests.test_server import ADMIN, KEY, READER, Running, in_process
 
 REQUESTS = int(os.environ.get("RAG_HTTP_FUZZ", "300"))
-KEY, WRITER, READER = "sk-user", "sk-admin", "sk-reader"
 DEADLINE_S = 60.0
 """A reply slower than this is a hang (the extractive backend answers in well under a second)."""
 
@@ -54,7 +53,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iter
         backend="extractive",
         progress=False,
         api_keys=f"{KEY},{READER}",
-        admin_keys=WRITER,
+        admin_keys=ADMIN,
         rate_limit_per_minute=1_000_000,
         max_request_mb=1,
     )

@@ -30,8 +30,9 @@ class Rescore:
         head = search.ranked[: s.rerank_depth]
         if search.reranker is None or not head:
             return
-        per_unit = s.rerank_passages if search.unit == "article" else 1
-        rows = {unit: search.best_rows(unit)[:per_unit] if search.unit == "article" else [unit] for unit in head}
+        rows = {
+            unit: search.best_rows(unit)[: s.rerank_passages] if search.unit == "article" else [unit] for unit in head
+        }
         read = [row for unit in head for row in rows[unit]]
         texts = [search.corpus.chunk_text(row) for row in read]
         scores = dict(zip(read, search.reranker.score(search.question, texts), strict=True))

@@ -134,7 +134,7 @@ def _writer(request: Request, svc: Service) -> str:
     """Who wrote, as stored: the key's keyed hash (the conversations' owner id, shortened), never the key."""
     who: Caller = request.state.caller
     owner = svc.store.for_key(who.key).owner
-    return f"{owner[:16]}" if who.key is not None else "api (no keys)"
+    return owner[:16] if who.key is not None else "api (no keys)"
 
 
 def _audit(svc: Service, entry: dict[str, Any]) -> None:
