@@ -444,8 +444,8 @@ def _doctor(rag: RAG, *, repair: bool) -> int:
         return 1
     derived_dir = index.derived_dir("bm25")
     found = (
-        saved_problem(derived_dir / name, size, index.saved_checksum())
-        for name, size in (("chunks", len(index.chunks)), ("articles", len(index.documents)))
+        saved_problem(derived_dir / name, index.saved_checksum())
+        for name in ("chunks", "articles")
         if derived_dir is not None
     )
     damaged = [problem for problem in found if problem is not None]

@@ -601,7 +601,8 @@ class TestCorruption:
     def test_bm25_arrays_out_of_bounds_are_rebuilt_not_a_crash(
         self, built: Path, tmp_path: Path, array: str, damage: Callable[[np.ndarray], None]
     ) -> None:
-        """Damage that keeps every file's size passes the size checks; the arrays' own bounds catch it."""
+        """Damage that keeps every file's size, and would send bm25s outside its arrays: the checksums
+        checked at load catch it."""
 
         def overwrite(path: Path) -> None:
             values = np.load(path, mmap_mode="r+")
@@ -620,11 +621,12 @@ class TestCorruption:
         assert rag("doctor", env=env).returncode == 0
 
     @pytest.mark.parametrize("array", ["data", "indptr"])
-    def test_bm25_damage_that_keeps_the_arrays_consistent_is_found_by_doctor(
+    def test_bm25_damage_that_keeps_the_arrays_consistent_is_found_and_rebuilt(
         self, built: Path, tmp_path: Path, array: str
     ) -> None:
-        """A score a little off, or one offset moved within its neighbours: every load check passes and the
-        rankings are silently wrong. The checksums saved with the files are what `rag doctor` reads."""
+        """A score a little off, or one offset moved within its neighbours: the arrays stay consistent and
+        the rankings would be silently wrong. The checksums saved with the files find it, for `rag doctor`
+        and for a question, which rebuilds the files."""
 
         def nudge(path: Path) -> None:
             values = np.load(path, mmap_mode="r+")
@@ -640,6 +642,12 @@ class TestCorruption:
         doctor = rag("doctor", env=env)
         assert doctor.returncode == 1, doctor.stdout
         assert f"{array}.csc.index.npy changed since it was saved" in doctor.stdout
+        asked = rag("ask", "Who is the CSTO's Secretary General?", "--backend", "extractive", env=env_for(index_dir))
+        assert asked.returncode == 0 and "Stanislav Zas" in asked.stdout, asked.stderr
+        assert f"{array}.csc.index.npy changed since it was saved" in asked.stderr
+        assert rag("doctor", env=env).returncode == 0
+        index_dir = self.damaged(built, tmp_path / "again", f"bm25.*/chunks/{array}.csc.index.npy", nudge)
+        env = env_for(index_dir)
         repaired = rag("doctor", "--repair", env=env)
         assert repaired.returncode == 0 and "rebuilt the BM25 files" in repaired.stdout, repaired.stdout
         assert rag("doctor", env=env).returncode == 0
@@ -663,8 +671,8 @@ class TestCorruption:
         assert rag("doctor", env=env_for(built)).returncode == 0
 
     def test_bm25_that_fails_while_scoring_is_rebuilt_once(self, built: Path, tmp_path: Path) -> None:
-        """Loading checks the arrays; damage no check foresees must still not fail a question. (bm25s's
-        scoring is replaced here by one that fails, as no real damage that passes the checks is known.)"""
+        """Loading checks every byte; a file changed under the memory map after that must still not fail a
+        question. (bm25s's scoring is replaced here by one that fails, as such a change is a race.)"""
         index_dir = tmp_path / "index"
         shutil.copytree(built, index_dir)
         pipeline = RAG(Settings(index_dir=index_dir, progress=False, backend="extractive"))
