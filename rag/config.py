@@ -350,12 +350,27 @@ class Settings(BaseSettings):
         description="Questions for the local model that may wait while it answers one (`rag serve`); one more is "
         "refused at once with 503 and Retry-After.",
     )
+    serve_read_timeout: float = Field(
+        30.0,
+        gt=0,
+        le=86_400,
+        description="Seconds a client of `rag serve` has to send a whole request (headers and body) once its "
+        "connection opens or its previous answer was sent; a slower one is disconnected (Slowloris).",
+    )
+    serve_client_connections: int = Field(
+        64,
+        ge=0,
+        le=1_000_000,
+        description="Connections one client address may hold open to `rag serve` at once; more are closed at once. "
+        "0 for no bound (behind a reverse proxy, where every client has the proxy's address).",
+    )
     serve_deadline: float = Field(
         30.0,
         gt=0,
         le=86_400,
-        description="Seconds a question may wait for the local model (`rag serve`) before it is refused with 503, "
-        "rather than answered after its client has given up.",
+        description="Seconds from a question's arrival to its answer with the local model (`rag serve`): one still "
+        "waiting then is refused with 503, one being answered is stopped, rather than answered after its client "
+        "has given up.",
     )
     rate_limit_per_minute: int = Field(
         120,
@@ -551,7 +566,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "feeds": ("fetch_timeout", "fetch_max_mb", "fetch_host_delay", "user_agent"),
     "server": (
         "serve_host", "serve_port", "api_keys", "admin_keys", "open_writes", "rate_limit_per_minute", "max_request_mb",
-        "serve_queue", "serve_deadline",
+        "serve_queue", "serve_deadline", "serve_read_timeout", "serve_client_connections",
     ),
     "scale-out": ("ray_address", "ray_shards", "ray_wait_seconds"),
 }  # fmt: skip

@@ -54,3 +54,7 @@ class FeedbackError(RagError):
 
 class ShardUnavailable(IndexDirError):
     """Part of a sharded archive could not be searched: the answer would silently miss those dates."""
+
+
+class DeadlineError(RagError):
+    """The work ran past the deadline its caller set (`rag.deadline`) and was stopped, not finished late."""

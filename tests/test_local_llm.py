@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from rag import NOT_SURE, RAG, REFUSAL, Answer, Settings
+from rag import NOT_SURE, RAG, REFUSAL, Answer, Settings, deadline
 from rag.backends import make_generator
 from rag.backends.local import LocalLLM, _stream_chunks
-from rag.errors import LLMError
+from rag.errors import DeadlineError, LLMError
 from rag.local_models import CATALOG, DEFAULT_LOCAL_MODEL, installed_parts
 from rag.prompts import chat_messages
 from rag.types import GenerationRequest
@@ -94,6 +95,18 @@ class TestLocalLLM:
         stream = qwen.stream(ask([{"role": "user", "content": "Count from 1 to 200, one number a line."}], 400))
         assert next(stream)
         stream.close()
+        assert "Paris" in "".join(qwen.stream(ask(CAPITAL)))
+
+    def test_a_deadline_that_passes_stops_generation_at_the_next_token(self, qwen: LocalLLM) -> None:
+        """What `rag serve` relies on to stop an answer whose client has given up: the caller's deadline
+        passing ends the model's work (its worker thread returns), not just the caller's wait for it."""
+        request = ask([{"role": "user", "content": "Count from 1 to 200, one number a line."}], 400)
+        with deadline.until(time.monotonic() + 3600):
+            stream = qwen.stream(request)
+            assert next(stream)
+        with deadline.until(time.monotonic()), pytest.raises(DeadlineError, match="past its deadline"):
+            next(stream)
+        assert not any(thread.name == "rag-local-llm" for thread in threading.enumerate())
         assert "Paris" in "".join(qwen.stream(ask(CAPITAL)))
 
     def test_concurrent_generations_take_turns(self, qwen: LocalLLM) -> None:

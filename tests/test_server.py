@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -28,6 +29,7 @@ from rag.cli import _info
 from rag.conversation_store import ConversationStore
 from rag.embedding import Embedder
 from rag.server.app import create_app
+from rag.server.connections import server_config
 from rag.server.service import Service
 from tests.conftest import SEED_FILE, cli_env, free_port
 from tests.openai_server import FakeOpenAIServer, Reply
@@ -62,7 +64,7 @@ def in_process(settings: Settings, embedder: Embedder) -> Iterator[Running]:
     pipeline = RAG(settings, embedder=embedder)
     port = free_port()
     app = create_app(pipeline=pipeline)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(server_config(app, "127.0.0.1", port))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -571,14 +573,13 @@ def test_the_local_model_sheds_load_with_503_and_retry_after(tmp_path: Path, emb
     """While the model answers one question, at most `serve_queue` wait, each at most `serve_deadline`; past
     either, 503 with Retry-After at once, before any work is spent. The test holds the model's turn itself,
     so what is in progress does not depend on how fast the model is."""
-    settings = Settings(
-        index_dir=tmp_path / "index", progress=False, local_model="smollm2-135m", serve_queue=1, serve_deadline=1.0
-    )
+    settings = Settings(index_dir=tmp_path / "index", progress=False, local_model="smollm2-135m", serve_queue=1)
     question = {"model": "rag-local", "messages": [{"role": "user", "content": QUESTION}]}
     with in_process(settings, embedder) as server, server.http(None) as http:
         assert http.post("/v1/chat/completions", json=question).status_code == 200  # loads the model
         admission = server.service.admission
-        leave = admission.enter()  # as if a question were being answered
+        admission.deadline = 1.0
+        leave = admission.enter(admission.clock() + 3600)  # as if a question were being answered
         late: list[httpx.Response] = []
         waiting = threading.Thread(target=lambda: late.append(http.post("/v1/chat/completions", json=question)))
         try:
@@ -602,6 +603,67 @@ def test_the_local_model_sheds_load_with_503_and_retry_after(tmp_path: Path, emb
         assert "rag_local_shed 2.0" in metrics and "rag_local_waiting 0.0" in metrics
         answered = http.post("/v1/chat/completions", json=question)
         assert answered.status_code == 200 and admission.answering == 0
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_answer_past_its_deadline_is_stopped_not_given_late(
+    tmp_path: Path, embedder: Embedder, stream: bool
+) -> None:
+    """The deadline counts from the question's arrival and holds while the model writes: a question whose
+    time is up when the model starts is stopped there, with 503, and the model is free for the next one.
+    (The deadline is set to zero here, so it has always passed by then, however fast the machine.)"""
+    settings = Settings(index_dir=tmp_path / "index", progress=False, local_model="smollm2-135m")
+    question = {"model": "rag-local", "messages": [{"role": "user", "content": QUESTION}], "stream": stream}
+    with in_process(settings, embedder) as server, server.http(None) as http:
+        admission = server.service.admission
+        admission.deadline = 0.0
+        stopped = http.post("/v1/chat/completions", json=question)
+        assert stopped.status_code == 503, stopped.text
+        assert "past its deadline" in stopped.json()["error"]["message"]
+        assert admission.stopped == 1 and admission.answering == 0
+        assert "rag_local_stopped 1.0" in http.get("/metrics").text
+        admission.deadline = settings.serve_deadline
+        answered = http.post("/v1/chat/completions", json={**question, "stream": False})
+        assert answered.status_code == 200 and "Zas" in answered.json()["choices"][0]["message"]["content"]
+
+
+def _closed_by_the_server(connection: socket.socket) -> bool:
+    """Waits for the server to end the connection (its own bound ends the wait, not this one's timeout)."""
+    connection.settimeout(120)
+    try:
+        return connection.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_connections_that_send_slowly_or_too_many_are_closed(tmp_path: Path, embedder: Embedder) -> None:
+    """Slowloris: connections that never finish their headers, or their body, each hold a file descriptor
+    and a task. Each is closed once `serve_read_timeout` passes without a whole request, and an address
+    that holds `serve_client_connections` gets no more; the server answers others all along."""
+    settings = Settings(
+        index_dir=tmp_path / "index",
+        progress=False,
+        backend="extractive",
+        serve_read_timeout=1.0,
+        serve_client_connections=3,
+    )
+    with in_process(settings, embedder) as server:
+        address = ("127.0.0.1", int(server.url.rsplit(":", 1)[1]))
+        slow = [socket.create_connection(address) for _ in range(3)]
+        try:
+            slow[0].sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # the headers never end
+            slow[1].sendall(b"POST /v1/search HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")  # nor the body
+            # the third sends nothing at all
+            with socket.create_connection(address) as over:  # the address's share is taken
+                assert _closed_by_the_server(over)
+            assert all(_closed_by_the_server(connection) for connection in slow)
+        finally:
+            for connection in slow:
+                connection.close()
+        with server.http(None) as http:
+            assert http.get("/healthz").status_code == 200
+            metrics = http.get("/metrics").text
+        assert "rag_connections_refused 1.0" in metrics and "rag_connections_timed_out 3.0" in metrics
 
 
 @pytest.mark.slow

@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rag import deadline
 from rag.errors import LLMError
 from rag.local_models import CATALOG, DEFAULT_LOCAL_MODEL, install_command, installed_parts, resolve
 from rag.types import Backend, Capabilities, Completion, GenerationRequest, Generator, TokenLogprob
@@ -183,7 +184,8 @@ class LocalLLM:
 def _stream_chunks(server: Any, body: dict[str, Any]) -> collections.abc.Generator[dict[str, Any], None, None]:
     """xllamacpp streams by calling back once per chunk from inside a blocking call, so a worker thread makes
     the call and hands the chunks over as they come. Closing the generator early stops generation at the
-    next token (a callback returning True ends it)."""
+    next token (a callback returning True ends it), and so does the caller's deadline (`rag.deadline`)
+    passing; evaluating the prompt, before the first token, cannot be interrupted."""
     chunks: queue.Queue[Any] = queue.Queue()
     stop = threading.Event()
 
@@ -202,7 +204,17 @@ def _stream_chunks(server: Any, body: dict[str, Any]) -> collections.abc.Generat
     worker = threading.Thread(target=work, name="rag-local-llm", daemon=True)
     worker.start()
     try:
-        while (item := chunks.get()) is not _DONE:
+        while True:
+            left = deadline.remaining()
+            try:
+                item = chunks.get(timeout=None if left is None else max(left, 0.0))
+            except queue.Empty:
+                item = None
+            if item is _DONE:
+                break
+            deadline.check("the local model's answer")
+            if item is None:
+                continue
             if isinstance(item, Exception):
                 raise LLMError(
                     f"the local model failed: {item}", hint="retry; if it persists, check the model"

@@ -3,9 +3,10 @@
 The local model answers one question at a time on the machine's cores, about three seconds each. Under
 twenty clients every request used to wait its turn, so answers came half a minute late and a client that
 gave up still had its question answered after it left. Now at most `serve_queue` questions wait while one
-is answered: one more is refused at once with 503 and a `Retry-After` estimated from recent answers, and
-a question that waits longer than `serve_deadline` is refused then, before any work is spent on it,
-rather than answered late. Other backends are not queued here (an endpoint does its own shedding; the
+is answered: one more is refused at once with 503 and a `Retry-After` estimated from recent answers. Every
+question has `serve_deadline` seconds from its arrival: one still waiting then is refused before any work
+is spent on it, and one being answered is stopped at the model's next token (`rag.deadline`), rather than
+answered after its client has given up. Other backends are not queued here (an endpoint does its own shedding; the
 extractive reader takes milliseconds).
 """
 
@@ -18,6 +19,8 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
+from rag.deadline import until
+from rag.errors import DeadlineError
 from rag.server.errors import APIError
 
 T = TypeVar("T")
@@ -36,6 +39,7 @@ class Admission:
         self.waiting = 0
         self.answering = 0
         self.shed = 0
+        self.stopped = 0
         self._durations: deque[float] = deque(maxlen=_RECENT)
 
     def retry_after(self) -> int:
@@ -43,9 +47,32 @@ class Admission:
         typical = sum(self._durations) / len(self._durations) if self._durations else _FIRST_GUESS_SECONDS
         return max(1, math.ceil(typical * (self.waiting + self.answering)))
 
-    def enter(self) -> Callable[[], None]:
-        """Wait for the model's turn, or raise the 503 that says why not; returns the function that gives the
-        turn back (call it exactly once, when the answer is done or abandoned)."""
+    def admit(self, pieces: Iterator[T]) -> Iterator[T]:
+        """Take the model's turn for an answer now, or raise the 503 that says why not. The answer's pieces
+        are computed under the question's deadline, and give the turn back when they end, fail, are
+        abandoned or are stopped."""
+        at = self.clock() + self.deadline
+        return self._held(pieces, self.enter(at), at)
+
+    def _held(self, pieces: Iterator[T], leave: Callable[[], None], at: float) -> Iterator[T]:
+        try:
+            while True:
+                with until(at):  # around each step: a streamed answer's steps run in different threads
+                    try:
+                        piece = next(pieces)
+                    except StopIteration:
+                        return
+                    except DeadlineError:
+                        with self._state:
+                            self.stopped += 1
+                        raise
+                yield piece
+        finally:
+            leave()
+
+    def enter(self, at: float) -> Callable[[], None]:
+        """Wait for the model's turn until `at` (on `clock`), or raise the 503 that says why not; returns the
+        function that gives the turn back (call it exactly once, when the answer is done or abandoned)."""
         with self._state:
             if self.waiting >= self.queue and (self.answering or self.waiting):
                 self.shed += 1
@@ -53,7 +80,7 @@ class Admission:
                                  f"{self.queue}")  # fmt: skip
             self.waiting += 1
         try:
-            turn = self._slot.acquire(timeout=self.deadline)
+            turn = self._slot.acquire(timeout=max(at - self.clock(), 0.0))
         finally:
             with self._state:
                 self.waiting -= 1
@@ -86,11 +113,3 @@ class Admission:
             code="overloaded",
             headers={"Retry-After": str(wait)},
         )
-
-
-def holding(pieces: Iterator[T], leave: Callable[[], None]) -> Iterator[T]:
-    """The answer's pieces, giving the model's turn back when they end, fail or are abandoned."""
-    try:
-        yield from pieces
-    finally:
-        leave()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import uvicorn
 from fastapi import Depends, FastAPI
 from fastapi.responses import Response
 
@@ -13,6 +14,7 @@ from rag.config import Settings
 from rag.conversation_store import ConversationStore
 from rag.pipeline import RAG
 from rag.server import errors
+from rag.server.connections import ConnectionLimits, server_config
 from rag.server.metrics import Metrics, Timing
 from rag.server.native import reads, writes
 from rag.server.openai_api import router as openai_router
@@ -41,6 +43,8 @@ def create_app(settings: Settings | None = None, *, pipeline: RAG | None = None)
         version="0.1.0",
     )
     app.state.service = Service(pipeline, ConversationStore.for_settings(settings), metrics)
+    app.state.connections = ConnectionLimits(settings.serve_read_timeout, settings.serve_client_connections)
+    metrics.watch_connections(app.state.connections)
     errors.install(app)
     app.include_router(openai_router, dependencies=[Depends(guard.caller)])
     app.include_router(reads, dependencies=[Depends(guard.caller)])
@@ -62,8 +66,6 @@ def create_app(settings: Settings | None = None, *, pipeline: RAG | None = None)
 
 def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
     """Run until stopped. Checked before anything loads: no keys means loopback only."""
-    import uvicorn
-
     host = host or settings.serve_host
     port = port or settings.serve_port
     check_bind(settings, host)
@@ -71,4 +73,4 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
     log.warning("rag serve on http://%s:%d (API docs at /docs)", host, port)
     if settings.api_key_list and not settings.admin_key_list:
         log.warning("no key may add or delete articles: set RAG_ADMIN_KEYS, or RAG_OPEN_WRITES=true for every key")
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10)
+    uvicorn.Server(server_config(app, host, port)).run()

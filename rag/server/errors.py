@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException
 
 from rag.errors import (
     ConfigError,
+    DeadlineError,
     DocumentError,
     FeedbackError,
     IndexDirError,
@@ -46,9 +47,11 @@ _STATUS: tuple[tuple[type[RagError], int], ...] = (
     (ConfigError, 400),
     (LLMError, 502),
     (IndexDirError, 503),
+    (DeadlineError, 503),
 )
 """A generator that failed (endpoint down, model missing) is the upstream's fault: 502 with its cause. An
-index another process is rebuilding is a temporary 503."""
+index another process is rebuilding, and an answer stopped at its deadline on a busy server, are a
+temporary 503."""
 
 
 class APIError(Exception):

@@ -16,6 +16,7 @@ from rag.server.security import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
     from rag.server.admission import Admission
+    from rag.server.connections import ConnectionLimits
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
@@ -55,9 +56,21 @@ class Metrics:
         answering = Gauge("rag_local_answering", "Questions the local model is answering", registry=self.registry)
         shed = Gauge("rag_local_shed", "Questions refused with 503: queue full or deadline passed",
                      registry=self.registry)  # fmt: skip
+        stopped = Gauge("rag_local_stopped", "Answers stopped by the local model at their deadline",
+                        registry=self.registry)  # fmt: skip
+        stopped.set_function(lambda: admission.stopped)
         waiting.set_function(lambda: admission.waiting)
         answering.set_function(lambda: admission.answering)
         shed.set_function(lambda: admission.shed)
+
+    def watch_connections(self, limits: ConnectionLimits) -> None:
+        """Connections closed by their bounds (`rag.server.connections`), read when scraped."""
+        refused = Gauge("rag_connections_refused", "Connections closed at once: their address held its share",
+                        registry=self.registry)  # fmt: skip
+        timed_out = Gauge("rag_connections_timed_out", "Connections closed: their request did not arrive in time",
+                          registry=self.registry)  # fmt: skip
+        refused.set_function(lambda: limits.refused)
+        timed_out.set_function(lambda: limits.timed_out)
 
     def answered(self, backend: str, refused: bool, timings: Mapping[str, float]) -> None:
         self.answers.labels(backend, "refused" if refused else "answered").inc()

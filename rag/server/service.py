@@ -19,7 +19,7 @@ from rag.backends import BACKENDS
 from rag.conversation import Turn
 from rag.conversation_store import ConversationStore, StoredTurn
 from rag.pipeline import RAG
-from rag.server.admission import Admission, holding
+from rag.server.admission import Admission
 from rag.server.errors import APIError
 from rag.server.metrics import Metrics
 from rag.server.schemas import ChatRequest
@@ -128,7 +128,7 @@ class Service:
             history=history,
         )
         if choice.backend == "local":  # the model's turn is taken now, so a refusal is a status, not a stream
-            pieces = holding(pieces, self.admission.enter())
+            pieces = self.admission.admit(pieces)
         return Chat(f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), choice, question, conversation_id, pieces, store)
 
     def keep(self, chat: Chat, request: ChatRequest, answer: Answer) -> StoredTurn:

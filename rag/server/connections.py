@@ -1,0 +1,126 @@
+"""Connections that give nothing back: a bound on how long a request may take to arrive, and on how many
+connections one client address holds.
+
+uvicorn closes a connection that idles between requests, but not one that is sending its request slowly:
+a client that sends one header byte every few seconds (Slowloris) holds a connection, and a file
+descriptor, for as long as it likes, and a thousand such clients hold the server. Here a connection has
+`serve_read_timeout` seconds, from when it opens or its previous answer was sent, to deliver a whole
+request (headers and body), and one client address may hold `serve_client_connections` at once; past
+either the connection is closed. The answer itself may take as long as it takes (`rag.server.admission`
+bounds that).
+
+uvicorn's own HTTP/1.1 protocol (h11) is extended rather than replaced, through the protocol class its
+configuration accepts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections import Counter
+from typing import Any
+
+import h11
+import uvicorn
+from fastapi import FastAPI
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+log = logging.getLogger("rag.server")
+
+_RECEIVED = (h11.DONE, h11.MUST_CLOSE, h11.CLOSED, h11.ERROR)
+"""The client's states in which its request has fully arrived (or never will)."""
+
+
+class ConnectionLimits:
+    """The bounds, and the counts they are checked against, shared by every connection of one server."""
+
+    def __init__(self, read_timeout: float, per_client: int) -> None:
+        self.read_timeout = read_timeout
+        self.per_client = per_client
+        """0: no bound (behind a reverse proxy, every client has the proxy's address)."""
+        self.open: Counter[str] = Counter()
+        self.refused = 0
+        self.timed_out = 0
+
+    def admit(self, host: str) -> bool:
+        if self.per_client and self.open[host] >= self.per_client:
+            self.refused += 1
+            return False
+        self.open[host] += 1
+        return True
+
+    def release(self, host: str) -> None:
+        self.open[host] -= 1
+        if self.open[host] <= 0:
+            del self.open[host]
+
+
+class BoundedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol, closing a connection whose request does not arrive in time, and refusing one
+    over its address's share."""
+
+    def __init__(self, *args: Any, limits: ConnectionLimits, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.limits = limits
+        self._host: str | None = None
+        self._reading: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        host = self.client[0] if self.client else ""
+        if not self.limits.admit(host):
+            log.warning("closed a connection from %s: it holds %d already", host, self.limits.per_client)
+            transport.close()
+            return
+        self._host = host
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        if self._host is not None:
+            self.limits.release(self._host)
+            self._host = None
+        super().connection_lost(exc)
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self.conn.their_state in _RECEIVED:
+            self._disarm()
+
+    def on_response_complete(self) -> None:
+        if not self.transport.is_closing():
+            self._arm()  # for the next request; handling a pipelined one below disarms it again
+        super().on_response_complete()
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._reading = self.loop.call_later(self.limits.read_timeout, self._too_slow)
+
+    def _disarm(self) -> None:
+        if self._reading is not None:
+            self._reading.cancel()
+            self._reading = None
+
+    def _too_slow(self) -> None:
+        self._reading = None
+        if self.transport.is_closing():
+            return
+        self.limits.timed_out += 1
+        log.warning(
+            "closed a connection from %s: its request did not arrive within %g s", self._host, self.limits.read_timeout
+        )
+        self.transport.close()
+
+
+def server_config(app: FastAPI, host: str, port: int) -> uvicorn.Config:
+    """uvicorn's configuration for `app` (from `rag.server.app.create_app`), with its connection bounds;
+    `rag serve` and the tests run the same."""
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http=functools.partial(BoundedH11Protocol, limits=app.state.connections),  # type: ignore[arg-type]
+        log_level="warning",
+        timeout_graceful_shutdown=10,
+    )
