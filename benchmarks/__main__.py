@@ -145,7 +145,8 @@ def _run(work: Path, options: argparse.Namespace, parts: list[str], results: dic
     if "serve" in parts:
         models = ["rag-extractive"] if smoke else ["rag-extractive", "rag-local"]
         seconds, clients = (5.0, 4) if smoke else (options.serve_seconds, options.serve_clients)
-        results["serve"] = serve.run(work, ROOT / "seeds", SEED_QUESTIONS, seconds, clients, models)
+        parallel = [int(n) for n in options.local_parallel.split(",")]
+        results["serve"] = serve.run(work, ROOT / "seeds", SEED_QUESTIONS, seconds, clients, models, parallel)
     if "disk" in parts and big is not None:
         dated = [(q, d.isoformat() if d else None) for q, d in rtqa_questions()[:200]]
         sizes = [int(size) for size in options.disk_sizes.split(",")]
@@ -286,8 +287,9 @@ def _serve_rows(r: dict[str, Any]) -> list[str]:
     ]
     for p in r["phases"]:
         u = p["uploads"]
+        at_once = f" ({p['local_parallel']} at once)" if p.get("local_parallel") else ""
         lines.append(
-            f"| {p['model']} | {p['served']} | {p.get('shed', 0)} ({p.get('shed_p95_s')}) | {p['errors']} | "
+            f"| {p['model']}{at_once} | {p['served']} | {p.get('shed', 0)} ({p.get('shed_p95_s')}) | {p['errors']} | "
             f"{p['requests_per_s']:.2f} | {p['p50_s']} | "
             f"{p['p95_s']} | {p['max_s']} | {u['uploaded']} ({u['found_at_once']}, {len(u['lost'])}) |"
         )
@@ -339,6 +341,9 @@ def main() -> None:
     parser.add_argument("--vectors", type=int, default=1_000_000, help="synthetic vectors searched by the scale part")
     parser.add_argument("--serve-seconds", type=float, default=60.0, help="load duration per backend (serve part)")
     parser.add_argument("--serve-clients", type=int, default=20, help="concurrent clients (serve part)")
+    parser.add_argument(
+        "--local-parallel", default="1,2", help="RAG_LOCAL_PARALLEL values the local model is loaded under (serve part)"
+    )
     parser.add_argument("--disk-sizes", default="1000000,4000000", help="corpus sizes of the disk part, in chunks")
     parser.add_argument(
         "--ray-articles", type=int, default=None, help="RealTime QA articles of the ray part (default: all 3786)"

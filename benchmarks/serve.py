@@ -164,8 +164,16 @@ async def _phase(url: str, model: str, questions: Sequence[str], clients: int, s
 
 
 def run(
-    work: Path, seeds: Path, questions: Sequence[str], seconds: float, clients: int, models: Sequence[str]
+    work: Path,
+    seeds: Path,
+    questions: Sequence[str],
+    seconds: float,
+    clients: int,
+    models: Sequence[str],
+    parallel: Sequence[int] = (1,),
 ) -> dict[str, Any]:
+    """Each model under load; the local model once per value of `parallel` (`RAG_LOCAL_PARALLEL`, answers
+    decoded at once), each on a server started with it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "OPENAI_"))}
     env.update(
         RAG_INDEX_DIR=str(work / "serve-index"),
@@ -176,9 +184,13 @@ def run(
     )
     results: dict[str, Any] = {"clients": clients, "seconds": seconds, "phases": []}
     known = {p.name for p in seeds.iterdir() if p.is_file()}
-    with server(work, env) as url:
-        for i, model in enumerate(models):
-            results["phases"].append(asyncio.run(_phase(url, model, questions, clients, seconds, 100 * i, known)))
+    for n, slots in enumerate(parallel):
+        env["RAG_LOCAL_PARALLEL"] = str(slots)
+        with server(work, env) as url:
+            for model in models if n == 0 else [m for m in models if m == "rag-local"]:
+                first = 100 * len(results["phases"])
+                phase = asyncio.run(_phase(url, model, questions, clients, seconds, first, known))
+                results["phases"].append({**phase, "local_parallel": slots if model == "rag-local" else None})
     doctor = subprocess.run([RAG_BIN, "doctor"], env=env, capture_output=True, text=True)
     results["doctor_ok"] = doctor.returncode == 0
     results["doctor"] = (doctor.stdout + doctor.stderr)[-500:]

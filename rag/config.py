@@ -266,6 +266,13 @@ class Settings(BaseSettings):
         json_schema_extra={"shown": "(cores)"},
         description="llama.cpp CPU threads; empty means one per core.",
     )
+    local_parallel: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Answers the local model writes at once, decoded in one batch (llama.cpp's parallel slots); "
+        "`rag serve` lets as many questions be answered at a time. Each holds its own context window in memory.",
+    )
     openai_model: str = Field("gpt-4o-mini", description="Model name sent to the OpenAI-compatible endpoint.")
     openai_base_url: str | None = Field(
         None,
@@ -559,7 +566,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "generation": (
         "max_question_chars",
         "context_tokens", "min_confidence", "local_focus_sentences", "attribute_citations", "max_answer_tokens",
-        "temperature", "local_model", "local_context_window", "local_threads",
+        "temperature", "local_model", "local_context_window", "local_threads", "local_parallel",
     ),
     "openai": ("openai_model", "openai_base_url", "openai_api_key", "openai_timeout", "openai_max_retries"),
     "ui": ("max_upload_mb", "ui_port", "ui_address", "conversations_db"),

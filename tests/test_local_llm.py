@@ -66,7 +66,7 @@ class TestLocalLLM:
 
         def timings(messages: list[dict[str, str]]) -> dict[str, int]:
             body = {"messages": messages, "max_tokens": 1, "stream": True, "cache_prompt": True}
-            return list(_stream_chunks(qwen._server(), body))[-1]["timings"]
+            return list(_stream_chunks(qwen._runtime().server, body))[-1]["timings"]
 
         first = timings(draft)
         timings(check)
@@ -117,6 +117,22 @@ class TestLocalLLM:
         for thread in threads:
             thread.join()
         assert len(results) == 2 and results[0] == results[1] and "Paris" in results[0]
+
+    def test_parallel_generations_run_at_once(self) -> None:
+        """With `local_parallel` 2, a second generation starts while the first is still being written (with
+        1 it would wait for the first to end: `test_concurrent_generations_take_turns`)."""
+        generator = make_generator(Settings(local_model="smollm2-135m", local_parallel=2, progress=False), "local")
+        counting = ask([{"role": "user", "content": "Count from 1 to 200, one number a line."}], 400)
+        first = generator.stream(counting)
+        try:
+            assert next(first)  # the first holds a turn, unfinished
+            second: list[str] = []
+            thread = threading.Thread(target=lambda: second.append("".join(generator.stream(ask(CAPITAL)))))
+            thread.start()
+            thread.join(timeout=300)  # a bound on a hang, not a measurement: the model takes about a second
+            assert not thread.is_alive() and second and second[0].strip()
+        finally:
+            first.close()
 
     def test_prompt_longer_than_the_context_is_a_clear_error(self) -> None:
         small = LocalLLM(context_window=512)

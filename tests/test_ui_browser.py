@@ -431,11 +431,17 @@ def test_conversation_survives_a_reload(app: tuple[str, int], browser: WebDriver
         lambda d: card.is_displayed() and any("Zas" in m.text for m in card.find_elements(By.CSS_SELECTOR, "mark")),
         message="the reopened card does not highlight the quote",
     )
-    assert "Thanks — recorded as helpful" in browser.find_element(By.TAG_NAME, "body").text
+    WebDriverWait(browser, 20).until(
+        lambda d: "Thanks — recorded as helpful" in d.find_element(By.TAG_NAME, "body").text,
+        message="the reopened conversation does not show the rating given",
+    )
     assert browser.current_url == address
     # The label is escaped for Streamlit's markdown; the reader sees the title and date as written.
     date = r"\d{4}-\d\d-\d\d \d\d:\d\d"
-    assert any(re.fullmatch(rf"{re.escape(QUESTION)} · {date}", b) for b in sidebar_buttons(browser))
+    WebDriverWait(browser, 20, ignored_exceptions=[StaleElementReferenceException]).until(
+        lambda d: any(re.fullmatch(rf"{re.escape(QUESTION)} · {date}", b) for b in sidebar_buttons(d)),
+        message="the sidebar does not list the conversation",
+    )
 
     hostile = '<img src=x onerror="window.__pwned=4"> **bold** <h1 id="injected">T</h1>'  # within a title's length
     browser.find_element(By.XPATH, "//summary[contains(., 'This conversation')]").click()

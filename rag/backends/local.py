@@ -10,6 +10,7 @@ import queue
 import secrets
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,25 +29,34 @@ if TYPE_CHECKING:
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
-_SLOTS = 2
+_SLOTS_PER_ANSWER = 2
+
+
+@dataclass(frozen=True)
+class _Runtime:
+    server: Any
+    turns: threading.Semaphore
+    """Generations running at once: `parallel`, each decoded in the same batch as the others."""
 
 
 @lru_cache(maxsize=2)
-def _load_server(path: str, n_ctx: int, n_threads: int) -> Any:
+def _load_server(path: str, n_ctx: int, n_threads: int, parallel: int) -> _Runtime:
     """One llama.cpp server per model and settings per process, shared by every `LocalLLM`: a second copy
     would double memory for nothing."""
     import xllamacpp
 
     params = xllamacpp.CommonParams()
     params.model.path = path
-    # Two slots, each of n_ctx and keeping its last prompt's KV cache (below): the reader's draft and its
-    # check of the draft alternate, and in one slot each would evict the other's cached prefix, costing a
-    # full prompt evaluation per call. A request takes the slot whose cache holds at least half its prompt,
-    # else the least recently used one: the chat template's few opening tokens must not draw a check into
-    # the drafts' slot (llama.cpp's default threshold, 10 %, lets a short prompt be drawn).
-    params.n_parallel = _SLOTS
+    # Two slots per generation running at once, each of n_ctx and keeping its last prompt's KV cache
+    # (below): the reader's draft and its check of the draft alternate, and in one slot each would evict
+    # the other's cached prefix, costing a full prompt evaluation per call. A request takes the slot whose
+    # cache holds at least half its prompt, else the least recently used one: the chat template's few
+    # opening tokens must not draw a check into the drafts' slot (llama.cpp's default threshold, 10 %,
+    # lets a short prompt be drawn).
+    slots = _SLOTS_PER_ANSWER * parallel
+    params.n_parallel = slots
     params.slot_prompt_similarity = 0.5
-    params.n_ctx = n_ctx * _SLOTS
+    params.n_ctx = n_ctx * slots
     params.warmup = False
     params.cpuparams.n_threads = n_threads
     params.cpuparams_batch.n_threads = n_threads
@@ -63,11 +73,8 @@ def _load_server(path: str, n_ctx: int, n_threads: int) -> Any:
     params.api_keys = [secrets.token_urlsafe(32)]
     params.ui = False
     params.endpoint_slots = False
-    return xllamacpp.Server(params)
+    return _Runtime(xllamacpp.Server(params), threading.Semaphore(parallel))
 
-
-_SERVER_LOCK = threading.Lock()
-"""A llama.cpp server here serves one generation at a time; chat sessions take turns."""
 
 _DONE = object()
 
@@ -89,6 +96,7 @@ class LocalLLM:
         cache_dir: Path | None = None,
         context_window: int = 4096,
         threads: int | None = None,
+        parallel: int = 1,
         progress: bool = False,
     ) -> None:
         """`model` is a catalog name (see `rag.local_models`), assembled into `cache_dir` on first use, or
@@ -99,6 +107,7 @@ class LocalLLM:
         self.model = str(model) if str(model) in CATALOG else self.path.name
         self.context_window = context_window
         self.threads = threads or os.cpu_count() or 2
+        self.parallel = parallel
         with open(self.path, "rb") as file:
             if file.read(4) != b"GGUF":
                 raise LLMError(
@@ -145,15 +154,16 @@ class LocalLLM:
             body["logprobs"] = True
             body["top_logprobs"] = max(1, request.top_logprobs)
         # The stream is closed (its worker joined) before the lock is released, also when the caller stops early.
-        with _SERVER_LOCK, contextlib.closing(_stream_chunks(self._server(), body)) as chunks:
+        runtime = self._runtime()
+        with runtime.turns, contextlib.closing(_stream_chunks(runtime.server, body)) as chunks:
             for chunk in chunks:
                 self._raise_for_error(chunk)
                 if chunk.get("choices"):
                     yield chunk
 
-    def _server(self) -> Any:
+    def _runtime(self) -> _Runtime:
         try:
-            return _load_server(str(self.path), self.context_window, self.threads)
+            return _load_server(str(self.path), self.context_window, self.threads, self.parallel)
         except RuntimeError as exc:
             raise LLMError(
                 f"llama.cpp cannot load the GGUF model {self.path}: it is damaged or truncated, or its "
@@ -231,6 +241,7 @@ def _build(settings: Settings, model: str | None) -> Generator:
         cache_dir=settings.cache_dir,
         context_window=settings.local_context_window,
         threads=settings.local_threads,
+        parallel=settings.local_parallel,
         progress=settings.progress,
     )
 

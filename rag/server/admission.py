@@ -1,13 +1,14 @@
-"""Load shedding for the local model: a bounded queue in front of it, and a deadline for waiting in it.
+"""Load shedding for the local model: a bounded queue in front of it, and a deadline for each question.
 
-The local model answers one question at a time on the machine's cores, about three seconds each. Under
-twenty clients every request used to wait its turn, so answers came half a minute late and a client that
-gave up still had its question answered after it left. Now at most `serve_queue` questions wait while one
-is answered: one more is refused at once with 503 and a `Retry-After` estimated from recent answers. Every
-question has `serve_deadline` seconds from its arrival: one still waiting then is refused before any work
-is spent on it, and one being answered is stopped at the model's next token (`rag.deadline`), rather than
-answered after its client has given up. Other backends are not queued here (an endpoint does its own shedding; the
-extractive reader takes milliseconds).
+The local model answers `local_parallel` questions at a time (one by default) on the machine's cores,
+about three seconds each. Under twenty clients every request used to wait its turn, so answers came half
+a minute late and a client that gave up still had its question answered after it left. Now at most
+`serve_queue` questions wait while those are answered: one more is refused at once with 503 and a
+`Retry-After` estimated from recent answers. Every question has `serve_deadline` seconds from its
+arrival: one still waiting then is refused before any work is spent on it, and one being answered is
+stopped at the model's next token (`rag.deadline`), rather than answered after its client has given up.
+Other backends are not queued here (an endpoint does its own shedding; the extractive reader takes
+milliseconds).
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ _FIRST_GUESS_SECONDS = 5.0
 
 
 class Admission:
-    def __init__(self, queue: int, deadline: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.queue, self.deadline, self.clock = queue, deadline, clock
-        self._slot = threading.Lock()
+    def __init__(
+        self, queue: int, deadline: float, parallel: int = 1, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.queue, self.deadline, self.parallel, self.clock = queue, deadline, parallel, clock
+        self._turns = threading.Semaphore(parallel)
         self._state = threading.Lock()
         self.waiting = 0
         self.answering = 0
@@ -43,9 +46,9 @@ class Admission:
         self._durations: deque[float] = deque(maxlen=_RECENT)
 
     def retry_after(self) -> int:
-        """Seconds until the questions ahead are likely answered: those waiting, plus the one in progress."""
+        """Seconds until the questions ahead are likely answered: those waiting, plus those in progress."""
         typical = sum(self._durations) / len(self._durations) if self._durations else _FIRST_GUESS_SECONDS
-        return max(1, math.ceil(typical * (self.waiting + self.answering)))
+        return max(1, math.ceil(typical * (self.waiting + self.answering) / self.parallel))
 
     def admit(self, pieces: Iterator[T]) -> Iterator[T]:
         """Take the model's turn for an answer now, or raise the 503 that says why not. The answer's pieces
@@ -74,13 +77,13 @@ class Admission:
         """Wait for the model's turn until `at` (on `clock`), or raise the 503 that says why not; returns the
         function that gives the turn back (call it exactly once, when the answer is done or abandoned)."""
         with self._state:
-            if self.waiting >= self.queue and (self.answering or self.waiting):
+            if self.waiting >= self.queue and (self.answering >= self.parallel or self.waiting):
                 self.shed += 1
                 raise self._busy(f"{self.waiting + self.answering} questions are ahead and the queue holds "
                                  f"{self.queue}")  # fmt: skip
             self.waiting += 1
         try:
-            turn = self._slot.acquire(timeout=max(at - self.clock(), 0.0))
+            turn = self._turns.acquire(timeout=max(at - self.clock(), 0.0))
         finally:
             with self._state:
                 self.waiting -= 1
@@ -101,7 +104,7 @@ class Admission:
             with self._state:
                 self.answering -= 1
                 self._durations.append(self.clock() - started)
-            self._slot.release()
+            self._turns.release()
 
         return leave
 

@@ -101,7 +101,8 @@ class Chat:
 class Service:
     def __init__(self, pipeline: RAG, store: ConversationStore, metrics: Metrics) -> None:
         self.pipeline, self.store, self.metrics = pipeline, store, metrics
-        self.admission = Admission(pipeline.settings.serve_queue, pipeline.settings.serve_deadline)
+        settings = pipeline.settings
+        self.admission = Admission(settings.serve_queue, settings.serve_deadline, settings.local_parallel)
         metrics.watch(self.admission)
 
     def start_chat(self, request: ChatRequest, store: ConversationStore) -> Chat:
