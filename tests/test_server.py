@@ -23,13 +23,15 @@ import httpx
 import openai
 import pytest
 import uvicorn
+from fastapi import FastAPI
+from fastapi.responses import Response
 
 from rag import RAG, Settings
 from rag.cli import _info
 from rag.conversation_store import ConversationStore
 from rag.embedding import Embedder
 from rag.server.app import create_app
-from rag.server.connections import server_config
+from rag.server.connections import ConnectionLimits, server_config
 from rag.server.service import Service
 from tests.conftest import SEED_FILE, cli_env, free_port
 from tests.openai_server import FakeOpenAIServer, Reply
@@ -62,8 +64,15 @@ class Running:
 def in_process(settings: Settings, embedder: Embedder) -> Iterator[Running]:
     """A real uvicorn server on a free loopback port, in a thread of this process."""
     pipeline = RAG(settings, embedder=embedder)
-    port = free_port()
     app = create_app(pipeline=pipeline)
+    with serving(app) as port:
+        yield Running(f"http://127.0.0.1:{port}", settings, pipeline, app.state.service)
+
+
+@contextlib.contextmanager
+def serving(app: FastAPI) -> Iterator[int]:
+    """`app` served as `rag serve` serves it, in a thread; yields its port."""
+    port = free_port()
     server = uvicorn.Server(server_config(app, "127.0.0.1", port))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -72,7 +81,7 @@ def in_process(settings: Settings, embedder: Embedder) -> Iterator[Running]:
         assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
         time.sleep(0.05)
     try:
-        yield Running(f"http://127.0.0.1:{port}", settings, pipeline, app.state.service)
+        yield port
     finally:
         server.should_exit = True
         thread.join(timeout=15)
@@ -660,10 +669,41 @@ def test_connections_that_send_slowly_or_too_many_are_closed(tmp_path: Path, emb
         finally:
             for connection in slow:
                 connection.close()
+        with socket.create_connection(address) as huge:  # unfinished headers past what h11 buffers (16 KiB)
+            huge.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"a" * 20_000)
+            huge.settimeout(120)
+            assert huge.recv(12) == b"HTTP/1.1 400"
         with server.http(None) as http:
             assert http.get("/healthz").status_code == 200
             metrics = http.get("/metrics").text
         assert "rag_connections_refused 1.0" in metrics and "rag_connections_timed_out 3.0" in metrics
+
+
+def test_a_client_that_stops_reading_a_large_answer_is_disconnected() -> None:
+    """An answer the client does not read waits in the server's memory; once it has backed up for
+    `serve_read_timeout`, the connection is closed and the memory freed. (A route of its own serves the
+    large answer: no route of rag's sends more than a socket's buffers hold.)"""
+    app = FastAPI()
+    app.state.connections = ConnectionLimits(read_timeout=1.0, per_client=0)
+    size = 16 << 20
+
+    @app.get("/large")
+    def large() -> Response:
+        return Response(b"x" * size, media_type="application/octet-stream")
+
+    with serving(app) as port, socket.socket() as client:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.connect(("127.0.0.1", port))
+        client.sendall(b"GET /large HTTP/1.1\r\nHost: x\r\n\r\n")
+        deadline = time.monotonic() + 120  # a bound on a hang; the condition below ends the wait
+        while app.state.connections.timed_out < 1:
+            assert time.monotonic() < deadline, "the connection was not closed"
+            time.sleep(0.05)
+        received = 0
+        with contextlib.suppress(ConnectionResetError):
+            while block := client.recv(1 << 16):
+                received += len(block)
+        assert received < size
 
 
 @pytest.mark.slow

@@ -1,13 +1,14 @@
-"""Connections that give nothing back: a bound on how long a request may take to arrive, and on how many
-connections one client address holds.
+"""Connections that give nothing back: bounds on how long a request may take to arrive and an answer to be
+read, and on how many connections one client address holds.
 
 uvicorn closes a connection that idles between requests, but not one that is sending its request slowly:
 a client that sends one header byte every few seconds (Slowloris) holds a connection, and a file
-descriptor, for as long as it likes, and a thousand such clients hold the server. Here a connection has
+descriptor, for as long as it likes, and a thousand such clients hold the server. Nor one that stops
+reading a large answer, which then waits in the server's memory. Here a connection has
 `serve_read_timeout` seconds, from when it opens or its previous answer was sent, to deliver a whole
-request (headers and body), and one client address may hold `serve_client_connections` at once; past
-either the connection is closed. The answer itself may take as long as it takes (`rag.server.admission`
-bounds that).
+request (headers and body), and as long again each time the answer it is sent backs up unread; one
+client address may hold `serve_client_connections` at once; past any of these the connection is closed.
+Working out the answer may take as long as it takes (`rag.server.admission` bounds that).
 
 uvicorn's own HTTP/1.1 protocol (h11) is extended rather than replaced, through the protocol class its
 configuration accepts.
@@ -65,6 +66,7 @@ class BoundedH11Protocol(H11Protocol):
         self.limits = limits
         self._host: str | None = None
         self._reading: asyncio.TimerHandle | None = None
+        self._writing: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -78,6 +80,7 @@ class BoundedH11Protocol(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._writing_resumed()
         if self._host is not None:
             self.limits.release(self._host)
             self._host = None
@@ -92,6 +95,31 @@ class BoundedH11Protocol(H11Protocol):
         if not self.transport.is_closing():
             self._arm()  # for the next request; handling a pipelined one below disarms it again
         super().on_response_complete()
+
+    def pause_writing(self) -> None:
+        """The answer backs up: more is waiting to be sent than the client has read."""
+        super().pause_writing()
+        if self._writing is None:
+            self._writing = self.loop.call_later(self.limits.read_timeout, self._not_reading)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._writing_resumed()
+
+    def _writing_resumed(self) -> None:
+        if self._writing is not None:
+            self._writing.cancel()
+            self._writing = None
+
+    def _not_reading(self) -> None:
+        self._writing = None
+        if self.transport.is_closing():
+            return
+        self.limits.timed_out += 1
+        log.warning(
+            "closed a connection from %s: it did not read its answer for %g s", self._host, self.limits.read_timeout
+        )
+        self.transport.abort()  # close() would wait to send what it did not read
 
     def _arm(self) -> None:
         self._disarm()
