@@ -58,15 +58,18 @@ class ConnectionLimits:
 
 
 class BoundedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol, closing a connection whose request does not arrive in time, and refusing one
-    over its address's share."""
+    """uvicorn's h11 protocol, closing a connection whose request does not arrive in time or whose answer
+    is not read, and refusing one over its address's share."""
+
+    _REQUEST = "its request did not arrive"
+    _ANSWER = "it did not read its answer"
 
     def __init__(self, *args: Any, limits: ConnectionLimits, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.limits = limits
         self._host: str | None = None
-        self._reading: asyncio.TimerHandle | None = None
-        self._writing: asyncio.TimerHandle | None = None
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        """The bounds running, by what they wait for (`_REQUEST`, `_ANSWER`)."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -76,11 +79,11 @@ class BoundedH11Protocol(H11Protocol):
             transport.close()
             return
         self._host = host
-        self._arm()
+        self._start(self._REQUEST)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        self._writing_resumed()
+        for waiting in list(self._timers):
+            self._stop(waiting)
         if self._host is not None:
             self.limits.release(self._host)
             self._host = None
@@ -89,56 +92,39 @@ class BoundedH11Protocol(H11Protocol):
     def handle_events(self) -> None:
         super().handle_events()
         if self.conn.their_state in _RECEIVED:
-            self._disarm()
+            self._stop(self._REQUEST)
 
     def on_response_complete(self) -> None:
         if not self.transport.is_closing():
-            self._arm()  # for the next request; handling a pipelined one below disarms it again
+            self._start(self._REQUEST)  # the next one; handling a pipelined one below stops it again
         super().on_response_complete()
 
     def pause_writing(self) -> None:
         """The answer backs up: more is waiting to be sent than the client has read."""
         super().pause_writing()
-        if self._writing is None:
-            self._writing = self.loop.call_later(self.limits.read_timeout, self._not_reading)
+        if self._ANSWER not in self._timers:
+            self._start(self._ANSWER)
 
     def resume_writing(self) -> None:
         super().resume_writing()
-        self._writing_resumed()
+        self._stop(self._ANSWER)
 
-    def _writing_resumed(self) -> None:
-        if self._writing is not None:
-            self._writing.cancel()
-            self._writing = None
+    def _start(self, waiting: str) -> None:
+        self._stop(waiting)
+        self._timers[waiting] = self.loop.call_later(self.limits.read_timeout, self._expire, waiting)
 
-    def _not_reading(self) -> None:
-        self._writing = None
+    def _stop(self, waiting: str) -> None:
+        timer = self._timers.pop(waiting, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _expire(self, waiting: str) -> None:
+        del self._timers[waiting]
         if self.transport.is_closing():
             return
         self.limits.timed_out += 1
-        log.warning(
-            "closed a connection from %s: it did not read its answer for %g s", self._host, self.limits.read_timeout
-        )
-        self.transport.abort()  # close() would wait to send what it did not read
-
-    def _arm(self) -> None:
-        self._disarm()
-        self._reading = self.loop.call_later(self.limits.read_timeout, self._too_slow)
-
-    def _disarm(self) -> None:
-        if self._reading is not None:
-            self._reading.cancel()
-            self._reading = None
-
-    def _too_slow(self) -> None:
-        self._reading = None
-        if self.transport.is_closing():
-            return
-        self.limits.timed_out += 1
-        log.warning(
-            "closed a connection from %s: its request did not arrive within %g s", self._host, self.limits.read_timeout
-        )
-        self.transport.close()
+        log.warning("closed a connection from %s: %s within %g s", self._host, waiting, self.limits.read_timeout)
+        self.transport.abort()  # close() would first send all of an answer that is not being read
 
 
 def server_config(app: FastAPI, host: str, port: int) -> uvicorn.Config:

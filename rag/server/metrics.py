@@ -45,32 +45,36 @@ class Metrics:
         self.errors = Counter("rag_errors", "Failed requests by HTTP status", ["status"], registry=self.registry)
         self.answers = Counter("rag_answers", "Answers given, by backend and outcome", ["backend", "outcome"],
                                registry=self.registry)  # fmt: skip
-        articles = Gauge("rag_index_articles", "Articles in the index", registry=self.registry)
-        chunks = Gauge("rag_index_chunks", "Chunks in the index", registry=self.registry)
-        articles.set_function(lambda: index_size()[0])
-        chunks.set_function(lambda: index_size()[1])
+        self._gauges(
+            rag_index_articles=("Articles in the index", lambda: index_size()[0]),
+            rag_index_chunks=("Chunks in the index", lambda: index_size()[1]),
+        )
 
     def watch(self, admission: Admission) -> None:
         """The local model's queue, read when scraped."""
-        waiting = Gauge("rag_local_waiting", "Questions waiting for the local model", registry=self.registry)
-        answering = Gauge("rag_local_answering", "Questions the local model is answering", registry=self.registry)
-        shed = Gauge("rag_local_shed", "Questions refused with 503: queue full or deadline passed",
-                     registry=self.registry)  # fmt: skip
-        stopped = Gauge("rag_local_stopped", "Answers stopped by the local model at their deadline",
-                        registry=self.registry)  # fmt: skip
-        stopped.set_function(lambda: admission.stopped)
-        waiting.set_function(lambda: admission.waiting)
-        answering.set_function(lambda: admission.answering)
-        shed.set_function(lambda: admission.shed)
+        self._gauges(
+            rag_local_waiting=("Questions waiting for the local model", lambda: admission.waiting),
+            rag_local_answering=("Questions the local model is answering", lambda: admission.answering),
+            rag_local_shed=("Questions refused with 503: queue full or deadline passed", lambda: admission.shed),
+            rag_local_stopped=("Answers stopped by the local model at their deadline", lambda: admission.stopped),
+        )
 
     def watch_connections(self, limits: ConnectionLimits) -> None:
         """Connections closed by their bounds (`rag.server.connections`), read when scraped."""
-        refused = Gauge("rag_connections_refused", "Connections closed at once: their address held its share",
-                        registry=self.registry)  # fmt: skip
-        timed_out = Gauge("rag_connections_timed_out", "Connections closed: their request did not arrive in time",
-                          registry=self.registry)  # fmt: skip
-        refused.set_function(lambda: limits.refused)
-        timed_out.set_function(lambda: limits.timed_out)
+        self._gauges(
+            rag_connections_refused=(
+                "Connections closed at once: their address held its share",
+                lambda: limits.refused,
+            ),
+            rag_connections_timed_out=(
+                "Connections closed: their request did not arrive, or their answer was not read, in time",
+                lambda: limits.timed_out,
+            ),
+        )
+
+    def _gauges(self, **gauges: tuple[str, Callable[[], float]]) -> None:
+        for name, (description, read) in gauges.items():
+            Gauge(name, description, registry=self.registry).set_function(read)
 
     def answered(self, backend: str, refused: bool, timings: Mapping[str, float]) -> None:
         self.answers.labels(backend, "refused" if refused else "answered").inc()
