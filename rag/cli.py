@@ -11,7 +11,7 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from rag.loaders import FORMATS
 from rag.local_models import CATALOG, EMBEDDERS, MODELS, install, installed_parts, is_assembled
 from rag.pipeline import RAG, SAME_MODEL, IndexReport
 from rag.sparse import saved_problem
-from rag.types import Answer
+from rag.types import Answer, AskOptions
 
 
 def _date(value: str) -> dt.date:
@@ -615,7 +615,7 @@ def _with_overrides(settings: Settings, overrides: Sequence[str]) -> Settings:
         name, sep, value = item.partition("=")
         if not sep or name not in Settings.model_fields:
             raise RagError(
-                f"--set {item!r} is not SETTING=VALUE with a known setting", hint="see `rag info` or the README"
+                f"--set {item!r} is not SETTING=VALUE with a known setting", hint="see `rag settings` or the README"
             )
         values[name] = value
     if not values:
@@ -633,94 +633,110 @@ def run(argv: Sequence[str] | None = None) -> int:
         overrides["progress"] = False
     logging.basicConfig(level=logging.ERROR if args.quiet else logging.WARNING, format="%(message)s")
     rag = RAG(Settings(**overrides))
+    return COMMANDS[args.command](rag, args)
 
-    if args.command == "index":
-        if args.reembed == bool(args.paths):
-            raise ConfigError(
-                "give `rag index` files or directories to read, or --reembed alone",
-                hint="rag index PATH... adds articles; rag index --reembed re-embeds the stored ones",
-            )
-        if args.reembed:
-            results = [rag.reembed()]
-        elif args.ray is not None:
-            from rag.archive.ray_ingest import index_with_ray
 
-            results = [index_with_ray(rag.settings, args.paths, address=args.ray or None, workers=args.ray_workers)]
+def _index(rag: RAG, args: argparse.Namespace) -> int:
+    if args.reembed == bool(args.paths):
+        raise ConfigError(
+            "give `rag index` files or directories to read, or --reembed alone",
+            hint="rag index PATH... adds articles; rag index --reembed re-embeds the stored ones",
+        )
+    if args.reembed:
+        results = [rag.reembed()]
+    elif args.ray is not None:
+        from rag.archive.ray_ingest import index_with_ray
+
+        results = [index_with_ray(rag.settings, args.paths, address=args.ray or None, workers=args.ray_workers)]
+    else:
+        urls = [p for p in args.paths if "://" in p]  # an ftp:// one is told it is no http(s) URL
+        files = [Path(p) for p in args.paths if p not in urls]
+        results = [rag.index(files)] if files else []
+        if urls:
+            from rag.sync import index_pages
+
+            results.append(index_pages(rag, urls))
+    for result in results:
+        _print_index_report(result)
+    return 1 if any(r.errors or r.report.repeated for r in results) else 0
+
+
+def _ask(rag: RAG, args: argparse.Namespace) -> int:
+    options = AskOptions(k=args.k, since=args.since, until=args.until, as_of=args.as_of, backend=args.backend)
+    if args.json:
+        answer = rag.answer(args.question, **options.arguments())
+        print(json.dumps(answer.to_json(), indent=2, ensure_ascii=False))
+        return 0
+    final = None
+    streamed = ""
+    for item in rag.answer_stream(args.question, **options.arguments()):
+        if isinstance(item, Answer):
+            final = item
         else:
-            urls = [p for p in args.paths if "://" in p]  # an ftp:// one is told it is no http(s) URL
-            files = [Path(p) for p in args.paths if p not in urls]
-            results = [rag.index(files)] if files else []
-            if urls:
-                from rag.sync import index_pages
+            streamed += item
+            sys.stdout.write(item)
+            sys.stdout.flush()
+    print()
+    assert final is not None
+    if final.text != streamed.strip():
+        # The model's text was withheld (confidence too low) or cited afterwards: say what counts.
+        print(f"\n{final.text}")
+    for claim in final.unsupported:
+        print(f"  ⚠ not supported by the passage it cites: {claim.text}")
+    print(final.confidence_label)
+    _print_sources(final)
+    return 0
 
-                results.append(index_pages(rag, urls))
-        for result in results:
-            _print_index_report(result)
-        return 1 if any(r.errors or r.report.repeated for r in results) else 0
-    if args.command == "ask":
-        options = {
-            "k": args.k,
-            "since": args.since,
-            "until": args.until,
-            "as_of": args.as_of,
-            "backend": args.backend,
-        }
-        if args.json:
-            print(json.dumps(rag.answer(args.question, **options).to_json(), indent=2, ensure_ascii=False))
-            return 0
-        final = None
-        streamed = ""
-        for item in rag.answer_stream(args.question, **options):
-            if isinstance(item, Answer):
-                final = item
-            else:
-                streamed += item
-                sys.stdout.write(item)
-                sys.stdout.flush()
-        print()
-        assert final is not None
-        if final.text != streamed.strip():
-            # The model's text was withheld (confidence too low) or cited afterwards: say what counts.
-            print(f"\n{final.text}")
-        for claim in final.unsupported:
-            print(f"  ⚠ not supported by the passage it cites: {claim.text}")
-        print(f"Confidence: {final.confidence_level} ({final.confidence:.2f})")
-        _print_sources(final)
-        return 0
-    if args.command == "settings":
-        print(_settings(rag.settings, presets=args.presets, markdown=args.markdown))
-        return 0
-    if args.command == "info":
-        for key, value in _info(rag, args.docs).items():
-            if key == "ids":
-                print("\n".join(value))
-            else:
-                print(f"{key}: {value}")
-        return 0
-    if args.command == "doctor":
-        return _doctor(rag, repair=args.repair)
-    if args.command == "eval":
-        return _eval(rag.settings, args)
-    if args.command == "models":
-        return _models(rag.settings, args.action, args.name, args.force)
-    if args.command == "feeds":
-        return _feeds(rag.settings, args)
-    if args.command == "sync":
-        return _sync(rag, args.feeds, args.every)
-    if args.command == "serve":
-        from rag.server.app import serve
 
-        serve(rag.settings, args.host, args.port)
-        return 0
-    if args.command == "conversations":
-        return _conversations(rag.settings, args)
-    if args.command == "feedback":
-        return _feedback_export(rag.settings, args.out)
-    if args.command == "ui":
-        _ui(rag.settings, args.port, args.address)
+def _print_info(rag: RAG, args: argparse.Namespace) -> int:
+    for key, value in _info(rag, args.docs).items():
+        if key == "ids":
+            print("\n".join(value))
+        else:
+            print(f"{key}: {value}")
+    return 0
+
+
+def _serve(rag: RAG, args: argparse.Namespace) -> int:
+    from rag.server.app import serve
+
+    serve(rag.settings, args.host, args.port)
+    return 0
+
+
+def _delete(rag: RAG, args: argparse.Namespace) -> int:
     rag.delete(args.doc_id)
     print(f"deleted {args.doc_id}")
     return 0
+
+
+def _print_settings(rag: RAG, args: argparse.Namespace) -> int:
+    print(_settings(rag.settings, presets=args.presets, markdown=args.markdown))
+    return 0
+
+
+def _open_ui(rag: RAG, args: argparse.Namespace) -> int:
+    _ui(rag.settings, args.port, args.address)
+    return 0  # not reached: the page replaced this process
+
+
+COMMANDS: dict[str, Callable[[RAG, argparse.Namespace], int]] = {
+    "index": _index,
+    "ask": _ask,
+    "delete": _delete,
+    "settings": _print_settings,
+    "info": _print_info,
+    "doctor": lambda rag, args: _doctor(rag, repair=args.repair),
+    "eval": lambda rag, args: _eval(rag.settings, args),
+    "models": lambda rag, args: _models(rag.settings, args.action, args.name, args.force),
+    "feeds": lambda rag, args: _feeds(rag.settings, args),
+    "sync": lambda rag, args: _sync(rag, args.feeds, args.every),
+    "serve": _serve,
+    "conversations": lambda rag, args: _conversations(rag.settings, args),
+    "feedback": lambda rag, args: _feedback_export(rag.settings, args.out),
+    "ui": _open_ui,
+}
+"""Each subcommand of `_parser`, and what runs it."""
 
 
 _OS_FIXES = {

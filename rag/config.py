@@ -2,7 +2,7 @@
 
 Values come, in order of precedence, from keyword arguments, `RAG_*` environment variables, a TOML file
 (`RAG_CONFIG`, else `./rag.toml` when present) and the defaults below. Every field carries a description
-because the README's settings table and `rag info` are generated from it.
+because the README's settings table and `rag settings` are generated from it.
 """
 
 from __future__ import annotations

@@ -43,6 +43,7 @@ import faiss
 import numpy as np
 import orjson
 
+from rag import durable
 from rag.errors import IndexDirError
 from rag.index_ann import IvfIndex, rescored
 from rag.index_store import ChunkRow, ChunkTable, DocumentRecord, Documents, Holders, RecordStore
@@ -139,18 +140,10 @@ def _bitmap(ids: np.ndarray, size: int) -> np.ndarray:
     return packed
 
 
-def _fsync_write(path: Path, write: Callable[[Path], object]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 def _write_manifest(path: Path, manifest: Manifest) -> None:
     """Replace the manifest atomically and durably: the switch to a new generation is this one rename."""
-    _fsync_write(path / MANIFEST, lambda p: p.write_text(json.dumps(asdict(manifest), indent=2), encoding="utf-8"))
-    _fsync_dir(path)
+    durable.replace(path / MANIFEST, lambda p: p.write_text(json.dumps(asdict(manifest), indent=2), encoding="utf-8"))
+    durable.fsync_dir(path)
 
 
 def _write_faiss(index: Any, path: Path) -> None:
@@ -189,15 +182,6 @@ def verify(path: Path, *, lock_timeout: float | None = None) -> tuple[ArticleInd
     if not index.manifest.files:
         problems.append("saved by an older rag, without checksums: its next save records them")
     return index, problems
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make the renames durable: without it a power cut can roll the directory back past the manifest."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _read_lines(path: Path) -> Iterator[dict[str, Any]]:
@@ -881,14 +865,14 @@ class ArticleIndex:
                     hint="nothing was written; the previous generation is intact. This is a bug: please report it",
                 )
             gen = self.manifest.generation + 1
-            _fsync_write(self.path / f"vectors.{gen}.faiss", lambda p: _write_faiss(self.vectors, p))
+            durable.replace(self.path / f"vectors.{gen}.faiss", lambda p: _write_faiss(self.vectors, p))
             ann = self.ann
             if ann is not None:
-                _fsync_write(self.path / f"ann.{gen}.faiss", lambda p: _write_faiss(ann.ivf, p))
+                durable.replace(self.path / f"ann.{gen}.faiss", lambda p: _write_faiss(ann.ivf, p))
             gone_documents, documents = self.documents.changes
             gone_chunks, chunks = self.chunks.changes
             records = self.path / f"records.{gen}.sqlite3"
-            _fsync_write(
+            durable.replace(
                 records,
                 lambda p: RecordStore.write(p, self.documents.base, gone_documents, gone_chunks, documents, chunks),
             )

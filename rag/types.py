@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
@@ -28,6 +28,24 @@ def content_hash(text: str) -> str:
     """Whitespace-insensitive, so re-saving a file with other line endings is not a "change"."""
     normalized = " ".join(text.split())
     return hashlib.sha256(normalized.encode("utf-8")).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class AskOptions:
+    """How a question is asked: what the CLI, the page and the server take from their users, what
+    `RAG.answer` takes as keyword arguments, and what a conversation keeps with each answer. None means
+    the setting's default."""
+
+    k: int | None = None
+    since: dt.date | None = None
+    until: dt.date | None = None
+    as_of: dt.date | None = None
+    backend: str | None = None
+    model: str | None = None
+
+    def arguments(self) -> dict[str, Any]:
+        """As keyword arguments of `RAG.answer` and `RAG.answer_stream`."""
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -291,6 +309,11 @@ class Answer:
     def unsupported(self) -> list[Claim]:
         """Claims no cited passage sentence says: shown flagged, never silently kept."""
         return [c for c in self.claims if not c.supported]
+
+    @property
+    def confidence_label(self) -> str:
+        """The confidence as every front end shows it: "Confidence: high (0.93)"."""
+        return f"Confidence: {self.confidence_level} ({self.confidence:.2f})"
 
     @property
     def searched_dates(self) -> str:

@@ -10,8 +10,8 @@ import datetime as dt
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import streamlit as st
 
@@ -39,6 +39,7 @@ from rag.feeds import Feed, FeedStore
 from rag.loaders import FORMATS
 from rag.pipeline import IndexReport
 from rag.sync import FeedResult, index_pages, sync
+from rag.types import AskOptions
 
 UPLOAD_TYPES = [suffix.lstrip(".") for suffix in FORMATS]
 CONVERSATION = "c"  # the query parameter naming the open conversation
@@ -49,6 +50,15 @@ RATING_ICONS = {
     "wrong_source": ":material/link_off:",
 }
 LISTED_ADDED = 5  # article ids a sync result names per feed before "and N more"
+
+
+@dataclass(frozen=True)
+class PageOptions:
+    """The sidebar's choices: how questions are asked, and what the page shows of each answer."""
+
+    ask: AskOptions
+    show_passages: bool
+    show_rewrite: bool
 
 
 @st.cache_resource(show_spinner="Loading the index and models…")
@@ -72,7 +82,7 @@ def load_feeds(settings_json: str) -> FeedStore:
     return FeedStore.for_settings(Settings.model_validate_json(settings_json))
 
 
-def sidebar(pipeline: RAG) -> dict[str, Any]:
+def sidebar(pipeline: RAG) -> PageOptions:
     s = pipeline.settings
     st.sidebar.header("Answering")
     names = list(BACKENDS)
@@ -102,16 +112,7 @@ def sidebar(pipeline: RAG) -> dict[str, Any]:
         until = st.sidebar.date_input("To", value=dt.date.today(), key="until")
     show_passages = st.sidebar.toggle("Show retrieved passages", value=True, key="show_passages")
     show_rewrite = st.sidebar.toggle("Show rewritten question", value=False, key="show_rewrite")
-    return {
-        "backend": backend,
-        "model": model,
-        "k": k,
-        "since": since,
-        "until": until,
-        "as_of": as_of,
-        "show_passages": show_passages,
-        "show_rewrite": show_rewrite,
-    }
+    return PageOptions(AskOptions(k, since, until, as_of, backend, model), show_passages, show_rewrite)
 
 
 def failure(exc: RagError, before: str = "") -> str:
@@ -322,8 +323,8 @@ def feeds_panel(pipeline: RAG, settings_json: str) -> None:
                 st.rerun()
 
 
-def show_answer(answer: Answer, key: str, options: dict[str, Any]) -> None:
-    if options["show_rewrite"] and answer.standalone_question:
+def show_answer(answer: Answer, key: str, options: PageOptions) -> None:
+    if options.show_rewrite and answer.standalone_question:
         st.caption(f"Searched as: {plain(answer.standalone_question)}")
     if answer.refused and answer.draft_short is None:
         st.warning(f"No answer in the articles: {plain(answer.text)}", icon="🚫")
@@ -345,7 +346,7 @@ def show_answer(answer: Answer, key: str, options: dict[str, Any]) -> None:
             passage = answer.passages[number - 1]
             st.markdown(source_card(passage, number, key, spans[number]), unsafe_allow_html=True)
     others = [(n, p) for n, p in enumerate(answer.passages, start=1) if n not in spans]
-    if options["show_passages"] and others:
+    if options.show_passages and others:
         with st.expander(f"Retrieved but not cited ({len(others)})"):
             for number, passage in others:
                 st.markdown(source_card(passage, number, key), unsafe_allow_html=True)
@@ -388,7 +389,7 @@ def feedback(store: ConversationStore, turn: StoredTurn) -> None:
         )
 
 
-def show_turn(store: ConversationStore, turn: StoredTurn, options: dict[str, Any]) -> None:
+def show_turn(store: ConversationStore, turn: StoredTurn, options: PageOptions) -> None:
     with st.chat_message("user"):
         st.text(turn.question)
     with st.chat_message("assistant"):
@@ -410,7 +411,7 @@ def show_error(question: str, error: str) -> None:
         st.error(error)
 
 
-def show_conversation(store: ConversationStore, conversation: Conversation | None, options: dict[str, Any]) -> None:
+def show_conversation(store: ConversationStore, conversation: Conversation | None, options: PageOptions) -> None:
     turns = conversation.turns if conversation else ()
     errors = errors_for(conversation)
     for position in range(len(turns) + 1):
@@ -420,13 +421,8 @@ def show_conversation(store: ConversationStore, conversation: Conversation | Non
             show_turn(store, turns[position], options)
 
 
-def kept_options(options: dict[str, Any]) -> dict[str, Any]:
-    """What an answer was asked with (the store keeps its dates as ISO strings)."""
-    return {name: options[name] for name in ("k", "since", "until", "as_of", "backend", "model")}
-
-
 def keep(
-    store: ConversationStore, conversation: Conversation | None, question: str, answer: Answer, options: dict[str, Any]
+    store: ConversationStore, conversation: Conversation | None, question: str, answer: Answer, options: PageOptions
 ) -> StoredTurn:
     """Saves the answer, starting a conversation on the first one, and names it in the page's address."""
     if conversation is None:
@@ -435,13 +431,13 @@ def keep(
         errors[conversation_id] = errors.pop("", [])
     else:
         conversation_id = conversation.summary.id
-    turn = store.add_turn(conversation_id, question, answer, kept_options(options))
+    turn = store.add_turn(conversation_id, question, answer, options.ask.arguments())
     st.query_params[CONVERSATION] = conversation_id
     return turn
 
 
 def ask(
-    pipeline: RAG, store: ConversationStore, conversation: Conversation | None, question: str, options: dict[str, Any]
+    pipeline: RAG, store: ConversationStore, conversation: Conversation | None, question: str, options: PageOptions
 ) -> None:
     with st.chat_message("user"):
         st.text(question)
@@ -449,16 +445,8 @@ def ask(
         placeholder = st.empty()
         text = ""
         try:
-            for item in pipeline.answer_stream(
-                question,
-                k=options["k"],
-                since=options["since"],
-                until=options["until"],
-                as_of=options["as_of"],
-                backend=options["backend"],
-                model=options["model"],
-                history=conversation.history() if conversation else [],
-            ):
+            history = conversation.history() if conversation else []
+            for item in pipeline.answer_stream(question, **options.ask.arguments(), history=history):
                 if isinstance(item, Answer):
                     placeholder.empty()
                     try:

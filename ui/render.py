@@ -119,7 +119,7 @@ def final_answer_html(answer: Answer, key: str) -> str:
 def confidence_line(answer: Answer) -> str:
     """How likely the answer is right, in words (each backed by a measured precision, README) and as a
     number."""
-    return f'<div class="rag-confidence">Confidence: {answer.confidence_level} ({answer.confidence:.2f})</div>'
+    return f'<div class="rag-confidence">{answer.confidence_label}</div>'
 
 
 def _safe_url(url: str | None) -> str | None:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rag import durable
 from rag.dates import DateRange
 from rag.errors import IndexDirError
 from rag.index import ArticleIndex, Manifest, verify
@@ -124,12 +124,8 @@ class Catalog:
         self.updated = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         data: dict[str, Any] = asdict(self)
         data["partitions"] = dict(sorted(data["partitions"].items()))
-        tmp = root / (CATALOG + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, root / CATALOG)
+        durable.replace(root / CATALOG, lambda tmp: tmp.write_text(json.dumps(data, indent=2), encoding="utf-8"))
+        durable.fsync_dir(root)
 
     def searched(self, dates: DateRange) -> list[str]:
         """The partitions that can hold articles within `dates`, oldest first: undated articles pass every

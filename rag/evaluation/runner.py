@@ -32,7 +32,6 @@ from rag.types import Answer, GenerationRequest, Generator
 
 RETRIEVAL_DEPTH = 10
 """Retrieval is scored at 1, 3, 5 and 10 whatever `k` the answer uses."""
-KS = (1, 3, 5, 10)
 RETRIEVAL_SETTINGS = (
     "embedding_backend",
     "ann_min_chunks",

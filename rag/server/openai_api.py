@@ -59,7 +59,7 @@ def chat_completions(body: ChatRequest, svc: ServiceDep, store: StoreDep) -> Any
         return StreamingResponse(_events(svc, chat, body, first), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})  # fmt: skip
     answer = first if isinstance(first, Answer) else next(p for p in chat.pieces if isinstance(p, Answer))
-    turn = svc.keep(chat, body, answer)
+    turn = svc.keep(chat, answer)
     return {
         "id": chat.id,
         "object": "chat.completion",
@@ -104,7 +104,7 @@ def _events(svc: Service, chat: Chat, body: ChatRequest, first: str | Answer) ->
                 yield event({"content": item})
         assert isinstance(item, Answer)
         answer = item
-        turn = svc.keep(chat, body, answer)
+        turn = svc.keep(chat, answer)
     except RagError as exc:
         # Headers are sent: the error travels as an event, which the OpenAI client raises as an APIError.
         yield b"data: " + orjson.dumps(error_body(rag_error_status(exc), rag_error_message(exc))) + b"\n\n"

@@ -23,7 +23,7 @@ from rag.server.admission import Admission
 from rag.server.errors import APIError
 from rag.server.metrics import Metrics
 from rag.server.schemas import ChatRequest
-from rag.types import Answer
+from rag.types import Answer, AskOptions
 
 DEFAULT_MODEL = "rag"
 PREFIX = "rag-"
@@ -96,6 +96,7 @@ class Chat:
     pieces: Iterator[str | Answer]
     store: ConversationStore
     """The conversations as the caller sees them: where the turn is kept."""
+    options: AskOptions
 
 
 class Service:
@@ -118,31 +119,16 @@ class Service:
             found = store.find_continuation(pairs) if pairs else None
             conversation_id = found or store.create(origin="api").id
             history = store.get(found).history() if found else [Turn(q, a) for q, a in pairs]
-        pieces: Iterator[str | Answer] = self.pipeline.answer_stream(
-            question,
-            k=request.k,
-            since=request.since,
-            until=request.until,
-            as_of=request.as_of,
-            backend=choice.backend,
-            model=choice.model,
-            history=history,
-        )
+        options = AskOptions(request.k, request.since, request.until, request.as_of, choice.backend, choice.model)
+        pieces = self.pipeline.answer_stream(question, **options.arguments(), history=history)
         if choice.backend == "local":  # the model's turn is taken now, so a refusal is a status, not a stream
             pieces = self.admission.admit(pieces)
-        return Chat(f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), choice, question, conversation_id, pieces, store)
+        chat_id = f"chatcmpl-{uuid.uuid4().hex}"
+        return Chat(chat_id, int(time.time()), choice, question, conversation_id, pieces, store, options)
 
-    def keep(self, chat: Chat, request: ChatRequest, answer: Answer) -> StoredTurn:
+    def keep(self, chat: Chat, answer: Answer) -> StoredTurn:
         self.metrics.answered(answer.backend, answer.refused, answer.timings)
-        options = {
-            "k": request.k,
-            "since": request.since,
-            "until": request.until,
-            "as_of": request.as_of,
-            "backend": chat.model.backend,
-            "model": chat.model.model,
-        }  # the store keeps dates as ISO strings
-        return chat.store.add_turn(chat.conversation_id, chat.question, answer, options)
+        return chat.store.add_turn(chat.conversation_id, chat.question, answer, chat.options.arguments())
 
 
 def _iso(day: dt.date | None) -> str | None:
