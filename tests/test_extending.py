@@ -3,9 +3,11 @@ registration, and each must then work through the real pipeline (real model, rea
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import re
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,10 +22,13 @@ import rag.loaders
 import rag.retrieval
 from rag import RAG, Settings
 from rag.embedding import Embedder
+from rag.errors import ConfigError
+from tests.conftest import cli_env
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
 SEED_SET = ROOT / "evals" / "seed"
+RAG_BIN = str(Path(sys.executable).with_name("rag"))
 
 
 def _examples() -> dict[str, str]:
@@ -70,7 +75,45 @@ def test_a_backend_is_one_file_and_one_registration(example, tmp_path: Path, emb
         first = answer.passages[0].text.split(". ")[0]
         assert answer.text.startswith(first) and [c.number for c in answer.citations] == [1]
     finally:
-        rag.backends.BACKENDS.pop("first-sentence")
+        rag.backends.BACKENDS.unregister(module.BACKEND)
+
+
+def test_a_backend_from_another_package_is_found_through_its_entry_point(tmp_path: Path) -> None:
+    """The README's backend, packaged apart with an entry point and installed with pip: `rag` finds it
+    with no edit of its own, as an `llm` plugin is found."""
+    package = tmp_path / "rag-first-sentence"
+    (package / "rag_first_sentence").mkdir(parents=True)
+    (package / "rag_first_sentence" / "__init__.py").write_text(_examples()["my_backend.py"], encoding="utf-8")
+    (package / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n\n'
+        '[project]\nname = "rag-first-sentence"\nversion = "0.1"\n\n'
+        '[project.entry-points."rag.backends"]\nfirst-sentence = "rag_first_sentence:BACKEND"\n',
+        encoding="utf-8",
+    )
+    site = tmp_path / "site"
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index"]
+    subprocess.run([*pip, "--target", str(site), str(package)], check=True, capture_output=True)
+    env = {**cli_env(tmp_path), "PYTHONPATH": str(site)}
+    asked = subprocess.run(
+        [RAG_BIN, "ask", "--backend", "first-sentence", "Who is the Secretary General of the CSTO?"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert asked.returncode == 0, asked.stderr
+    assert asked.stdout.startswith("The Collective Security Treaty Organization")  # the seed's first sentence
+    unknown = subprocess.run([RAG_BIN, "ask", "--backend", "first-sentence", "Who?"], capture_output=True,
+                             text=True, env=cli_env(tmp_path), timeout=600)  # fmt: skip
+    assert unknown.returncode == 2 and "first-sentence" in unknown.stderr  # without the package: not there
+
+
+def test_a_second_extension_under_a_taken_name_is_refused() -> None:
+    """A loader used to replace another on the same suffix without a word."""
+    taken = rag.loaders.FORMATS[".txt"]
+    imitation = dataclasses.replace(taken, description="another reader of .txt")
+    with pytest.raises(ConfigError, match=r"two document formats are registered as '\.txt'"):
+        rag.loaders.register(imitation)
+    assert rag.loaders.FORMATS[".txt"] is taken
+    with pytest.raises(ConfigError, match="two backends are registered as 'local'"):
+        rag.backends.register(dataclasses.replace(rag.backends.BACKENDS["local"]))
 
 
 def test_a_format_is_one_file_and_one_registration(example, tmp_path: Path, embedder: Embedder) -> None:  # type: ignore[no-untyped-def]
@@ -92,7 +135,7 @@ def test_a_format_is_one_file_and_one_registration(example, tmp_path: Path, embe
         assert str(dates["articles.csv#1"]) == "2024-05-02" and dates["articles.csv#2"] is None
         assert "Zorblat Quennick" in pipeline.answer("Who opened the harbour bridge?").text
     finally:
-        rag.loaders.FORMATS.pop(".csv")
+        rag.loaders.FORMATS.unregister(module.FORMAT)
 
 
 def test_a_retrieval_stage_is_one_file_and_one_registration(example, tmp_path: Path, embedder: Embedder) -> None:  # type: ignore[no-untyped-def]
@@ -113,7 +156,7 @@ def test_a_retrieval_stage_is_one_file_and_one_registration(example, tmp_path: P
         assert after["wire.txt"] == pytest.approx(before["wire.txt"] + 0.2)
         assert after["local.txt"] == before["local.txt"]
     finally:
-        rag.retrieval.PIPELINE.remove(module.WirePrior)
+        rag.retrieval.unregister(module.WirePrior)
 
 
 def test_a_metric_is_one_file_and_one_registration(example, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -127,4 +170,4 @@ def test_a_metric_is_one_file_and_one_registration(example, tmp_path: Path) -> N
         assert summary["metrics"]["answer_words"] > 1
         assert "answer_words" in (out / "report.md").read_text(encoding="utf-8")
     finally:
-        rag.evaluation.scoring.METRICS.pop("answer_words")
+        rag.evaluation.scoring.METRICS.unregister(module.METRIC)

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from rag.citations import tidy
 from rag.evaluation import metrics, selective
 from rag.evaluation.sets import EvalQuestion
+from rag.registry import Registry
 from rag.text import normalize_answer
 from rag.types import Answer, Retrieval
 from rag.untrusted import CITATION
@@ -113,12 +114,8 @@ class Metric:
         return self.name.split("@")[0] if self.k else self.name
 
 
-METRICS: dict[str, Metric] = {}
-
-
-def register(metric: Metric) -> Metric:
-    METRICS[metric.name] = metric
-    return metric
+METRICS: Registry[Metric] = Registry("metric", lambda metric: [metric.name], group="rag.metrics")
+register = METRICS.register
 
 
 def score_question(scored: Scored) -> dict[str, Any]:
@@ -512,6 +509,7 @@ def _tokens(kind: str) -> Callable[[Sequence[dict[str, Any]]], float | None]:
 
 for _kind in ("prompt", "completion"):
     register(Metric(f"tokens_{_kind}_mean", "cost", f"mean {_kind} tokens (tiktoken)", from_records=_tokens(_kind)))
+METRICS.load_entry_points()
 
 
 def headline() -> list[str]:

@@ -16,22 +16,18 @@ from typing import Any, BinaryIO
 from rag.errors import DocumentError
 from rag.loaders import html, pdf, records, text
 from rag.loaders.budget import read_isolated
+from rag.registry import Registry
 from rag.types import Document, Format, LoadResult, Source
 
-FORMATS: dict[str, Format] = {}
+FORMATS: Registry[Format] = Registry("document format", lambda fmt: fmt.suffixes, group="rag.formats")
 """Suffix (lower case, with the dot) -> the format that reads it."""
-
-
-def register(fmt: Format) -> Format:
-    for suffix in fmt.suffixes:
-        FORMATS[suffix] = fmt
-    return fmt
-
+register = FORMATS.register
 
 register(text.FORMAT)
 register(html.FORMAT)
 register(records.FORMAT)
 register(pdf.FORMAT)
+FORMATS.load_entry_points()
 
 
 def suffixes() -> list[str]:

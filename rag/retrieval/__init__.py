@@ -25,7 +25,9 @@ from typing import TYPE_CHECKING
 from rag.config import Settings
 from rag.dates import DateRange, resolve
 from rag.embedding import Embedder
+from rag.errors import ConfigError
 from rag.index import ArticleIndex
+from rag.registry import Registry
 from rag.retrieval.candidates import DenseCandidates, KeywordCandidates
 from rag.retrieval.corpus import Corpus, rrf
 from rag.retrieval.diversity import Diversify
@@ -40,10 +42,32 @@ from rag.types import Retrieval
 if TYPE_CHECKING:
     from rag.rerank import Reranker
 
-__all__ = ["PIPELINE", "Retriever", "Search", "Stage", "register", "rrf", "stages_for"]
+__all__ = ["PIPELINE", "STAGES", "Retriever", "Search", "Stage", "register", "rrf", "stages_for", "unregister"]
 
 
-PIPELINE: list[type[Stage]] = [
+STAGES: Registry[type[Stage]] = Registry("retrieval stage", lambda stage: [stage.name], group="rag.stages")
+"""Every stage by name; `PIPELINE` is the order they run in."""
+PIPELINE: list[type[Stage]] = []
+"""Every stage in the order they run; the settings switch each on or off (`Stage.enabled`)."""
+
+
+def register(stage: type[Stage], *, before: str | None = None) -> type[Stage]:
+    """Add a stage to the pipeline ahead of the stage named `before` (e.g. a prior before "order"), or at
+    its end. A stage another package brings (entry-point group `rag.stages`) names its place in a `before`
+    class attribute."""
+    if before is not None and before not in STAGES:
+        raise ConfigError(f"no retrieval stage named {before!r}", hint=f"the stages are: {', '.join(STAGES)}")
+    STAGES.register(stage)
+    PIPELINE.insert(PIPELINE.index(STAGES[before]) if before is not None else len(PIPELINE), stage)
+    return stage
+
+
+def unregister(stage: type[Stage]) -> None:
+    STAGES.unregister(stage)
+    PIPELINE.remove(stage)
+
+
+for _stage in (
     DenseCandidates,
     KeywordCandidates,
     Fuse,
@@ -53,19 +77,9 @@ PIPELINE: list[type[Stage]] = [
     Diversify,
     Rescore,
     Passages,
-]
-"""Every stage in the order they run; the settings switch each on or off (`Stage.enabled`)."""
-
-
-def register(stage: type[Stage], *, before: str) -> type[Stage]:
-    """Insert a stage into the pipeline ahead of the stage named `before` (e.g. a prior before "order")."""
-    names = [cls.name for cls in PIPELINE]
-    if stage.name in names:
-        raise ValueError(f"a retrieval stage is already named {stage.name!r}")
-    if before not in names:
-        raise ValueError(f"no retrieval stage named {before!r}; the stages are: {', '.join(names)}")
-    PIPELINE.insert(names.index(before), stage)
-    return stage
+):
+    register(_stage)
+STAGES.load_entry_points(lambda stage: register(stage, before=getattr(stage, "before", None)))
 
 
 def stages_for(settings: Settings) -> list[Stage]:
