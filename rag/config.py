@@ -21,6 +21,7 @@ from pydantic_settings import (
 )
 
 from rag.local_models import CATALOG, DEFAULT_LOCAL_MODEL
+from rag.paths import default_cache_dir, default_data_dir
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 EmbeddingBackend = Literal["onnx", "onnx-int8", "torch"]
@@ -29,18 +30,6 @@ DEFAULT_EMBEDDING_BACKEND: EmbeddingBackend = "onnx-int8"
 (README, Performance)."""
 RetrievalMode = Literal["hybrid", "dense", "bm25"]
 QuestionDates = Literal["prefer", "filter", "off"]
-
-
-def _default_data_dir() -> Path:
-    """Per-user data directory, so `rag ask` finds the same index from any working directory."""
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "rag"
-
-
-def default_cache_dir() -> Path:
-    """Per-user cache for derived files (model exports): safe to delete, rebuilt on demand."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "rag"
 
 
 def _config_file() -> Path | None:
@@ -86,7 +75,7 @@ class Settings(BaseSettings):
         "(any OpenAI-compatible endpoint) or `extractive` (quotes passage sentences, no LLM).",
     )
     index_dir: Path = Field(
-        default_factory=lambda: _default_data_dir() / "index",
+        default_factory=lambda: default_data_dir() / "index",
         json_schema_extra={"shown": "`~/.local/share/rag/index`"},
         description="Directory holding the FAISS index, chunk store and manifest (`$XDG_DATA_HOME` respected).",
     )

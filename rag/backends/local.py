@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from rag import deadline
 from rag.errors import LLMError
 from rag.local_models import CATALOG, DEFAULT_LOCAL_MODEL, install_command, installed_parts, resolve
+from rag.paths import default_cache_dir
 from rag.types import Backend, Capabilities, Completion, GenerationRequest, Generator, TokenLogprob
 
 if TYPE_CHECKING:
@@ -101,8 +102,6 @@ class LocalLLM:
     ) -> None:
         """`model` is a catalog name (see `rag.local_models`), assembled into `cache_dir` on first use, or
         the path of a GGUF file."""
-        from rag.config import default_cache_dir
-
         self.path = resolve(str(model), cache_dir or default_cache_dir(), progress=progress)
         self.model = str(model) if str(model) in CATALOG else self.path.name
         self.context_window = context_window

@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from rag.errors import DocumentError
-from rag.loaders import html, pdf, records, text
-from rag.loaders.budget import read_isolated
+from rag.loaders import budget, html, pdf, records, text
 from rag.registry import Registry
 from rag.types import Document, Format, LoadResult, Source
 
@@ -123,7 +122,7 @@ def read_file(
         return
     size = _size(path)
     try:
-        items = read_isolated(path, doc_id, max_bytes, max_seconds)
+        items = _read_isolated(path, doc_id, max_bytes, max_seconds)
     except OSError as exc:
         items = [DocumentError(path, f"cannot be read: {exc}", hint="check the machine's memory and processes")]
     for number, item in enumerate(items, start=1):
@@ -217,3 +216,34 @@ def _walk(root: Path) -> Iterator[Path]:
             continue
         if path.is_file():
             yield path
+
+
+def _read_isolated(path: Path, doc_id: str, max_bytes: int | None, seconds: float) -> list[Document | DocumentError]:
+    """The documents of one file, read by the extraction worker (`rag.loaders.budget`) within `seconds`, or
+    what went wrong."""
+    try:
+        reply = budget.run(_read_all, str(path), doc_id, max_bytes, seconds=seconds)
+    except budget.OverBudget:
+        return [
+            DocumentError(
+                path,
+                f"reading it took longer than {seconds:g} s, so it was stopped (the other files are read)",
+                hint="check the file; raise RAG_MAX_EXTRACT_SECONDS if it is a real article that is slow to read",
+            )
+        ]
+    except RuntimeError as exc:
+        return [DocumentError(path, f"could not be read ({exc})", hint="check the file; the others were read")]
+    return [item if isinstance(item, Document) else DocumentError(*item[:2], **item[2]) for item in reply]
+
+
+def _read_all(path: str, doc_id: str, max_bytes: int | None) -> list[Any]:
+    """In the worker (sent there by name): the file's documents, errors as plain tuples (an exception with
+    its own constructor does not always unpickle)."""
+    reply: list[Any] = []
+    for loaded in read_in_process(Path(path), doc_id, max_bytes=max_bytes):
+        item = loaded.item
+        if isinstance(item, DocumentError):
+            reply.append((item.path, item.problem, {"line": item.line, "hint": item.hint}))
+        else:
+            reply.append(item)
+    return reply

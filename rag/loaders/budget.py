@@ -18,11 +18,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import IO, Any
-
-from rag.errors import DocumentError
-from rag.types import Document
 
 _START_SECONDS = 120.0
 """How long the worker may take to start (imports) before reading is reported as impossible."""
@@ -125,38 +121,6 @@ def run(function: Callable[..., Any], *args: Any, seconds: float) -> Any:
     module-level one (it is sent by name) and return something picklable. What it raises comes back as a
     RuntimeError with its message."""
     return _WORKER.run(function, args, seconds)
-
-
-def read_isolated(path: Path, doc_id: str, max_bytes: int | None, seconds: float) -> list[Document | DocumentError]:
-    """The documents of one file, read by the worker within `seconds`, or what went wrong."""
-    try:
-        reply = run(_read_all, str(path), doc_id, max_bytes, seconds=seconds)
-    except OverBudget:
-        return [
-            DocumentError(
-                path,
-                f"reading it took longer than {seconds:g} s, so it was stopped (the other files are read)",
-                hint="check the file; raise RAG_MAX_EXTRACT_SECONDS if it is a real article that is slow to read",
-            )
-        ]
-    except RuntimeError as exc:
-        return [DocumentError(path, f"could not be read ({exc})", hint="check the file; the others were read")]
-    return [item if isinstance(item, Document) else DocumentError(*item[:2], **item[2]) for item in reply]
-
-
-def _read_all(path: str, doc_id: str, max_bytes: int | None) -> list[Any]:
-    """In the worker: the file's documents, errors as plain tuples (an exception with its own constructor
-    does not always unpickle)."""
-    from rag.loaders import read_in_process
-
-    reply: list[Any] = []
-    for loaded in read_in_process(Path(path), doc_id, max_bytes=max_bytes):
-        item = loaded.item
-        if isinstance(item, DocumentError):
-            reply.append((item.path, item.problem, {"line": item.line, "hint": item.hint}))
-        else:
-            reply.append(item)
-    return reply
 
 
 def serve() -> None:
