@@ -289,9 +289,31 @@ def convert_realtimeqa(data_dir: Path, out_dir: Path) -> ConvertReport:
     `use_question_date = true`.
     """
     report = ConvertReport(name="realtimeqa")
+    corpus = _realtimeqa_corpus(data_dir / "corpus.jsonl", report)
+    questions = _realtimeqa_questions(data_dir / "questions_dev.jsonl", {doc["id"] for doc in corpus}, report)
+    dates = sorted(q["question_date"] for q in questions if q["question_date"])
+    span = f"{dates[0][:7]}..{dates[-1][:7]}" if dates else "undated"
+    _write_set(
+        out_dir,
+        data_dir,
+        name="realtimeqa",
+        description=(
+            f"RealTime QA (Kasai et al., NeurIPS 2023) development split: {len(questions)} dated "
+            f"multiple-choice news-quiz questions ({span}; CNN, USA Today, THE WEEK) over {len(corpus)} news "
+            "articles (gold + Google-search top-10); no licence stated: evaluation use only, do not redistribute."
+        ),
+        questions=questions,
+        corpora={_CORPUS_FILE: corpus},
+        use_question_date=True,
+        complete=False,  # gold articles for 103 of 329 questions; the rest rely on search results
+    )
+    return _finish(report, questions, corpus)
+
+
+def _realtimeqa_corpus(corpus_path: Path, report: ConvertReport) -> list[Record]:
+    """The articles, each once; a row without an id or text is skipped and reported."""
     corpus: list[Record] = []
     doc_ids: set[str] = set()
-    corpus_path = data_dir / "corpus.jsonl"
     for number, row in _read_jsonl(corpus_path, report):
         where = f"{corpus_path.name}:{number}"
         doc_id = _text(row.get("doc_id")) or _text(row.get("id"))
@@ -324,8 +346,13 @@ def convert_realtimeqa(data_dir: Path, out_dir: Path) -> ConvertReport:
             )
         )
 
+    return corpus
+
+
+def _realtimeqa_questions(questions_path: Path, doc_ids: set[str], report: ConvertReport) -> list[Record]:
+    """The development questions, none from the held-out weeks; gold articles missing from the corpus are
+    dropped with a warning."""
     questions: list[Record] = []
-    questions_path = data_dir / "questions_dev.jsonl"
     for where, qid, row in _question_rows(questions_path, report, id_keys=("question_id", "id")):
         question = _text(row.get("question"))
         question_date = _date_or_warn(row.get("question_date"), f"{where} question_date", report)
@@ -363,23 +390,7 @@ def convert_realtimeqa(data_dir: Path, out_dir: Path) -> ConvertReport:
             )
         )
 
-    dates = sorted(q["question_date"] for q in questions if q["question_date"])
-    span = f"{dates[0][:7]}..{dates[-1][:7]}" if dates else "undated"
-    _write_set(
-        out_dir,
-        data_dir,
-        name="realtimeqa",
-        description=(
-            f"RealTime QA (Kasai et al., NeurIPS 2023) development split: {len(questions)} dated "
-            f"multiple-choice news-quiz questions ({span}; CNN, USA Today, THE WEEK) over {len(corpus)} news "
-            "articles (gold + Google-search top-10); no licence stated: evaluation use only, do not redistribute."
-        ),
-        questions=questions,
-        corpora={_CORPUS_FILE: corpus},
-        use_question_date=True,
-        complete=False,  # gold articles for 103 of 329 questions; the rest rely on search results
-    )
-    return _finish(report, questions, corpus)
+    return questions
 
 
 # ------------------------------------------------------------------------------------------- SQuAD 2.0
@@ -574,9 +585,7 @@ def convert_multihop(data_dir: Path, out_dir: Path) -> ConvertReport:
     Evidence dates are article dates, not dates at which the questions are asked: `question_date` is null.
     """
     report = ConvertReport(name="multihop")
-    corpus: list[Record] = []
-    id_of: dict[tuple[str, str], str] = {}
-    text_of: dict[str, str] = {}
+    facts = _Facts()
     facts_path = data_dir / "evidence_facts.jsonl"
     for number, row in _read_jsonl(facts_path, report):
         where = f"{facts_path.name}:{number}"
@@ -585,45 +594,19 @@ def convert_multihop(data_dir: Path, out_dir: Path) -> ConvertReport:
             report.skipped.append(f"{where}: no fact text")
             continue
         doc_id = _fact_id(row)
-        if key in id_of or doc_id in text_of:
+        if key in facts.id_of or doc_id in facts.text_of:
             report.skipped.append(f"{where}: duplicate fact {doc_id}")
             continue
-        id_of[key] = doc_id
-        text_of[doc_id] = key[1]
-        corpus.append(_fact_doc(row, doc_id, where, report))
+        facts.add(row, key, doc_id, where, report)
 
     questions: list[Record] = []
-    questions_path = data_dir / "questions.jsonl"
-    for where, qid, row in _question_rows(questions_path, report):
+    for where, qid, row in _question_rows(data_dir / "questions.jsonl", report):
         question = _text(row.get("question"))
         answer = _text(row.get("answer"))
         if not answer:
             report.skipped.append(f"{where}: {qid} has no answer")
             continue
-        gold: list[str] = []
-        evidence_list = row.get("evidence_list")
-        if isinstance(evidence_list, list) and evidence_list:
-            for item in evidence_list:
-                if not isinstance(item, dict) or not _text(item.get("fact")):
-                    report.warnings.append(f"{where}: {qid} has an evidence item without a fact, ignored")
-                    continue
-                key = _fact_key(item.get("url"), item.get("fact"))
-                if key not in id_of:
-                    # The facts file is derived from these lists; a fact missing there is still usable.
-                    doc_id = _fact_id(item)
-                    report.warnings.append(f"{where}: evidence fact {doc_id} not in {facts_path.name}, added")
-                    id_of[key] = doc_id
-                    text_of[doc_id] = key[1]
-                    corpus.append(_fact_doc(item, doc_id, where, report))
-                gold.append(id_of[key])
-        else:
-            raw_ids = row.get("evidence_fact_ids")
-            for doc_id in (str(i) for i in raw_ids) if isinstance(raw_ids, list) else ():
-                if doc_id in text_of:
-                    gold.append(doc_id)
-                else:
-                    report.warnings.append(f"{where}: {qid} evidence fact {doc_id} not in corpus, dropped")
-        gold = _dedupe(gold)
+        gold = _multihop_gold(row, where, qid, facts, facts_path.name, report)
         answerable = answer.lower() != _INSUFFICIENT
         question_type = _text(row.get("question_type"))
         questions.append(
@@ -632,11 +615,12 @@ def convert_multihop(data_dir: Path, out_dir: Path) -> ConvertReport:
                 question,
                 answers=[answer] if answerable else [],
                 gold_doc_ids=gold,
-                gold_evidence=[text_of[doc_id] for doc_id in gold],
+                gold_evidence=[facts.text_of[doc_id] for doc_id in gold],
                 answerable=answerable,
                 extra={"type": question_type} if question_type else None,
             )
         )
+    corpus = facts.corpus
 
     unanswerable = sum(1 for q in questions if not q["answerable"])
     _write_set(
@@ -653,6 +637,49 @@ def convert_multihop(data_dir: Path, out_dir: Path) -> ConvertReport:
         use_question_date=False,
     )
     return _finish(report, questions, corpus)
+
+
+@dataclass
+class _Facts:
+    """MultiHop-RAG's corpus: each evidence fact once, found by its (url, text) and by its id."""
+
+    corpus: list[Record] = field(default_factory=list)
+    id_of: dict[tuple[str, str], str] = field(default_factory=dict)
+    text_of: dict[str, str] = field(default_factory=dict)
+
+    def add(self, row: Record, key: tuple[str, str], doc_id: str, where: str, report: ConvertReport) -> None:
+        self.id_of[key] = doc_id
+        self.text_of[doc_id] = key[1]
+        self.corpus.append(_fact_doc(row, doc_id, where, report))
+
+
+def _multihop_gold(
+    row: Record, where: str, qid: str, facts: _Facts, facts_name: str, report: ConvertReport
+) -> list[str]:
+    """The question's evidence facts as corpus ids: from its evidence list (a fact missing from the facts
+    file is added), else from its fact ids (one missing from the corpus is dropped)."""
+    gold: list[str] = []
+    evidence_list = row.get("evidence_list")
+    if isinstance(evidence_list, list) and evidence_list:
+        for item in evidence_list:
+            if not isinstance(item, dict) or not _text(item.get("fact")):
+                report.warnings.append(f"{where}: {qid} has an evidence item without a fact, ignored")
+                continue
+            key = _fact_key(item.get("url"), item.get("fact"))
+            if key not in facts.id_of:
+                # The facts file is derived from these lists; a fact missing there is still usable.
+                doc_id = _fact_id(item)
+                report.warnings.append(f"{where}: evidence fact {doc_id} not in {facts_name}, added")
+                facts.add(item, key, doc_id, where, report)
+            gold.append(facts.id_of[key])
+    else:
+        raw_ids = row.get("evidence_fact_ids")
+        for doc_id in (str(i) for i in raw_ids) if isinstance(raw_ids, list) else ():
+            if doc_id in facts.text_of:
+                gold.append(doc_id)
+            else:
+                report.warnings.append(f"{where}: {qid} evidence fact {doc_id} not in corpus, dropped")
+    return _dedupe(gold)
 
 
 # ------------------------------------------------------------------------------------------- registry
