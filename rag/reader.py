@@ -436,23 +436,14 @@ def read(
     question, retrieval = asked.searched, asked.retrieval
     reader = Reader(pool, question, options)
     caps = generator.capabilities
-    draft: Draft | None = None
-    if passages and caps.llm:
-        for item in reader.draft_llm(generator, retrieval.as_of, count):
-            if isinstance(item, Draft):
-                draft = item
-            else:
-                timings.setdefault("first_token", time.perf_counter() - start)
-                yield item
-    elif passages:
-        draft = reader.draft_extractive()
-    draft = draft or Draft(None, declined=True)
+    draft = Draft(None, declined=True)
+    for item in _drafted(reader, passages, generator, retrieval.as_of, count):
+        if isinstance(item, Draft):
+            draft = item
+        else:
+            timings.setdefault("first_token", time.perf_counter() - start)
+            yield item
     kept_decline = draft.declined and caps.llm and not caps.focused_prompt
-    if draft.declined and passages and draft.text is None and not kept_decline:
-        # A small model's "unknown" came as often on answerable questions as on unanswerable ones (the
-        # fitted model gives it no weight): the reader's own span (or best sentence) stands in, and the
-        # confidence decides. A capable model's refusal is its own judgement of whole passages, and kept.
-        draft.short = reader.draft_extractive().short
     timings["generate"] = time.perf_counter() - start
     text = reader.compose(draft) if passages else ""
     inferred = False
@@ -508,3 +499,28 @@ def read(
         draft_short=draft.short if refused and text else None,
         parts=list(question.parts),
     )
+
+
+def _drafted(
+    reader: Reader, passages: Sequence[Passage], generator: Generator, as_of: dt.date, count: TokenCounter
+) -> Iterator[str | Draft]:
+    """The model's text as it writes it, then the draft; nothing without passages."""
+    caps = generator.capabilities
+    draft: Draft | None = None
+    if passages and caps.llm:
+        for item in reader.draft_llm(generator, as_of, count):
+            if isinstance(item, Draft):
+                draft = item
+            else:
+                yield item
+    elif passages:
+        draft = reader.draft_extractive()
+    if draft is None:
+        return
+    kept_decline = draft.declined and caps.llm and not caps.focused_prompt
+    if draft.declined and draft.text is None and not kept_decline:
+        # A small model's "unknown" came as often on answerable questions as on unanswerable ones (the
+        # fitted model gives it no weight): the reader's own span (or best sentence) stands in, and the
+        # confidence decides. A capable model's refusal is its own judgement of whole passages, and kept.
+        draft.short = reader.draft_extractive().short
+    yield draft

@@ -24,11 +24,11 @@ from rag.embedding import precision_of
 from rag.evaluation.report import write_report
 from rag.evaluation.runfolder import RESULTS, RUN_CONFIG, RunError, done_ids
 from rag.evaluation.scoring import Scored, score_question, without_markers
-from rag.evaluation.sets import EvalSet, load_set
+from rag.evaluation.sets import EvalQuestion, EvalSet, load_set
 from rag.evidence import EvidencePool
 from rag.pipeline import RAG
 from rag.prompts import entailment_messages
-from rag.types import Answer, GenerationRequest, Generator
+from rag.types import Answer, GenerationRequest, Generator, Retrieval
 
 RETRIEVAL_DEPTH = 10
 """Retrieval is scored at 1, 3, 5 and 10 whatever `k` the answer uses."""
@@ -155,6 +155,54 @@ def _run_config(
     }
 
 
+def _pipeline_for(eval_set: EvalSet, settings: Settings) -> tuple[RAG, dict[str, str]]:
+    """The pipeline the set's questions are asked of: its own index of its corpus (built or brought up to
+    date here), or the configured index for a set without one; and the corpus's duplicate ids, each to the
+    id of the article kept in its place."""
+    if not eval_set.config.corpus:
+        return RAG(settings), {}  # the index the questions were asked of
+    rag = RAG(settings.model_copy(update={"index_dir": eval_index_dir(settings, eval_set.name)}))
+    indexed = rag.index(eval_set.corpus)
+    if indexed.errors:
+        raise RunError(
+            f"the corpus of {eval_set.name} has {len(indexed.errors)} unreadable input(s), first: {indexed.errors[0]}",
+            hint="fix the corpus (or its converter) so scores are not computed on a partial corpus",
+        )
+    return rag, dict(indexed.report.duplicates)
+
+
+def _record(
+    q: EvalQuestion, found: Retrieval, answer: Answer, picked: int | None, scores: dict[str, Any]
+) -> dict[str, Any]:
+    """One line of the run's results: the question, what was retrieved and answered, and its scores."""
+    return {
+        "id": q.id,
+        "question": q.question,
+        "question_date": q.question_date.isoformat() if q.question_date else None,
+        "answerable": q.answerable,
+        "type": q.extra.get("type"),
+        "gold_doc_ids": q.gold_doc_ids,
+        "answers": q.answers,
+        "retrieved_doc_ids": [a.doc_id for a in found.articles],
+        "answer": answer.text,
+        "short": answer.short,
+        "refused": answer.refused,
+        "confidence": answer.confidence,
+        "confidence_level": answer.confidence_level,
+        "signals": answer.signals,
+        "draft": answer.draft,
+        "draft_short": answer.draft_short,
+        "claims": [c.to_json() for c in answer.claims],
+        "picked": picked,
+        "answer_idx": q.answer_idx,
+        "cited": sorted({c.number for c in answer.citations}),
+        "inferred_citations": answer.inferred_citations,
+        "scores": scores,
+        "timings": answer.timings,
+        "tokens": {"prompt": answer.tokens.prompt, "completion": answer.tokens.completion},
+    }
+
+
 def evaluate(
     eval_set: EvalSet | Path | str,
     *,
@@ -169,20 +217,7 @@ def evaluate(
     """Run (or resume) an evaluation and write its report; returns the run folder."""
     if not isinstance(eval_set, EvalSet):
         eval_set = load_set(eval_set)
-    settings = settings or Settings()
-    aliases: dict[str, str] = {}
-    if not eval_set.config.corpus:
-        rag = RAG(settings)  # the index the questions were asked of
-    else:
-        rag = RAG(settings.model_copy(update={"index_dir": eval_index_dir(settings, eval_set.name)}))
-        indexed = rag.index(eval_set.corpus)
-        if indexed.errors:
-            raise RunError(
-                f"the corpus of {eval_set.name} has {len(indexed.errors)} unreadable input(s), first: "
-                f"{indexed.errors[0]}",
-                hint="fix the corpus (or its converter) so scores are not computed on a partial corpus",
-            )
-        aliases = dict(indexed.report.duplicates)
+    rag, aliases = _pipeline_for(eval_set, settings or Settings())
     generator = rag.generator(backend)
     judge_generator = rag.generator(judge) if judge else None
     k = k or eval_set.config.defaults.k
@@ -209,32 +244,8 @@ def evaluate(
                 if q.choices
                 else None
             )
-            record: dict[str, Any] = {
-                "id": q.id,
-                "question": q.question,
-                "question_date": q.question_date.isoformat() if q.question_date else None,
-                "answerable": q.answerable,
-                "type": q.extra.get("type"),
-                "gold_doc_ids": q.gold_doc_ids,
-                "answers": q.answers,
-                "retrieved_doc_ids": [a.doc_id for a in found.articles],
-                "answer": answer.text,
-                "short": answer.short,
-                "refused": answer.refused,
-                "confidence": answer.confidence,
-                "confidence_level": answer.confidence_level,
-                "signals": answer.signals,
-                "draft": answer.draft,
-                "draft_short": answer.draft_short,
-                "claims": [c.to_json() for c in answer.claims],
-                "picked": picked,
-                "answer_idx": q.answer_idx,
-                "cited": sorted({c.number for c in answer.citations}),
-                "inferred_citations": answer.inferred_citations,
-                "scores": score_question(Scored(q, found, answer, picked, aliases, eval_set.config.complete)),
-                "timings": answer.timings,
-                "tokens": {"prompt": answer.tokens.prompt, "completion": answer.tokens.completion},
-            }
+            scored = Scored(q, found, answer, picked, aliases, eval_set.config.complete)
+            record = _record(q, found, answer, picked, score_question(scored))
             if judge_generator is not None:
                 recall, precision = judge_citations(answer, judge_generator)
                 record["scores"]["citation_recall"], record["scores"]["citation_precision"] = recall, precision

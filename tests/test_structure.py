@@ -1,6 +1,7 @@
-"""The modules of `rag` import one another without a cycle of any length, counting the imports made inside
-functions (a cycle there is one a refactoring turns into an ImportError) and leaving out those only a type
-checker runs (`if TYPE_CHECKING:`)."""
+"""The shape of the code, checked as the code is: the modules of `rag` import one another without a cycle of
+any length, counting the imports made inside functions (a cycle there is one a refactoring turns into an
+ImportError) and leaving out those only a type checker runs (`if TYPE_CHECKING:`); and no function is
+longer than can be read at once."""
 
 from __future__ import annotations
 
@@ -66,3 +67,20 @@ def test_no_import_cycle_in_rag() -> None:
         graphlib.TopologicalSorter(graph).prepare()
     except graphlib.CycleError as exc:
         pytest.fail(f"an import cycle: {' -> '.join(exc.args[1])}")
+
+
+LONGEST_FUNCTION = 80
+"""Lines, docstring included: about what one screen shows."""
+
+
+def test_no_function_is_longer_than_a_screen() -> None:
+    paths = [*(ROOT / "rag").rglob("*.py"), *(ROOT / "ui").rglob("*.py")]
+    too_long = [
+        f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for path in paths
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno is not None
+        and node.end_lineno - node.lineno + 1 > LONGEST_FUNCTION
+    ]
+    assert not too_long, too_long
