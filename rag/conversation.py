@@ -33,7 +33,7 @@ class Turn:
     standalone: str = ""
 
     @property
-    def searched(self) -> str:
+    def searched_question(self) -> str:
         return self.standalone or self.question
 
 
@@ -76,7 +76,7 @@ def rewrite_heuristic(question: str, history: Sequence[Turn]) -> str:
     if not history or not needs_context(question):
         return question
     previous = history[-1]
-    name = _last_new_name(previous.answer, previous.searched)
+    name = _last_new_name(previous.answer, previous.searched_question)
     rewritten, replaced = question, False
     if name:
 
@@ -90,7 +90,7 @@ def rewrite_heuristic(question: str, history: Sequence[Turn]) -> str:
         rewritten = _PERSON_WORD.sub(person, question)
     remaining = words(rewritten)
     if not replaced or any(w in _DEICTIC for w in remaining) or _FOLLOW_UP_START.match(question):
-        rewritten = f"{rewritten.rstrip()} (context: {previous.searched.rstrip()})"
+        rewritten = f"{rewritten.rstrip()} (context: {previous.searched_question.rstrip()})"
     return rewritten
 
 
@@ -101,7 +101,7 @@ def condense(question: str, history: Sequence[Turn], generator: Generator | None
         return question
     if generator is None:
         return rewrite_heuristic(question, history)
-    messages = condense_messages(question, [(t.searched, t.answer) for t in history[-3:]])
+    messages = condense_messages(question, [(t.searched_question, t.answer) for t in history[-3:]])
     reply = "".join(generator.stream(GenerationRequest(question, [], messages, 96, 0.0))).strip()
     reply = reply.splitlines()[0].strip().strip('"') if reply else ""
     return reply if 0 < len(reply) <= 4 * len(question) + 200 else rewrite_heuristic(question, history)

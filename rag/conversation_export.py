@@ -36,12 +36,12 @@ def _line_start(line: str) -> str:
 
 
 def _inline(text: str) -> str:
-    """Untrusted text as one inert line."""
+    """Untrusted text as one line of plain Markdown text: no markup, link or heading of its own."""
     return _line_start(_escape(text))
 
 
 def _answer_text(text: str) -> str:
-    """The answer's lines, each made inert like `_inline` but keeping its `[n]` markers, and kept as
+    """The answer's lines, each escaped like `_inline` but keeping its `[n]` markers, and kept as
     lines (a hard break) and paragraphs."""
     paragraphs = []
     for paragraph in re.split(r"\n\s*\n", text.strip()):

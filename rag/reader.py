@@ -58,7 +58,7 @@ class Asked:
     parts), and the search behind it."""
 
     question: str
-    searched: Question
+    standalone: Question
     retrieval: Retrieval
     retrieved: int
     """Passages found, before packing under the token budget."""
@@ -433,7 +433,7 @@ def read(
 ) -> Iterator[str | Answer]:
     """Yield text pieces (a capable model's as it writes them), then the final `Answer`."""
     start = time.perf_counter()
-    question, retrieval = asked.searched, asked.retrieval
+    question, retrieval = asked.standalone, asked.retrieval
     reader = Reader(pool, question, options)
     caps = generator.capabilities
     draft = Draft(None, declined=True)
@@ -456,7 +456,7 @@ def read(
     refused = not text or kept_decline or probability < options.min_confidence
     # Below the threshold a draft is still shown, as what it is: unverified, with the source it came from.
     unsure = refused and bool(text) and not kept_decline
-    final = f"{NOT_SURE} {text}" if unsure else refusal_text(passages, retrieval.searched) if refused else text
+    final = f"{NOT_SURE} {text}" if unsure else refusal_text(passages, retrieval.searched_dates) if refused else text
     if not caps.llm or caps.focused_prompt or refused:
         yield final
     shown = "" if refused and not unsure else text

@@ -155,7 +155,7 @@ class Retrieval:
     """How long the search took: charged to an answer that reuses this retrieval."""
 
     @property
-    def searched(self) -> str:
+    def searched_dates(self) -> str:
         return searched_dates(self.as_of, self.dates, self.mention, self.mention_filtered)
 
 

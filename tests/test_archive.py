@@ -53,10 +53,10 @@ def test_catalog_prunes_months_outside_the_dates_but_never_undated() -> None:
         [("2022-05", "2022-05-02", "2022-05-30"), ("2022-06", "2022-06-01", "2022-06-28"), ("undated", None, None)]
     ):
         catalog.partitions[name] = PartitionInfo(name, number, first, last, 1, 1, 1)
-    assert catalog.searched(DateRange()) == ["2022-05", "2022-06", "undated"]
-    assert catalog.searched(DateRange(until=dt.date(2022, 5, 31))) == ["2022-05", "undated"]
-    assert catalog.searched(DateRange(since=dt.date(2022, 5, 31))) == ["2022-06", "undated"]
-    assert catalog.searched(DateRange(dt.date(2022, 5, 31), dt.date(2022, 5, 31))) == ["undated"]
+    assert catalog.partitions_for(DateRange()) == ["2022-05", "2022-06", "undated"]
+    assert catalog.partitions_for(DateRange(until=dt.date(2022, 5, 31))) == ["2022-05", "undated"]
+    assert catalog.partitions_for(DateRange(since=dt.date(2022, 5, 31))) == ["2022-06", "undated"]
+    assert catalog.partitions_for(DateRange(dt.date(2022, 5, 31), dt.date(2022, 5, 31))) == ["undated"]
     assert partition_of(dt.date(2022, 1, 9)) == "2022-01" and partition_of(None) == "undated"
 
 

@@ -127,7 +127,7 @@ class Catalog:
         durable.replace(root / CATALOG, lambda tmp: tmp.write_text(json.dumps(data, indent=2), encoding="utf-8"))
         durable.fsync_dir(root)
 
-    def searched(self, dates: DateRange) -> list[str]:
+    def partitions_for(self, dates: DateRange) -> list[str]:
         """The partitions that can hold articles within `dates`, oldest first: undated articles pass every
         date filter, so `undated` is always one."""
         kept = []

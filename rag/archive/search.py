@@ -59,7 +59,7 @@ class ArchiveRetriever:
         s = self.settings
         result, searchable = scope(question, dates, as_of, s)
         self.shards.refresh()
-        partitions = self.catalog.searched(result.dates)
+        partitions = self.catalog.partitions_for(result.dates)
         if not searchable or not partitions:
             return result
         unit: Unit = "article" if s.article_ranking else "chunk"

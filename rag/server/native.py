@@ -57,7 +57,7 @@ def search(body: SearchRequest, svc: ServiceDep) -> dict[str, Any]:
         )
     return {
         "question": body.question,
-        "searched_dates": found.searched,
+        "searched_dates": found.searched_dates,
         "as_of": found.as_of.isoformat(),
         "articles": articles,
         "passages": [p.to_json() for p in found.passages],
