@@ -31,7 +31,17 @@ from rag.prompts import DECLINE, NOT_SURE, REFUSAL, chat_messages, is_refusal, s
 from rag.question import Kind, Question
 from rag.spans import candidates_in, foreign, is_new, spans
 from rag.text import terms
-from rag.types import Answer, GenerationRequest, Generator, Passage, Retrieval, TokenCounter, TokenLogprob, TokenUsage
+from rag.types import (
+    Answer,
+    Capabilities,
+    GenerationRequest,
+    Generator,
+    Passage,
+    Retrieval,
+    TokenCounter,
+    TokenLogprob,
+    TokenUsage,
+)
 from rag.untrusted import CITATION, inert
 
 SHORT_ANSWER_TOKENS = 40
@@ -50,6 +60,12 @@ class Draft:
     logprobs: tuple[TokenLogprob, ...] | None = None
     prompt_tokens: int = 0
     invalid_citations: list[int] = field(default_factory=list)
+
+    def kept_decline(self, caps: Capabilities) -> bool:
+        """A capable model's refusal is its own judgement of whole passages, and kept; a small model's
+        "unknown" came as often on answerable questions as on unanswerable ones (the fitted model gives it
+        no weight), so the reader's own span stands in and the confidence decides."""
+        return self.declined and caps.llm and not caps.focused_prompt
 
 
 @dataclass(frozen=True)
@@ -443,7 +459,7 @@ def read(
         else:
             timings.setdefault("first_token", time.perf_counter() - start)
             yield item
-    kept_decline = draft.declined and caps.llm and not caps.focused_prompt
+    kept_decline = draft.kept_decline(caps)
     timings["generate"] = time.perf_counter() - start
     text = reader.compose(draft) if passages else ""
     inferred = False
@@ -517,10 +533,6 @@ def _drafted(
         draft = reader.draft_extractive()
     if draft is None:
         return
-    kept_decline = draft.declined and caps.llm and not caps.focused_prompt
-    if draft.declined and draft.text is None and not kept_decline:
-        # A small model's "unknown" came as often on answerable questions as on unanswerable ones (the
-        # fitted model gives it no weight): the reader's own span (or best sentence) stands in, and the
-        # confidence decides. A capable model's refusal is its own judgement of whole passages, and kept.
-        draft.short = reader.draft_extractive().short
+    if draft.declined and draft.text is None and not draft.kept_decline(caps):
+        draft.short = reader.draft_extractive().short  # the reader's own span (or best sentence) stands in
     yield draft

@@ -588,7 +588,7 @@ def test_the_local_model_sheds_load_with_503_and_retry_after(tmp_path: Path, emb
         assert http.post("/v1/chat/completions", json=question).status_code == 200  # loads the model
         admission = server.service.admission
         admission.deadline = 1.0
-        leave = admission.enter(admission.clock() + 3600)  # as if a question were being answered
+        leave = admission.enter(time.monotonic() + 3600)  # as if a question were being answered
         late: list[httpx.Response] = []
         waiting = threading.Thread(target=lambda: late.append(http.post("/v1/chat/completions", json=question)))
         try:

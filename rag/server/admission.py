@@ -33,10 +33,8 @@ _FIRST_GUESS_SECONDS = 5.0
 
 
 class Admission:
-    def __init__(
-        self, queue: int, deadline: float, parallel: int = 1, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.queue, self.deadline, self.parallel, self.clock = queue, deadline, parallel, clock
+    def __init__(self, queue: int, deadline: float, parallel: int = 1) -> None:
+        self.queue, self.deadline, self.parallel = queue, deadline, parallel
         self._turns = threading.Semaphore(parallel)
         self._state = threading.Lock()
         self.waiting = 0
@@ -54,7 +52,7 @@ class Admission:
         """Take the model's turn for an answer now, or raise the 503 that says why not. The answer's pieces
         are computed under the question's deadline, and give the turn back when they end, fail, are
         abandoned or are stopped."""
-        at = self.clock() + self.deadline
+        at = time.monotonic() + self.deadline
         return self._held(pieces, self.enter(at), at)
 
     def _held(self, pieces: Iterator[T], leave: Callable[[], None], at: float) -> Iterator[T]:
@@ -74,8 +72,9 @@ class Admission:
             leave()
 
     def enter(self, at: float) -> Callable[[], None]:
-        """Wait for the model's turn until `at` (on `clock`), or raise the 503 that says why not; returns the
-        function that gives the turn back (call it exactly once, when the answer is done or abandoned)."""
+        """Wait for the model's turn until `at` (a `time.monotonic()` value, as `rag.deadline` reads it), or
+        raise the 503 that says why not; returns the function that gives the turn back (call it exactly
+        once, when the answer is done or abandoned)."""
         with self._state:
             if self.waiting >= self.queue and (self.answering >= self.parallel or self.waiting):
                 self.shed += 1
@@ -83,7 +82,7 @@ class Admission:
                                  f"{self.queue}")  # fmt: skip
             self.waiting += 1
         try:
-            turn = self._turns.acquire(timeout=max(at - self.clock(), 0.0))
+            turn = self._turns.acquire(timeout=max(at - time.monotonic(), 0.0))
         finally:
             with self._state:
                 self.waiting -= 1
@@ -93,7 +92,7 @@ class Admission:
             raise self._busy(f"the question waited {self.deadline:g} s for the model without starting")
         with self._state:
             self.answering += 1
-        started = self.clock()
+        started = time.monotonic()
         released = False
 
         def leave() -> None:
@@ -103,7 +102,7 @@ class Admission:
             released = True
             with self._state:
                 self.answering -= 1
-                self._durations.append(self.clock() - started)
+                self._durations.append(time.monotonic() - started)
             self._turns.release()
 
         return leave
