@@ -96,7 +96,7 @@ def _run(work: Path, options: argparse.Namespace, parts: list[str], results: dic
         corpus = (
             ROOT / "seeds" if smoke else ingest.sample_corpus(SHARED_CORPUS, options.articles, work / "corpus.jsonl")
         )
-        backends = [Settings().embedding_backend] if smoke else list(get_args(EmbeddingBackend))
+        backends = [Settings().index.embedding_backend] if smoke else list(get_args(EmbeddingBackend))
         results["index"] = ingest.run(corpus, repeats, not options.no_llamaindex and not smoke, backends)
     if "query" in parts:
         if big is not None:

@@ -228,7 +228,7 @@ def measure(folder: Path, asked: Path, nprobes: tuple[int, ...] = (32, 64)) -> l
         for nprobe in nprobes
     ]
     if read_manifest(folder).n_chunks <= HYBRID_LIMIT:
-        built, nprobe = _child("keywords", folder), Settings().ann_nprobe
+        built, nprobe = _child("keywords", folder), Settings().retrieval.ann_nprobe
         hybrid = _child("search", folder, asked, truth_file, nprobe, "hybrid")
         rows.append({"nprobe": nprobe, "exact_s": exact_s, **built, **hybrid})
     return rows

@@ -60,7 +60,13 @@ class _Backend:
         _ = embedder.encoder  # loading the model is start-up, not ingest: neither side is charged for it
         s = rag.settings
         chunker = rag.chunker(
-            Manifest(embedder.name, embedder.dimension, s.chunk_tokens, s.chunk_overlap, s.tokenizer_encoding)
+            Manifest(
+                embedder.name,
+                embedder.dimension,
+                s.index.chunk_tokens,
+                s.index.chunk_overlap,
+                s.index.tokenizer_encoding,
+            )
         )
         texts = [c.text for doc in load_paths([corpus]).documents for c in chunker.split(doc)]
         ready = cls(rag, texts, work)
@@ -93,7 +99,7 @@ def run(corpus: Path, pairs: int, with_llamaindex: bool, backends: Sequence[Embe
                 timing[backend] = {"raw_encoder_s": one.encode(), "rag_index_s": one.index(corpus)}
             if theirs is not None:
                 timing["llamaindex"] = theirs.ingest(*LLAMAINDEX_NODES)
-                timing["llamaindex_rag_size"] = theirs.ingest(settings.chunk_tokens, settings.chunk_overlap)
+                timing["llamaindex_rag_size"] = theirs.ingest(settings.index.chunk_tokens, settings.index.chunk_overlap)
             rounds.append(timing)
     finally:
         if theirs is not None:
@@ -102,7 +108,7 @@ def run(corpus: Path, pairs: int, with_llamaindex: bool, backends: Sequence[Embe
             shutil.rmtree(one.work, ignore_errors=True)
     result: dict[str, Any] = {
         "articles": len(load_paths([corpus]).documents),
-        "default_backend": settings.embedding_backend,
+        "default_backend": settings.index.embedding_backend,
         "pairs": pairs,
         "rounds": rounds,
         "backends": {backend: _ratios(rounds, backend, len(one.texts)) for backend, one in ready.items()},

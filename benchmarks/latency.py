@@ -64,7 +64,7 @@ def answer(rag: RAG, questions: Sequence[str], repeats: int, k: int = 5) -> dict
 def rescore(plain: RAG, rescored: RAG, questions: Sequence[tuple[str, dt.date | None]], repeats: int) -> dict[str, Any]:
     """What the second stage adds to a search: the first time a question's candidates are read (their
     vectors computed, the cache empty) and once they are cached, against the same searches without it."""
-    assert rescored.settings.reranker, "the rescored RAG needs a reranker"
+    assert rescored.settings.retrieval.reranker, "the rescored RAG needs a reranker"
     rescored.search(questions[0][0], k=10, as_of=questions[0][1])  # loads the model; its passages stay cached
     first = []
     for question, as_of in questions[1:]:
@@ -80,9 +80,9 @@ def rescore(plain: RAG, rescored: RAG, questions: Sequence[tuple[str, dt.date | 
                 rag.search(question, k=10, as_of=as_of)
                 times.append(time.perf_counter() - start)
     return {
-        "model": rescored.settings.reranker,
-        "depth": rescored.settings.rerank_depth,
-        "passages_per_article": rescored.settings.rerank_passages,
+        "model": rescored.settings.retrieval.reranker,
+        "depth": rescored.settings.retrieval.rerank_depth,
+        "passages_per_article": rescored.settings.retrieval.rerank_passages,
         "questions": len(questions),
         "chunks": len(plain.open_index().chunks),
         "uncached_p50_ms": percentile(first, 0.5) * 1000,

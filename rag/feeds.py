@@ -102,7 +102,7 @@ class FeedStore:
 
     @classmethod
     def for_settings(cls, settings: Settings) -> FeedStore:
-        return cls(feeds_path(settings), timeout=settings.lock_timeout)
+        return cls(feeds_path(settings), timeout=settings.index.lock_timeout)
 
     def add(self, url: str, name: str | None = None) -> Feed:
         """A feed under `name`, by default its host (`www.` dropped), numbered when that is taken."""

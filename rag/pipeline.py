@@ -176,7 +176,7 @@ class RAG:
         tests answer with a scripted generator; without them, they are built from the settings on first
         use."""
         self.settings = settings.model_copy(update=overrides) if settings else Settings(**overrides)
-        self.count_tokens = tiktoken_counter(self.settings.tokenizer_encoding)
+        self.count_tokens = tiktoken_counter(self.settings.index.tokenizer_encoding)
         self._embedder = embedder
         self._index: ArticleIndex | None = None
         self.generators: dict[str, Generator] = dict(generators or {})
@@ -194,10 +194,10 @@ class RAG:
         if self._embedder is None:
             s = self.settings
             self._embedder = Embedder(
-                s.embedding_model,
+                s.index.embedding_model,
                 backend=self._embedding_backend(),
-                batch_size=s.embedding_batch_size,
-                device=s.embedding_device,
+                batch_size=s.index.embedding_batch_size,
+                device=s.index.embedding_device,
                 cache_dir=s.cache_dir,
             )
         return self._embedder
@@ -207,8 +207,8 @@ class RAG:
         index from before int8 became the default keeps answering (`rag index --reembed` moves it)."""
         s = self.settings
         archive = Catalog.exists(s.index_dir)
-        if "embedding_backend" in s.model_fields_set or not (archive or ArticleIndex.exists(s.index_dir)):
-            return s.embedding_backend
+        if "embedding_backend" in s.index.model_fields_set or not (archive or ArticleIndex.exists(s.index_dir)):
+            return s.index.embedding_backend
         try:
             built = (
                 Catalog.load(s.index_dir).embedding_precision
@@ -216,9 +216,9 @@ class RAG:
                 else read_manifest(s.index_dir).embedding_precision
             )
         except (OSError, ValueError, TypeError):
-            return s.embedding_backend  # opening the index will say what is wrong with it
-        if built == precision_of(s.embedding_backend):
-            return s.embedding_backend
+            return s.index.embedding_backend  # opening the index will say what is wrong with it
+        if built == precision_of(s.index.embedding_backend):
+            return s.index.embedding_backend
         log.info("the index at %s holds %s vectors: searching it with the fp32 encoder", s.index_dir, built)
         return "onnx"
 
@@ -229,7 +229,7 @@ class RAG:
         started = time.perf_counter()
         source = self.settings.index_dir
         target = source.with_name(f"{source.name}.reembed")
-        backend = self.settings.embedding_backend
+        backend = self.settings.index.embedding_backend
         with self._writing():
             old = self.open_index()
             documents = [r.document() for r in old.documents.records()]
@@ -260,11 +260,11 @@ class RAG:
                     hint="add articles to it with `rag index --ray PATH...`; questions search it as usual",
                 )
             if ArticleIndex.exists(path) or not create:
-                index = ArticleIndex.load(path, lock_timeout=self.settings.lock_timeout)
+                index = ArticleIndex.load(path, lock_timeout=self.settings.index.lock_timeout)
                 index.check_model(self.embedder.name, self.embedder.precision)
             else:
-                index = ArticleIndex.create(path, self.new_manifest(), lock_timeout=self.settings.lock_timeout)
-            index.configure_ann(self.settings.ann_min_chunks)
+                index = ArticleIndex.create(path, self.new_manifest(), lock_timeout=self.settings.index.lock_timeout)
+            index.configure_ann(self.settings.retrieval.ann_min_chunks)
             self._index = index
         return self._index
 
@@ -274,7 +274,7 @@ class RAG:
         naming another model would make every later search compare unlike vectors without a word."""
         path = self.settings.index_dir
         with self._writing():
-            index = ArticleIndex.recover(path, self.new_manifest(), lock_timeout=self.settings.lock_timeout)
+            index = ArticleIndex.recover(path, self.new_manifest(), lock_timeout=self.settings.index.lock_timeout)
             similarity = self.vectors_reproduced(index)
             if similarity is not None and similarity < SAME_MODEL:
                 (path / MANIFEST).unlink()
@@ -305,9 +305,9 @@ class RAG:
             embedding_model=self.embedder.name,
             dimension=self.embedder.dimension,
             embedding_precision=self.embedder.precision,
-            chunk_tokens=s.chunk_tokens,
-            chunk_overlap=s.chunk_overlap,
-            tokenizer=s.tokenizer_encoding,
+            chunk_tokens=s.index.chunk_tokens,
+            chunk_overlap=s.index.chunk_overlap,
+            tokenizer=s.index.tokenizer_encoding,
         )
 
     def ensure_index(self) -> ArticleIndex:
@@ -369,8 +369,8 @@ class RAG:
                 for loaded in read_file(
                     path,
                     doc_id,
-                    max_bytes=self.settings.max_article_bytes,
-                    max_seconds=self.settings.max_extract_seconds,
+                    max_bytes=self.settings.index.max_article_bytes,
+                    max_seconds=self.settings.index.max_extract_seconds,
                 ):
                     if isinstance(loaded.item, DocumentError):
                         errors.append(loaded.item)
@@ -423,7 +423,7 @@ class RAG:
                 report.chunks_added += embedded
                 pending += embedded
                 advance(read)
-                if pending >= self.settings.checkpoint_chunks:
+                if pending >= self.settings.index.checkpoint_chunks:
                     index.save()
                     pending = 0
 
@@ -454,11 +454,11 @@ class RAG:
     ) -> IndexReport:
         """Index files received in memory (the chat page's uploads) under their own names. Files over
         `max_upload_mb` are reported, not read; the others go through the same loaders as `index()`."""
-        limit = self.settings.max_upload_mb * 1024 * 1024
+        limit = self.settings.ui.max_upload_mb * 1024 * 1024
         too_big = [
             DocumentError(
                 name,
-                f"is {len(data) / 1e6:.1f} MB, over the {self.settings.max_upload_mb} MB limit",
+                f"is {len(data) / 1e6:.1f} MB, over the {self.settings.ui.max_upload_mb} MB limit",
                 hint="split it, or raise RAG_MAX_UPLOAD_MB",
             )
             for name, data in files
@@ -524,7 +524,7 @@ class RAG:
                 finally:
                     self._writers -= 1
                 return
-            with writing(self.settings.index_dir, timeout=self.settings.lock_timeout):
+            with writing(self.settings.index_dir, timeout=self.settings.index.lock_timeout):
                 self._writers = 1
                 try:
                     yield
@@ -559,7 +559,7 @@ class RAG:
             return self._retriever
         index = self.ensure_index()
         if not isinstance(self._retriever, Retriever) or self._retriever.index is not index:
-            self._retriever = Retriever(index, self.embedder, self.settings, self._reranker)
+            self._retriever = Retriever(index, self.embedder, self.settings.retrieval, self._reranker)
         return self._retriever
 
     def search(
@@ -573,10 +573,12 @@ class RAG:
     ) -> Retrieval:
         """Passages and the ranked articles they come from, with the dates searched (see `rag.retrieval`).
         `as_of` is the date the question is asked (default today): later articles are left out."""
-        question = _check_question(question, self.settings.max_question_chars)
+        question = _check_question(question, self.settings.reader.max_question_chars)
         start = time.perf_counter()
         with self._lock:
-            found = self.retriever().retrieve(question, k or self.settings.top_k, DateRange(since, until), as_of=as_of)
+            found = self.retriever().retrieve(
+                question, k or self.settings.retrieval.top_k, DateRange(since, until), as_of=as_of
+            )
         found.seconds = time.perf_counter() - start
         return found
 
@@ -608,7 +610,7 @@ class RAG:
         follow-up question is first rewritten into a standalone one (`Answer.standalone_question`). With
         `retrieved`, its first k passages are used instead of searching again (the evaluation harness has
         already retrieved deeper for scoring)."""
-        original = _check_question(question, self.settings.max_question_chars)
+        original = _check_question(question, self.settings.reader.max_question_chars)
         generator = self.generator(backend, model)
         timings: dict[str, float] = {}
         start = time.perf_counter()
@@ -622,10 +624,10 @@ class RAG:
         # The date phrase was used to search; the evidence must match the rest ("last week" is in no passage).
         topic = retrieved.mention.strip_from(question) if retrieved.mention else question
         analysis = analyze(question, topic=topic)
-        found = self._with_parts(analysis, retrieved, k or self.settings.top_k)
+        found = self._with_parts(analysis, retrieved, k or self.settings.retrieval.top_k)
         timings["retrieve"] = earlier + time.perf_counter() - start - timings["rewrite"]
-        passages = pack_passages(found, self.settings.context_tokens, self.count_tokens)
-        s = self.settings
+        passages = pack_passages(found, self.settings.reader.context_tokens, self.count_tokens)
+        s = self.settings.reader
         options = ReaderOptions(
             focus_sentences=s.local_focus_sentences,
             max_tokens=s.max_answer_tokens,

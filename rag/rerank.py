@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from rag.backends.local import LocalSettings
 from rag.errors import ConfigError
 from rag.local_models import EMBEDDERS, LocalModel, assembled_path, install_command, is_assembled
 
@@ -48,20 +49,20 @@ class Reranker(Protocol):
 
 def reranker_for(settings: Settings) -> Reranker | None:
     """The second-stage model the settings name, or None when `reranker` is empty."""
-    name = settings.reranker
+    name = settings.retrieval.reranker
     if not name:
         return None
     rescore = settings.cache_dir / "rescore"
     if name in EMBEDDERS:
         model = EMBEDDERS[name]
-        encoder = GgufEncoder(model, settings.cache_dir, threads=settings.local_threads)
+        encoder = GgufEncoder(model, settings.cache_dir, threads=settings.section(LocalSettings).local_threads)
         return EmbeddingReranker(name, encoder, VectorCache(rescore / f"{name}.sqlite3"), model.prefixes)
     path = Path(name).expanduser().resolve()
     if is_bi_encoder(path):
         key = hashlib.sha256(str(path).encode("utf-8", "surrogatepass")).hexdigest()[:12]
-        encoder_st = SentenceTransformerEncoder(path, device=settings.embedding_device)
+        encoder_st = SentenceTransformerEncoder(path, device=settings.index.embedding_device)
         return EmbeddingReranker(name, encoder_st, VectorCache(rescore / f"{path.name}-{key}.sqlite3"))
-    return CrossEncoderReranker(name, device=settings.embedding_device)
+    return CrossEncoderReranker(name, device=settings.index.embedding_device)
 
 
 class CrossEncoderReranker:

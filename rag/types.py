@@ -487,6 +487,9 @@ class Backend:
     """The setting naming its model, for a backend that has one (the page offers to change it)."""
     model_choices: Callable[[Any], list[str]] | None = None
     """The models to offer, given the settings; None when any name goes (an endpoint's)."""
+    settings: type[Any] | None = None
+    """Its own section of settings (a `rag.section.Section`), read with `settings.section(...)`: the
+    settings table, `RAG_*` variables and TOML keys pick it up with no edit elsewhere."""
 
 
 @dataclass

@@ -74,18 +74,18 @@ class Fetcher:
     """One HTTP client for a sync: connections are reused, and the per-host delay is kept across feeds."""
 
     def __init__(self, settings: Settings) -> None:
-        self.timeout = settings.fetch_timeout
-        self.max_bytes = int(settings.fetch_max_mb * 1024 * 1024)
-        self.max_article_bytes = settings.max_article_bytes
-        self.max_extract_seconds = settings.max_extract_seconds
-        self.delay = settings.fetch_host_delay
+        self.timeout = settings.feeds.fetch_timeout
+        self.max_bytes = int(settings.feeds.fetch_max_mb * 1024 * 1024)
+        self.max_article_bytes = settings.index.max_article_bytes
+        self.max_extract_seconds = settings.index.max_extract_seconds
+        self.delay = settings.feeds.fetch_host_delay
         self._last: dict[str, float] = {}
         self._lock = threading.Lock()
         self.client = httpx.Client(
             follow_redirects=True,
             max_redirects=MAX_REDIRECTS,
             timeout=httpx.Timeout(self.timeout),
-            headers={"User-Agent": settings.user_agent},
+            headers={"User-Agent": settings.feeds.user_agent},
         )
 
     def __enter__(self) -> Fetcher:

@@ -85,7 +85,7 @@ class TestAnswerExtractive:
         """Below the threshold the draft is shown for what it is, "not sure", with the source it came from;
         it is no answer (`short` is None, `refused` is set)."""
         answer = seeded.answer("What is the capital of France?")
-        assert answer.refused and answer.confidence < seeded.settings.min_confidence
+        assert answer.refused and answer.confidence < seeded.settings.reader.min_confidence
         assert answer.text.startswith(NOT_SURE) and answer.confidence_level == "not sure"
         assert answer.short is None and answer.draft_short and answer.draft_short in answer.text
         assert answer.citations and answer.passages, "the draft keeps its source"

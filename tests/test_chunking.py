@@ -331,9 +331,9 @@ def default_chunker(pipeline: RAG) -> Chunker:
     manifest = Manifest(
         embedding_model=pipeline.embedder.name,
         dimension=pipeline.embedder.dimension,
-        chunk_tokens=defaults.chunk_tokens,
-        chunk_overlap=defaults.chunk_overlap,
-        tokenizer=defaults.tokenizer_encoding,
+        chunk_tokens=defaults.index.chunk_tokens,
+        chunk_overlap=defaults.index.chunk_overlap,
+        tokenizer=defaults.index.tokenizer_encoding,
     )
     return pipeline.chunker(manifest)
 

@@ -549,7 +549,7 @@ class TestIndexWithBadFiles:
             "a strike for Monday, stopping crossings to the islands.</p></article></body></html>"
         )
         (folder / "c-good.txt").write_text("date 2021-01-15\nThe harbour reopened after the storm.")
-        pipeline.settings.max_extract_seconds = 5
+        pipeline.settings.index.max_extract_seconds = 5
         result = pipeline.index([folder])
         assert sorted(result.report.added) == ["b-good.html", "c-good.txt"]
         assert [Path(e.path).name for e in result.errors] == ["a-slow.html"]

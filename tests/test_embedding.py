@@ -174,7 +174,7 @@ class TestOnnxBackend:
     def test_default_backend_is_int8_and_onnx_fp32_matches_torch(
         self, embedder: Embedder, fp32: Embedder, torch_embedder: Embedder
     ) -> None:
-        assert embedder.backend == Settings().embedding_backend == "onnx-int8" and embedder.precision == "int8"
+        assert embedder.backend == Settings().index.embedding_backend == "onnx-int8" and embedder.precision == "int8"
         assert fp32.precision == "fp32"
         np.testing.assert_allclose(fp32.embed(NEWS), torch_embedder.embed(NEWS), atol=1e-5)
 

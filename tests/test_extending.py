@@ -74,6 +74,10 @@ def test_a_backend_is_one_file_and_one_registration(example, tmp_path: Path, emb
         answer = pipeline.answer("Who is the Secretary General of the CSTO?")
         first = answer.passages[0].text.split(". ")[0]
         assert answer.text.startswith(first) and [c.number for c in answer.citations] == [1]
+        pipeline.settings = pipeline.settings.model_copy(update={"first_sentence_words": 3})  # its own setting
+        pipeline.generators.clear()
+        short = pipeline.answer("Who is the Secretary General of the CSTO?")
+        assert short.text.startswith(" ".join(first.split()[:3]) + " [1]")
     finally:
         rag.backends.BACKENDS.unregister(module.BACKEND)
 
@@ -100,6 +104,15 @@ def test_a_backend_from_another_package_is_found_through_its_entry_point(tmp_pat
     )  # fmt: skip
     assert asked.returncode == 0, asked.stderr
     assert asked.stdout.startswith("The Collective Security Treaty Organization")  # the seed's first sentence
+    config = tmp_path / "first-sentence.toml"
+    config.write_text("[first-sentence]\nfirst_sentence_words = 4\n", encoding="utf-8")
+    shorter = subprocess.run(
+        [RAG_BIN, "ask", "--backend", "first-sentence", "Who is the Secretary General of the CSTO?"],
+        capture_output=True, text=True, env={**env, "RAG_CONFIG": str(config)}, timeout=600,
+    )  # fmt: skip
+    assert shorter.stdout.startswith("The Collective Security Treaty [1]"), shorter.stderr  # its own setting
+    listed = subprocess.run([RAG_BIN, "settings"], capture_output=True, text=True, env=env, timeout=600)
+    assert "[first-sentence]\n  first_sentence_words = 0" in listed.stdout
     unknown = subprocess.run([RAG_BIN, "ask", "--backend", "first-sentence", "Who?"], capture_output=True,
                              text=True, env=cli_env(tmp_path), timeout=600)  # fmt: skip
     assert unknown.returncode == 2 and "first-sentence" in unknown.stderr  # without the package: not there
@@ -150,7 +163,7 @@ def test_a_retrieval_stage_is_one_file_and_one_registration(example, tmp_path: P
     before = {hit.doc_id: hit.score for hit in pipeline.search("When did the port strike end?").articles}
     rag.retrieval.register(module.WirePrior, before="order")
     try:
-        names = [stage.name for stage in rag.retrieval.stages_for(settings)]
+        names = [stage.name for stage in rag.retrieval.stages_for(settings.retrieval)]
         assert names.index("wire prior") == names.index("order") - 1
         after = {hit.doc_id: hit.score for hit in pipeline.search("When did the port strike end?").articles}
         assert after["wire.txt"] == pytest.approx(before["wire.txt"] + 0.2)

@@ -218,7 +218,7 @@ def test_a_page_over_the_time_budget_is_reported_and_the_others_indexed(
     attributes = " ".join(f'a{i}="v{i}"' for i in range(100_000))
     news_server.routes["/slow.html"] = Route(f"<html><body><div {attributes}>Text.</div></body></html>".encode())
     path = next(iter(site.pages))
-    live.settings.max_extract_seconds = 5
+    live.settings.index.max_extract_seconds = 5
     report = index_pages(live, [news_server.url + "/slow.html", news_server.url + path])
     assert report.report.added == [news_server.url + path]
     assert [e.path for e in report.errors] == [news_server.url + "/slow.html"]

@@ -345,13 +345,13 @@ class TestDiversity:
 class TestPassagesPerArticle:
     def test_each_article_gives_at_most_its_share_before_the_next(self, seeded: RAG, tmp_path: Path) -> None:
         seeded.index([write_articles(tmp_path / "more", FUSION)])
-        seeded.settings.passages_per_article = 2
+        seeded.settings.retrieval.passages_per_article = 2
         passages = seeded.retrieve(CSTO_QUESTION, k=4, as_of=d("2022-02-01"))
         seed_id = passages[0].doc_id
         assert [p.doc_id == seed_id for p in passages] == [True, True, False, False]
 
     def test_a_single_article_fills_k_with_its_other_passages(self, seeded: RAG) -> None:
-        seeded.settings.passages_per_article = 1
+        seeded.settings.retrieval.passages_per_article = 1
         assert len(seeded.retrieve(CSTO_QUESTION, k=3)) == 3
 
 

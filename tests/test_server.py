@@ -631,7 +631,7 @@ def test_an_answer_past_its_deadline_is_stopped_not_given_late(
         assert "past its deadline" in stopped.json()["error"]["message"]
         assert admission.stopped == 1 and admission.answering == 0
         assert "rag_local_stopped 1.0" in http.get("/metrics").text
-        admission.deadline = settings.serve_deadline
+        admission.deadline = settings.server.serve_deadline
         answered = http.post("/v1/chat/completions", json={**question, "stream": False})
         assert answered.status_code == 200 and "Zas" in answered.json()["choices"][0]["message"]["content"]
 

@@ -92,13 +92,13 @@ def sidebar(pipeline: RAG) -> PageOptions:
     if spec.model_setting and spec.model_choices:
         model = st.sidebar.selectbox("Model", spec.model_choices(s), index=0, key=f"model-{backend}")
     elif spec.model_setting:
-        configured = str(getattr(s, spec.model_setting))
+        configured = str(s.flat()[spec.model_setting])
         model = st.sidebar.text_input("Model", value=configured, key=f"model-{backend}").strip() or None
     try:
         st.sidebar.caption(f"Model: {plain(pipeline.generator(backend, model).model)}")
     except RagError as exc:
         st.sidebar.error(failure(exc))
-    k = st.sidebar.slider("Passages to retrieve (top-k)", 1, 20, s.top_k, key="top_k")
+    k = st.sidebar.slider("Passages to retrieve (top-k)", 1, 20, s.retrieval.top_k, key="top_k")
     as_of = st.sidebar.date_input(
         "As of",
         value=dt.date.today(),
@@ -142,7 +142,7 @@ def corpus_panel(pipeline: RAG) -> None:
     with st.sidebar.expander("Articles in the index", expanded=False):
         round_ = st.session_state.get("upload_round", 0)
         uploads = st.file_uploader(
-            f"Add articles ({', '.join(UPLOAD_TYPES)}; up to {pipeline.settings.max_upload_mb} MB each)",
+            f"Add articles ({', '.join(UPLOAD_TYPES)}; up to {pipeline.settings.ui.max_upload_mb} MB each)",
             type=UPLOAD_TYPES,
             accept_multiple_files=True,
             key=f"uploads-{round_}",

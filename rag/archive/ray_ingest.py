@@ -101,13 +101,16 @@ def index_with_ray(
     rag = RAG(settings)
     cpus = int(ray.cluster_resources().get("CPU", 1))
     report = AddReport()
-    with writing(root, timeout=settings.lock_timeout):
+    with writing(root, timeout=settings.index.lock_timeout):
         writer = ArchiveWriter(
-            root, rag.new_manifest(), lock_timeout=settings.lock_timeout, ann_min_chunks=settings.ann_min_chunks
+            root,
+            rag.new_manifest(),
+            lock_timeout=settings.index.lock_timeout,
+            ann_min_chunks=settings.retrieval.ann_min_chunks,
         )
         files = [{"path": str(path), "doc_id": doc_id} for path, doc_id in found.files]
         read = ray.data.from_items(files).flat_map(
-            _read, fn_kwargs={"max_bytes": settings.max_article_bytes}, num_cpus=0
+            _read, fn_kwargs={"max_bytes": settings.index.max_article_bytes}, num_cpus=0
         )
         embedded = read.map_batches(
             _ChunkAndEmbed,
@@ -143,7 +146,7 @@ def index_with_ray(
                     writer.add(doc, chunks, vectors)
                     report.chunks_added += len(chunks)
                     pending += len(chunks)
-                if pending >= settings.checkpoint_chunks:
+                if pending >= settings.index.checkpoint_chunks:
                     writer.save()
                     pending = 0
         writer.save()
@@ -151,9 +154,5 @@ def index_with_ray(
 
 
 def _worker_settings(settings: Settings) -> dict[str, Any]:
-    """What a worker needs to chunk and embed as this process would."""
-    names = (
-        "embedding_model", "embedding_backend", "embedding_batch_size", "embedding_device", "cache_dir",
-        "index_dir",
-    )  # fmt: skip
-    return {name: getattr(settings, name) for name in names}
+    """What a worker needs to chunk and embed as this process would: the index section, and the paths."""
+    return {"index": settings.index.model_dump(), "cache_dir": settings.cache_dir, "index_dir": settings.index_dir}

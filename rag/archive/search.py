@@ -56,7 +56,7 @@ class ArchiveRetriever:
     def retrieve(
         self, question: str, k: int, dates: DateRange | None = None, *, as_of: dt.date | None = None
     ) -> Retrieval:
-        s = self.settings
+        s = self.settings.retrieval
         result, searchable = scope(question, dates, as_of, s)
         self.shards.refresh()
         partitions = self.catalog.partitions_for(result.dates)

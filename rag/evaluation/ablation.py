@@ -41,8 +41,8 @@ METRICS = ("hit@1", "hit@3", "hit@5", "hit@10", "mrr@10", "ndcg@10", "passage_hi
 
 def ladder(settings: Settings) -> list[tuple[str, dict[str, Any]]]:
     steps = [(name, {**overrides, "reranker": None}) for name, overrides in LADDER]
-    if settings.reranker:
-        steps.append((f"+ rescore ({settings.reranker})", {}))
+    if settings.retrieval.reranker:
+        steps.append((f"+ rescore ({settings.retrieval.reranker})", {}))
     return steps
 
 
@@ -73,7 +73,7 @@ def ablate(
             progress=progress,
         )
         summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-        stages = [stage.name for stage in stages_for(step)]
+        stages = [stage.name for stage in stages_for(step.retrieval)]
         rows.append(
             {"step": name, "run": run_dir.name, "overrides": overrides, "stages": stages, "metrics": summary["metrics"]}
         )
@@ -90,8 +90,8 @@ def table(set_name: str, rows: list[dict[str, Any]], settings: Settings) -> str:
     lines = [
         f"# Retrieval ablation: {set_name}",
         "",
-        f"Document-level metrics unless marked passage; embedding {settings.embedding_model}, chunks "
-        f"{settings.chunk_tokens}/{settings.chunk_overlap}. Each step adds one stage to the one above.",
+        f"Document-level metrics unless marked passage; embedding {settings.index.embedding_model}, chunks "
+        f"{settings.index.chunk_tokens}/{settings.index.chunk_overlap}. Each step adds one stage to the one above.",
         "",
         "| step | stages | " + " | ".join(METRICS) + " |",
         "| --- | --- | " + " | ".join("---" for _ in METRICS) + " |",

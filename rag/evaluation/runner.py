@@ -32,38 +32,14 @@ from rag.types import Answer, GenerationRequest, Generator, Retrieval
 
 RETRIEVAL_DEPTH = 10
 """Retrieval is scored at 1, 3, 5 and 10 whatever `k` the answer uses."""
-RETRIEVAL_SETTINGS = (
-    "embedding_backend",
-    "ann_min_chunks",
-    "ann_nprobe",
-    "retrieval_mode",
-    "article_ranking",
-    "passages_per_article",
-    "rrf_k",
-    "dense_weight",
-    "bm25_weight",
-    "article_bm25_weight",
-    "candidates",
-    "as_of_filter",
-    "recency_weight",
-    "recency_half_life_days",
-    "question_dates",
-    "question_date_weight",
-    "near_duplicate_similarity",
-    "reranker",
-    "rerank_depth",
-    "rerank_passages",
-    "rerank_weight",
-)
-"""Settings that change what is retrieved: a run records them, and resuming under other values is refused."""
 
 
 def eval_index_dir(settings: Settings, set_name: str) -> Path:
     """Indexes are cached per set, model, precision and chunking, so repeated runs never re-embed a corpus."""
-    model = re.sub(r"[^a-z0-9]+", "-", settings.embedding_model.lower()).strip("-")
+    model = re.sub(r"[^a-z0-9]+", "-", settings.index.embedding_model.lower()).strip("-")
     root = settings.index_dir.parent / "eval-indexes"
-    int8 = "-int8" if precision_of(settings.embedding_backend) == "int8" else ""
-    return root / f"{set_name}--{model}{int8}--c{settings.chunk_tokens}-o{settings.chunk_overlap}"
+    int8 = "-int8" if precision_of(settings.index.embedding_backend) == "int8" else ""
+    return root / f"{set_name}--{model}{int8}--c{settings.index.chunk_tokens}-o{settings.index.chunk_overlap}"
 
 
 def _git_commit() -> str | None:
@@ -145,13 +121,14 @@ def _run_config(
         "retrieval_depth": RETRIEVAL_DEPTH,
         "use_question_date": eval_set.config.defaults.use_question_date,
         "judge": judge,
-        "embedding_model": s.embedding_model,
-        "chunk_tokens": s.chunk_tokens,
-        "chunk_overlap": s.chunk_overlap,
-        "context_tokens": s.context_tokens,
-        "min_confidence": s.min_confidence,
-        "local_focus_sentences": s.local_focus_sentences,
-        **{name: getattr(s, name) for name in RETRIEVAL_SETTINGS},
+        "embedding_model": s.index.embedding_model,
+        "chunk_tokens": s.index.chunk_tokens,
+        "chunk_overlap": s.index.chunk_overlap,
+        "context_tokens": s.reader.context_tokens,
+        "min_confidence": s.reader.min_confidence,
+        "local_focus_sentences": s.reader.local_focus_sentences,
+        "embedding_backend": s.index.embedding_backend,
+        **s.retrieval.model_dump(),  # what is retrieved: resuming under other values is refused
     }
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
-from rag.config import Settings
+from rag.config import RetrievalSettings
 from rag.dates import DateRange, resolve
 from rag.embedding import Embedder
 from rag.errors import ConfigError
@@ -82,12 +82,14 @@ for _stage in (
 STAGES.load_entry_points(lambda stage: register(stage, before=getattr(stage, "before", None)))
 
 
-def stages_for(settings: Settings) -> list[Stage]:
+def stages_for(settings: RetrievalSettings) -> list[Stage]:
     """The stages the settings switch on, in the order they run."""
     return [cls() for cls in PIPELINE if cls.enabled(settings)]
 
 
-def scope(question: str, dates: DateRange | None, as_of: dt.date | None, settings: Settings) -> tuple[Retrieval, bool]:
+def scope(
+    question: str, dates: DateRange | None, as_of: dt.date | None, settings: RetrievalSettings
+) -> tuple[Retrieval, bool]:
     """The dates a question searches: the range asked for, capped at the as-of date (default today), and
     narrowed by a date the question names when `question_dates=filter`. An empty `Retrieval` saying so,
     and False when no date can match."""
@@ -112,13 +114,13 @@ class Retriever:
         self,
         index: ArticleIndex,
         embedder: Embedder,
-        settings: Settings | None = None,
+        settings: RetrievalSettings | None = None,
         reranker: Reranker | None = None,
         stages: list[Stage] | None = None,
     ) -> None:
         self.index = index
         self.embedder = embedder
-        self.settings = settings or Settings()
+        self.settings = settings or RetrievalSettings()
         self.reranker = reranker
         self._stages = stages
         self._corpus: tuple[int, Corpus] | None = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rag.config import Settings
+from rag.config import RetrievalSettings
 from rag.retrieval.corpus import first_seen, top
 from rag.retrieval.search import Search
 
@@ -20,7 +20,7 @@ class DenseCandidates:
     name = "dense"
 
     @staticmethod
-    def enabled(settings: Settings) -> bool:
+    def enabled(settings: RetrievalSettings) -> bool:
         return settings.retrieval_mode != "bm25"
 
     def __call__(self, search: Search) -> None:
@@ -58,7 +58,7 @@ class KeywordCandidates:
     name = "bm25"
 
     @staticmethod
-    def enabled(settings: Settings) -> bool:
+    def enabled(settings: RetrievalSettings) -> bool:
         return settings.retrieval_mode != "dense"
 
     def __call__(self, search: Search) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rag.config import Settings
+from rag.config import RetrievalSettings
 from rag.retrieval.search import Search
 
 
@@ -17,7 +17,7 @@ class Diversify:
     name = "diversity"
 
     @staticmethod
-    def enabled(settings: Settings) -> bool:
+    def enabled(settings: RetrievalSettings) -> bool:
         return settings.near_duplicate_similarity is not None
 
     def __call__(self, search: Search) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rag.config import Settings
+from rag.config import RetrievalSettings
 from rag.retrieval.corpus import fused
 from rag.retrieval.search import Search
 
@@ -19,7 +19,7 @@ class Fuse:
     name = "fuse"
 
     @staticmethod
-    def enabled(settings: Settings) -> bool:
+    def enabled(settings: RetrievalSettings) -> bool:
         return True
 
     def __call__(self, search: Search) -> None:
@@ -35,7 +35,7 @@ class Order:
     name = "order"
 
     @staticmethod
-    def enabled(settings: Settings) -> bool:
+    def enabled(settings: RetrievalSettings) -> bool:
         return True
 
     def __call__(self, search: Search) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rag.config import Settings
+from rag.config import RetrievalSettings
 from rag.retrieval.corpus import first_seen
 from rag.retrieval.search import Search
 from rag.types import ArticleHit, Passage
@@ -18,7 +18,7 @@ class Passages:
     name = "passages"
 
     @staticmethod
-    def enabled(settings: Settings) -> bool:
+    def enabled(settings: RetrievalSettings) -> bool:
         return True
 
     def __call__(self, search: Search) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rag.config import Settings
+from rag.config import RetrievalSettings
 from rag.retrieval.corpus import UNDATED, allowed, day
 from rag.retrieval.search import Search
 
@@ -20,7 +20,7 @@ class RecencyPrior:
     name = "recency"
 
     @staticmethod
-    def enabled(settings: Settings) -> bool:
+    def enabled(settings: RetrievalSettings) -> bool:
         return settings.recency_weight > 0
 
     def __call__(self, search: Search) -> None:
@@ -46,7 +46,7 @@ class QuestionDatePrior:
     name = "question dates"
 
     @staticmethod
-    def enabled(settings: Settings) -> bool:
+    def enabled(settings: RetrievalSettings) -> bool:
         return settings.question_dates != "off" and settings.question_date_weight > 0
 
     def __call__(self, search: Search) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rag.config import Settings
+from rag.config import RetrievalSettings
 from rag.retrieval.corpus import rrf
 from rag.retrieval.search import Search
 
@@ -22,7 +22,7 @@ class Rescore:
     name = "rescore"
 
     @staticmethod
-    def enabled(settings: Settings) -> bool:
+    def enabled(settings: RetrievalSettings) -> bool:
         return bool(settings.reranker)
 
     def __call__(self, search: Search) -> None:

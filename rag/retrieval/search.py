@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
 
-from rag.config import Settings
+from rag.config import RetrievalSettings
 from rag.dates import DateMention
 from rag.index import ArticleIndex
 from rag.retrieval.corpus import Corpus, fused, top
@@ -31,7 +31,7 @@ class Search:
     mention: DateMention | None
     index: ArticleIndex
     corpus: Corpus
-    settings: Settings
+    settings: RetrievalSettings
     reranker: Reranker | None
     unit: Unit
     vector: np.ndarray | None
@@ -121,6 +121,6 @@ class Stage(Protocol):
     def __init__(self) -> None: ...
 
     @staticmethod
-    def enabled(settings: Settings) -> bool: ...
+    def enabled(settings: RetrievalSettings) -> bool: ...
 
     def __call__(self, search: Search) -> None: ...

@@ -43,7 +43,9 @@ def create_app(settings: Settings | None = None, *, pipeline: RAG | None = None)
         version="0.1.0",
     )
     app.state.service = Service(pipeline, ConversationStore.for_settings(settings), metrics)
-    app.state.connections = ConnectionLimits(settings.serve_read_timeout, settings.serve_client_connections)
+    app.state.connections = ConnectionLimits(
+        settings.server.serve_read_timeout, settings.server.serve_client_connections
+    )
     metrics.watch_connections(app.state.connections)
     errors.install(app)
     app.include_router(openai_router, dependencies=[Depends(guard.caller)])
@@ -59,18 +61,18 @@ def create_app(settings: Settings | None = None, *, pipeline: RAG | None = None)
     def prometheus() -> Response:
         return metrics.render()
 
-    app.add_middleware(BodyLimit, limit=int(settings.max_request_mb * 1024 * 1024))
+    app.add_middleware(BodyLimit, limit=int(settings.server.max_request_mb * 1024 * 1024))
     app.add_middleware(Timing, metrics=metrics)
     return app
 
 
 def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
     """Run until stopped. Checked before anything loads: no keys means loopback only."""
-    host = host or settings.serve_host
-    port = port or settings.serve_port
+    host = host or settings.server.serve_host
+    port = port or settings.server.serve_port
     check_bind(settings, host)
     app = create_app(settings)
     log.warning("rag serve on http://%s:%d (API docs at /docs)", host, port)
-    if settings.api_key_list and not settings.admin_key_list:
+    if settings.server.api_key_list and not settings.server.admin_key_list:
         log.warning("no key may add or delete articles: set RAG_ADMIN_KEYS, or RAG_OPEN_WRITES=true for every key")
     uvicorn.Server(server_config(app, host, port)).run()

@@ -41,7 +41,7 @@ def is_loopback(host: str) -> bool:
 
 def check_bind(settings: Settings, host: str) -> None:
     """Refuse, before listening, to expose an unauthenticated server to the network."""
-    if not settings.api_key_list and not is_loopback(host):
+    if not settings.server.api_key_list and not is_loopback(host):
         raise ConfigError(
             f"refusing to serve on {host} without API keys: anyone who can reach it could read and change the index",
             hint="set RAG_API_KEYS=<key>[,<key>...] (clients send `Authorization: Bearer <key>`), or bind to 127.0.0.1",
@@ -95,10 +95,10 @@ class Guard:
     """The FastAPI dependencies that authenticate and rate-limit: `caller` for any route, `admin` for writes."""
 
     def __init__(self, settings: Settings) -> None:
-        self.keys = settings.api_key_list
-        self.admin_keys = settings.admin_key_list
-        self.overseers = settings.overseer_keys
-        self.limiter = RateLimiter(settings.rate_limit_per_minute)
+        self.keys = settings.server.api_key_list
+        self.admin_keys = settings.server.admin_key_list
+        self.overseers = settings.server.overseer_keys
+        self.limiter = RateLimiter(settings.server.rate_limit_per_minute)
 
     def caller(self, request: Request) -> Caller:
         if self.keys:

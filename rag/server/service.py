@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rag.backends import BACKENDS
+from rag.backends.local import LocalSettings
 from rag.conversation import Turn
 from rag.conversation_store import ConversationStore, StoredTurn
 from rag.pipeline import RAG
@@ -103,7 +104,9 @@ class Service:
     def __init__(self, pipeline: RAG, store: ConversationStore, metrics: Metrics) -> None:
         self.pipeline, self.store, self.metrics = pipeline, store, metrics
         settings = pipeline.settings
-        self.admission = Admission(settings.serve_queue, settings.serve_deadline, settings.local_parallel)
+        self.admission = Admission(
+            settings.server.serve_queue, settings.server.serve_deadline, settings.section(LocalSettings).local_parallel
+        )
         metrics.watch(self.admission)
 
     def start_chat(self, request: ChatRequest, store: ConversationStore) -> Chat:
