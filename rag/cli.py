@@ -22,7 +22,7 @@ from rag import nlp
 from rag.archive.catalog import UNDATED, Catalog, partition_path, verify_archive
 from rag.backends import BACKENDS
 from rag.backends.local import LocalSettings
-from rag.config import PRESETS, Settings, sections, settings_table
+from rag.config import PRESETS, Settings, problems, sections, settings_table
 from rag.errors import ConfigError, RagError
 from rag.index import MANIFEST, ArticleIndex, saved_generations, verify
 from rag.index_store import added_through_api
@@ -816,8 +816,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"  fix: {exc.hint}", file=sys.stderr)
         code = 2
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        print(f"error: invalid settings: {problems}", file=sys.stderr)
+        print(f"error: invalid settings: {problems(exc)}", file=sys.stderr)
         print("  fix: check the RAG_* environment variables, the config file and any --set values", file=sys.stderr)
         code = 2
     except OSError as exc:

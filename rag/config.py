@@ -454,7 +454,7 @@ class Settings(BaseSettings):
             try:
                 backends[name] = kind.model_validate(nested.pop(name, {}))
             except ValidationError as exc:
-                raise ValueError(_problems(exc)) from None
+                raise ValueError(problems(exc)) from None
         return {**nested, "backends": backends}
 
     def __init__(self, **values: Any) -> None:
@@ -578,8 +578,17 @@ def _as_dict(value: Any) -> dict[str, Any]:
     return value.model_dump(exclude_unset=True) if isinstance(value, BaseModel) else dict(value)
 
 
-def _problems(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+def problems(exc: ValidationError) -> str:
+    """What is wrong with the settings, each named by its flat name (`recency_weight`, as in RAG_* and
+    `--set`), not by where its section keeps it."""
+    sections = _section_types()
+    said = []
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"]]
+        name = ".".join(loc[1:] if len(loc) > 1 and loc[0] in sections else loc)
+        message = str(error["msg"]).removeprefix("Value error, ")
+        said.append(f"{name}: {message}" if name else message)
+    return "; ".join(said)
 
 
 class _Flattened(PydanticBaseSettingsSource):

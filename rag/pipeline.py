@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from rag.archive.catalog import Catalog
-from rag.archive.search import ArchiveRetriever
+from rag.archive.search import ArchiveSource
 from rag.backends import make_generator
 from rag.chunking import Chunker, tiktoken_counter
 from rag.config import EmbeddingBackend, Settings
@@ -48,7 +48,7 @@ from rag.packing import pack_passages
 from rag.question import Question, analyze
 from rag.reader import Asked, ReaderOptions, read
 from rag.rerank import reranker_for
-from rag.retrieval import Retriever
+from rag.retrieval import IndexSource, Retriever
 from rag.types import Answer, Chunk, Document, Generator, Passage, Retrieval
 
 log = logging.getLogger("rag")
@@ -181,7 +181,7 @@ class RAG:
         self._index: ArticleIndex | None = None
         self.generators: dict[str, Generator] = dict(generators or {})
         """Generators built so far, by backend name (`backend:model` with a model override)."""
-        self._retriever: Retriever | ArchiveRetriever | None = None
+        self._retriever: Retriever | None = None
         self._reranker = reranker_for(self.settings)
         # The chat page shares one RAG between browser sessions: searches must not see an index that an
         # upload or a delete is halfway through changing.
@@ -548,18 +548,19 @@ class RAG:
             self.generators[key] = make_generator(self.settings, name, model)
         return self.generators[key]
 
-    def retriever(self) -> Retriever | ArchiveRetriever:
+    def retriever(self) -> Retriever:
         """The retriever over the current index; a new one when the index was reloaded. An archive of
         monthly partitions (`rag index --ray`) is searched through its shards (`rag.archive`)."""
+        source = self._retriever.source if self._retriever is not None else None
         if Catalog.exists(self.settings.index_dir):
-            if not isinstance(self._retriever, ArchiveRetriever):
-                self._retriever = ArchiveRetriever(
-                    self.settings.index_dir, self.embedder, self.settings, self._reranker
-                )
-            return self._retriever
-        index = self.ensure_index()
-        if not isinstance(self._retriever, Retriever) or self._retriever.index is not index:
-            self._retriever = Retriever(index, self.embedder, self.settings.retrieval, self._reranker)
+            if not isinstance(source, ArchiveSource):
+                source = ArchiveSource(self.settings.index_dir, self.settings)
+        else:
+            index = self.ensure_index()
+            if not isinstance(source, IndexSource) or source.index is not index:
+                source = IndexSource(index)
+        if self._retriever is None or self._retriever.source is not source:
+            self._retriever = Retriever(source, self.embedder, self.settings.retrieval, self._reranker)
         return self._retriever
 
     def search(

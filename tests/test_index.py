@@ -30,7 +30,7 @@ from rag.config import DEFAULT_EMBEDDING_MODEL
 from rag.embedding import Embedder
 from rag.errors import IndexDirError
 from rag.index import FORMAT_VERSION, MANIFEST, ArticleIndex
-from rag.retrieval import Retriever
+from rag.retrieval import IndexSource, Retriever
 from rag.types import Chunk, Document
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,7 +115,7 @@ def live_files(generation: int) -> set[str]:
 
 
 def search_ids(index: ArticleIndex, embedder: Embedder, question: str, k: int = 10) -> list[str]:
-    return [p.doc_id for p in Retriever(index, embedder).retrieve(question, k).passages]
+    return [p.doc_id for p in Retriever(IndexSource(index), embedder).retrieve(question, k).passages]
 
 
 class TestArticleIndex:

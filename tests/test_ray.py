@@ -112,8 +112,8 @@ def test_an_archive_indexed_on_ray_answers_as_one_machine(
     assert catalog.chunks == len(single.chunks)
 
     sharded = RAG(one_machine.settings.model_copy(update={"index_dir": archive, "ray_address": cluster.address}))
-    retriever = sharded.retriever()
-    assert len(retriever.shards.workers) == 2 and all(hasattr(w.stats, "remote") for w in retriever.shards.workers)
+    workers = sharded.retriever().source.shards.workers  # type: ignore[attr-defined]
+    assert len(workers) == 2 and all(hasattr(w.stats, "remote") for w in workers)
     ranked = zip(top_articles(sharded, data.questions), top_articles(one_machine, data.questions), strict=True)
     same = [a == b for a, b in ranked]
     assert sum(same) / len(same) >= 0.99, f"{len(same) - sum(same)} of {len(same)} questions ranked differently"
@@ -163,7 +163,7 @@ def test_a_killed_shard_actor_is_restarted_and_the_question_waits(
     sharded = RAG(one_machine.settings.model_copy(update={"index_dir": archive, "ray_address": cluster.address}))
     questions = data.questions[:10]
     before = top_articles(sharded, questions)
-    workers = sharded.retriever().shards.workers
+    workers = sharded.retriever().source.shards.workers  # type: ignore[attr-defined]
     pids = [ray.get(worker.pid.remote()) for worker in workers]
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
@@ -184,7 +184,7 @@ def test_a_shard_that_cannot_come_back_names_the_months_not_searched(
     sharded.search(question, as_of=when)
     month = sorted(Catalog.load(copy).partitions)[-1]
     shutil.move(copy / PARTITIONS / month, tmp_path / "gone")
-    for worker in sharded.retriever().shards.workers:
+    for worker in sharded.retriever().source.shards.workers:  # type: ignore[attr-defined]
         os.kill(ray.get(worker.pid.remote()), signal.SIGKILL)
     with pytest.raises(ShardUnavailable) as caught:
         sharded.search(question, as_of=when)

@@ -676,7 +676,7 @@ class TestCorruption:
         index_dir = tmp_path / "index"
         shutil.copytree(built, index_dir)
         pipeline = RAG(Settings(index_dir=index_dir, progress=False, backend="extractive"))
-        corpus = pipeline.retriever().corpus
+        corpus = pipeline.retriever().source.corpus
         loaded = corpus.chunk_bm25
         assert loaded.rebuild is not None
 

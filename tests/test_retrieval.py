@@ -21,7 +21,7 @@ from rag.errors import ConfigError, QuestionError
 from rag.index import ArticleIndex, Manifest
 from rag.loaders import load_paths
 from rag.local_models import EMBEDDERS, assemble, installed_parts
-from rag.retrieval import Retriever, rrf
+from rag.retrieval import IndexSource, Retriever, rrf
 from rag.sparse import BM25Index
 from rag.types import Passage
 
@@ -118,14 +118,14 @@ class TestRetriever:
         assert pipeline.retrieve(CSTO_QUESTION) == []
         assert pipeline.retrieve(CSTO_QUESTION, since=d("2020-01-01"), until=d("2020-12-31")) == []
         reloaded = ArticleIndex.load(settings.index_dir)
-        assert Retriever(reloaded, embedder).retrieve(CSTO_QUESTION, 5).passages == []
+        assert Retriever(IndexSource(reloaded), embedder).retrieve(CSTO_QUESTION, 5).passages == []
 
     def test_in_memory_empty_index_returns_nothing(self, tmp_path: Path, embedder: Embedder) -> None:
         index = ArticleIndex.create(
             tmp_path / "fresh",
             Manifest(embedding_model=embedder.name, dimension=384, chunk_tokens=180, chunk_overlap=30, tokenizer="x"),
         )
-        found = Retriever(index, embedder).retrieve(CSTO_QUESTION, 5, DateRange(since=d("2020-01-01")))
+        found = Retriever(IndexSource(index), embedder).retrieve(CSTO_QUESTION, 5, DateRange(since=d("2020-01-01")))
         assert found.passages == [] and found.articles == []
 
     def test_a_changed_index_is_searched_as_changed(self, dated: RAG, tmp_path: Path) -> None:

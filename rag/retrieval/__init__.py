@@ -4,7 +4,8 @@ A search is a list of small stages (`stages_for`) run in order over one `Search`
 
 1. candidates: the dense top chunks (`DenseCandidates`) and BM25 (`KeywordCandidates`), within the
    dates searched (explicit `since`/`until`, capped at the as-of date, narrowed by a date the question
-   names when `question_dates=filter`);
+   names when `question_dates=filter`), as the source searched draws them (`rag.retrieval.source`: one
+   index, or an archive's shards);
 2. fuse: weighted reciprocal rank fusion of the candidate rankings (`Fuse`);
 3. priors: recency at the as-of date and dates the question names (`RecencyPrior`, `QuestionDatePrior`),
    then the order (`Order`);
@@ -26,23 +27,34 @@ from rag.config import RetrievalSettings
 from rag.dates import DateRange, resolve
 from rag.embedding import Embedder
 from rag.errors import ConfigError
-from rag.index import ArticleIndex
 from rag.registry import Registry
 from rag.retrieval.candidates import DenseCandidates, KeywordCandidates
-from rag.retrieval.corpus import Corpus, rrf
+from rag.retrieval.corpus import rrf
 from rag.retrieval.diversity import Diversify
 from rag.retrieval.fusion import Fuse, Order
 from rag.retrieval.passages import Passages
 from rag.retrieval.priors import QuestionDatePrior, RecencyPrior
 from rag.retrieval.rescoring import Rescore
-from rag.retrieval.search import Search, Stage
-from rag.text import query_terms
+from rag.retrieval.search import Search, Stage, Unit
+from rag.retrieval.source import IndexSource, Source, Wanted
 from rag.types import Retrieval
 
 if TYPE_CHECKING:
     from rag.rerank import Reranker
 
-__all__ = ["PIPELINE", "STAGES", "Retriever", "Search", "Stage", "register", "rrf", "stages_for", "unregister"]
+__all__ = [
+    "PIPELINE",
+    "STAGES",
+    "IndexSource",
+    "Retriever",
+    "Search",
+    "Source",
+    "Stage",
+    "register",
+    "rrf",
+    "stages_for",
+    "unregister",
+]
 
 
 STAGES: Registry[type[Stage]] = Registry("retrieval stage", lambda stage: [stage.name], group="rag.stages")
@@ -110,20 +122,21 @@ def scope(
 
 
 class Retriever:
+    """Runs the stages over what a source (one index, or an archive's shards) draws for a question."""
+
     def __init__(
         self,
-        index: ArticleIndex,
+        source: Source,
         embedder: Embedder,
         settings: RetrievalSettings | None = None,
         reranker: Reranker | None = None,
         stages: list[Stage] | None = None,
     ) -> None:
-        self.index = index
+        self.source = source
         self.embedder = embedder
         self.settings = settings or RetrievalSettings()
         self.reranker = reranker
         self._stages = stages
-        self._corpus: tuple[int, Corpus] | None = None
 
     @property
     def stages(self) -> list[Stage]:
@@ -131,17 +144,10 @@ class Retriever:
         settings)."""
         return self._stages if self._stages is not None else stages_for(self.settings)
 
-    @property
-    def corpus(self) -> Corpus:
-        if self._corpus is None or self._corpus[0] != self.index.version:
-            self._corpus = (self.index.version, Corpus.of(self.index))
-        return self._corpus[1]
-
     def prepare(self) -> None:
-        """Build, and save beside the index, the keyword indexes the first search would otherwise build:
-        indexing pays for them once rather than the first question of every process."""
+        """Build ahead what the first search would otherwise build (the keyword indexes of one index)."""
         if self.settings.retrieval_mode != "dense":
-            _ = self.corpus.chunk_bm25, self.corpus.article_bm25
+            self.source.prepare()
 
     def retrieve(
         self,
@@ -155,27 +161,28 @@ class Retriever:
         result, searchable = scope(question, dates, as_of, s)
         if not searchable:
             return result
-        dates, as_of, mention = result.dates, result.as_of, result.mention
-        corpus = self.corpus
-        if not len(corpus.chunk_ids):
-            return result
-        allowed_chunks = corpus.allowed_chunks(dates)
-        if not allowed_chunks.any():
+        unit: Unit = "article" if s.article_ranking else "chunk"
+        wanted = Wanted(question, result.dates, unit, s, self.embedder)
+        drawn = self.source.draw(wanted)
+        if drawn is None:
             return result
         search = Search(
             question=question,
             k=k,
-            as_of=as_of,
-            mention=mention,
-            index=self.index,
-            corpus=corpus,
+            as_of=result.as_of,
+            mention=result.mention,
+            index=drawn.index,
+            corpus=drawn.corpus,
             settings=s,
             reranker=self.reranker,
-            unit="article" if s.article_ranking else "chunk",
-            vector=self.embedder.embed_query(question) if s.retrieval_mode != "bm25" else None,
-            terms=query_terms(question) if s.retrieval_mode != "dense" else [],
-            allowed_chunks=allowed_chunks,
+            unit=unit,
+            vector=wanted.vector,
+            terms=wanted.terms,
+            allowed_chunks=drawn.allowed_chunks,
             result=result,
+            dense_rows=drawn.dense,
+            keyword_rows=drawn.keyword,
+            chunk_scores=drawn.chunk_scores,
         )
         for stage in self.stages:
             stage(search)

@@ -42,6 +42,10 @@ class Search:
     """Chunk rows inside the dates searched."""
     result: Retrieval
     """What the search returns: `articles` and `passages` are filled by the last stage."""
+    dense_rows: np.ndarray | None = None
+    """The source's dense candidates (chunk rows, best first); None without dense retrieval."""
+    keyword_rows: np.ndarray | None = None
+    """The source's keyword candidates (units, best first); None without a keyword ranking."""
     rankings: list[tuple[np.ndarray, float]] = field(default_factory=list)
     """Candidate lists of units (rows), each best first, with its weight in fusion."""
     prior: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -53,8 +57,8 @@ class Search:
     folded: dict[int, list[int]] = field(default_factory=dict)
     """Per kept unit, the near-copies folded into it."""
     chunk_scores: np.ndarray | None = None
-    """Per chunk row, the question's chunk BM25 score: made on first use, or gathered by an archive's
-    search with archive-wide statistics."""
+    """Per chunk row, the question's chunk BM25 score: made on first use, or drawn by the source (an
+    archive's, with archive-wide statistics)."""
     _best_rows: dict[int, list[int]] = field(default_factory=dict)
     _vectors: dict[int, np.ndarray] = field(default_factory=dict)
     """Chunk rows' vectors read so far: the stages after ranking read the same articles' vectors again."""
