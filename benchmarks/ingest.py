@@ -79,8 +79,7 @@ class _Backend:
 
     def index(self, corpus: Path) -> float:
         shutil.rmtree(self.work / "index", ignore_errors=True)
-        self.rag._index = None
-        self.rag._retriever = None
+        self.rag.store.forget()
         return timed(lambda: self.rag.index([corpus]))
 
 

@@ -20,7 +20,7 @@ import datetime as dt
 import math
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from rag.citations import CitationStreamFilter, attribute, check_claims, extract_citations, tidy
@@ -445,10 +445,12 @@ def read(
     pool: EvidencePool,
     options: ReaderOptions,
     count: TokenCounter,
-    timings: dict[str, float],
+    before: Mapping[str, float],
 ) -> Iterator[str | Answer]:
-    """Yield text pieces (a capable model's as it writes them), then the final `Answer`."""
+    """Yield text pieces (a capable model's as it writes them), then the final `Answer`, its timings those
+    of the steps `before` it (rewriting, searching) and the reader's own."""
     start = time.perf_counter()
+    timings = dict(before)
     question, retrieval = asked.standalone, asked.retrieval
     reader = Reader(pool, question, options)
     caps = generator.capabilities

@@ -536,3 +536,6 @@ class Format:
     isolated: bool = False
     """Parsed by a library whose time is not bounded by the input's size (markup, PDF): read in a worker
     process within the time budget (`rag.loaders.budget`)."""
+    media_types: tuple[str, ...] = ()
+    """The MIME types a web page of this format is served as: `rag index URL` and feeds read such a page
+    with this format (none: files only)."""

@@ -24,14 +24,12 @@ from urllib.parse import urlsplit
 import httpx
 
 from rag.errors import DocumentError
-from rag.loaders import budget
-from rag.types import Document, Source
+from rag.loaders import FORMATS, budget, format_served_as, html
+from rag.types import Document, Format, Source
 
 if TYPE_CHECKING:
     from rag.config import Settings
 
-HTML_TYPES = ("text/html", "application/xhtml+xml")
-PDF_TYPES = ("application/pdf",)
 MAX_REDIRECTS = 5
 
 
@@ -171,19 +169,22 @@ def _page_document(
 ) -> Document:
     """The page's article, read by the extraction worker within `max_seconds` (`rag.loaders.budget`): a
     feed can serve any page, and one that takes minutes to parse must not hold up the sync."""
-    from rag.loaders.html import extract_article
 
     provenance = {"source_url": requested, "fetched_at": fetched.fetched_at.isoformat(timespec="seconds")}
     if feed:
         provenance["feed"] = feed
     if fetched.url != requested:
         provenance["final_url"] = fetched.url
-    kind = fetched.content_type
-    if kind in PDF_TYPES or (not kind and fetched.content.startswith(b"%PDF")):
-        return _pdf_document(fetched, requested, provenance, fallback_date, max_bytes, max_seconds)
-    if kind and kind not in HTML_TYPES:
-        raise FetchError(requested, f"is {kind}, not an article page (HTML or PDF)")
-    found = _within_budget(requested, max_seconds, extract_article, fetched.content, fetched.url)
+    # A server that names no type serves a PDF (by its signature) or, the web's default, HTML.
+    kind = fetched.content_type or ("application/pdf" if fetched.content.startswith(b"%PDF") else "text/html")
+    fmt = format_served_as(kind)
+    if fmt is None:
+        served = sorted({t for f in FORMATS.values() for t in f.media_types})
+        raise FetchError(requested, f"is {kind}, not an article page ({', '.join(served)})")
+    if fmt is not html.FORMAT:
+        return _file_document(fmt, fetched, requested, provenance, fallback_date, max_bytes, max_seconds)
+    # A page is read with its URL, which resolves its links and may carry its date: not as a file would be.
+    found = _within_budget(requested, max_seconds, html.extract_article, fetched.content, fetched.url)
     if not found.text.strip():
         raise FetchError(requested, "has no article text (a section front, a login wall or an error page?)")
     metadata = {**provenance, "extraction": found.method}
@@ -212,13 +213,13 @@ def _within_budget(requested: str, seconds: float, function: Callable[..., Any],
         raise FetchError(requested, f"could not be read ({exc})") from None
 
 
-def _read_pdf(content: bytes, name: str, requested: str, max_bytes: int) -> Document | tuple[str, str | None]:
-    """In the extraction worker: the PDF's document, or (problem, hint)."""
-    from rag.loaders import FORMATS
-
+def _read_file(
+    fmt: Format, content: bytes, name: str, requested: str, max_bytes: int
+) -> Document | tuple[str, str | None]:
+    """In the extraction worker: the first document `fmt` reads from the page, or (problem, hint)."""
     source = Source(io.BytesIO(content), Path(name), requested, max_bytes)
     try:
-        read = [item for item in FORMATS[".pdf"].load(source)]
+        read = [item for item in fmt.load(source)]
         failed = next((item for item in read if isinstance(item, DocumentError)), None)
         if failed is not None:
             raise failed
@@ -227,7 +228,8 @@ def _read_pdf(content: bytes, name: str, requested: str, max_bytes: int) -> Docu
     return next(item for item in read if isinstance(item, Document))
 
 
-def _pdf_document(
+def _file_document(
+    fmt: Format,
     fetched: Fetched,
     requested: str,
     provenance: dict[str, str],
@@ -235,8 +237,10 @@ def _pdf_document(
     max_bytes: int,
     max_seconds: float,
 ) -> Document:
-    name = PurePosixPath(urlsplit(fetched.url).path).name or "document.pdf"
-    read = _within_budget(requested, max_seconds, _read_pdf, fetched.content, name, requested, max_bytes)
+    name = PurePosixPath(urlsplit(fetched.url).path).name or f"document{fmt.suffixes[0]}"
+    args = (fmt, fetched.content, name, requested, max_bytes)
+    # As for files (`Format.isolated`): only a parser whose time the input does not bound needs the worker.
+    read = _within_budget(requested, max_seconds, _read_file, *args) if fmt.isolated else _read_file(*args)
     if not isinstance(read, Document):
         raise FetchError(requested, read[0], hint=read[1])
     document: Document = read

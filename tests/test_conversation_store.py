@@ -445,7 +445,7 @@ class TestExport:
         assert not questions[refusal.id].answerable
 
         # A bare questions file is asked of the index its questions were asked of: the seeded one, as it is.
-        monkeypatch.setattr("rag.pipeline.Embedder", lambda *args, **kwargs: embedder)
+        monkeypatch.setattr("rag.store.Embedder", lambda *args, **kwargs: embedder)
         built = seeded.open_index().saved_checksum()
         run = evaluate(
             exported, settings=seeded.settings, out_dir=tmp_path / "run", backend="extractive", progress=False

@@ -568,7 +568,7 @@ class TestIndexWithBadFiles:
 @pytest.fixture
 def cli_embedder(monkeypatch: pytest.MonkeyPatch, embedder: Embedder) -> Embedder:
     """The CLI builds its own `RAG`; hand it the session's (real) model instead of loading a second copy."""
-    monkeypatch.setattr("rag.pipeline.Embedder", lambda *args, **kwargs: embedder)
+    monkeypatch.setattr("rag.store.Embedder", lambda *args, **kwargs: embedder)
     return embedder
 
 

@@ -48,7 +48,7 @@ def week_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def settings(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch, embedder: Embedder) -> Settings:
-    monkeypatch.setattr("rag.pipeline.Embedder", lambda *args, **kwargs: embedder)
+    monkeypatch.setattr("rag.store.Embedder", lambda *args, **kwargs: embedder)
     # One index directory for the module, so the week is embedded once for every run below.
     root = tmp_path_factory.getbasetemp() / "rtqa-index"
     return Settings(index_dir=root / "index", progress=False)

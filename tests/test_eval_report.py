@@ -242,7 +242,7 @@ class TestGate:
 class TestCli:
     @pytest.fixture(autouse=True)
     def _shared_embedder(self, monkeypatch: pytest.MonkeyPatch, embedder: Embedder) -> None:
-        monkeypatch.setattr("rag.pipeline.Embedder", lambda *args, **kwargs: embedder)
+        monkeypatch.setattr("rag.store.Embedder", lambda *args, **kwargs: embedder)
 
     def test_eval_with_gate(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         out = tmp_path / "run"

@@ -77,7 +77,7 @@ def _lines(path: Path) -> list[str]:
 @pytest.fixture
 def shared_embedder(monkeypatch: pytest.MonkeyPatch, embedder: Embedder) -> Embedder:
     """Every RAG the runner builds uses the session's model instead of loading its own."""
-    monkeypatch.setattr("rag.pipeline.Embedder", lambda *args, **kwargs: embedder)
+    monkeypatch.setattr("rag.store.Embedder", lambda *args, **kwargs: embedder)
     return embedder
 
 

@@ -12,16 +12,19 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+import rag.loaders
 from rag import RAG, Settings
 from rag.embedding import Embedder
 from rag.feeds import FeedStore
 from rag.index import verify
 from rag.sync import index_pages, sync
+from rag.types import Document, Format, Source
 from tests.conftest import cli_env
 from tests.news_pages import CORPUS, Page, article_date, article_page, real_articles
 from tests.news_server import Item, NewsServer, Route, atom, news_server, rss
@@ -242,6 +245,35 @@ def test_rag_index_fetches_a_web_page_and_a_pdf(live: RAG, site: Site, news_serv
     assert records[news_server.url + path].title == page.title
     assert records[news_server.url + "/report.pdf"].published == dt.date(2021, 2, 3)
     assert live.answer("Who is the harbour authority's chief inspector?").short == "Mirela Vasquez"
+
+
+def _note(source: Source) -> Iterator[Document]:
+    title, _, text = source.file.read().decode("utf-8").partition("\n")
+    yield Document(id=source.doc_id, text=text.strip(), title=title.lstrip("# "))
+
+
+NOTES = Format((".note",), "a note: its title on the first line", _note, media_types=("text/markdown",))
+
+
+def test_a_format_reads_the_pages_served_as_its_media_types(live: RAG, news_server: NewsServer) -> None:
+    """Fetching dispatches on the formats' own media types: a format another package registers is
+    fetchable with no edit to the fetcher."""
+    note = b"# Harbour note\nThe harbour authority named Ilse Brandvik pilot master."
+    news_server.routes["/note"] = Route(note, "text/markdown; charset=utf-8")
+    news_server.routes["/table"] = Route(b"a,b\n1,2\n", "text/csv")
+    refused = index_pages(live, [news_server.url + "/note"])
+    assert "is text/markdown, not an article page (application/pdf, application/xhtml+xml, text/html)" in str(
+        refused.errors[0]
+    )
+    rag.loaders.register(NOTES)
+    try:
+        report = index_pages(live, [news_server.url + "/note", news_server.url + "/table"])
+    finally:
+        rag.loaders.FORMATS.unregister(NOTES)
+    assert report.report.added == [news_server.url + "/note"]
+    assert "is text/csv, not an article page" in str(report.errors[0])
+    record = live.open_index().documents[news_server.url + "/note"]
+    assert record.title == "Harbour note" and record.url == news_server.url + "/note"
 
 
 # --- the command line ---------------------------------------------------------------------------------

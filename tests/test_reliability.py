@@ -331,7 +331,7 @@ class TestBadInput:
         from pydantic import ValidationError
 
         with contextlib.suppress(ValidationError):
-            accepted = float(getattr(Settings(**{name: value}), name))
+            accepted = float(Settings(**{name: value}).flat()[name])
             assert math.isfinite(accepted) and 0 <= accepted <= 100_000
 
 
@@ -385,7 +385,7 @@ class TestLimits:
     def test_one_long_file_shows_progress_as_it_is_embedded(
         self, tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr("rag.pipeline.CHUNKS_PER_FLUSH", 64)  # flushes of 64 chunks, so one article takes several
+        monkeypatch.setattr("rag.indexer.CHUNKS_PER_FLUSH", 64)  # flushes of 64 chunks, so one article takes several
         long = tmp_path / "transcript.txt"
         long.write_text("date 2021-03-04\n" + " ".join(SENTENCES * 60), encoding="utf-8")
         seen: list[tuple[int, int]] = []

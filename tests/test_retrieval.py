@@ -462,7 +462,7 @@ class TestRescoreWithNomic:
         rescored = make_rag(tmp_path / "r", embedder, FUSION, reranker=NOMIC, cache_dir=cache, rerank_depth=5)
         before = plain.search(self.QUESTION, k=5)
         after = rescored.search(self.QUESTION, k=5)
-        reranker = rescored._reranker
+        reranker = rescored.store.reranker
         assert reranker is not None
         texts = [f"{p.chunk.title}\n{p.text}" if p.chunk.title else p.text for p in before.passages]  # as it reads
         cosine = dict(zip([p.doc_id for p in before.passages], reranker.score(self.QUESTION, texts), strict=True))

@@ -33,6 +33,11 @@ def suffixes() -> list[str]:
     return list(FORMATS)
 
 
+def format_served_as(media_type: str) -> Format | None:
+    """The format that reads a web page served as `media_type` (`Format.media_types`)."""
+    return next((fmt for fmt in FORMATS.values() if media_type in fmt.media_types), None)
+
+
 def formats_table() -> str:
     """The README's table of formats, generated: a test fails when the README differs from it."""
     rows = ["| format | what is read |", "| --- | --- |"]

@@ -178,4 +178,5 @@ FORMAT = Format(
     "metadata, `<time>` or URL (none if it has none); the canonical URL",
     load,
     isolated=True,
+    media_types=("text/html", "application/xhtml+xml"),
 )

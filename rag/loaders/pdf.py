@@ -297,4 +297,5 @@ FORMAT = Format(
     "without a text layer is reported",
     load,
     isolated=True,
+    media_types=("application/pdf",),
 )

@@ -21,6 +21,7 @@ call; the evaluation's ablation ladder shows each step's stages.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import TYPE_CHECKING
 
 from rag.config import RetrievalSettings
@@ -157,6 +158,13 @@ class Retriever:
         *,
         as_of: dt.date | None = None,
     ) -> Retrieval:
+        """The search's `Retrieval`, its `seconds` the time the search took."""
+        start = time.perf_counter()
+        found = self._retrieve(question, k, dates, as_of)
+        found.seconds = time.perf_counter() - start
+        return found
+
+    def _retrieve(self, question: str, k: int, dates: DateRange | None, as_of: dt.date | None) -> Retrieval:
         s = self.settings
         result, searchable = scope(question, dates, as_of, s)
         if not searchable:

@@ -1,0 +1,148 @@
+"""The answerer: a question in, an answer out — search, then read (`rag.reader`), then check — each step
+returning its own timing, over the store's retriever and the backends' generators."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+from rag.backends import make_generator
+from rag.chunking import tiktoken_counter
+from rag.conversation import Turn, condense
+from rag.dates import DateRange
+from rag.errors import QuestionError
+from rag.evidence import EvidencePool
+from rag.packing import pack_passages
+from rag.question import Question, analyze
+from rag.reader import Asked, ReaderOptions, read
+from rag.retrieval import Retriever
+from rag.store import Store
+from rag.types import Answer, Generator, Passage, Retrieval
+
+PART_PASSAGES = 2
+"""Passages searched for each part of a multi-part question, beside the question's own."""
+
+
+class Answerer:
+    def __init__(
+        self, store: Store, retriever: Callable[[], Retriever], generators: Mapping[str, Generator] | None = None
+    ) -> None:
+        """`retriever` gives the retriever over the store as it is now (a fresh checkout's first question
+        indexes the seed articles first); `generators` (by backend name) let several pipelines share
+        loaded models, and tests answer with a scripted generator."""
+        self.store = store
+        self.retriever = retriever
+        self.generators: dict[str, Generator] = dict(generators or {})
+        """Generators built so far, by backend name (`backend:model` with a model override)."""
+        self.count_tokens = tiktoken_counter(store.settings.index.tokenizer_encoding)
+
+    def generator(self, backend: str | None = None, model: str | None = None) -> Generator:
+        name = backend or self.store.settings.backend
+        key = f"{name}:{model}" if model else name
+        if key not in self.generators:
+            self.generators[key] = make_generator(self.store.settings, name, model)
+        return self.generators[key]
+
+    def search(
+        self,
+        question: str,
+        *,
+        k: int | None = None,
+        since: dt.date | None = None,
+        until: dt.date | None = None,
+        as_of: dt.date | None = None,
+    ) -> Retrieval:
+        """Passages and the ranked articles they come from, with the dates searched (see `rag.retrieval`).
+        `as_of` is the date the question is asked (default today): later articles are left out."""
+        question = _check_question(question, self.store.settings.reader.max_question_chars)
+        with self.store.lock:
+            return self.retriever().retrieve(
+                question, k or self.store.settings.retrieval.top_k, DateRange(since, until), as_of=as_of
+            )
+
+    def answer_stream(
+        self,
+        question: str,
+        *,
+        k: int | None = None,
+        since: dt.date | None = None,
+        until: dt.date | None = None,
+        as_of: dt.date | None = None,
+        backend: str | None = None,
+        model: str | None = None,
+        history: Sequence[Turn] = (),
+        retrieved: Retrieval | None = None,
+    ) -> Iterator[str | Answer]:
+        """Yields answer text pieces as they are generated, then the final `Answer`. With `history`, a
+        follow-up question is first rewritten into a standalone one (`Answer.standalone_question`). With
+        `retrieved`, its first k passages are used instead of searching again (the evaluation harness has
+        already retrieved deeper for scoring)."""
+        original = _check_question(question, self.store.settings.reader.max_question_chars)
+        generator = self.generator(backend, model)
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        rewriter = generator if generator.capabilities.rewrites_follow_ups else None
+        question = condense(original, history, rewriter)
+        timings["rewrite"] = time.perf_counter() - start
+        # A retrieval passed in was searched before this call: its time is charged to this answer.
+        earlier = retrieved.seconds if retrieved is not None else 0.0
+        if retrieved is None:
+            retrieved = self.search(question, k=k, since=since, until=until, as_of=as_of)
+        # The date phrase was used to search; the evidence must match the rest ("last week" is in no passage).
+        topic = retrieved.mention.strip_from(question) if retrieved.mention else question
+        analysis = analyze(question, topic=topic)
+        found = self._with_parts(analysis, retrieved, k or self.store.settings.retrieval.top_k)
+        timings["retrieve"] = earlier + time.perf_counter() - start - timings["rewrite"]
+        passages = pack_passages(found, self.store.settings.reader.context_tokens, self.count_tokens)
+        s = self.store.settings.reader
+        options = ReaderOptions(
+            focus_sentences=s.local_focus_sentences,
+            max_tokens=s.max_answer_tokens,
+            temperature=s.temperature,
+            min_confidence=s.min_confidence,
+            attribute_citations=s.attribute_citations,
+        )
+        asked = Asked(original, analysis, retrieved, len(found), start - earlier)
+        yield from read(
+            asked,
+            passages,
+            generator,
+            pool=EvidencePool(passages, self.store.embedder.embed),
+            options=options,
+            count=self.count_tokens,
+            before=timings,
+        )
+
+    def _with_parts(self, question: Question, retrieved: Retrieval, k: int) -> list[Passage]:
+        """The first k passages, and for a multi-part question the best passages for each part searched on
+        its own (same dates), so evidence for every part reaches the reader."""
+        found = list(retrieved.passages[:k])
+        seen = {p.chunk.id for p in found}
+        for part in question.parts:
+            since, until = retrieved.dates.since, retrieved.dates.until
+            for passage in self.search(part, k=PART_PASSAGES, since=since, until=until, as_of=retrieved.as_of).passages:
+                if passage.chunk.id not in seen:
+                    seen.add(passage.chunk.id)
+                    found.append(passage)
+        return found
+
+    def answer(self, question: str, **options: Any) -> Answer:
+        final = None
+        for item in self.answer_stream(question, **options):
+            if isinstance(item, Answer):
+                final = item
+        assert final is not None
+        return final
+
+
+def _check_question(question: str, limit: int) -> str:
+    if not isinstance(question, str) or not question.strip():
+        raise QuestionError("the question is empty", hint='ask something, e.g. `rag ask "Who is ...?"`')
+    if len(question.strip()) > limit:
+        raise QuestionError(
+            f"the question is {len(question.strip()):,} characters long, over the {limit:,} allowed",
+            hint="ask it in a sentence or two (RAG_MAX_QUESTION_CHARS sets the limit)",
+        )
+    return question.strip()
