@@ -23,8 +23,8 @@ from benchmarks.measure import peak_rss_mb, write_json
 from rag import RAG
 from rag.config import EmbeddingBackend, Settings
 from rag.evaluation.runner import eval_index_dir
-from rag.index import read_manifest
 from rag.local_models import EMBEDDERS, assembled_path, is_assembled
+from rag.store.index import read_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_CORPUS = ROOT.parent / "shared" / "evaldata" / "realtimeqa" / "corpus.jsonl"

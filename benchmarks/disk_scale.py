@@ -4,7 +4,7 @@
 The corpus is RealTime QA's indexed articles repeated under new ids (`<id>#<copy>`), each copy with its
 real text, dates and chunk spans, and with vectors that are noisy copies of the real chunk embeddings.
 Embedding 10 M chunks would take 40 hours on these 2 cores, so the files of one index generation are
-written directly with `rag.index`'s own pieces (the records file, the exact vectors, the IVF and a
+written directly with `rag.store.index`'s own pieces (the records file, the exact vectors, the IVF and a
 manifest with checksums); what is measured is what `rag` loads and searches.
 
 The search is dense (the question's embedding, IVF candidates rescored from the memory-mapped exact
@@ -34,10 +34,10 @@ import numpy as np
 from benchmarks.measure import peak_rss_of, percentile, proc_status_mb
 from rag import RAG, Settings
 from rag.config import RetrievalMode
-from rag.index import FORMAT_VERSION, MANIFEST, ArticleIndex, Manifest, fingerprint, read_manifest
-from rag.index_ann import IvfIndex
-from rag.index_store import ChunkRow, DocumentRecord, RecordStore
-from rag.index_vectors import VectorFile
+from rag.store.ann import IvfIndex
+from rag.store.index import FORMAT_VERSION, MANIFEST, ArticleIndex, Manifest, fingerprint, read_manifest
+from rag.store.records import ChunkRow, DocumentRecord, RecordStore
+from rag.store.vectors import VectorFile
 
 BLOCK = 200_000
 """Vectors read at a time by the exact search (300 MB)."""

@@ -17,8 +17,8 @@ from benchmarks import llamaindex
 from benchmarks.measure import summary, timed
 from rag import RAG, Settings
 from rag.config import EmbeddingBackend
-from rag.index import Manifest
-from rag.loaders import load_paths
+from rag.ingest.loaders import load_paths
+from rag.store.index import Manifest
 
 
 def sample_corpus(source: Path, n_articles: int, out: Path) -> Path:

@@ -33,12 +33,12 @@ from typing import Any
 from benchmarks.measure import percentile, timed
 from rag import RAG
 from rag.archive.ingest import split
-from rag.archive.ray_ingest import index_with_ray
 from rag.archive.shards import connect
 from rag.config import Settings
-from rag.embedding import Embedder
 from rag.evaluation.metrics import hit_at_k, mrr_at_k
 from rag.pipeline import IndexReport
+from rag.pipeline.ray_indexer import index_with_ray
+from rag.store.embedding import Embedder
 
 K = 10
 WORKERS = (1, 2)

@@ -15,7 +15,7 @@ import numpy as np
 
 from benchmarks.measure import percentile
 from rag.config import Settings
-from rag.index_ann import IvfIndex
+from rag.store.ann import IvfIndex
 
 
 def _mixture(rng: np.random.Generator, centres: np.ndarray, n: int, spread: float) -> np.ndarray:

@@ -18,7 +18,7 @@ from rag.types import Answer, Citation, Document, Passage, TokenUsage
 if TYPE_CHECKING:
     from rag.config import Settings
     from rag.evaluation.runner import evaluate
-    from rag.loaders import load_paths
+    from rag.ingest.loaders import load_paths
     from rag.pipeline import RAG, IndexReport
 
 _LAZY = {
@@ -26,7 +26,7 @@ _LAZY = {
     "IndexReport": "rag.pipeline",
     "Settings": "rag.config",
     "evaluate": "rag.evaluation.runner",
-    "load_paths": "rag.loaders",
+    "load_paths": "rag.ingest.loaders",
 }
 """Imported on first use: `import rag.types` (or the CLI's `--help`) must not load FAISS, numpy and the
 model runtimes that the pipeline needs."""
@@ -77,7 +77,7 @@ def answer(question: str, *, settings: Settings | None = None, **options: Any) -
     """Answer `question` from the configured index (built from the seed articles if none exists).
 
     Options: `k`, `since`, `until`, `as_of` (dates), `backend` (`local` | `openai` | `extractive`),
-    `model` (overrides the backend's configured model) and `history` (earlier `rag.conversation.Turn`s,
+    `model` (overrides the backend's configured model) and `history` (earlier `rag.answering.conversation.Turn`s,
     to rewrite a follow-up question into a standalone one).
     """
     return _pipeline(settings).answer(question, **options)

@@ -18,18 +18,18 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from rag import nlp
+from rag.answering import nlp
 from rag.archive.catalog import UNDATED, Catalog, partition_path, verify_archive
 from rag.backends import BACKENDS
 from rag.backends.local import LocalSettings
 from rag.config import PRESETS, Settings, problems, sections, settings_table
 from rag.errors import ConfigError, RagError
-from rag.index import MANIFEST, ArticleIndex, saved_generations, verify
-from rag.index_store import added_through_api
-from rag.loaders import FORMATS
+from rag.ingest.loaders import FORMATS
 from rag.local_models import CATALOG, EMBEDDERS, MODELS, install, installed_parts, is_assembled
 from rag.pipeline import RAG, SAME_MODEL, IndexReport
-from rag.sparse import saved_problem
+from rag.store.index import MANIFEST, ArticleIndex, saved_generations, verify
+from rag.store.records import added_through_api
+from rag.store.sparse import saved_problem
 from rag.types import Answer, AskOptions
 
 
@@ -254,7 +254,7 @@ def _interval(value: str) -> float:
 
 
 def _feeds(settings: Settings, args: argparse.Namespace) -> int:
-    from rag.feeds import FeedStore
+    from rag.ingest.feeds import FeedStore
 
     store = FeedStore.for_settings(settings)
     if args.action == "add":
@@ -290,7 +290,7 @@ def _print_sync(results: Sequence[Any]) -> None:
 
 
 def _sync(rag: RAG, names: Sequence[str], every: float | None) -> int:
-    from rag.sync import run_every, sync
+    from rag.pipeline.sync import run_every, sync
 
     if every is not None:
         print(f"syncing every {every:g} s; stop with Ctrl-C (the article in hand is finished first)", flush=True)
@@ -576,8 +576,8 @@ def _models(settings: Settings, action: str | None, name: str | None, force: boo
 
 
 def _conversations(settings: Settings, args: argparse.Namespace) -> int:
-    from rag.conversation_export import to_json, to_markdown
-    from rag.conversation_store import ConversationStore
+    from rag.server.conversations import ConversationStore
+    from rag.server.export import to_json, to_markdown
 
     store = ConversationStore.for_settings(settings)
     if args.action == "list":
@@ -607,8 +607,8 @@ def _conversations(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _feedback_export(settings: Settings, out: Path) -> int:
-    from rag.conversation_export import feedback_eval_records
-    from rag.conversation_store import RATINGS, ConversationStore
+    from rag.server.conversations import RATINGS, ConversationStore
+    from rag.server.export import feedback_eval_records
 
     store = ConversationStore.for_settings(settings)
     records = feedback_eval_records(store)
@@ -660,7 +660,7 @@ def _index(rag: RAG, args: argparse.Namespace) -> int:
     if args.reembed:
         results = [rag.reembed()]
     elif args.ray is not None:
-        from rag.archive.ray_ingest import index_with_ray
+        from rag.pipeline.ray_indexer import index_with_ray
 
         results = [index_with_ray(rag.settings, args.paths, address=args.ray or None, workers=args.ray_workers)]
     else:
@@ -668,7 +668,7 @@ def _index(rag: RAG, args: argparse.Namespace) -> int:
         files = [Path(p) for p in args.paths if p not in urls]
         results = [rag.index(files)] if files else []
         if urls:
-            from rag.sync import index_pages
+            from rag.pipeline.sync import index_pages
 
             results.append(index_pages(rag, urls))
     for result in results:

@@ -36,7 +36,7 @@ SHORT_ANSWER_PROMPT = (
     "the excerpts (a name, number, date, place or short phrase), or yes or no. If the excerpts do not contain "
     f"the answer, reply: {DECLINE}"
 )
-"""For small local models, whose reply a grammar holds to spans of the excerpts (`rag.reader`): asking for
+"""For small local models, whose reply a grammar holds to spans of the excerpts (`rag.answering.reader`): asking for
 the citation too made Qwen2.5-0.5B reply "[1]" and nothing else, and a 135M model copied titles, so the
 prompt shows dated excerpts only and the reader finds the cited sentence itself."""
 
@@ -83,7 +83,7 @@ def short_answer_messages(
 
 
 VERIFY_PROMPT = "You are a careful fact checker. Reply yes or no."
-"""The small local model's check of its own answer (`rag.reader.Reader.verify`). Only the probabilities of
+"""The small local model's check of its own answer (`rag.answering.reader.Reader.verify`). Only the probabilities of
 its first token are read, so the wording is part of the confidence model: a change means refitting. Of
 four wordings tried, this one separated right from wrong drafts best (ROC AUC 0.72 on the seed set's
 drafts, 0.73 on 109 SQuAD 2.0 drafts; the first tried, asking whether "the sentence states" the answer,

@@ -2,13 +2,13 @@
 
 Three normalisations, each for a reason:
 
-- `terms`: what the reader compares questions, passage sentences and answers by (`rag.evidence`,
-  `rag.citations`, `rag.spans`, `rag.conversation`): lower-cased, possessives dropped, NLTK's English stop
+- `terms`: what the reader compares questions, passage sentences and answers by (`evidence`, `citations`,
+  `spans` and `conversation` of `rag.answering`): lower-cased, possessives dropped, NLTK's English stop
   words removed and Snowball-stemmed (PyStemmer), so "resigned" meets "resignation" and "who" or "did"
   never count as evidence.
-- `index_terms` / `query_terms`: BM25's (`rag.sparse`), bm25s's own tokenizer with Lucene's shorter stop
+- `index_terms` / `query_terms`: BM25's (`rag.store.sparse`), bm25s's own tokenizer with Lucene's shorter stop
   list and the same stemmer. It must not change with the reader's: saved BM25 indexes were built with it
-  (`rag.sparse.FORMAT`), and retrieval was measured with it.
+  (`rag.store.sparse.FORMAT`), and retrieval was measured with it.
 - `normalize_answer`: the official SQuAD v2 script's, for EM, F1 and `contains`
   (`rag.evaluation.metrics`), so answer scores compare with published numbers.
 

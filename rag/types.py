@@ -289,7 +289,7 @@ class Answer:
     """The direct answer the text opens with ("Stanislav Zas", "Yes"); None for a refusal, or when the
     reader could only quote the passages."""
     confidence: float = 0.0
-    """Estimated probability that the answer is right (`rag.confidence`); below `min_confidence` it is
+    """Estimated probability that the answer is right (`rag.answering.confidence`); below `min_confidence` it is
     withheld: `refused`, and the text shows the draft as unverified ("Not sure"), or the refusal."""
     confidence_level: str = ""
     """The confidence in words, each backed by a measured precision on the development sets (README):
@@ -523,7 +523,7 @@ class Source:
 
 @dataclass(frozen=True)
 class Format:
-    """A document format as the loader registry (`rag.loaders`) knows it."""
+    """A document format as the loader registry (`rag.ingest.loaders`) knows it."""
 
     suffixes: tuple[str, ...]
     description: str
@@ -535,7 +535,7 @@ class Format:
     """A file holds many articles (a feed export): the size limit applies to each, not to the file."""
     isolated: bool = False
     """Parsed by a library whose time is not bounded by the input's size (markup, PDF): read in a worker
-    process within the time budget (`rag.loaders.budget`)."""
+    process within the time budget (`rag.ingest.loaders.budget`)."""
     media_types: tuple[str, ...] = ()
     """The MIME types a web page of this format is served as: `rag index URL` and feeds read such a page
     with this format (none: files only)."""

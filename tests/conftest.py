@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from rag import RAG, Settings
-from rag.embedding import Embedder
+from rag.store.embedding import Embedder
 from rag.types import Capabilities, Completion, GenerationRequest
 from tests.openai_server import openai_server  # the fixture, shared by every test module
 

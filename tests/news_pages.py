@@ -27,7 +27,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from rag.chunking import split_sentences
+from rag.ingest.chunking import split_sentences
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = (ROOT / ".." / "shared" / "evaldata" / "realtimeqa" / "corpus.jsonl").resolve()

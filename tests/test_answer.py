@@ -9,9 +9,9 @@ import pytest
 
 import rag
 from rag import NOT_SURE, RAG, REFUSAL, Answer
-from rag.chunking import tiktoken_counter
+from rag.answering.packing import pack_passages
 from rag.errors import QuestionError
-from rag.packing import pack_passages
+from rag.ingest.chunking import tiktoken_counter
 from rag.prompts import is_refusal
 from rag.types import Chunk, Passage
 from tests.conftest import Scripted

@@ -15,8 +15,8 @@ from rag.archive.catalog import Catalog, PartitionInfo, partition_of
 from rag.archive.ingest import ArchiveWriter, split
 from rag.dates import DateRange
 from rag.errors import ConfigError, IndexDirError
-from rag.index import ArticleIndex
-from rag.sparse import BM25Index, TermCounts
+from rag.store.index import ArticleIndex
+from rag.store.sparse import BM25Index, TermCounts
 from rag.text import query_terms
 from rag.types import Document
 from tests.conftest import free_port

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from rag.answering.choice import choose, evidence_scores, letter
+from rag.answering.evidence import EvidencePool
 from rag.backends.extractive import Extractive
-from rag.choice import choose, evidence_scores, letter
-from rag.embedding import Embedder
-from rag.evidence import EvidencePool
 from rag.prompts import choice_messages
+from rag.store.embedding import Embedder
 from rag.types import Capabilities, Chunk, Passage
 from tests.conftest import Scripted
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from rag import RAG, Settings
-from rag.chunking import Chunker, get_encoding, split_sentences, tiktoken_counter
-from rag.embedding import Embedder
 from rag.errors import ConfigError
-from rag.index import Manifest
-from rag.loaders import load_file
+from rag.ingest.chunking import Chunker, get_encoding, split_sentences, tiktoken_counter
+from rag.ingest.loaders import load_file
+from rag.store.embedding import Embedder
+from rag.store.index import Manifest
 from rag.types import Chunk, Document
 
 SEED_FILE = next((Path(__file__).resolve().parent.parent / "seeds").glob("*.txt"))

@@ -7,9 +7,9 @@ import datetime as dt
 
 import pytest
 
-from rag.citations import CitationStreamFilter, attribute, check_claims, clean_citations, extract_citations
-from rag.embedding import Embedder
-from rag.evidence import EvidencePool
+from rag.answering.citations import CitationStreamFilter, attribute, check_claims, clean_citations, extract_citations
+from rag.answering.evidence import EvidencePool
+from rag.store.embedding import Embedder
 from rag.types import Chunk, Passage
 
 

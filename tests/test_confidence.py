@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.confidence import SIGNALS, Family, confidence, family_of, level, load
+from rag.answering.confidence import SIGNALS, Family, confidence, family_of, level, load
 from rag.errors import ConfigError
 from rag.evaluation.calibration import Example, calibrate, fit
 from rag.evaluation.runfolder import RunError

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rag import RAG
-from rag.conversation import Turn, condense, needs_context, rewrite_heuristic
+from rag.answering.conversation import Turn, condense, needs_context, rewrite_heuristic
 from tests.conftest import Scripted
 
 QUESTION = "Who is the Secretary General of the CSTO?"

@@ -18,16 +18,16 @@ import orjson
 import pytest
 from markdown_it import MarkdownIt
 
-import rag.conversation_store as conversation_store
+import rag.server.conversations as conversation_store
 from rag import RAG, Settings
+from rag.answering.conversation import Turn
 from rag.cli import main
-from rag.conversation import Turn
-from rag.conversation_export import feedback_eval_records, to_json, to_markdown
-from rag.conversation_store import RATINGS, SCHEMA_VERSION, ConversationStore
-from rag.embedding import Embedder
 from rag.errors import FeedbackError, NotFoundError, RagError
 from rag.evaluation.runner import evaluate
 from rag.evaluation.sets import load_set, read_questions
+from rag.server.conversations import RATINGS, SCHEMA_VERSION, ConversationStore
+from rag.server.export import feedback_eval_records, to_json, to_markdown
+from rag.store.embedding import Embedder
 from rag.types import Answer
 from tests.conftest import ROOT, SEED_FILE
 
@@ -194,7 +194,7 @@ _WRITER = """
 import sys
 from pathlib import Path
 import orjson
-from rag.conversation_store import ConversationStore
+from rag.server.conversations import ConversationStore
 from rag.types import Answer
 
 path, answer_file, conversation_id, count = sys.argv[1:]
@@ -445,7 +445,7 @@ class TestExport:
         assert not questions[refusal.id].answerable
 
         # A bare questions file is asked of the index its questions were asked of: the seeded one, as it is.
-        monkeypatch.setattr("rag.store.Embedder", lambda *args, **kwargs: embedder)
+        monkeypatch.setattr("rag.pipeline.store.Embedder", lambda *args, **kwargs: embedder)
         built = seeded.open_index().saved_checksum()
         run = evaluate(
             exported, settings=seeded.settings, out_dir=tmp_path / "run", backend="extractive", progress=False

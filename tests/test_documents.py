@@ -10,12 +10,12 @@ import pytest
 
 from rag import RAG
 from rag.cli import main, run
-from rag.embedding import Embedder
 from rag.errors import DocumentError
-from rag.index import ArticleIndex
-from rag.loaders import load_file, load_paths
-from rag.loaders.common import make_title, parse_date
-from rag.loaders.html import extract_article
+from rag.ingest.loaders import load_file, load_paths
+from rag.ingest.loaders.common import make_title, parse_date
+from rag.ingest.loaders.html import extract_article
+from rag.store.embedding import Embedder
+from rag.store.index import ArticleIndex
 from rag.types import Document, content_hash
 
 SEEDS = Path(__file__).resolve().parent.parent / "seeds"
@@ -568,7 +568,7 @@ class TestIndexWithBadFiles:
 @pytest.fixture
 def cli_embedder(monkeypatch: pytest.MonkeyPatch, embedder: Embedder) -> Embedder:
     """The CLI builds its own `RAG`; hand it the session's (real) model instead of loading a second copy."""
-    monkeypatch.setattr("rag.store.Embedder", lambda *args, **kwargs: embedder)
+    monkeypatch.setattr("rag.pipeline.store.Embedder", lambda *args, **kwargs: embedder)
     return embedder
 
 
@@ -620,7 +620,7 @@ class TestCliErrors:
 
 
 def test_readme_lists_every_format_as_the_loaders_describe_it() -> None:
-    from rag.loaders import formats_table
+    from rag.ingest.loaders import formats_table
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    assert formats_table() in readme, "regenerate the README's table with rag.loaders.formats_table()"
+    assert formats_table() in readme, "regenerate the README's table with rag.ingest.loaders.formats_table()"

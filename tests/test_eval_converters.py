@@ -20,7 +20,7 @@ from rag.evaluation.converters import (
     convert_rgb,
     convert_squad2,
 )
-from rag.loaders import load_file
+from rag.ingest.loaders import load_file
 
 ROOT = Path(__file__).resolve().parent.parent
 EVALDATA = (ROOT / ".." / "shared" / "evaldata").resolve()

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from rag import Settings
-from rag.embedding import Embedder
 from rag.evaluation.converters import DEFAULT_DATA_DIRS, convert_realtimeqa
 from rag.evaluation.runner import evaluate
+from rag.store.embedding import Embedder
 from tests.conftest import ROOT
 
 DATA = (ROOT / ".." / "shared" / "evaldata" / DEFAULT_DATA_DIRS["realtimeqa"]).resolve()
@@ -48,7 +48,7 @@ def week_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def settings(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch, embedder: Embedder) -> Settings:
-    monkeypatch.setattr("rag.store.Embedder", lambda *args, **kwargs: embedder)
+    monkeypatch.setattr("rag.pipeline.store.Embedder", lambda *args, **kwargs: embedder)
     # One index directory for the module, so the week is embedded once for every run below.
     root = tmp_path_factory.getbasetemp() / "rtqa-index"
     return Settings(index_dir=root / "index", progress=False)

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 import rag.cli
-from rag.embedding import Embedder
 from rag.evaluation.ablation import LADDER
 from rag.evaluation.ablation import METRICS as ABLATION_METRICS
 from rag.evaluation.report import compare, gate, markdown, summarize, write_report
 from rag.evaluation.runfolder import RunError, read_results
 from rag.evaluation.scoring import METRICS, headline
+from rag.store.embedding import Embedder
 from tests.conftest import ROOT
 
 SEED_SET = ROOT / "evals" / "seed"
@@ -242,7 +242,7 @@ class TestGate:
 class TestCli:
     @pytest.fixture(autouse=True)
     def _shared_embedder(self, monkeypatch: pytest.MonkeyPatch, embedder: Embedder) -> None:
-        monkeypatch.setattr("rag.store.Embedder", lambda *args, **kwargs: embedder)
+        monkeypatch.setattr("rag.pipeline.store.Embedder", lambda *args, **kwargs: embedder)
 
     def test_eval_with_gate(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         out = tmp_path / "run"

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from rag import Settings
-from rag.citations import extract_citations
+from rag.answering.citations import extract_citations
+from rag.answering.evidence import EvidencePool
 from rag.dates import DateRange
-from rag.embedding import Embedder
 from rag.evaluation.runfolder import RunError
 from rag.evaluation.runner import (
     eval_index_dir,
@@ -24,9 +24,9 @@ from rag.evaluation.runner import (
 )
 from rag.evaluation.scoring import Scored, score_question
 from rag.evaluation.sets import EvalQuestion, load_set
-from rag.evidence import EvidencePool
 from rag.pipeline import RAG
 from rag.prompts import REFUSAL
+from rag.store.embedding import Embedder
 from rag.types import Answer, ArticleHit, Chunk, Citation, GenerationRequest, Passage, Retrieval, TokenUsage
 from tests.conftest import ROOT
 from tests.openai_server import FakeOpenAIServer, Reply
@@ -77,7 +77,7 @@ def _lines(path: Path) -> list[str]:
 @pytest.fixture
 def shared_embedder(monkeypatch: pytest.MonkeyPatch, embedder: Embedder) -> Embedder:
     """Every RAG the runner builds uses the session's model instead of loading its own."""
-    monkeypatch.setattr("rag.store.Embedder", lambda *args, **kwargs: embedder)
+    monkeypatch.setattr("rag.pipeline.store.Embedder", lambda *args, **kwargs: embedder)
     return embedder
 
 

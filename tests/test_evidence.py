@@ -8,8 +8,8 @@ import subprocess
 import sys
 import textwrap
 
-from rag.embedding import Embedder
-from rag.evidence import EvidencePool
+from rag.answering.evidence import EvidencePool
+from rag.store.embedding import Embedder
 from rag.types import Chunk, Passage
 from tests.conftest import ROOT
 
@@ -74,7 +74,7 @@ class TestRank:
             """
             import json
             from tests.test_evidence import ORDER_SENSITIVE, passage
-            from rag.evidence import EvidencePool
+            from rag.answering.evidence import EvidencePool
             question = "armenia border csto geneva kremlin midnight minister moscow secretary treaty villag yerevan"
             print(json.dumps([s.lexical for s in EvidencePool([passage(ORDER_SENSITIVE)]).rank(question)]))
             """

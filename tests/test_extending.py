@@ -18,11 +18,11 @@ import pytest
 import rag.backends
 import rag.cli
 import rag.evaluation.scoring
-import rag.loaders
+import rag.ingest.loaders
 import rag.retrieval
 from rag import RAG, Settings
-from rag.embedding import Embedder
 from rag.errors import ConfigError
+from rag.store.embedding import Embedder
 from tests.conftest import cli_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,11 +120,11 @@ def test_a_backend_from_another_package_is_found_through_its_entry_point(tmp_pat
 
 def test_a_second_extension_under_a_taken_name_is_refused() -> None:
     """A loader used to replace another on the same suffix without a word."""
-    taken = rag.loaders.FORMATS[".txt"]
+    taken = rag.ingest.loaders.FORMATS[".txt"]
     imitation = dataclasses.replace(taken, description="another reader of .txt")
     with pytest.raises(ConfigError, match=r"two document formats are registered as '\.txt'"):
-        rag.loaders.register(imitation)
-    assert rag.loaders.FORMATS[".txt"] is taken
+        rag.ingest.loaders.register(imitation)
+    assert rag.ingest.loaders.FORMATS[".txt"] is taken
     with pytest.raises(ConfigError, match="two backends are registered as 'local'"):
         rag.backends.register(dataclasses.replace(rag.backends.BACKENDS["local"]))
 
@@ -141,14 +141,14 @@ def test_a_format_is_one_file_and_one_registration(example, tmp_path: Path, embe
     pipeline = RAG(Settings(index_dir=tmp_path / "index", progress=False, backend="extractive"), embedder=embedder)
     refused = pipeline.index([articles])  # not a format yet
     assert [e.problem for e in refused.errors] == ["unsupported file type .csv"]
-    rag.loaders.register(module.FORMAT)
+    rag.ingest.loaders.register(module.FORMAT)
     try:
         assert pipeline.index([articles]).report.added == ["articles.csv#1", "articles.csv#2"]
         dates = {d.id: d.published for d in pipeline.documents()}
         assert str(dates["articles.csv#1"]) == "2024-05-02" and dates["articles.csv#2"] is None
         assert "Zorblat Quennick" in pipeline.answer("Who opened the harbour bridge?").text
     finally:
-        rag.loaders.FORMATS.unregister(module.FORMAT)
+        rag.ingest.loaders.FORMATS.unregister(module.FORMAT)
 
 
 def test_a_retrieval_stage_is_one_file_and_one_registration(example, tmp_path: Path, embedder: Embedder) -> None:  # type: ignore[no-untyped-def]

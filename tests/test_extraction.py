@@ -25,8 +25,8 @@ import pytest
 
 from rag import RAG
 from rag.errors import DocumentError
-from rag.loaders import FORMATS, load_file
-from rag.loaders.html import Extracted, extract_article
+from rag.ingest.loaders import FORMATS, load_file
+from rag.ingest.loaders.html import Extracted, extract_article
 from rag.types import Document, Source
 from tests.news_pages import CORPUS, Page, article_page, real_articles
 

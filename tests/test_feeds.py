@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-import rag.loaders
+import rag.ingest.loaders
 from rag import RAG, Settings
-from rag.embedding import Embedder
-from rag.feeds import FeedStore
-from rag.index import verify
-from rag.sync import index_pages, sync
+from rag.ingest.feeds import FeedStore
+from rag.pipeline.sync import index_pages, sync
+from rag.store.embedding import Embedder
+from rag.store.index import verify
 from rag.types import Document, Format, Source
 from tests.conftest import cli_env
 from tests.news_pages import CORPUS, Page, article_date, article_page, real_articles
@@ -265,11 +265,11 @@ def test_a_format_reads_the_pages_served_as_its_media_types(live: RAG, news_serv
     assert "is text/markdown, not an article page (application/pdf, application/xhtml+xml, text/html)" in str(
         refused.errors[0]
     )
-    rag.loaders.register(NOTES)
+    rag.ingest.loaders.register(NOTES)
     try:
         report = index_pages(live, [news_server.url + "/note", news_server.url + "/table"])
     finally:
-        rag.loaders.FORMATS.unregister(NOTES)
+        rag.ingest.loaders.FORMATS.unregister(NOTES)
     assert report.report.added == [news_server.url + "/note"]
     assert "is text/csv, not an article page" in str(report.errors[0])
     record = live.open_index().documents[news_server.url + "/note"]

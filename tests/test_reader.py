@@ -9,12 +9,12 @@ import json
 import pytest
 
 from rag import RAG, REFUSAL
-from rag.confidence import load
-from rag.embedding import Embedder
-from rag.evidence import EvidencePool
+from rag.answering.confidence import load
+from rag.answering.evidence import EvidencePool
+from rag.answering.question import analyze
+from rag.answering.reader import Draft, Reader, ReaderOptions, candidates, copy_grammar, refusal_text
 from rag.prompts import NOT_SURE
-from rag.question import analyze
-from rag.reader import Draft, Reader, ReaderOptions, candidates, copy_grammar, refusal_text
+from rag.store.embedding import Embedder
 from rag.types import Chunk, Passage
 from tests.conftest import Scripted
 

@@ -32,10 +32,10 @@ from openai_server import FakeOpenAIServer, Reply, openai_server
 
 from rag import RAG
 from rag.config import Settings
-from rag.embedding import Embedder
 from rag.errors import RagError
-from rag.index import ArticleIndex, verify
-from rag.loaders import load_file, load_paths
+from rag.ingest.loaders import load_file, load_paths
+from rag.store.embedding import Embedder
+from rag.store.index import ArticleIndex, verify
 from tests.conftest import SEEDS
 
 __all__ = ["openai_server"]  # the fixture is used by name
@@ -165,13 +165,13 @@ class TestKilled:
 
 @contextlib.contextmanager
 def holding(index_dir: Path, lock: str, *options: str) -> Iterator[subprocess.Popen[str]]:
-    """Another process holding one of the index's locks (`rag.index.<lock>`) until the block ends."""
+    """Another process holding one of the index's locks (`rag.store.index.<lock>`) until the block ends."""
     arguments = ", ".join(["Path(sys.argv[1])", *options])
     holder = subprocess.Popen(
         [
             sys.executable,
             "-c",
-            f"import sys, time; from pathlib import Path; from rag.index import {lock}\n"
+            f"import sys, time; from pathlib import Path; from rag.store.index import {lock}\n"
             f"with {lock}({arguments}):\n    print('held', flush=True); time.sleep(600)",
             str(index_dir),
         ],
@@ -385,7 +385,8 @@ class TestLimits:
     def test_one_long_file_shows_progress_as_it_is_embedded(
         self, tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr("rag.indexer.CHUNKS_PER_FLUSH", 64)  # flushes of 64 chunks, so one article takes several
+        # Flushes of 64 chunks, so one article takes several.
+        monkeypatch.setattr("rag.pipeline.indexer.CHUNKS_PER_FLUSH", 64)
         long = tmp_path / "transcript.txt"
         long.write_text("date 2021-03-04\n" + " ".join(SENTENCES * 60), encoding="utf-8")
         seen: list[tuple[int, int]] = []
@@ -398,7 +399,7 @@ class TestLimits:
         assert seen[-1][0] == long.stat().st_size
 
     def test_text_without_sentence_ends_is_cut_into_windows_under_the_limit(self, embedder: Embedder) -> None:
-        from rag.chunking import Chunker
+        from rag.ingest.chunking import Chunker
         from rag.pipeline import tiktoken_counter
         from rag.types import Document
 

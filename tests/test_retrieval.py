@@ -16,13 +16,13 @@ import pytest
 
 from rag import RAG, Settings
 from rag.dates import DateRange
-from rag.embedding import Embedder
 from rag.errors import ConfigError, QuestionError
-from rag.index import ArticleIndex, Manifest
-from rag.loaders import load_paths
+from rag.ingest.loaders import load_paths
 from rag.local_models import EMBEDDERS, assemble, installed_parts
 from rag.retrieval import IndexSource, Retriever, rrf
-from rag.sparse import BM25Index
+from rag.store.embedding import Embedder
+from rag.store.index import ArticleIndex, Manifest
+from rag.store.sparse import BM25Index
 from rag.types import Passage
 
 SEEDS = Path(__file__).resolve().parent.parent / "seeds"
@@ -361,8 +361,8 @@ class TestRerank:
         order is arbitrary, which makes it a fair check that the hook applies exactly that order."""
         from sentence_transformers import CrossEncoder
 
-        from rag.embedding import resolve_model
-        from rag.rerank import CrossEncoderReranker
+        from rag.retrieval.rerank import CrossEncoderReranker
+        from rag.store.embedding import resolve_model
 
         model_dir = tmp_path / "cross-encoder"
         CrossEncoder(resolve_model("all-MiniLM-L6-v2")[1], num_labels=1).save(str(model_dir))
@@ -386,7 +386,7 @@ class TestRerank:
     ) -> None:
         """A bi-encoder folder (the bundled MiniLM: its modules pool tokens into one vector) is compared by
         cosine, not loaded as a CrossEncoder; its passage vectors land in the cache."""
-        from rag.embedding import resolve_model
+        from rag.store.embedding import resolve_model
 
         folder = resolve_model("all-MiniLM-L6-v2")[1]
         question = "What did Storm Ciaran close?"

@@ -28,11 +28,11 @@ from fastapi.responses import Response
 
 from rag import RAG, Settings
 from rag.cli import _info
-from rag.conversation_store import ConversationStore
-from rag.embedding import Embedder
 from rag.server.app import create_app
 from rag.server.connections import ConnectionLimits, server_config
+from rag.server.conversations import ConversationStore
 from rag.server.service import Service
+from rag.store.embedding import Embedder
 from tests.conftest import SEED_FILE, cli_env, free_port
 from tests.openai_server import FakeOpenAIServer, Reply
 

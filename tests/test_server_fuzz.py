@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rag import Settings
-from rag.embedding import Embedder
+from rag.store.embedding import Embedder
 from tests.conftest import SEED_FILE
 from tests.test_server import ADMIN, KEY, READER, Running, in_process
 

@@ -3,8 +3,8 @@ noun phrases for things, and the pipeline's own mistakes tolerated."""
 
 from __future__ import annotations
 
-from rag.question import analyze
-from rag.spans import SECONDARY_FIT, foreign, is_new, spans
+from rag.answering.question import analyze
+from rag.answering.spans import SECONDARY_FIT, foreign, is_new, spans
 
 SEED = (
     "The Collective Security Treaty Organization will provide Armenia with military assistance, said the "

@@ -31,7 +31,7 @@ def _type_checking_only(tree: ast.Module) -> set[int]:
 
 
 def import_graph() -> dict[str, set[str]]:
-    """Each module and the modules of `rag` it imports; `from rag import nlp` imports `rag.nlp`."""
+    """Each module and the modules of `rag` it imports; `from rag.answering import nlp` imports `rag.answering.nlp`."""
     modules = _modules()
 
     def owner(name: str) -> str | None:
@@ -62,11 +62,58 @@ def import_graph() -> dict[str, set[str]]:
 
 def test_no_import_cycle_in_rag() -> None:
     graph = import_graph()
-    assert "rag.index" in graph["rag.pipeline"] and "rag.config" in graph["rag.retrieval"]  # the graph is read
+    assert "rag.store.index" in graph["rag.pipeline"] and "rag.config" in graph["rag.retrieval"]  # the graph is read
     try:
         graphlib.TopologicalSorter(graph).prepare()
     except graphlib.CycleError as exc:
         pytest.fail(f"an import cycle: {' -> '.join(exc.args[1])}")
+
+
+LAYERS: tuple[tuple[str, ...], ...] = (
+    (
+        "rag.errors", "rag.types", "rag.dates", "rag.text", "rag.untrusted", "rag.registry", "rag.section",
+        "rag.paths", "rag.durable", "rag.deadline", "rag.prompts", "rag.local_models", "rag.sqlite_store",
+    ),
+    ("rag.backends",),
+    ("rag.config",),
+    ("rag.ingest",),
+    ("rag.store",),
+    ("rag.retrieval",),
+    ("rag.archive",),
+    ("rag.answering",),
+    ("rag.pipeline",),
+    ("rag.evaluation",),
+    ("rag.server",),
+    ("rag.cli",),
+    ("rag",),
+)  # fmt: skip
+"""The sub-packages from the bottom up: a module may import its own layer and the layers below, never one
+above (each package's docstring says why it sits where it does)."""
+
+
+def layer(module: str) -> int:
+    """The layer of the longest prefix of `module` that `LAYERS` names."""
+    found = [(len(prefix), i) for i, names in enumerate(LAYERS) for prefix in names
+             if module == prefix or module.startswith(prefix + ".")]  # fmt: skip
+    assert found, f"{module} is in no layer: add it to LAYERS"
+    return max(found)[1]
+
+
+def test_no_module_imports_a_layer_above_its_own() -> None:
+    graph = import_graph()
+    upward = [
+        f"{module} (layer {layer(module)}) imports {imported} (layer {layer(imported)})"
+        for module, imports in graph.items()
+        for imported in imports
+        if layer(imported) > layer(module)
+    ]
+    assert not upward, "\n".join(upward)
+    assert layer("rag.store.index") < layer("rag.retrieval.corpus") < layer("rag.pipeline.store")  # read as meant
+
+
+def test_every_package_says_what_it_owns() -> None:
+    for init in (ROOT / "rag").rglob("__init__.py"):
+        assert ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))), f"{init} has no docstring"
 
 
 LONGEST_FUNCTION = 80

@@ -26,9 +26,9 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from rag import RAG, Settings
-from rag.conversation_store import RATINGS, ConversationStore, StoredTurn
-from rag.embedding import Embedder
-from rag.feeds import FeedStore
+from rag.ingest.feeds import FeedStore
+from rag.server.conversations import RATINGS, ConversationStore, StoredTurn
+from rag.store.embedding import Embedder
 from rag.types import Chunk, Passage
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -999,8 +999,8 @@ class TestFinalAnswerHtml:
     that its cited passage does not say."""
 
     def test_an_unsupported_sentence_is_flagged(self, tmp_path: Path, embedder: Embedder) -> None:
-        from rag.citations import check_claims
-        from rag.evidence import EvidencePool
+        from rag.answering.citations import check_claims
+        from rag.answering.evidence import EvidencePool
 
         pipeline = RAG(Settings(index_dir=tmp_path / "index", backend="extractive", progress=False), embedder=embedder)
         pipeline.index([SEEDS])

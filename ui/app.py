@@ -1,7 +1,7 @@
 """The chat page: a thin Streamlit layer over `rag.RAG` and the conversation store. No retrieval,
 answering or storage logic lives here.
 
-Conversations are kept in the SQLite store `rag serve` shares (`rag.conversation_store`); the open one is
+Conversations are kept in the SQLite store `rag serve` shares (`rag.server.conversations`); the open one is
 named in the page's address (`?c=<id>`), so a reload or a server restart reopens it."""
 
 from __future__ import annotations
@@ -32,13 +32,13 @@ from render import (
 
 from rag import RAG, Answer, RagError, Settings
 from rag.backends import BACKENDS
-from rag.conversation_export import to_json, to_markdown
-from rag.conversation_store import RATINGS, Conversation, ConversationStore, StoredTurn
 from rag.errors import NotFoundError
-from rag.feeds import Feed, FeedStore
-from rag.loaders import FORMATS
+from rag.ingest.feeds import Feed, FeedStore
+from rag.ingest.loaders import FORMATS
 from rag.pipeline import IndexReport
-from rag.sync import FeedResult, index_pages, sync
+from rag.pipeline.sync import FeedResult, index_pages, sync
+from rag.server.conversations import RATINGS, Conversation, ConversationStore, StoredTurn
+from rag.server.export import to_json, to_markdown
 from rag.types import AskOptions
 
 UPLOAD_TYPES = [suffix.lstrip(".") for suffix in FORMATS]

@@ -10,7 +10,7 @@ from collections import defaultdict
 from urllib.parse import urlparse
 
 from rag import Answer, Passage
-from rag.citations import numbers_in
+from rag.answering.citations import numbers_in
 from rag.untrusted import CITATION
 
 _MARKDOWN_SPECIALS = set("\\`*_[](){}#+-!|~$:<>&\"'=")

@@ -16,7 +16,7 @@ from typing import Any
 from rag import durable
 from rag.dates import DateRange
 from rag.errors import IndexDirError
-from rag.index import ArticleIndex, Manifest, verify
+from rag.store.index import ArticleIndex, Manifest, verify
 
 CATALOG = "catalog.json"
 PARTITIONS = "partitions"
@@ -153,7 +153,7 @@ def partition_path(root: Path, name: str) -> Path:
 
 
 def verify_archive(root: Path, *, lock_timeout: float | None = None) -> tuple[Catalog | None, list[str]]:
-    """`rag doctor` for an archive: the catalog loads, every partition it lists passes `rag.index.verify`,
+    """`rag doctor` for an archive: the catalog loads, every partition it lists passes `rag.store.index.verify`,
     and the catalog names the generation each partition has saved."""
     try:
         catalog = Catalog.load(root)

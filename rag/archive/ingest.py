@@ -17,7 +17,7 @@ import numpy as np
 
 from rag.archive.catalog import PARTITIONS, Catalog, partition_of, partition_path
 from rag.errors import IndexDirError
-from rag.index import LOCK_TIMEOUT, AddReport, ArticleIndex, Manifest, RunSeen, plan_additions
+from rag.store.index import LOCK_TIMEOUT, AddReport, ArticleIndex, Manifest, RunSeen, plan_additions
 from rag.types import Chunk, Document
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 class ArchiveWriter:
     """Adds articles to the archive at `root`, whose partitions are built as `manifest` says. For one
-    writer at a time: hold `rag.index.writing(root)` while it works."""
+    writer at a time: hold `rag.store.index.writing(root)` while it works."""
 
     def __init__(
         self,

@@ -19,10 +19,10 @@ from rag.archive.catalog import Catalog
 from rag.archive.shards import Shards
 from rag.archive.wire import CandidateRequest, Gathered, Key
 from rag.config import Settings
-from rag.index import ArticleIndex
 from rag.retrieval.corpus import Corpus
 from rag.retrieval.source import Drawn, Wanted
-from rag.sparse import KeywordStats
+from rag.store.index import ArticleIndex
+from rag.store.sparse import KeywordStats
 
 
 class ArchiveSource:

@@ -2,7 +2,7 @@
 calls (`stats`, `candidates`, `gather`). The same class runs in process and as a Ray actor.
 
 Each partition is a normal index, so its dense search (exact, or IVF past `ann_min_chunks`) is the one
-`rag.index` does; BM25 is scored from term counts (`rag.sparse.TermCounts`) with the statistics of the
+`rag.store.index` does; BM25 is scored from term counts (`rag.store.sparse.TermCounts`) with the statistics of the
 whole archive, which the search gathers first, so a sharded archive ranks as one index would.
 """
 
@@ -19,9 +19,9 @@ import numpy as np
 
 from rag.archive.catalog import CATALOG, ID_BITS, partition_path
 from rag.archive.wire import CandidateRequest, Candidates, Gathered, Key
-from rag.index import ArticleIndex
 from rag.retrieval.corpus import Corpus, allowed, top
-from rag.sparse import KeywordStats, TermCounts
+from rag.store.index import ArticleIndex
+from rag.store.sparse import KeywordStats, TermCounts
 
 log = logging.getLogger(__name__)
 

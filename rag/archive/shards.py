@@ -19,7 +19,7 @@ from rag.archive.shard import Shard
 from rag.archive.wire import CandidateRequest, Candidates, Gathered, Key
 from rag.config import Settings
 from rag.errors import ConfigError, ShardUnavailable
-from rag.sparse import KeywordStats
+from rag.store.sparse import KeywordStats
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rag.dates import DateRange
-from rag.index_store import ChunkRow, DocumentRecord
-from rag.sparse import KeywordStats
+from rag.store.records import ChunkRow, DocumentRecord
+from rag.store.sparse import KeywordStats
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """The `extractive` backend: no LLM. The reader answers with the best span of the kind the question asks
-for and quotes the sentence it comes from (`rag.reader`). Deterministic, instant, and a floor every LLM
+for and quotes the sentence it comes from (`rag.answering.reader`). Deterministic, instant, and a floor every LLM
 must beat."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Calibration: fit the confidence model (`rag.confidence`) on development runs.
+"""Calibration: fit the confidence model (`rag.answering.confidence`) on development runs.
 
 The confidence is the probability that the answer shown is right. Each run records, per question, the
 reader's signals and whether its draft answer was right (`draft_correct`: it holds a gold answer; any
@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from rag.confidence import HIGH_PRECISION, SIGNALS, Family
+from rag.answering.confidence import HIGH_PRECISION, SIGNALS, Family
 from rag.evaluation import metrics, selective
 from rag.evaluation.runfolder import RunError, read_results
 

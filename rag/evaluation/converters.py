@@ -208,7 +208,7 @@ def _doc(
     published: str | None = None,
     extra: Record | None = None,
 ) -> Record:
-    """One corpus.jsonl article in the shape `rag index` reads (`rag.loaders.records.record_to_document`)."""
+    """One corpus.jsonl article in the shape `rag index` reads (`rag.ingest.loaders.records.record_to_document`)."""
     record: Record = {
         "id": doc_id,
         "title": title,

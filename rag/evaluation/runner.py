@@ -16,18 +16,18 @@ from typing import Any
 
 from tqdm import tqdm
 
-from rag.choice import choose
-from rag.chunking import split_sentences
-from rag.confidence import family_of
+from rag.answering.choice import choose
+from rag.answering.confidence import family_of
+from rag.answering.evidence import EvidencePool
 from rag.config import Settings
-from rag.embedding import precision_of
 from rag.evaluation.report import write_report
 from rag.evaluation.runfolder import RESULTS, RUN_CONFIG, RunError, done_ids
 from rag.evaluation.scoring import Scored, score_question, without_markers
 from rag.evaluation.sets import EvalQuestion, EvalSet, load_set
-from rag.evidence import EvidencePool
+from rag.ingest.chunking import split_sentences
 from rag.pipeline import RAG
 from rag.prompts import entailment_messages
+from rag.store.embedding import precision_of
 from rag.types import Answer, GenerationRequest, Generator, Retrieval
 
 RETRIEVAL_DEPTH = 10

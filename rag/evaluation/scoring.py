@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from rag.citations import tidy
+from rag.answering.citations import tidy
 from rag.evaluation import metrics, selective
 from rag.evaluation.sets import EvalQuestion
 from rag.registry import Registry

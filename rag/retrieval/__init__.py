@@ -16,6 +16,10 @@ A search is a list of small stages (`stages_for`) run in order over one `Search`
 With `article_ranking` (the default) the units ranked are articles, each standing for its best passage;
 without it, chunks, the textbook hybrid. A new signal is one module with a stage class and one `register`
 call; the evaluation's ablation ladder shows each step's stages.
+
+Layer 5: imports the store (and the core modules, backends and settings below it); never the archive,
+answering or the pipeline. A source of candidates other than one index (the archive's shards) implements
+`source.Source` from above.
 """
 
 from __future__ import annotations
@@ -26,7 +30,6 @@ from typing import TYPE_CHECKING
 
 from rag.config import RetrievalSettings
 from rag.dates import DateRange, resolve
-from rag.embedding import Embedder
 from rag.errors import ConfigError
 from rag.registry import Registry
 from rag.retrieval.candidates import DenseCandidates, KeywordCandidates
@@ -38,10 +41,11 @@ from rag.retrieval.priors import QuestionDatePrior, RecencyPrior
 from rag.retrieval.rescoring import Rescore
 from rag.retrieval.search import Search, Stage, Unit
 from rag.retrieval.source import IndexSource, Source, Wanted
+from rag.store.embedding import Embedder
 from rag.types import Retrieval
 
 if TYPE_CHECKING:
-    from rag.rerank import Reranker
+    from rag.retrieval.rerank import Reranker
 
 __all__ = [
     "PIPELINE",

@@ -33,7 +33,7 @@ class DenseCandidates:
 
 
 class KeywordCandidates:
-    """The BM25 top `candidates` (`rag.sparse`) within the dates searched."""
+    """The BM25 top `candidates` (`rag.store.sparse`) within the dates searched."""
 
     name = "bm25"
 

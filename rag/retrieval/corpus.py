@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from rag.dates import DateRange
-from rag.index import ArticleIndex
-from rag.index_store import DocumentRecord
-from rag.sparse import BM25Index
+from rag.store.index import ArticleIndex
+from rag.store.records import DocumentRecord
+from rag.store.sparse import BM25Index
 
 UNDATED = np.iinfo(np.int32).min
 """Day number of an undated article: it passes every date filter and earns no recency prior."""

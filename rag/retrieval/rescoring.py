@@ -1,4 +1,4 @@
-"""Rescoring: a stronger model (`rag.rerank`) reads the leading units again, and its ranking joins the fusion.
+"""Rescoring: a stronger model (`rag.retrieval.rerank`) reads the leading units again, and its ranking joins the fusion.
 
 The second model's ranking is added to each unit's score as one more weighted RRF term (`rerank_weight`),
 in the units the first stage and the priors already use, so the question's dates and the recency prior

@@ -10,12 +10,12 @@ import numpy as np
 
 from rag.config import RetrievalSettings
 from rag.dates import DateMention
-from rag.index import ArticleIndex
 from rag.retrieval.corpus import Corpus, fused, top
+from rag.store.index import ArticleIndex
 from rag.types import Retrieval
 
 if TYPE_CHECKING:
-    from rag.rerank import Reranker
+    from rag.retrieval.rerank import Reranker
 
 Unit = Literal["article", "chunk"]
 """What is ranked: whole articles (the default, `article_ranking`), or chunks directly."""

@@ -18,10 +18,10 @@ import numpy as np
 
 from rag.config import RetrievalSettings
 from rag.dates import DateRange
-from rag.embedding import Embedder
-from rag.index import ArticleIndex
 from rag.retrieval.corpus import Corpus, top
 from rag.retrieval.search import Unit
+from rag.store.embedding import Embedder
+from rag.store.index import ArticleIndex
 from rag.text import query_terms
 
 

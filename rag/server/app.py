@@ -11,10 +11,10 @@ from fastapi import Depends, FastAPI
 from fastapi.responses import Response
 
 from rag.config import Settings
-from rag.conversation_store import ConversationStore
 from rag.pipeline import RAG
 from rag.server import errors
 from rag.server.connections import ConnectionLimits, server_config
+from rag.server.conversations import ConversationStore
 from rag.server.metrics import Metrics, Timing
 from rag.server.native import reads, writes
 from rag.server.openai_api import router as openai_router

@@ -16,15 +16,15 @@ from fastapi.responses import PlainTextResponse, Response
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from rag.conversation_export import summary_json, to_json, to_markdown
-from rag.index_store import added_through_api
-from rag.loaders.records import record_text
+from rag.ingest.loaders.records import record_text
 from rag.pipeline import IndexReport
 from rag.server.errors import APIError
+from rag.server.export import summary_json, to_json, to_markdown
 from rag.server.openai_api import ServiceDep, StoreDep
 from rag.server.schemas import DocumentsIn, FeedbackIn, RenameIn, SearchRequest
 from rag.server.security import Caller
 from rag.server.service import Service
+from rag.store.records import added_through_api
 from rag.types import content_hash
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,8 @@ import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
-from rag.conversation_store import ConversationStore
 from rag.errors import RagError
+from rag.server.conversations import ConversationStore
 from rag.server.errors import error_body, rag_error_message, rag_error_status
 from rag.server.schemas import ChatRequest
 from rag.server.security import Caller

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from rag.conversation_store import RATINGS
+from rag.server.conversations import RATINGS
 
 MAX_DEPTH = 32
 """Deepest nesting of objects and lists a request may have: articles' metadata is flat in practice, and

@@ -15,12 +15,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from rag.answering.conversation import Turn
 from rag.backends import BACKENDS
 from rag.backends.local import LocalSettings
-from rag.conversation import Turn
-from rag.conversation_store import ConversationStore, StoredTurn
 from rag.pipeline import RAG
 from rag.server.admission import Admission
+from rag.server.conversations import ConversationStore, StoredTurn
 from rag.server.errors import APIError
 from rag.server.metrics import Metrics
 from rag.server.schemas import ChatRequest

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import bm25s
     from scipy import sparse
 
-from rag.index import fingerprint
+from rag.store.index import fingerprint
 from rag.text import bm25s_module, index_terms
 
 log = logging.getLogger(__name__)

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from rag.errors import NotFoundError, RagError
+from rag.ingest.web import check_url
 from rag.sqlite_store import SQLiteFile
-from rag.web import check_url
 
 if TYPE_CHECKING:
     from rag.config import Settings

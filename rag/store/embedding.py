@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from rag.config import DEFAULT_EMBEDDING_BACKEND, DEFAULT_EMBEDDING_MODEL, EmbeddingBackend
-from rag.embedding_onnx import OnnxEncoder, Precision, ensure_export, export_dir
 from rag.errors import ConfigError
 from rag.paths import default_cache_dir
+from rag.store.embedding_onnx import OnnxEncoder, Precision, ensure_export, export_dir
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer

@@ -4,10 +4,10 @@ On-disk layout of an index directory:
 
     manifest.json            names the live generation and records model, dimension, chunking, counts
     vectors.<gen>.faiss      IndexIDMap2 over an exact inner-product index: memory-mapped by readers, and
-                             with an IVF read by row (`rag.index_vectors`)
+                             with an IVF read by row (`rag.store.vectors`)
     records.<gen>.sqlite3    the articles (metadata, hash, text, chunk ids) and chunks (doc id, span), read
-                             by key (`rag.index_store`)
-    ann.<gen>.faiss          only past `ann_min_chunks`: IVF-SQ8 over the same chunk ids (`rag.index_ann`)
+                             by key (`rag.store.records`)
+    ann.<gen>.faiss          only past `ann_min_chunks`: IVF-SQ8 over the same chunk ids (`rag.store.ann`)
 
 A search process therefore holds in RAM the IVF's 8-bit codes and a few arrays per chunk, not the texts
 or the exact vectors: the pages it reads of those are the operating system's cache, shared between
@@ -45,13 +45,13 @@ import orjson
 
 from rag import durable
 from rag.errors import IndexDirError
-from rag.index_ann import IvfIndex, rescored
-from rag.index_store import ChunkRow, ChunkTable, DocumentRecord, Documents, Holders, RecordStore
-from rag.index_vectors import VectorFile
+from rag.store.ann import IvfIndex, rescored
+from rag.store.records import ChunkRow, ChunkTable, DocumentRecord, Documents, Holders, RecordStore
+from rag.store.vectors import VectorFile
 from rag.types import Chunk, Document
 
 FORMAT_VERSION = 2
-"""2: articles and chunks in an SQLite file read by key (`rag.index_store`); 1 held them in JSON lines, read
+"""2: articles and chunks in an SQLite file read by key (`rag.store.records`); 1 held them in JSON lines, read
 whole into memory. Both are read; the next save writes 2."""
 READABLE_FORMATS = (1, 2)
 MANIFEST = "manifest.json"

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from rag.evidence import EvidencePool
+from rag.answering.evidence import EvidencePool
 from rag.prompts import choice_messages
 from rag.text import terms
 from rag.types import GenerationRequest, Generator

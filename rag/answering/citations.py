@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from rag.chunking import split_sentences
-from rag.evidence import EvidencePool
+from rag.answering.evidence import EvidencePool
+from rag.ingest.chunking import split_sentences
 from rag.text import terms
 from rag.types import Citation, Claim
 from rag.untrusted import CITATION

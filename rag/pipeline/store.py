@@ -17,13 +17,13 @@ import numpy as np
 
 from rag.archive.catalog import Catalog
 from rag.archive.search import ArchiveSource
-from rag.chunking import Chunker, tiktoken_counter
 from rag.config import EmbeddingBackend, Settings
-from rag.embedding import Embedder, precision_of
 from rag.errors import IndexDirError
-from rag.index import ArticleIndex, Manifest, read_manifest, writing
-from rag.rerank import Reranker, reranker_for
+from rag.ingest.chunking import Chunker, tiktoken_counter
 from rag.retrieval import IndexSource, Retriever
+from rag.retrieval.rerank import Reranker, reranker_for
+from rag.store.embedding import Embedder, precision_of
+from rag.store.index import ArticleIndex, Manifest, read_manifest, writing
 
 log = logging.getLogger("rag")
 _MODEL_CHECK_CHUNKS = 4
@@ -146,7 +146,7 @@ class Store:
 
     def vectors_reproduced(self, index: ArticleIndex) -> float | None:
         """The lowest cosine between a few stored chunk vectors and the same chunks embedded again now;
-        below `rag.indexer.SAME_MODEL`, the vectors were made by another model or precision than this store
+        below `rag.pipeline.indexer.SAME_MODEL`, the vectors were made by another model or precision than this store
         embeds with (None for an index without chunks)."""
         ids = index.chunks.ids()[:_MODEL_CHECK_CHUNKS]
         if not len(ids):

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.errors import DocumentError
-from rag.loaders.common import make_title, read_bytes
+from rag.ingest.loaders.common import make_title, read_bytes
 from rag.types import Document, Format, Source
 
 # pypdf logs every repair it makes to a damaged file ("EOF marker not found", a 2 kB line per unknown font

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from rag.errors import DocumentError
-from rag.loaders import FORMATS, budget, format_served_as, html
+from rag.ingest.loaders import FORMATS, budget, format_served_as, html
 from rag.types import Document, Format, Source
 
 if TYPE_CHECKING:
@@ -167,7 +167,7 @@ def _page_document(
     max_bytes: int,
     max_seconds: float,
 ) -> Document:
-    """The page's article, read by the extraction worker within `max_seconds` (`rag.loaders.budget`): a
+    """The page's article, read by the extraction worker within `max_seconds` (`rag.ingest.loaders.budget`): a
     feed can serve any page, and one that takes minutes to parse must not hold up the sync."""
 
     provenance = {"source_url": requested, "fetched_at": fetched.fetched_at.isoformat(timespec="seconds")}

@@ -63,7 +63,7 @@ class _Worker:
             return self._process
         self._stop()
         process = subprocess.Popen(
-            [sys.executable, "-c", "from rag.loaders.budget import serve; serve()"],
+            [sys.executable, "-c", "from rag.ingest.loaders.budget import serve; serve()"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )

@@ -1,7 +1,7 @@
 """Answer spans: the words of an evidence sentence that could answer a question, of the kind it asks for.
 
 A "who" question is answered by a person's name, "where" by a place, "how many" by a number, "what"
-by a noun phrase. The sentences are parsed by spaCy's English pipeline (`rag.nlp`), whose entity types
+by a noun phrase. The sentences are parsed by spaCy's English pipeline (`rag.answering.nlp`), whose entity types
 and noun phrases decide which spans are candidates: the local model may only choose among them (a
 grammar), the extractive reader ranks them, and how well the chosen span's type fits the question is one
 of the confidence's signals. The pipeline makes mistakes ("Armenia" tagged as an organisation, an
@@ -16,8 +16,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from rag.nlp import parse
-from rag.question import Kind, Question
+from rag.answering.nlp import parse
+from rag.answering.question import Kind, Question
 from rag.text import terms
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ def spans(sentence: str, question: Question) -> list[Span]:
 
 
 def candidates_in(sentences: Sequence[str], question: Question) -> list[list[Span]]:
-    """`spans` of each sentence, the sentences parsed together (and kept parsed, `rag.nlp`)."""
+    """`spans` of each sentence, the sentences parsed together (and kept parsed, `rag.answering.nlp`)."""
     kind = question.kind
     if kind is Kind.REASON:
         return [list(_reasons(sentence)) for sentence in sentences]

@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from rag.embedding import Embedder
 from rag.errors import DocumentError, IndexDirError
-from rag.index import MANIFEST, AddReport, ArticleIndex, RunSeen, being_created, refuse_lost_manifest
-from rag.index_store import DocumentRecord
-from rag.loaders import Loaded, find_files, read_file
-from rag.store import Store
+from rag.ingest.loaders import Loaded, find_files, read_file
+from rag.pipeline.store import Store
+from rag.store.embedding import Embedder
+from rag.store.index import MANIFEST, AddReport, ArticleIndex, RunSeen, being_created, refuse_lost_manifest
+from rag.store.records import DocumentRecord
 from rag.types import Chunk, Document
 
 log = logging.getLogger("rag")

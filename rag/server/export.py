@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from rag.conversation_store import Conversation, ConversationStore, ConversationSummary, Feedback, StoredTurn
 from rag.evaluation.scoring import without_markers
+from rag.server.conversations import Conversation, ConversationStore, ConversationSummary, Feedback, StoredTurn
 from rag.types import Answer
 from rag.untrusted import CITATION
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rag.errors import DocumentError
-from rag.loaders.common import make_title, parse_date, read_text
+from rag.ingest.loaders.common import make_title, parse_date, read_text
 from rag.types import Document, Format, Source
 
 # Every page trafilatura cannot read comes back as empty text, which the caller reports with a hint; its own

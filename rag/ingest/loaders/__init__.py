@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from rag.errors import DocumentError
-from rag.loaders import budget, html, pdf, records, text
+from rag.ingest.loaders import budget, html, pdf, records, text
 from rag.registry import Registry
 from rag.types import Document, Format, LoadResult, Source
 
@@ -118,7 +118,7 @@ def read_file(
     """The documents of one file as they are read; `doc_id` defaults to the file name, the part of the path
     that survives moves. An article over `max_bytes` is reported, not read: news articles are kilobytes,
     and a runaway file would otherwise take minutes and gigabytes before anything is saved. A format that
-    parses markup is read within `max_seconds` (`rag.loaders.budget`). Nothing a loader raises escapes:
+    parses markup is read within `max_seconds` (`rag.ingest.loaders.budget`). Nothing a loader raises escapes:
     one unreadable file must never cost the others."""
     doc_id = doc_id or path.name
     fmt = FORMATS.get(path.suffix.lower())
@@ -224,7 +224,7 @@ def _walk(root: Path) -> Iterator[Path]:
 
 
 def _read_isolated(path: Path, doc_id: str, max_bytes: int | None, seconds: float) -> list[Document | DocumentError]:
-    """The documents of one file, read by the extraction worker (`rag.loaders.budget`) within `seconds`, or
+    """The documents of one file, read by the extraction worker (`rag.ingest.loaders.budget`) within `seconds`, or
     what went wrong."""
     try:
         reply = budget.run(_read_all, str(path), doc_id, max_bytes, seconds=seconds)

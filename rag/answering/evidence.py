@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rag.chunking import split_sentences
+from rag.ingest.chunking import split_sentences
 from rag.text import terms
 from rag.types import Passage
 from rag.untrusted import reporting_part

@@ -26,9 +26,9 @@ from rag.archive.ingest import ArchiveWriter
 from rag.archive.shards import connect
 from rag.config import Settings
 from rag.errors import DocumentError, IndexDirError
-from rag.index import AddReport, ArticleIndex, Manifest, writing
-from rag.loaders import find_files, read_file
+from rag.ingest.loaders import find_files, read_file
 from rag.pipeline import RAG, IndexReport
+from rag.store.index import AddReport, ArticleIndex, Manifest, writing
 from rag.types import Document
 
 log = logging.getLogger(__name__)

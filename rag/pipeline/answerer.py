@@ -1,4 +1,4 @@
-"""The answerer: a question in, an answer out — search, then read (`rag.reader`), then check — each step
+"""The answerer: a question in, an answer out — search, then read (`rag.answering.reader`), then check — each step
 returning its own timing, over the store's retriever and the backends' generators."""
 
 from __future__ import annotations
@@ -8,17 +8,17 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+from rag.answering.conversation import Turn, condense
+from rag.answering.evidence import EvidencePool
+from rag.answering.packing import pack_passages
+from rag.answering.question import Question, analyze
+from rag.answering.reader import Asked, ReaderOptions, read
 from rag.backends import make_generator
-from rag.chunking import tiktoken_counter
-from rag.conversation import Turn, condense
 from rag.dates import DateRange
 from rag.errors import QuestionError
-from rag.evidence import EvidencePool
-from rag.packing import pack_passages
-from rag.question import Question, analyze
-from rag.reader import Asked, ReaderOptions, read
+from rag.ingest.chunking import tiktoken_counter
+from rag.pipeline.store import Store
 from rag.retrieval import Retriever
-from rag.store import Store
 from rag.types import Answer, Generator, Passage, Retrieval
 
 PART_PASSAGES = 2

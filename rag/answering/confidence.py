@@ -77,7 +77,7 @@ def family_of(llm: bool, logprobs: bool) -> str:
 @functools.cache
 def load(path: str | None = None) -> dict[str, Family]:
     """The committed coefficients (or those at `path`)."""
-    source = Path(path) if path else resources.files("rag").joinpath(COEFFICIENTS)
+    source = Path(path) if path else resources.files("rag.answering").joinpath(COEFFICIENTS)
     try:
         data: dict[str, Any] = json.loads(source.read_text(encoding="utf-8"))
         return {

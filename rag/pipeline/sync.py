@@ -18,11 +18,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rag.feeds import Entry, Feed, FeedStore
-from rag.index import AddReport
+from rag.ingest.feeds import Entry, Feed, FeedStore
+from rag.ingest.web import Fetcher, FetchError
 from rag.pipeline import RAG, IndexReport
+from rag.store.index import AddReport
 from rag.types import Document
-from rag.web import Fetcher, FetchError
 
 log = logging.getLogger(__name__)
 

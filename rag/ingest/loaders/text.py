@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from rag.errors import DocumentError
-from rag.loaders.common import make_title, parse_date, read_text
+from rag.ingest.loaders.common import make_title, parse_date, read_text
 from rag.types import Document, Format, Source
 
 _DATE_LINE = re.compile(r"^\s*date[:\s]\s*(\d{4}[-/]\d{1,2}[-/]\d{1,2})\b[ \t]*", re.IGNORECASE)

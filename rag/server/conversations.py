@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from rag.conversation import Turn
+from rag.answering.conversation import Turn
 from rag.errors import FeedbackError, NotFoundError, RagError
 from rag.sqlite_store import SQLiteFile
 from rag.types import Answer

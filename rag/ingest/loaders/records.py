@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.errors import DocumentError
-from rag.loaders.common import make_title, parse_date, read_text, refuse_binary
+from rag.ingest.loaders.common import make_title, parse_date, read_text, refuse_binary
 from rag.types import Document, Format, Source
 
 _RECORD_KEYS = {"id", "doc_id", "title", "text", "body", "content", "url", "source", "published", "date"}

@@ -1,15 +1,15 @@
 """The reader: from retrieved passages to the answer a user reads.
 
-1. Evidence: the passage sentences are ranked for the question by words and meaning (`rag.evidence`).
+1. Evidence: the passage sentences are ranked for the question by words and meaning (`rag.answering.evidence`).
 2. A draft: an LLM is asked for the short answer. A small local model reads the best sentences only, and
    a grammar holds its reply to one of the spans there that could answer the question — the names, dates
-   or numbers of the asked type, or noun phrases, as spaCy's English pipeline finds them (`rag.spans`) —
+   or numbers of the asked type, or noun phrases, as spaCy's English pipeline finds them (`rag.answering.spans`) —
    to "yes"/"no", or to "unknown"; the extractive reader ranks the same spans itself.
 3. The text: the short answer first, cited to the sentence that holds it, then that sentence quoted; a
    multi-part question quotes the best sentence for each part.
 4. Checks: every sentence is matched to the passage sentence it cites (`Answer.claims`), and the signals
    gathered on the way — the local model's own check of its answer among them — give the probability
-   that the answer is right (`rag.confidence`). Below `min_confidence` the answer is withheld: the draft
+   that the answer is right (`rag.answering.confidence`). Below `min_confidence` the answer is withheld: the draft
    is shown as "not sure", with its source, or, without one, the refusal says what was searched and which
    article came closest.
 """
@@ -23,13 +23,13 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from rag.citations import CitationStreamFilter, attribute, check_claims, extract_citations, tidy
-from rag.confidence import confidence, family_of, level
-from rag.evidence import EvidencePool, Sentence
-from rag.nlp import parse
+from rag.answering.citations import CitationStreamFilter, attribute, check_claims, extract_citations, tidy
+from rag.answering.confidence import confidence, family_of, level
+from rag.answering.evidence import EvidencePool, Sentence
+from rag.answering.nlp import parse
+from rag.answering.question import Kind, Question
+from rag.answering.spans import candidates_in, foreign, is_new, spans
 from rag.prompts import DECLINE, NOT_SURE, REFUSAL, chat_messages, is_refusal, short_answer_messages, verify_messages
-from rag.question import Kind, Question
-from rag.spans import candidates_in, foreign, is_new, spans
 from rag.text import terms
 from rag.types import (
     Answer,
@@ -45,7 +45,7 @@ from rag.types import (
 from rag.untrusted import CITATION, inert
 
 SHORT_ANSWER_TOKENS = 40
-"""A short answer is a few words; a copied span that runs on is trimmed (`rag.spans.trim`)."""
+"""A short answer is a few words; a copied span that runs on is trimmed (`rag.answering.spans.trim`)."""
 _END = re.compile(r"[.;:!?”\"]+$")
 
 
@@ -93,7 +93,7 @@ class ReaderOptions:
 
 
 CHOSEN = frozenset({Kind.PERSON, Kind.ORGANIZATION, Kind.PLACE, Kind.DATE, Kind.NUMBER, Kind.OTHER})
-"""Kinds answered by a span the language pipeline finds (`rag.spans`): a name, date or number of the asked
+"""Kinds answered by a span the language pipeline finds (`rag.answering.spans`): a name, date or number of the asked
 type, or a noun phrase; the model chooses among those spans."""
 
 
@@ -267,7 +267,7 @@ class Reader:
         return Draft(ranked[0] if ranked else None)
 
     def fit(self, short: str | None) -> float:
-        """How well the short answer's type fits the question (`rag.spans.Span.fit`): its best fit as a
+        """How well the short answer's type fits the question (`rag.answering.spans.Span.fit`): its best fit as a
         candidate in the sentences that hold it, 0 when it is no candidate there (a copied run of words)."""
         if not short or not self.question.answer_types:
             return 0.0
@@ -339,7 +339,7 @@ class Reader:
         return f"{short} {markers}. {body}".strip()
 
     def signals(self, draft: Draft, generator: Generator) -> dict[str, float]:
-        """What the confidence is estimated from (`rag.confidence.SIGNALS` says what each measures)."""
+        """What the confidence is estimated from (`rag.answering.confidence.SIGNALS` says what each measures)."""
         best = self.ranked[0] if self.ranked else None
         holding = self.pool.containing(draft.short) if draft.short else []
         documents = {p.doc_id for p in self.passages}

@@ -2,9 +2,13 @@
 facade over the three objects that do the work, so that user code sees one object and loaded models are
 reused across questions:
 
-- `rag.store.Store`: the index or archive at `index_dir`, the embedding model, the locks, the retriever;
-- `rag.indexer.Indexer`: everything that changes the store (index, upload, delete, re-embed, seed, recover);
-- `rag.answerer.Answerer`: a question in, an answer out (search, read, check).
+- `store.Store`: the index or archive at `index_dir`, the embedding model, the locks, the retriever;
+- `indexer.Indexer`: everything that changes the store (index, upload, delete, re-embed, seed, recover);
+- `answerer.Answerer`: a question in, an answer out (search, read, check).
+
+Beside them, the jobs that drive the pipeline: `sync` (feeds and pages kept current) and `ray_indexer`
+(an archive indexed on a Ray cluster). Layer 8: may import every layer below (ingest, store, retrieval,
+archive, answer); the server, the evaluation, the CLI and the page are the layers over it.
 """
 
 from __future__ import annotations
@@ -14,15 +18,15 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from rag.answerer import Answerer
-from rag.chunking import Chunker
 from rag.config import Settings
-from rag.embedding import Embedder
-from rag.index import AddReport, ArticleIndex, Manifest
-from rag.index_store import DocumentRecord
-from rag.indexer import SAME_MODEL, Indexer, IndexReport, Progress
+from rag.ingest.chunking import Chunker
+from rag.pipeline.answerer import Answerer
+from rag.pipeline.indexer import SAME_MODEL, Indexer, IndexReport, Progress
+from rag.pipeline.store import Store
 from rag.retrieval import Retriever
-from rag.store import Store
+from rag.store.embedding import Embedder
+from rag.store.index import AddReport, ArticleIndex, Manifest
+from rag.store.records import DocumentRecord
 from rag.types import Answer, Document, Generator, Passage, Retrieval
 
 __all__ = ["RAG", "SAME_MODEL", "IndexReport"]
@@ -72,7 +76,7 @@ class RAG:
         self.retriever()
         _ = self.embedder.encoder
 
-    # Questions (`rag.answerer`).
+    # Questions (`rag.pipeline.answerer`).
 
     def search(
         self,
@@ -106,7 +110,7 @@ class RAG:
     def count_tokens(self) -> Any:
         return self.answerer.count_tokens
 
-    # Changes (`rag.indexer`).
+    # Changes (`rag.pipeline.indexer`).
 
     def index(
         self,
@@ -144,7 +148,7 @@ class RAG:
     def ensure_index(self) -> ArticleIndex:
         return self.indexer.ensure_index()
 
-    # The store (`rag.store`).
+    # The store (`rag.pipeline.store`).
 
     def open_index(self, *, create: bool = False) -> ArticleIndex:
         return self.store.open_index(create=create)
