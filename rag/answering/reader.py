@@ -29,6 +29,7 @@ from rag.answering.evidence import EvidencePool, Sentence
 from rag.answering.nlp import parse
 from rag.answering.question import Kind, Question
 from rag.answering.spans import candidates_in, foreign, is_new, spans
+from rag.ingest.chunking import split_sentences
 from rag.prompts import DECLINE, NOT_SURE, REFUSAL, chat_messages, is_refusal, short_answer_messages, verify_messages
 from rag.text import terms
 from rag.types import (
@@ -226,7 +227,8 @@ class Reader:
             yield tail
         text = tidy("".join(pieces)).strip()
         declined = is_refusal(text)
-        first = re.split(r"(?<=[.!?])\s|\n", text, maxsplit=1)[0] if text else ""
+        sentences = split_sentences(text)
+        first = text[slice(*sentences[0])] if sentences else ""
         opening = tidy(CITATION.sub("", first)).strip().rstrip(".")
         # "Stanislav Zas is the Secretary General of the CSTO." answers "Stanislav Zas", as a small model's
         # copied reply would be cut: the signals then mean the same for both kinds of model.
