@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, TypedDict
 
 from rag.dates import DateMention, DateRange
 from rag.errors import DocumentError
@@ -46,6 +46,18 @@ class AskOptions:
     def arguments(self) -> dict[str, Any]:
         """As keyword arguments of `RAG.answer` and `RAG.answer_stream`."""
         return asdict(self)
+
+
+class SearchOptions(TypedDict, total=False):
+    """What a search may be given beside the question (`RAG.search`, `RAG.answer`)."""
+
+    k: int | None
+    """Passages wanted; the `top_k` setting when absent."""
+    since: dt.date | None
+    until: dt.date | None
+    """Publication dates searched, both ends included."""
+    as_of: dt.date | None
+    """The date the question is asked (default today): later articles are left out."""
 
 
 @dataclass(frozen=True)

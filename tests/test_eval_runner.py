@@ -24,7 +24,7 @@ from rag.evaluation.runner import (
 )
 from rag.evaluation.scoring import Scored, score_question
 from rag.evaluation.sets import EvalQuestion, load_set
-from rag.pipeline import RAG
+from rag.pipeline.answerer import Answerer
 from rag.prompts import REFUSAL
 from rag.store.embedding import Embedder
 from rag.types import Answer, ArticleHit, Chunk, Citation, GenerationRequest, Passage, Retrieval, TokenUsage
@@ -146,24 +146,24 @@ class TestResume:
         self, eval_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         out = tmp_path / "run"
-        original = RAG.answer
+        original = Answerer.answer
         calls = 0
 
-        def interrupted(self: RAG, question: str, **options: Any) -> Answer:
+        def interrupted(self: Answerer, question: str, **options: Any) -> Answer:
             nonlocal calls
             calls += 1
             if calls == 6:
                 raise KeyboardInterrupt
             return original(self, question, **options)
 
-        monkeypatch.setattr(RAG, "answer", interrupted)
+        monkeypatch.setattr(Answerer, "answer", interrupted)
         with pytest.raises(KeyboardInterrupt):
             _run(eval_settings, out)
         before = (out / "results.jsonl").read_bytes()
         assert len(before.splitlines()) == 5
         assert not (out / "summary.json").exists()
 
-        monkeypatch.setattr(RAG, "answer", original)
+        monkeypatch.setattr(Answerer, "answer", original)
         _run(eval_settings, out)
         after = (out / "results.jsonl").read_bytes()
         assert after.startswith(before)  # the finished questions were not redone or rewritten

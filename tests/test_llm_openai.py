@@ -21,7 +21,7 @@ from openai_server import (
     rate_limited,
 )
 
-import rag.pipeline
+import rag.pipeline.store
 from rag import RAG, Settings
 from rag.backends import make_generator
 from rag.backends.openai_chat import OpenAIChat
@@ -446,7 +446,7 @@ class TestOpenAIBackendEndToEnd:
         monkeypatch.setenv("OPENAI_API_KEY", "sk-cli")
         monkeypatch.setenv("RAG_OPENAI_MODEL", "cli-model")
         monkeypatch.setenv("RAG_OPENAI_MAX_RETRIES", "0")
-        monkeypatch.setattr(rag.pipeline, "Embedder", lambda *a, **k: seeded.embedder)  # skip a second load
+        monkeypatch.setattr(rag.pipeline.store, "Embedder", lambda *a, **k: seeded.embedder)  # skip a second load
         openai_server.script(Reply("Stanislav Zas is the Secretary General of the CSTO [1]."))
         index_dir = str(seeded.settings.index_dir)
         assert run(["--index-dir", index_dir, "ask", QUESTION, "--backend", "openai", "--json"]) == 0
@@ -469,7 +469,7 @@ class TestOpenAIBackendEndToEnd:
     ) -> None:
         monkeypatch.setenv("OPENAI_BASE_URL", openai_server.base_url)
         monkeypatch.setenv("RAG_OPENAI_MAX_RETRIES", "0")
-        monkeypatch.setattr(rag.pipeline, "Embedder", lambda *a, **k: seeded.embedder)
+        monkeypatch.setattr(rag.pipeline.store, "Embedder", lambda *a, **k: seeded.embedder)
         openai_server.default = Status(500)
         with pytest.raises(SystemExit) as exit_info:
             main(["--index-dir", str(seeded.settings.index_dir), "ask", QUESTION, "--backend", "openai"])

@@ -227,8 +227,8 @@ class Reader:
             yield tail
         text = tidy("".join(pieces)).strip()
         declined = is_refusal(text)
-        sentences = split_sentences(text)
-        first = text[slice(*sentences[0])] if sentences else ""
+        said = split_sentences(text)
+        first = text[slice(*said[0])] if said else ""
         opening = tidy(CITATION.sub("", first)).strip().rstrip(".")
         # "Stanislav Zas is the Secretary General of the CSTO." answers "Stanislav Zas", as a small model's
         # copied reply would be cut: the signals then mean the same for both kinds of model.

@@ -3,10 +3,9 @@ returning its own timing, over the store's retriever and the backends' generator
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Unpack
 
 from rag.answering.conversation import Turn, condense
 from rag.answering.evidence import EvidencePool
@@ -19,7 +18,7 @@ from rag.errors import QuestionError
 from rag.ingest.chunking import tiktoken_counter
 from rag.pipeline.store import Store
 from rag.retrieval import Retriever
-from rag.types import Answer, Generator, Passage, Retrieval
+from rag.types import Answer, Generator, Passage, Retrieval, SearchOptions
 
 PART_PASSAGES = 2
 """Passages searched for each part of a multi-part question, beside the question's own."""
@@ -45,37 +44,30 @@ class Answerer:
             self.generators[key] = make_generator(self.store.settings, name, model)
         return self.generators[key]
 
-    def search(
-        self,
-        question: str,
-        *,
-        k: int | None = None,
-        since: dt.date | None = None,
-        until: dt.date | None = None,
-        as_of: dt.date | None = None,
-    ) -> Retrieval:
-        """Passages and the ranked articles they come from, with the dates searched (see `rag.retrieval`).
-        `as_of` is the date the question is asked (default today): later articles are left out."""
+    def search(self, question: str, **options: Unpack[SearchOptions]) -> Retrieval:
+        """Passages and the ranked articles they come from, with the dates searched (see `rag.retrieval`)."""
         question = _check_question(question, self.store.settings.reader.max_question_chars)
+        k = options.get("k") or self.store.settings.retrieval.top_k
+        dates = DateRange(options.get("since"), options.get("until"))
         with self.store.lock:
-            return self.retriever().retrieve(
-                question, k or self.store.settings.retrieval.top_k, DateRange(since, until), as_of=as_of
-            )
+            return self.retriever().retrieve(question, k, dates, as_of=options.get("as_of"))
+
+    def retrieve(self, question: str, **options: Unpack[SearchOptions]) -> list[Passage]:
+        """`search`'s passages alone."""
+        return self.search(question, **options).passages
 
     def answer_stream(
         self,
         question: str,
         *,
-        k: int | None = None,
-        since: dt.date | None = None,
-        until: dt.date | None = None,
-        as_of: dt.date | None = None,
         backend: str | None = None,
         model: str | None = None,
         history: Sequence[Turn] = (),
         retrieved: Retrieval | None = None,
+        **search: Unpack[SearchOptions],
     ) -> Iterator[str | Answer]:
-        """Yields answer text pieces as they are generated, then the final `Answer`. With `history`, a
+        """Yields answer text pieces as they are generated, then the final `Answer`; `search` as `search`
+        takes it. `backend` and `model` override the configured ones. With `history`, a
         follow-up question is first rewritten into a standalone one (`Answer.standalone_question`). With
         `retrieved`, its first k passages are used instead of searching again (the evaluation harness has
         already retrieved deeper for scoring)."""
@@ -89,11 +81,11 @@ class Answerer:
         # A retrieval passed in was searched before this call: its time is charged to this answer.
         earlier = retrieved.seconds if retrieved is not None else 0.0
         if retrieved is None:
-            retrieved = self.search(question, k=k, since=since, until=until, as_of=as_of)
+            retrieved = self.search(question, **search)
         # The date phrase was used to search; the evidence must match the rest ("last week" is in no passage).
         topic = retrieved.mention.strip_from(question) if retrieved.mention else question
         analysis = analyze(question, topic=topic)
-        found = self._with_parts(analysis, retrieved, k or self.store.settings.retrieval.top_k)
+        found = self._with_parts(analysis, retrieved, search.get("k") or self.store.settings.retrieval.top_k)
         timings["retrieve"] = earlier + time.perf_counter() - start - timings["rewrite"]
         passages = pack_passages(found, self.store.settings.reader.context_tokens, self.count_tokens)
         s = self.store.settings.reader
@@ -129,6 +121,7 @@ class Answerer:
         return found
 
     def answer(self, question: str, **options: Any) -> Answer:
+        """The final `Answer` of `answer_stream` (same options)."""
         final = None
         for item in self.answer_stream(question, **options):
             if isinstance(item, Answer):
