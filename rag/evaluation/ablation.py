@@ -16,6 +16,7 @@ from typing import Any
 
 from rag.config import Settings
 from rag.evaluation.runner import evaluate
+from rag.evaluation.scoring import METRICS
 from rag.evaluation.sets import load_set
 from rag.retrieval import stages_for
 
@@ -35,8 +36,6 @@ LADDER: tuple[tuple[str, dict[str, Any]], ...] = (
 )
 """Steps in order; each turns on one more stage over the previous one. The second-stage model (`reranker`)
 is added as a last step when one is configured."""
-METRICS = ("hit@1", "hit@3", "hit@5", "hit@10", "mrr@10", "ndcg@10", "passage_hit@5", "answer_in_context")
-"""The retrieval metrics the ladder's table shows (names from `rag.evaluation.scoring.METRICS`)."""
 
 
 def ladder(settings: Settings) -> list[tuple[str, dict[str, Any]]]:
@@ -87,18 +86,19 @@ def table(set_name: str, rows: list[dict[str, Any]], settings: Settings) -> str:
         value = metrics.get(name)
         return f"{value:.3f}" if isinstance(value, int | float) else "–"
 
+    columns = [metric.name for metric in METRICS.values() if metric.ablation]
     lines = [
         f"# Retrieval ablation: {set_name}",
         "",
         f"Document-level metrics unless marked passage; embedding {settings.index.embedding_model}, chunks "
         f"{settings.index.chunk_tokens}/{settings.index.chunk_overlap}. Each step adds one stage to the one above.",
         "",
-        "| step | stages | " + " | ".join(METRICS) + " |",
-        "| --- | --- | " + " | ".join("---" for _ in METRICS) + " |",
+        "| step | stages | " + " | ".join(columns) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in columns) + " |",
     ]
     lines += [
         f"| {row['step']} | {', '.join(row.get('stages', []))} | "
-        + " | ".join(cell(row["metrics"], m) for m in METRICS)
+        + " | ".join(cell(row["metrics"], m) for m in columns)
         + " |"
         for row in rows
     ]

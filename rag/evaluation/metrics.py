@@ -14,8 +14,6 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 
 from rag.text import normalize_answer
 
-RETRIEVAL_METRICS = ("hit", "recall", "mrr", "ndcg", "map")
-
 
 def dedupe(ranking: Sequence[str]) -> list[str]:
     """Keep each id at its first (best) rank.
@@ -106,13 +104,15 @@ def map_at_k(ranked: Sequence[str], gold: Collection[str], k: int) -> float | No
     return _average_precision(_relevance(ranked, gold, k), min(len(set(gold)), k))
 
 
-_METRIC_FUNCTIONS: dict[str, Callable[[Sequence[str], Collection[str], int], float | None]] = {
-    "hit": hit_at_k,
-    "recall": recall_at_k,
-    "mrr": mrr_at_k,
-    "ndcg": ndcg_at_k,
-    "map": map_at_k,
+RANKING: dict[str, tuple[Callable[[Sequence[str], Collection[str], int], float | None], str]] = {
+    "hit": (hit_at_k, "1 if a gold {what} is among the first k"),
+    "recall": (recall_at_k, "share of the gold {what}s among the first k"),
+    "mrr": (mrr_at_k, "1 / rank of the first gold {what} within k, else 0"),
+    "ndcg": (ndcg_at_k, "binary-relevance nDCG over the first k"),
+    "map": (map_at_k, "average precision over the first k"),
 }
+"""Every metric of a ranking at depth k, with what it says ({what}: article or passage): scored for articles
+and passages at every depth (`rag.evaluation.scoring` registers each), so a new one is one entry here."""
 
 
 def retrieval_metrics(
@@ -122,9 +122,9 @@ def retrieval_metrics(
     if not gold:
         return {}
     scores: dict[str, float] = {}
-    for name in RETRIEVAL_METRICS:
+    for name, (function, _) in RANKING.items():
         for k in ks:
-            value = _METRIC_FUNCTIONS[name](ranked_ids, gold, k)
+            value = function(ranked_ids, gold, k)
             assert value is not None  # gold is non-empty
             scores[f"{name}@{k}"] = value
     return scores

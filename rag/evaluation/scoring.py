@@ -108,6 +108,8 @@ class Metric:
     """Shown in the report's bar chart and the README's baseline table."""
     k: int | None = None
     """For a retrieval metric at depth k: its depth (`base` is the name without it)."""
+    ablation: bool = False
+    """A column of the retrieval ablation's table (`rag eval ablate`)."""
 
     @property
     def base(self) -> str:
@@ -147,14 +149,6 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, float | None]:
 
 # -- document and passage retrieval ----------------------------------------------------------------------
 
-_RETRIEVAL = {
-    "hit": "1 if a gold {what} is among the first k",
-    "recall": "share of the gold {what}s among the first k",
-    "mrr": "1 / rank of the first gold {what} within k, else 0",
-    "ndcg": "binary-relevance nDCG over the first k",
-    "map": "average precision over the first k",
-}
-
 
 def _document(name: str) -> Callable[[Scored], float | None]:
     return lambda s: s.documents.get(name)
@@ -164,7 +158,8 @@ def _passage(base: str, k: int) -> Callable[[Scored], float | None]:
     return lambda s: s.passages[k].get(base)
 
 
-for _base, _text in _RETRIEVAL.items():
+_ABLATED = {("hit", 1), ("hit", 3), ("hit", 5), ("hit", 10), ("mrr", 10), ("ndcg", 10)}
+for _base, (_, _text) in metrics.RANKING.items():
     for _k in KS:
         register(
             Metric(
@@ -174,9 +169,10 @@ for _base, _text in _RETRIEVAL.items():
                 _document(f"{_base}@{_k}"),
                 headline=(_base, _k) in {("hit", 1), ("hit", 5), ("mrr", 10)},
                 k=_k,
+                ablation=(_base, _k) in _ABLATED,
             )
         )
-for _base, _text in _RETRIEVAL.items():
+for _base, (_, _text) in metrics.RANKING.items():
     for _k in KS:
         register(
             Metric(
@@ -186,6 +182,7 @@ for _base, _text in _RETRIEVAL.items():
                 _passage(_base, _k),
                 headline=(_base, _k) == ("hit", 5),
                 k=_k,
+                ablation=(_base, _k) == ("hit", 5),
             )
         )
 
@@ -234,6 +231,7 @@ register(
         "1 if a gold answer appears, as whole tokens, in the passages the reader was given: a bound on any reader",
         lambda s: s.answer_in_context,
         headline=True,
+        ablation=True,
     )
 )
 
