@@ -399,8 +399,7 @@ class TestLimits:
         assert seen[-1][0] == long.stat().st_size
 
     def test_text_without_sentence_ends_is_cut_into_windows_under_the_limit(self, embedder: Embedder) -> None:
-        from rag.ingest.chunking import Chunker
-        from rag.pipeline import tiktoken_counter
+        from rag.ingest.chunking import Chunker, tiktoken_counter
         from rag.types import Document
 
         chunker = Chunker(
