@@ -81,6 +81,14 @@ class TestAnswerExtractive:
         data = answer.to_json()
         assert {"text", "citations", "passages", "refused"} <= set(data)
 
+    def test_each_step_times_itself_and_a_misspelt_option_is_an_error(self, seeded: RAG) -> None:
+        found = seeded.search(QUESTION, k=2)
+        assert found.seconds > 0  # the retriever's own timing, not patched in by its caller
+        with pytest.raises(TypeError, match="unexpected keyword arguments sinse: the search options are k, since"):
+            seeded.answer(QUESTION, sinse="2020-01-01")  # type: ignore[call-arg]
+        with pytest.raises(TypeError, match="sinse"):
+            seeded.search(QUESTION, sinse="2020-01-01")  # type: ignore[call-arg]
+
     def test_unanswerable_question_is_not_answered(self, seeded: RAG) -> None:
         """Below the threshold the draft is shown for what it is, "not sure", with the source it came from;
         it is no answer (`short` is None, `refused` is set)."""

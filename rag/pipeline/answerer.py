@@ -47,6 +47,7 @@ class Answerer:
     def search(self, question: str, **options: Unpack[SearchOptions]) -> Retrieval:
         """Passages and the ranked articles they come from, with the dates searched (see `rag.retrieval`)."""
         question = _check_question(question, self.store.settings.reader.max_question_chars)
+        _check_options(options)
         k = options.get("k") or self.store.settings.retrieval.top_k
         dates = DateRange(options.get("since"), options.get("until"))
         with self.store.lock:
@@ -72,6 +73,7 @@ class Answerer:
         `retrieved`, its first k passages are used instead of searching again (the evaluation harness has
         already retrieved deeper for scoring)."""
         original = _check_question(question, self.store.settings.reader.max_question_chars)
+        _check_options(search)
         generator = self.generator(backend, model)
         timings: dict[str, float] = {}
         start = time.perf_counter()
@@ -128,6 +130,14 @@ class Answerer:
                 final = item
         assert final is not None
         return final
+
+
+def _check_options(options: Mapping[str, object]) -> None:
+    """A misspelt option (`sinse=`) is an error, as a keyword argument would be, not silently ignored."""
+    unknown = sorted(options.keys() - SearchOptions.__annotations__.keys())
+    if unknown:
+        raise TypeError(f"unexpected keyword arguments {', '.join(unknown)}: the search options are "
+                        f"{', '.join(SearchOptions.__annotations__)}")  # fmt: skip
 
 
 def _check_question(question: str, limit: int) -> str:
