@@ -62,7 +62,7 @@ def import_graph() -> dict[str, set[str]]:
 
 def test_no_import_cycle_in_rag() -> None:
     graph = import_graph()
-    assert "rag.store.index" in graph["rag.pipeline.store"] and "rag.config" in graph["rag.retrieval"]  # the graph is read
+    assert "rag.store.index" in graph["rag.pipeline.store"] and "rag.config" in graph["rag.retrieval"]  # it is read
     try:
         graphlib.TopologicalSorter(graph).prepare()
     except graphlib.CycleError as exc:
