@@ -553,8 +553,19 @@ def _fields() -> Iterator[tuple[str | None, str, FieldInfo]]:
 
 
 def _places() -> dict[str, tuple[str | None, str]]:
-    """Every flat name and alias to (its section, the setting's own name)."""
-    return {alias: (section, name) for section, name, field in _fields() for alias in _names(name, field)}
+    """Every flat name and alias to (its section, the setting's own name). A name two sections declare (a
+    plugin's backend section with a setting `top_k`) is refused: one of them would never be read."""
+    places: dict[str, tuple[str | None, str]] = {}
+    for section, name, field in _fields():
+        for alias in _names(name, field):
+            if alias in places and places[alias][0] != section:
+                raise ConfigError(
+                    f"the setting {alias!r} is declared by both the {places[alias][0] or 'general'} and the "
+                    f"{section} settings",
+                    hint="prefix a backend's settings with its name, or uninstall the package that brings it",
+                )
+            places[alias] = (section, name)
+    return places
 
 
 def _flatten(data: Mapping[str, Any]) -> dict[str, Any]:

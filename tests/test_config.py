@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
+import rag.backends
 from rag import Settings
 from rag.backends.local import LocalSettings
 from rag.backends.openai_chat import OpenAISettings
 from rag.config import RetrievalSettings, sections, settings_table
 from rag.errors import ConfigError
+from rag.section import Section
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 RAG_BIN = str(Path(sys.executable).with_name("rag"))
@@ -111,6 +114,19 @@ class TestSettings:
         for name, field in Settings.model_fields.items():
             assert field.description, name
         assert settings_table() in README.read_text(), "regenerate the README table: rag settings --markdown"
+
+    def test_a_backend_section_may_not_take_a_name_another_section_has(self) -> None:
+        class Clashing(Section):
+            top_k: int = Field(3, description="the same flat name as the retrieval setting")
+
+        backend = dataclasses.replace(rag.backends.BACKENDS["extractive"], name="clashing", settings=Clashing)
+        rag.backends.register(backend)
+        try:
+            with pytest.raises(ConfigError, match="'top_k' is declared by both the retrieval and the clashing"):
+                Settings()
+        finally:
+            rag.backends.BACKENDS.unregister(backend)
+        assert Settings().retrieval.top_k == 5
 
     def test_a_preset_sets_defaults_but_never_what_the_user_set(self, monkeypatch: pytest.MonkeyPatch) -> None:
         assert Settings(preset="fast").backend == "extractive"
