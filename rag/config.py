@@ -425,19 +425,20 @@ class Settings(BaseSettings):
     )
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings, description="What a question retrieves.")
     reader: ReaderSettings = Field(default_factory=ReaderSettings, description="How passages become an answer.")
+    backends: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Each answer backend's own section, by backend name (`Backend.settings`).",
+    )
     ui: UISettings = Field(default_factory=UISettings, description="The chat page.")
     feeds: FeedSettings = Field(default_factory=FeedSettings, description="Fetching feeds and pages.")
     server: ServerSettings = Field(default_factory=ServerSettings, description="`rag serve`.")
     scale_out: ScaleOutSettings = Field(default_factory=ScaleOutSettings, description="The Ray cluster.")
-    backends: dict[str, Any] = Field(
-        default_factory=dict, description="Each answer backend's own section, by backend name (`Backend.settings`)."
-    )
 
     @model_validator(mode="before")
     @classmethod
     def _sections(cls, data: Any) -> Any:
-        """Flat names (and `[section]` tables) into the sections that own them; an unknown name is refused
-        here, with the names of the section it was closest to left to the error message."""
+        """Flat names (and `[section]` tables) into the sections that own them. A name no section owns stays
+        at the top level, where `extra="forbid"` refuses it by name."""
         if not isinstance(data, Mapping):
             return data
         flat = _flatten(data)
@@ -458,7 +459,9 @@ class Settings(BaseSettings):
         return {**nested, "backends": backends}
 
     def __init__(self, **values: Any) -> None:
-        """Settings by their flat names (`top_k=3`) or whole sections (`retrieval=RetrievalSettings(...)`)."""
+        """Settings by their flat names (`top_k=3`) or whole sections (`retrieval=RetrievalSettings(...)`).
+        Declared so that type checkers take flat names too: pydantic's plugin would otherwise check the
+        keywords against the fields, the sections."""
         super().__init__(**values)
 
     @field_validator("backend")
@@ -511,9 +514,13 @@ class Settings(BaseSettings):
         return (*sources, _PresetSource(settings_cls, sources))
 
 
-_SECTIONS = ("index", "retrieval", "reader", "ui", "feeds", "server", "scale_out")
+_SECTIONS: dict[str, type[Section]] = {
+    name: kind
+    for name, field in Settings.model_fields.items()
+    if isinstance(kind := field.annotation, type) and issubclass(kind, Section)
+}
 """The sections every `rag` has, as `Settings` fields; backend sections come from the backend registry."""
-_TOP_LEVEL = ("preset", "backend", "progress", "index_dir", "seed_dir", "cache_dir")
+_TOP_LEVEL = tuple(name for name in Settings.model_fields if name not in _SECTIONS and name != "backends")
 
 
 def _backend_sections() -> dict[str, type[Section]]:
@@ -521,14 +528,14 @@ def _backend_sections() -> dict[str, type[Section]]:
 
 
 def _section_types() -> dict[str, type[Section]]:
-    """Every section by name, each backend's after the reader's."""
-    fixed = {name: kind for name in _SECTIONS if isinstance(kind := Settings.model_fields[name].annotation, type)}
-    first = ("index", "retrieval", "reader")
-    return {
-        **{name: fixed[name] for name in first},
-        **_backend_sections(),
-        **{name: kind for name, kind in fixed.items() if name not in first},
-    }
+    """Every section by name, in the order of `Settings`' fields, the backends' where `backends` stands."""
+    types: dict[str, type[Section]] = {}
+    for name in Settings.model_fields:
+        if name == "backends":
+            types.update(_backend_sections())
+        elif name in _SECTIONS:
+            types[name] = _SECTIONS[name]
+    return types
 
 
 def _sections_of(settings: Settings) -> Iterator[Section]:

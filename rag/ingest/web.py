@@ -169,7 +169,6 @@ def _page_document(
 ) -> Document:
     """The page's article, read by the extraction worker within `max_seconds` (`rag.ingest.loaders.budget`): a
     feed can serve any page, and one that takes minutes to parse must not hold up the sync."""
-
     provenance = {"source_url": requested, "fetched_at": fetched.fetched_at.isoformat(timespec="seconds")}
     if feed:
         provenance["feed"] = feed
@@ -216,7 +215,8 @@ def _within_budget(requested: str, seconds: float, function: Callable[..., Any],
 def _read_file(
     fmt: Format, content: bytes, name: str, requested: str, max_bytes: int
 ) -> Document | tuple[str, str | None]:
-    """In the extraction worker: the first document `fmt` reads from the page, or (problem, hint)."""
+    """The first document `fmt` reads from the page, or (problem, hint): run in the extraction worker for a
+    format that needs one (`Format.isolated`), so it returns what went wrong rather than raising it."""
     source = Source(io.BytesIO(content), Path(name), requested, max_bytes)
     try:
         read = [item for item in fmt.load(source)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from rag.config import RetrievalSettings
 from rag.retrieval.corpus import first_seen
-from rag.retrieval.search import Search
+from rag.retrieval.search import Search, keyword_weight
 
 
 class DenseCandidates:
@@ -43,7 +43,4 @@ class KeywordCandidates:
 
     def __call__(self, search: Search) -> None:
         if search.keyword_rows is not None:
-            s = search.settings
-            search.rankings.append(
-                (search.keyword_rows, s.article_bm25_weight if search.unit == "article" else s.bm25_weight)
-            )
+            search.rankings.append((search.keyword_rows, keyword_weight(search.settings, search.unit)))

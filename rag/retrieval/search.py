@@ -19,6 +19,14 @@ if TYPE_CHECKING:
 
 Unit = Literal["article", "chunk"]
 """What is ranked: whole articles (the default, `article_ranking`), or chunks directly."""
+
+
+def keyword_weight(settings: RetrievalSettings, unit: Unit) -> float:
+    """The keyword ranking's weight in fusion: BM25 over whole articles when articles are ranked, over chunks
+    when chunks are."""
+    return settings.article_bm25_weight if unit == "article" else settings.bm25_weight
+
+
 ARTICLES_LISTED = 10
 """Articles a search lists whatever k is: enough to score the article ranking at depth 10."""
 

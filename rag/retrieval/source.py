@@ -19,7 +19,7 @@ import numpy as np
 from rag.config import RetrievalSettings
 from rag.dates import DateRange
 from rag.retrieval.corpus import Corpus, top
-from rag.retrieval.search import Unit
+from rag.retrieval.search import Unit, keyword_weight
 from rag.store.embedding import Embedder
 from rag.store.index import ArticleIndex
 from rag.text import query_terms
@@ -48,8 +48,7 @@ class Wanted:
 
     @property
     def keyword_weight(self) -> float:
-        s = self.settings
-        return s.article_bm25_weight if self.unit == "article" else s.bm25_weight
+        return keyword_weight(self.settings, self.unit)
 
 
 @dataclass
