@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, get_args
 
-from benchmarks import cold, disk_scale, growth, ingest, latency, page, ray_scale, scale, serve
+from benchmarks import cold, disk_scale, growth, ingest, latency, page, ray_scale, scale, serve, sync_scale
 from benchmarks.measure import peak_rss_mb, write_json
 from rag import RAG
 from rag.config import EmbeddingBackend, Settings
@@ -29,8 +29,8 @@ from rag.store.index import read_manifest
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_CORPUS = ROOT.parent / "shared" / "evaldata" / "realtimeqa" / "corpus.jsonl"
 RTQA_QUESTIONS = ROOT / "evals" / "data" / "realtimeqa" / "questions.jsonl"
-PARTS = ("index", "query", "rescore", "cold", "answer", "memory", "scale", "growth", "serve", "disk", "ray")
-OPT_IN = ("disk", "ray")
+PARTS = ("index", "query", "rescore", "cold", "answer", "memory", "scale", "growth", "serve", "disk", "sync", "ray")
+OPT_IN = ("disk", "sync", "ray")
 """Parts run only when `--parts` names them: disk writes up to 20 GB, ray takes half an hour of every core."""
 RESCORE_QUESTIONS = 60
 """RealTime QA questions the rescore part asks: each one's first search embeds about 40 passages (seconds)."""
@@ -151,6 +151,9 @@ def _run(work: Path, options: argparse.Namespace, parts: list[str], results: dic
         dated = [(q, d.isoformat() if d else None) for q, d in rtqa_questions()[:200]]
         sizes = [int(size) for size in options.disk_sizes.split(",")]
         results["disk"] = disk_scale.run(work, sizes, RAG(index_dir=big, progress=False).open_index(), dated)
+    if "sync" in parts and big is not None:
+        results["sync"] = sync_scale.run(work, big, options.sync_target, rtqa_questions()[:50])
+        sync_scale.plot(results["sync"], options.out / "sync_scale.png")
     if "scale" in parts:
         if big is None:
             results["scale"] = scale.run(5_000 if smoke else options.vectors)
@@ -246,6 +249,8 @@ def markdown(results: dict[str, Any]) -> str:
             f"{sum(d['build_s'].values()) + d.get('bm25_build_s', 0):.0f} |"
             for d in results["disk"]
         ]
+    if "sync" in results:
+        lines += sync_scale.rows(results["sync"])
     if "scale" in results:
         sc = results["scale"]
         lines += ["", f"Search at {sc['vectors']:,} synthetic {sc['dim']}-d vectors ({sc['source']}):", ""]
@@ -330,8 +335,9 @@ def main() -> None:
     parser.add_argument(
         "--parts",
         default=",".join(p for p in PARTS if p not in OPT_IN),
-        help=f"comma-separated, of: {', '.join(PARTS)} (default: all but disk, which writes up to 20 GB, and ray, "
-        "which takes half an hour of every core)",
+        help=f"comma-separated, of: {', '.join(PARTS)} (default: all but disk, which writes up to 20 GB, sync, which "
+        "grows an index to a million chunks in 100-article saves (an hour), and ray, which takes half an hour of every "
+        "core)",
     )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--articles", type=int, default=150, help="RealTime QA articles indexed by the index part")
@@ -345,6 +351,7 @@ def main() -> None:
         "--local-parallel", default="1,2", help="RAG_LOCAL_PARALLEL values the local model is loaded under (serve part)"
     )
     parser.add_argument("--disk-sizes", default="1000000,4000000", help="corpus sizes of the disk part, in chunks")
+    parser.add_argument("--sync-target", type=int, default=1_000_000, help="chunks the sync part grows the index to")
     parser.add_argument(
         "--ray-articles", type=int, default=None, help="RealTime QA articles of the ray part (default: all 3786)"
     )

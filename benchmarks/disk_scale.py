@@ -3,16 +3,17 @@
 
 The corpus is RealTime QA's indexed articles repeated under new ids (`<id>#<copy>`), each copy with its
 real text, dates and chunk spans, and with vectors that are noisy copies of the real chunk embeddings.
-Embedding 10 M chunks would take 40 hours on these 2 cores, so the files of one index generation are
-written directly with `rag.store.index`'s own pieces (the records file, the exact vectors, the IVF and a
-manifest with checksums); what is measured is what `rag` loads and searches.
+Embedding 10 M chunks would take 40 hours on these 2 cores, so the index's segments (of at most
+`max_merged_chunks`, as merges leave them) are written directly with `rag.store`'s own pieces (the
+records file, the exact vectors, the IVF and a manifest with checksums); what is measured is what `rag`
+loads and searches.
 
 The search is dense (the question's embedding, IVF candidates rescored from the memory-mapped exact
-vectors, the article ranking and its passages read from the records file) at every size, and hybrid
-(`rag`'s default: BM25 over articles and chunks as well) at the sizes up to `HYBRID_LIMIT`: bm25s builds
-its index from every text in memory, which at 10 M chunks is more than the machine holds. Recall@10
-compares the IVF's chunks with exact search over the same vectors, after the timed questions, since exact
-search reads the whole vectors file."""
+vectors, the article ranking and its passages read from the records file) and hybrid (`rag`'s default:
+BM25 over articles and chunks as well, from the segments' term counts, counted in a fresh process first
+as `rag index` counts a new segment's) at every size up to `HYBRID_LIMIT`. Recall@10 compares the IVF's
+chunks with exact search over the same vectors, after the timed questions, since exact search reads the
+whole vectors file."""
 
 from __future__ import annotations
 
@@ -34,18 +35,19 @@ import numpy as np
 from benchmarks.measure import peak_rss_of, percentile, proc_status_mb
 from rag import RAG, Settings
 from rag.config import RetrievalMode
+from rag.durable import fingerprint
 from rag.store.ann import IvfIndex
-from rag.store.index import FORMAT_VERSION, MANIFEST, ArticleIndex, Manifest, fingerprint, read_manifest
+from rag.store.index import FORMAT_VERSION, MANIFEST, ArticleIndex, Manifest, read_manifest
 from rag.store.records import ChunkRow, DocumentRecord, RecordStore
+from rag.store.segments import SegmentInfo
 from rag.store.vectors import VectorFile
 
 BLOCK = 200_000
 """Vectors read at a time by the exact search (300 MB)."""
 SPREAD = 0.03
 """Noise per component (unit vectors of 384): copies stay near their source, as a story's follow-ups do."""
-HYBRID_LIMIT = 1_000_000
-"""The largest corpus whose BM25 indexes are built: bm25s holds every text and its terms in memory, 5.6 GB
-at 1 M chunks, so 4 M would not fit the machine."""
+HYBRID_LIMIT = 10_000_000
+"""The largest corpus whose term counts are counted (in batches: memory grows with the counts, not the texts)."""
 
 
 @dataclasses.dataclass
@@ -81,97 +83,113 @@ def _copies(source: Source, n: int) -> Iterator[tuple[DocumentRecord, list[int]]
         copy += 1
 
 
+def _segments(source: Source, n: int, largest: int) -> Iterator[list[tuple[DocumentRecord, list[int]]]]:
+    """The copied articles cut into segments of at most `largest` chunks, as merges leave an index."""
+    segment: list[tuple[DocumentRecord, list[int]]] = []
+    size = 0
+    for record, taken in _copies(source, n):
+        if size + len(taken) > largest and segment:
+            yield segment
+            segment, size = [], 0
+        segment.append((record, taken))
+        size += len(taken)
+    if segment:
+        yield segment
+
+
 def build(folder: Path, n: int, source: Source, seed: int = 0) -> dict[str, Any]:
-    """One generation of a `rag` index of `n` chunks at `folder`."""
+    """A `rag` index of `n` chunks at `folder`, in segments of at most `max_merged_chunks` (the largest a
+    merge writes, 2 M by default), each with its IVF."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     dim = source.manifest.dimension
-    seconds: dict[str, float] = {}
-    started = time.perf_counter()
-    vectors = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
-    block: list[np.ndarray] = []
-    for record, taken in _copies(source, n):
-        block.extend(source.vectors[i] for i in taken)
-        if len(block) >= 100_000 or record.chunk_ids[-1] == n - 1:
-            matrix = np.stack(block) + SPREAD * rng.standard_normal((len(block), dim), dtype=np.float32)
-            matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
-            first = vectors.ntotal
-            vectors.add_with_ids(matrix.astype(np.float32), np.arange(first, first + len(block), dtype=np.int64))
-            block = []
-    faiss.write_index(vectors, str(folder / "vectors.1.faiss"))
-    seconds["vectors"] = time.perf_counter() - started
-    mark = time.perf_counter()
-    inner = faiss.downcast_index(vectors.index)
-    matrix = faiss.rev_swig_ptr(inner.get_xb(), n * dim).reshape(n, dim)
-    ann = IvfIndex.train(matrix, np.arange(n, dtype=np.int64))
-    faiss.write_index(ann.ivf, str(folder / "ann.1.faiss"))
-    seconds["ivf"] = time.perf_counter() - mark
-    del vectors, matrix, ann
-    mark = time.perf_counter()
-    documents = sum(1 for _ in _copies(source, n))
-    RecordStore.write(
-        folder / "records.1.sqlite3",
-        None,
-        (),
-        (),
-        (record for record, _ in _copies(source, n)),
-        (
-            (new, (record.id, *source.rows[old][1:]))
-            for record, taken in _copies(source, n)
-            for new, old in zip(record.chunk_ids, taken, strict=True)
-        ),
-    )
-    seconds["records"] = time.perf_counter() - mark
-    mark = time.perf_counter()
-    names = ["vectors.1.faiss", "ann.1.faiss", "records.1.sqlite3"]
+    seconds = dict.fromkeys(("vectors", "ivf", "records", "checksums"), 0.0)
+    infos, files = [], {}
+    for number, segment in enumerate(_segments(source, n, Settings().index.max_merged_chunks), start=1):
+        started = time.perf_counter()
+        ids = np.asarray([i for record, _ in segment for i in record.chunk_ids], dtype=np.int64)
+        vectors = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        copied = [i for _, taken in segment for i in taken]
+        for start in range(0, len(ids), 100_000):
+            block = np.stack([source.vectors[i] for i in copied[start : start + 100_000]])
+            block = block + SPREAD * rng.standard_normal(block.shape, dtype=np.float32)
+            block /= np.linalg.norm(block, axis=1, keepdims=True)
+            vectors.add_with_ids(block.astype(np.float32), ids[start : start + 100_000])
+        faiss.write_index(vectors, str(folder / f"vectors.{number}.faiss"))
+        seconds["vectors"] += time.perf_counter() - started
+        mark = time.perf_counter()
+        inner = faiss.downcast_index(vectors.index)
+        matrix = faiss.rev_swig_ptr(inner.get_xb(), len(ids) * dim).reshape(len(ids), dim)
+        faiss.write_index(IvfIndex.train(matrix, ids).ivf, str(folder / f"ann.{number}.faiss"))
+        seconds["ivf"] += time.perf_counter() - mark
+        del vectors, matrix
+        mark = time.perf_counter()
+        RecordStore.write(
+            folder / f"records.{number}.sqlite3",
+            [],
+            (record for record, _ in segment),
+            (
+                (new, (record.id, *source.rows[old][1:]))
+                for record, taken in segment
+                for new, old in zip(record.chunk_ids, taken, strict=True)
+            ),
+        )
+        seconds["records"] += time.perf_counter() - mark
+        mark = time.perf_counter()
+        info = SegmentInfo(number, len(segment), len(ids))
+        infos.append(info)
+        files.update({name: fingerprint(folder / name) for name in info.names(ann=True)})
+        seconds["checksums"] += time.perf_counter() - mark
     manifest = dataclasses.replace(
         source.manifest,
         format_version=FORMAT_VERSION,
-        generation=1,
+        generation=len(infos),
         next_id=n,
-        n_documents=documents,
+        n_documents=sum(info.documents for info in infos),
         n_chunks=n,
-        files={name: fingerprint(folder / name) for name in names},
+        files=files,
+        segments=[dataclasses.asdict(info) for info in infos],
     )
     (folder / MANIFEST).write_text(json.dumps(dataclasses.asdict(manifest), indent=2), encoding="utf-8")
-    seconds["checksums"] = time.perf_counter() - mark
     return {
         "chunks": n,
-        "documents": documents,
+        "documents": manifest.n_documents,
+        "segments": len(infos),
         "build_s": seconds,
-        "disk_mb": {name: (folder / name).stat().st_size / 1e6 for name in names},
+        "disk_mb": {name: (folder / name).stat().st_size / 1e6 for name in files},
     }
 
 
 def exact(folder: Path, queries: np.ndarray, k: int = 10) -> np.ndarray:
-    """The exact top-k chunk ids of each query, reading the vectors file block by block: mapped whole, a
+    """The exact top-k chunk ids of each query, reading the vectors files block by block: mapped whole, a
     10 M-chunk file (15 GB) held the page cache hostage and thrashed for half an hour."""
-    path = folder / "vectors.1.faiss"
-    rows = VectorFile.of(path, faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC))
-    assert rows is not None, f"{path}: vectors not where FAISS puts them"
     best_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
     best_ids = np.zeros((len(queries), k), dtype=np.int64)
-    for start in range(0, rows.count, BLOCK):
-        count = min(BLOCK, rows.count - start)
-        offset = rows.offset + start * rows.row_bytes
-        block = np.fromfile(path, dtype=np.float32, count=count * rows.dimension, offset=offset)
-        scores = queries @ block.reshape(count, rows.dimension).T
-        ids = np.argpartition(-scores, min(k, count) - 1, axis=1)[:, :k]  # each block's own top k first
-        merged_scores = np.hstack([best_scores, np.take_along_axis(scores, ids, axis=1)])
-        merged_ids = np.hstack([best_ids, ids + start])
-        top = np.argsort(-merged_scores, axis=1, kind="stable")[:, :k]
-        best_scores = np.take_along_axis(merged_scores, top, axis=1)
-        best_ids = np.take_along_axis(merged_ids, top, axis=1)
-    return best_ids  # chunk ids are positions here: the build adds them in order
+    for path in sorted(folder.glob("vectors.*.faiss"), key=lambda p: int(p.name.split(".")[1])):
+        index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)
+        chunk_ids = faiss.vector_to_array(index.id_map)
+        rows = VectorFile.of(path, index)
+        assert rows is not None, f"{path}: vectors not where FAISS puts them"
+        for start in range(0, rows.count, BLOCK):
+            count = min(BLOCK, rows.count - start)
+            offset = rows.offset + start * rows.row_bytes
+            block = np.fromfile(path, dtype=np.float32, count=count * rows.dimension, offset=offset)
+            scores = queries @ block.reshape(count, rows.dimension).T
+            ids = np.argpartition(-scores, min(k, count) - 1, axis=1)[:, :k]  # each block's own top k first
+            merged_scores = np.hstack([best_scores, np.take_along_axis(scores, ids, axis=1)])
+            merged_ids = np.hstack([best_ids, chunk_ids[ids + start]])
+            top = np.argsort(-merged_scores, axis=1, kind="stable")[:, :k]
+            best_scores = np.take_along_axis(merged_scores, top, axis=1)
+            best_ids = np.take_along_axis(merged_ids, top, axis=1)
+    return best_ids
 
 
 def keywords(folder: Path) -> dict[str, Any]:
-    """In a fresh process: build and save the BM25 indexes of the index at `folder`, as `rag index` does."""
+    """In a fresh process: count and save the BM25 term counts of the index at `folder`, as `rag index` does."""
     started = time.perf_counter()
     rag = RAG(Settings(index_dir=folder), progress=False)
     rag.retriever().prepare()
-    saved = rag.open_index().derived_dir("bm25")
-    size = sum(file.stat().st_size for file in saved.rglob("*") if file.is_file()) if saved else 0
+    size = sum(file.stat().st_size for file in folder.glob("terms.*/**/*") if file.is_file())
     return {"bm25_build_s": time.perf_counter() - started, "bm25_build_rss_mb": peak_rss_of(), "bm25_mb": size / 1e6}
 
 
@@ -216,7 +234,7 @@ def _child(*arguments: object) -> dict[str, Any]:
 
 def measure(folder: Path, asked: Path, nprobes: tuple[int, ...] = (32, 64)) -> list[dict[str, Any]]:
     """Each nprobe's dense search of the index at `folder`, then (up to `HYBRID_LIMIT` chunks) the default
-    hybrid search at the default nprobe once its BM25 indexes are built, each in its own process."""
+    hybrid search at the default nprobe once its term counts are counted, each in its own process."""
     questions = [q for q, _ in json.loads(asked.read_text(encoding="utf-8"))]
     queries = RAG(index_dir=folder, progress=False).embedder.embed(questions).astype(np.float32)
     started = time.perf_counter()

@@ -29,7 +29,7 @@ from rag.local_models import CATALOG, EMBEDDERS, MODELS, install, installed_part
 from rag.pipeline import RAG, SAME_MODEL, IndexReport
 from rag.store.index import MANIFEST, ArticleIndex, saved_generations, verify
 from rag.store.records import added_through_api
-from rag.store.sparse import saved_problem
+from rag.store.segments import UNITS, SegmentInfo
 from rag.types import Answer, AskOptions
 
 
@@ -83,6 +83,12 @@ def _index_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="embed every stored article again with RAG_EMBEDDING_BACKEND (default onnx-int8), e.g. to move an "
         "fp32 index to int8; a stopped run resumes where it left off",
+    )
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="merge the index's segments into one, dropping deleted and replaced articles' rows (saves merge "
+        "as they go; this does it all at once, e.g. before copying the index)",
     )
 
     parser.add_argument(
@@ -379,6 +385,7 @@ def _info(rag: RAG, docs: bool) -> dict[str, Any]:
         "undated_documents": sum(1 for r in index.documents.summaries() if not r.published),
         "size_on_disk_bytes": index.size_on_disk(),
         "format_version": m.format_version,
+        "segments": [_segment_line(seg.info) for seg in index.segments],
         "updated": m.updated,
     }
     if docs:
@@ -388,6 +395,11 @@ def _info(rag: RAG, docs: bool) -> dict[str, Any]:
             for r in sorted(index.documents.records(), key=lambda r: (r.published or dt.date.min, r.id))
         ]
     return info
+
+
+def _segment_line(info: SegmentInfo) -> str:
+    deleted = f", {len(info.deleted)} deleted or replaced" if info.deleted else ""
+    return f"{info.number}: {info.documents - len(info.deleted)} documents, {info.live_chunks} chunks{deleted}"
 
 
 def _archive_info(root: Path, docs: bool, lock_timeout: float) -> dict[str, Any]:
@@ -454,12 +466,7 @@ def _doctor(rag: RAG, *, repair: bool) -> int:
         )
         print("fix: restore it from a backup, or embed every article again with `rag index --reembed`")
         return 1
-    derived_dir = index.derived_dir("bm25")
-    found = (
-        saved_problem(derived_dir / name, index.saved_checksum())
-        for name in ("chunks", "articles")
-        if derived_dir is not None
-    )
+    found = (seg.terms_problem(unit) for seg in index.segments for unit in UNITS)
     damaged = [problem for problem in found if problem is not None]
     if damaged and not repair:
         for problem in damaged:
@@ -467,7 +474,7 @@ def _doctor(rag: RAG, *, repair: bool) -> int:
         print("fix: `rag doctor --repair` rebuilds it from the articles (a question rebuilds it too)")
         return 1
     if repair:
-        for derived in path.glob("bm25.*"):
+        for derived in [*path.glob("terms.*"), *path.glob("bm25.*")]:
             shutil.rmtree(derived)
         rag.retriever().prepare()
         print("rebuilt the BM25 files")
@@ -652,6 +659,13 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 
 def _index(rag: RAG, args: argparse.Namespace) -> int:
+    if args.merge:
+        if args.paths or args.reembed:
+            raise ConfigError("give `rag index --merge` alone", hint="index first, then run `rag index --merge`")
+        merged = rag.merge()
+        segments = len(rag.open_index().segments)
+        print(f"merged {merged} time{'s' * (merged != 1)}: {segments} segment{'s' * (segments != 1)} left")
+        return 0
     if args.reembed == bool(args.paths):
         raise ConfigError(
             "give `rag index` files or directories to read, or --reembed alone",
@@ -707,6 +721,8 @@ def _print_info(rag: RAG, args: argparse.Namespace) -> int:
     for key, value in _info(rag, args.docs).items():
         if key == "ids":
             print("\n".join(value))
+        elif isinstance(value, list):
+            print(f"{key}: {len(value)}", *(f"  {line}" for line in value), sep="\n")
         else:
             print(f"{key}: {value}")
     return 0

@@ -79,6 +79,20 @@ class IndexSettings(Section):
     checkpoint_chunks: int = Field(
         2000, ge=1, le=10**9, description="During indexing, save after this many new chunks so a crash loses little."
     )
+    merge_factor: int = Field(
+        10,
+        ge=2,
+        le=1000,
+        description="Segments of a size that are merged into one (Lucene's merge factor): fewer segments to "
+        "search at the cost of rewriting each chunk about once per factor-fold growth.",
+    )
+    max_merged_chunks: int = Field(
+        2_000_000,
+        ge=1_000,
+        le=10**9,
+        description="Largest segment a merge writes, in chunks: bounds the memory a merge needs (the "
+        "segment's vectors, about 1.5 GB per million chunks at 384 dimensions) and the work of one save.",
+    )
     max_article_mb: float = Field(
         5.0,
         gt=0,

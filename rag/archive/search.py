@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import faiss
 import numpy as np
 
 from rag.archive.catalog import Catalog
@@ -83,7 +82,7 @@ class ArchiveSource:
         """The gathered articles as an in-memory index under their archive-wide chunk ids, and their chunk
         BM25 scores in its chunk rows' order (articles as added, each article's chunks in order)."""
         manifest = self.catalog.manifest()
-        view = ArticleIndex(self.root, manifest, faiss.IndexIDMap2(faiss.IndexFlatIP(manifest.dimension)))
+        view = ArticleIndex(self.root, manifest)
         scores = []
         for one in gathered:
             view.restore(one.record, one.chunks, one.vectors)

@@ -1,9 +1,10 @@
 """A shard: some partitions of an archive, loaded where they live, answering the archive search's three
 calls (`stats`, `candidates`, `gather`). The same class runs in process and as a Ray actor.
 
-Each partition is a normal index, so its dense search (exact, or IVF past `ann_min_chunks`) is the one
-`rag.store.index` does; BM25 is scored from term counts (`rag.store.sparse.TermCounts`) with the statistics of the
-whole archive, which the search gathers first, so a sharded archive ranks as one index would.
+Each partition is a normal (segmented) index, so its dense search (exact, or IVF past `ann_min_chunks`) is
+the one `rag.store.index` does; BM25 is scored from its segments' saved term counts
+(`rag.retrieval.corpus.Keyword`) with the statistics of the whole archive, which the search gathers first,
+so a sharded archive ranks as one index would.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import numpy as np
 
 from rag.archive.catalog import CATALOG, ID_BITS, partition_path
 from rag.archive.wire import CandidateRequest, Candidates, Gathered, Key
-from rag.retrieval.corpus import Corpus, allowed, top
+from rag.retrieval.corpus import Corpus, Keyword, allowed, top
 from rag.store.index import ArticleIndex
-from rag.store.sparse import KeywordStats, TermCounts
+from rag.store.sparse import KeywordStats
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +32,14 @@ class _Partition:
     number: int
     index: ArticleIndex
     corpus: Corpus
-    articles: TermCounts
-    chunks: TermCounts
+
+    @property
+    def articles(self) -> Keyword:
+        return self.corpus.article_bm25
+
+    @property
+    def chunks(self) -> Keyword:
+        return self.corpus.chunk_bm25
 
     @functools.cached_property
     def article_row(self) -> dict[str, int]:
@@ -59,15 +66,7 @@ class Shard:
 
     def _load(self, name: str) -> _Partition:
         index = ArticleIndex.load(partition_path(self.root, name))
-        corpus = Corpus.of(index)
-        return _Partition(
-            self.numbers[name],
-            index,
-            corpus,
-            # Lists made for the counting alone: kept on the corpus they would hold every text twice.
-            TermCounts.build(corpus.read_article_texts()),
-            TermCounts.build(corpus.read_chunk_texts()),
-        )
+        return _Partition(self.numbers[name], index, Corpus.of(index))
 
     def _partition(self, name: str) -> _Partition:
         return self._partitions[name]

@@ -54,7 +54,12 @@ class RAG:
             answerer.count_tokens,
         )
         self.index, self.add_documents, self.index_uploads = indexer.index, indexer.add_documents, indexer.index_uploads
-        self.documents, self.delete, self.reembed = indexer.documents, indexer.delete, indexer.reembed
+        self.documents, self.delete, self.reembed, self.merge = (
+            indexer.documents,
+            indexer.delete,
+            indexer.reembed,
+            indexer.merge,
+        )
         self.recover_manifest, self.ensure_index = indexer.recover_manifest, indexer.ensure_index
         self.open_index, self.new_manifest, self.chunker = store.open_index, store.new_manifest, store.chunker
         self.vectors_reproduced = store.vectors_reproduced

@@ -376,6 +376,14 @@ class Indexer:
             records = list(self.ensure_index().documents.records())
         return sorted(records, key=lambda r: (r.published is not None, r.published or dt.date.min, r.id), reverse=True)
 
+    def merge(self) -> int:
+        """Merge the index's segments into one (as far as `max_merged_chunks` allows), dropping every
+        tombstoned row: what the merge policy otherwise does a level at a time. How many merges ran."""
+        with self.store.writing(), self.store.reload_on_failure():
+            index = self.store.open_index()
+            index.clear_torn()
+            return index.merge(everything=True)
+
     def delete(self, doc_id: str) -> None:
         if not ArticleIndex.exists(self.store.settings.index_dir):
             self.store.open_index()  # says there is no index, and what to do

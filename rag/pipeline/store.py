@@ -95,7 +95,8 @@ class Store:
                 index.check_model(self.embedder.name, self.embedder.precision)
             else:
                 index = ArticleIndex.create(path, self.new_manifest(), lock_timeout=timeout)
-            index.configure_ann(self.settings.retrieval.ann_min_chunks)
+            s = self.settings
+            index.configure(s.retrieval.ann_min_chunks, s.index.merge_factor, s.index.max_merged_chunks)
             self._index = index
         return self._index
 

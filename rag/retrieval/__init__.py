@@ -39,9 +39,10 @@ from rag.retrieval.fusion import Fuse, Order
 from rag.retrieval.passages import Passages
 from rag.retrieval.priors import QuestionDatePrior, RecencyPrior
 from rag.retrieval.rescoring import Rescore
-from rag.retrieval.search import Search, Stage, Unit
+from rag.retrieval.search import Search, Stage
 from rag.retrieval.source import IndexSource, Source, Wanted
 from rag.store.embedding import Embedder
+from rag.store.segments import Unit
 from rag.types import Retrieval
 
 if TYPE_CHECKING:

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import logging
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 from rag.dates import DateRange
 from rag.store.index import ArticleIndex
-from rag.store.records import DocumentRecord
-from rag.store.sparse import BM25Index
+from rag.store.records import DocumentRecord, article_text, chunk_texts
+from rag.store.segments import Segment, Unit
+from rag.store.sparse import KeywordStats, TermCounts
 
 UNDATED = np.iinfo(np.int32).min
 """Day number of an undated article: it passes every date filter and earns no recency prior."""
 _EPOCH = dt.date(1970, 1, 1)
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 _MEMO_SIZE = 32
 """Arrays `Corpus.memo` keeps: 32 masks of 10 M chunks are 320 MB, and a server's questions share a few dates."""
 
@@ -38,6 +42,95 @@ def allowed(days: np.ndarray, dates: DateRange) -> np.ndarray:
     return inside
 
 
+class Keyword:
+    """BM25 over one unit's rows (chunks or articles) of a corpus: each segment's saved term counts, and the
+    unsaved articles' counted here, scored with the statistics of every live row together, so the scores
+    are those of one BM25 index over the corpus however it is split."""
+
+    def __init__(self, corpus: Corpus, unit: Unit) -> None:
+        self.corpus, self.unit = corpus, unit
+        self.size = len(corpus.chunk_ids) if unit == "chunk" else len(corpus.article_ids)
+        index = corpus.index
+        self._parts: list[tuple[Segment | None, np.ndarray, np.ndarray | None, int | None]] = []
+        """(segment, or None for the unsaved articles; each of its rows' corpus row, -1 when dead; the dead
+        rows as a mask, None when there are none; the first corpus row when its rows are corpus rows in
+        order, as they are without tombstones)."""
+        self._unsaved: TermCounts | None = None
+        for number, rows in sorted(corpus.by_segment().items()):
+            segment = index.segments[number] if number >= 0 else None
+            if segment is None:
+                counts = self._unsaved = self._unsaved_counts()
+            else:
+                counts = segment.terms(unit)
+            order = np.full(counts.size, -1, dtype=np.int64)
+            positions, corpus_rows = self._positions(rows)
+            order[positions] = corpus_rows
+            dead = order < 0
+            first = int(order[0]) if len(order) else 0
+            contiguous = not dead.any() and np.array_equal(order, np.arange(first, first + len(order)))
+            self._parts.append((segment, order, dead if dead.any() else None, first if contiguous else None))
+
+    def _positions(self, article_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(positions in their segment, corpus rows) of these articles, or of their chunks."""
+        corpus = self.corpus
+        if self.unit == "article":
+            return corpus.article_position[article_rows], article_rows
+        rows = [corpus.article_rows[r] for r in article_rows.tolist()]
+        counts = np.asarray([len(one) for one in rows], np.int64)
+        within = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+        firsts = np.repeat(corpus.article_first_chunk[article_rows], counts)
+        return firsts + within, np.concatenate([np.zeros(0, np.int64), *rows])
+
+    def _unsaved_counts(self) -> TermCounts:
+        """The unsaved articles' counts, in the order `Documents.summaries` places them."""
+        index = self.corpus.index
+        _, records = index.documents.changes
+        if self.unit == "article":
+            return TermCounts.build(article_text(record) for record in records)
+        texts = []
+        for record in records:
+            ids = np.asarray(record.chunk_ids, dtype=np.int64)
+            spans = [(i, *index.chunks.span(i)) for i in ids.tolist()]
+            texts += chunk_texts(record, np.asarray(sorted(spans), dtype=np.int64).reshape(-1, 3))
+        return TermCounts.build(texts)
+
+    def _counted(self, part: int, use: Callable[[TermCounts], T]) -> T:
+        """`use` of the part's term counts. Loading checks every byte, but a file changed under the mapping
+        since must still not fail every question: counts that fail are counted again from the records."""
+        segment = self._parts[part][0]
+        if segment is None:
+            assert self._unsaved is not None  # the unsaved articles' part is made with their counts
+            return use(self._unsaved)
+        try:
+            return use(segment.terms(self.unit))
+        except (ValueError, IndexError) as exc:
+            number = segment.info.number
+            log.warning("rebuilding the BM25 term counts of segment %d: they failed while scoring (%s)", number, exc)
+            segment.recount(self.unit)
+            return use(segment.terms(self.unit))
+
+    def stats(self, terms: list[str]) -> KeywordStats:
+        """The corpus's statistics for these terms: every live row, whatever the dates searched."""
+        total = KeywordStats()
+        for part, (_, _, dead, _) in enumerate(self._parts):
+            total += self._counted(part, functools.partial(TermCounts.stats, query_terms=terms, dead=dead))
+        return total
+
+    def scores(self, terms: list[str], stats: KeywordStats | None = None) -> np.ndarray:
+        """One BM25 score per row of the unit (`stats`: the statistics to score with, by default the
+        corpus's own); all zero when no term occurs."""
+        stats = self.stats(terms) if stats is None else stats
+        out = np.zeros(self.size, dtype=np.float32)
+        for part, (_, order, _, first) in enumerate(self._parts):
+            scores = self._counted(part, lambda counts: counts.scores(terms, stats))
+            if first is not None:
+                out[first : first + len(scores)] = scores
+            else:
+                live = order >= 0
+                out[order[live]] = scores[live]
+        return out
+
+
 @dataclass
 class Corpus:
     """The index as arrays, aligned by chunk row and article row, so a query is numpy work rather than a
@@ -53,18 +146,19 @@ class Corpus:
     article_day: np.ndarray
     article_rows: list[np.ndarray]
     vector_row: np.ndarray
-    """Each chunk row's FAISS position, where `ArticleIndex.vectors_at` finds its embedding."""
+    """Each chunk row's position, where `ArticleIndex.vectors_at` finds its embedding."""
     index: ArticleIndex = field(repr=False)
-    saved_dir: Path | None
-    """Where data derived from the saved generation this corpus reflects is kept; None for unsaved changes."""
-    fingerprint: str | None = None
-    """Names the texts BM25 is built from, from checksums the manifest recorded (None: hash the texts)."""
+    article_segment: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32), repr=False)
+    """Each article row's segment (its place in `ArticleIndex.segments`), -1 when unsaved."""
+    article_position: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
+    """Each article row's row in its segment (`Summary.position`)."""
+    article_first_chunk: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
+    """Each article row's first chunk's row in its segment (`Summary.first_chunk`)."""
     _by_id: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
     """Chunk rows sorted by chunk id, for `rows`."""
     _sorted_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
     """`chunk_ids` in that order: a binary search over it reads memory in order, not through `_by_id`."""
-    _chunk_bm25: BM25Index | None = field(default=None, repr=False)
-    _article_bm25: BM25Index | None = field(default=None, repr=False)
+    _keyword: dict[Unit, Keyword] = field(default_factory=dict, repr=False)
     _memo: OrderedDict[Hashable, np.ndarray] = field(default_factory=OrderedDict, repr=False)
 
     @classmethod
@@ -74,7 +168,6 @@ class Corpus:
         chunk_ids = np.concatenate([s.chunk_ids for s in summaries]) if summaries else np.zeros(0, np.int64)
         chunk_article = np.repeat(np.arange(len(summaries), dtype=np.int32), counts)
         article_day = np.asarray([day(summary.published) for summary in summaries], dtype=np.int32)
-        saved_dir = index.derived_dir("bm25")
         by_id = np.argsort(chunk_ids, kind="stable")
         return cls(
             chunk_ids=chunk_ids,
@@ -85,11 +178,18 @@ class Corpus:
             article_rows=np.split(np.arange(len(chunk_ids)), np.cumsum(counts)[:-1]) if summaries else [],
             vector_row=index.positions(chunk_ids),
             index=index,
-            saved_dir=saved_dir,
-            fingerprint=index.saved_checksum() if saved_dir else None,
+            article_segment=np.asarray([s.segment for s in summaries], dtype=np.int32),
+            article_position=np.asarray([s.position for s in summaries], dtype=np.int64),
+            article_first_chunk=np.asarray([s.first_chunk for s in summaries], dtype=np.int64),
             _by_id=by_id,
             _sorted_ids=chunk_ids[by_id],
         )
+
+    def by_segment(self) -> dict[int, np.ndarray]:
+        """The article rows of each segment (-1: unsaved), in row order."""
+        order = np.argsort(self.article_segment, kind="stable")
+        numbers, starts = np.unique(self.article_segment[order], return_index=True)
+        return dict(zip(numbers.tolist(), np.split(order, starts[1:]), strict=True))
 
     def memo(self, key: Hashable, make: Callable[[], np.ndarray]) -> np.ndarray:
         """An array over every chunk or article that depends only on `key` (which dates are searched, the
@@ -120,8 +220,8 @@ class Corpus:
         return found
 
     def record(self, row: int) -> DocumentRecord:
-        """An article row's record, text included, read from the index."""
-        return self.index.documents[self.article_ids[row]]
+        """An article row's record, text included, read from its segment (or memory)."""
+        return self.index.documents.get_in(self.article_ids[row], int(self.article_segment[row]))
 
     def chunk_text(self, row: int) -> str:
         """A chunk's text with its article's title, as BM25 and the reranker read it."""
@@ -131,49 +231,27 @@ class Corpus:
 
     def article_text(self, row: int) -> str:
         """An article's title and text, as BM25 reads it."""
-        return _titled(self.record(row))
+        return article_text(self.record(row))
 
     @functools.cached_property
     def article_texts(self) -> list[str]:
-        """`article_text` of every article row, kept once made (for a stage that scans every article)."""
-        return self.read_article_texts()
+        """`article_text` of every article row, read in one pass and kept (for a stage that scans every article)."""
+        return [article_text(record) for record in self.index.documents.records()]
 
-    def read_article_texts(self) -> list[str]:
-        """`article_text` of every article row, read in one pass: for building BM25, not kept."""
-        return [_titled(record) for record in self.index.documents.records()]
-
-    def read_chunk_texts(self) -> list[str]:
-        """`chunk_text` of every chunk row, read in one pass over the articles and their spans: for
-        building BM25, not kept."""
-        spans = self.index.chunks.spans(self.chunk_ids).tolist()
-        texts: list[str] = []
-        for record, rows in zip(self.index.documents.records(), self.article_rows, strict=True):
-            prefix = f"{record.title}\n" if record.title else ""
-            texts.extend(prefix + record.text[start:end] for start, end in (spans[r] for r in rows.tolist()))
-        return texts
+    def keyword(self, unit: Unit) -> Keyword:
+        """BM25 over the chunks or the articles, made on first use."""
+        found = self._keyword.get(unit)
+        if found is None:
+            found = self._keyword[unit] = Keyword(self, unit)
+        return found
 
     @property
-    def chunk_bm25(self) -> BM25Index:
-        if self._chunk_bm25 is None:
-            self._chunk_bm25 = BM25Index.cached(
-                self.read_chunk_texts, len(self.chunk_ids), self._saved("chunks"), self.fingerprint
-            )
-        return self._chunk_bm25
+    def chunk_bm25(self) -> Keyword:
+        return self.keyword("chunk")
 
     @property
-    def article_bm25(self) -> BM25Index:
-        if self._article_bm25 is None:
-            self._article_bm25 = BM25Index.cached(
-                self.read_article_texts, len(self.article_ids), self._saved("articles"), self.fingerprint
-            )
-        return self._article_bm25
-
-    def _saved(self, name: str) -> Path | None:
-        return self.saved_dir and self.saved_dir / name
-
-
-def _titled(record: DocumentRecord) -> str:
-    return f"{record.title}\n{record.text}" if record.title else record.text
+    def article_bm25(self) -> Keyword:
+        return self.keyword("article")
 
 
 def rrf(ranks: np.ndarray, k: int, weight: float) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -12,12 +12,12 @@ from rag.config import RetrievalSettings
 from rag.dates import DateMention
 from rag.retrieval.corpus import Corpus, fused, top
 from rag.store.index import ArticleIndex
+from rag.store.segments import Unit
 from rag.types import Retrieval
 
 if TYPE_CHECKING:
     from rag.retrieval.rerank import Reranker
 
-Unit = Literal["article", "chunk"]
 """What is ranked: whole articles (the default, `article_ranking`), or chunks directly."""
 
 

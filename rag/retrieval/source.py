@@ -19,9 +19,10 @@ import numpy as np
 from rag.config import RetrievalSettings
 from rag.dates import DateRange
 from rag.retrieval.corpus import Corpus, top
-from rag.retrieval.search import Unit, keyword_weight
+from rag.retrieval.search import keyword_weight
 from rag.store.embedding import Embedder
 from rag.store.index import ArticleIndex
+from rag.store.segments import Unit
 from rag.text import query_terms
 
 

@@ -49,11 +49,6 @@ class IvfIndex:
     def remove(self, ids: np.ndarray) -> None:
         self.ivf.remove_ids(np.asarray(ids, dtype=np.int64))
 
-    def outgrown(self, n: int) -> bool:
-        """Lists sized for a quarter of the corpus hold four times the vectors they were balanced for:
-        probing the same number then reads four times as much, so the lists are retrained."""
-        return bool(self.ivf.nlist < lists_for(n) // 2)
-
     def search(
         self,
         query: np.ndarray,

@@ -1,22 +1,25 @@
-"""Index: FAISS vectors with explicit int64 ids, a chunk and document store, and a manifest.
+"""Index: the articles, their chunks and vectors, as immutable segments listed by a manifest.
 
 On-disk layout of an index directory:
 
-    manifest.json            names the live generation and records model, dimension, chunking, counts
-    vectors.<gen>.faiss      IndexIDMap2 over an exact inner-product index: memory-mapped by readers, and
-                             with an IVF read by row (`rag.store.vectors`)
-    records.<gen>.sqlite3    the articles (metadata, hash, text, chunk ids) and chunks (doc id, span), read
-                             by key (`rag.store.records`)
-    ann.<gen>.faiss          only past `ann_min_chunks`: IVF-SQ8 over the same chunk ids (`rag.store.ann`)
+    manifest.json            names the live segments, their tombstones and files (size and sha256), and
+                             records model, dimension, chunking and counts
+    vectors.<n>.faiss        a segment's exact vectors: IndexIDMap2 over an inner-product flat index,
+                             memory-mapped by readers, read by row when the segment has an IVF
+    records.<n>.sqlite3      its articles (metadata, hash, text, chunk ids) and chunks (doc id, span), read
+                             by key (`rag.store.records`), and the tombstones its save laid
+    ann.<n>.faiss            only for a segment of `ann_min_chunks` or more: IVF-SQ8 over its chunk ids
+    terms.<n>/               its BM25 term counts (`rag.store.sparse`), derived: counted again if lost
 
-A search process therefore holds in RAM the IVF's 8-bit codes and a few arrays per chunk, not the texts
-or the exact vectors: the pages it reads of those are the operating system's cache, shared between
-processes and given back under pressure. (Format 1 kept `documents.<gen>.jsonl` and `chunks.<gen>.jsonl`
-instead of the records file, and is still read.)
+A search process holds in RAM the IVFs' 8-bit codes and a few arrays per chunk, not the texts or the
+exact vectors: the pages it reads of those are the operating system's cache, shared between processes
+and given back under pressure. Segments are why a save costs what it adds (`rag.store.segments`).
 
-A save writes a new generation's files first and then replaces `manifest.json` atomically; only after
-that are older generations deleted. A crash at any point therefore leaves a manifest that names a
-complete set of files, which is the whole crash-safety argument.
+A save or a merge writes its segment's files first and then replaces `manifest.json` atomically; only
+after that are the files of segments it no longer lists deleted. A crash at any point therefore leaves a
+manifest that names a complete set of files, which is the whole crash-safety argument. (Format 2 was one
+segment per generation, format 1 kept JSON lines instead of the records file; both are read, and the next
+save writes format 3.)
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ import contextlib
 import datetime as dt
 import errno
 import fcntl
-import hashlib
 import json
 import logging
 import math
@@ -44,19 +46,29 @@ import numpy as np
 import orjson
 
 from rag import durable
+from rag.durable import fingerprint
 from rag.errors import IndexDirError
 from rag.store.ann import IvfIndex, rescored
-from rag.store.records import ChunkRow, ChunkTable, DocumentRecord, Documents, Holders, RecordStore
-from rag.store.vectors import VectorFile
+from rag.store.records import (
+    ChunkRow,
+    ChunkTable,
+    DocumentRecord,
+    Documents,
+    Holders,
+    RecordStore,
+    SegmentRecords,
+)
+from rag.store.segments import Segment, SegmentInfo, merges, save_terms
 from rag.types import Chunk, Document
 
-FORMAT_VERSION = 2
-"""2: articles and chunks in an SQLite file read by key (`rag.store.records`); 1 held them in JSON lines, read
-whole into memory. Both are read; the next save writes 2."""
-READABLE_FORMATS = (1, 2)
+FORMAT_VERSION = 3
+"""3: segments (`rag.store.segments`); 2: one generation's files, read as one segment; 1 held articles and
+chunks in JSON lines, read whole into memory. All are read; the next save writes 3."""
+READABLE_FORMATS = (1, 2, 3)
 MANIFEST = "manifest.json"
 log = logging.getLogger(__name__)
-_DERIVED_DIR = re.compile(r"bm25\.(?P<gen>\d+)")
+_DERIVED_DIR = re.compile(r"(?:bm25|terms)\.(?P<gen>\d+)")
+"""Derived data: a segment's term counts (`terms.<n>`), and format 2's BM25 (`bm25.<n>`)."""
 _CREATING = ".creating"
 """Present, and locked by the building process, while a new index has not had its first save."""
 _WRITE = ".write"
@@ -82,8 +94,15 @@ class Manifest:
     created: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
     updated: str = ""
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """The generation's files with their size and sha256, as written: every load checks the sizes (a
+    """The live segments' files with their size and sha256, as written: every load checks the sizes (a
     stat each), `rag doctor` the checksums (flipped bytes, edited or reordered lines)."""
+    segments: list[dict[str, Any]] = field(default_factory=list)
+    """The live segments, oldest first (`SegmentInfo`); format 2 and 1 had none (one generation)."""
+
+    def segment_infos(self) -> list[SegmentInfo]:
+        if self.format_version < 3:
+            return [SegmentInfo(self.generation, self.n_documents, self.n_chunks)] if self.format_version == 2 else []
+        return [SegmentInfo(**entry) for entry in self.segments]
 
 
 @dataclass
@@ -159,17 +178,9 @@ def _write_faiss(index: Any, path: Path) -> None:
         raise OSError(code, os.strerror(code), str(path)) from exc
 
 
-def fingerprint(path: Path) -> dict[str, Any]:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
-
-
 def verify(path: Path, *, lock_timeout: float | None = None) -> tuple[ArticleIndex | None, list[str]]:
     """The index at `path` (None when it does not load) and what is wrong with it, checked the slow way
-    (`rag doctor`): it loads, and every file of its generation matches the checksum recorded when it was
+    (`rag doctor`): it loads, and every file of its segments matches the checksum recorded when it was
     saved. No problems when all is well."""
     try:
         index = ArticleIndex.load(path, lock_timeout=LOCK_TIMEOUT if lock_timeout is None else lock_timeout)
@@ -409,30 +420,31 @@ def plan_additions(
 
 
 class ArticleIndex:
-    """The persistent corpus. Mutations stay in memory until `save()`."""
+    """The persistent corpus: saved segments, and the changes memory holds over them until `save()`."""
 
-    def __init__(self, path: Path, manifest: Manifest, vectors: faiss.IndexIDMap2) -> None:
+    def __init__(self, path: Path, manifest: Manifest, segments: list[Segment] | None = None) -> None:
         self.path = path
         self.manifest = manifest
-        self.vectors = vectors
-        self.documents = Documents()
+        self.segments: list[Segment] = segments or []
+        self.fresh = faiss.IndexIDMap2(faiss.IndexFlatIP(manifest.dimension))
+        """The vectors added since the last save, in memory: the next save's segment."""
+        self._dropped: set[int] = set()
+        """Chunk ids of saved segments removed since the last save: tombstones the next save lays."""
+        self.documents = Documents(SegmentRecords([seg.file for seg in self.segments]) if self.segments else None)
         self.chunks = ChunkTable(self.documents)
         self.version = 0
-        """Bumped by every add and remove, so views derived from the contents (BM25) know to rebuild."""
+        """Bumped by every add and remove, so views derived from the contents (retrieval arrays) know to rebuild."""
         self._saved_version: int | None = None
         """`version` as of the last load or save; None for an index never saved."""
-        self.ann: IvfIndex | None = None
         self.ann_min_chunks: int | None = None
-        """Set by `configure_ann` from `Settings.ann_min_chunks`; None: exact search only."""
+        """Set by `configure` from `Settings.ann_min_chunks`; None: exact search only."""
+        self.merge_factor = 10
+        self.max_merged_chunks = 2_000_000
         self.lock_timeout = LOCK_TIMEOUT
         self._creating: Any = None
         """While a new index is built, its `.creating` marker, held locked until the first save."""
-        self._mapped = False
-        """The vectors are a saved generation's file, mapped read-only (`_own_vectors`)."""
-        self._vector_file: VectorFile | None = None
-        """With an IVF, the saved vectors' rows are read from the file rather than the mapping (`VectorFile`)."""
         self._id_order: tuple[int, np.ndarray, np.ndarray] | None = None
-        """(version, FAISS's chunk ids by position, the positions sorted by id), for `positions`."""
+        """(version, chunk ids by position, the positions sorted by id), for `positions`."""
 
     @classmethod
     def create(cls, path: Path, manifest: Manifest, *, lock_timeout: float = LOCK_TIMEOUT) -> ArticleIndex:
@@ -469,7 +481,7 @@ class ArticleIndex:
             if not marked:
                 (path / _CREATING).unlink(missing_ok=True)
             raise
-        index = cls(path, manifest, faiss.IndexIDMap2(faiss.IndexFlatIP(manifest.dimension)))
+        index = cls(path, manifest)
         index.lock_timeout = lock_timeout
         index._creating = marker
         return index
@@ -507,10 +519,12 @@ class ArticleIndex:
 
     @classmethod
     def recover(cls, path: Path, template: Manifest, *, lock_timeout: float = LOCK_TIMEOUT) -> ArticleIndex:
-        """Write the lost manifest of the newest whole generation on disk and load it (`rag doctor
-        --repair`). The files say what a manifest records, but for how the vectors were made: that comes
-        from `template` (the settings), and the caller checks it against a stored vector. Nothing is
-        deleted; a generation that does not load as one index leaves the directory as it was."""
+        """Write a lost manifest from the segments on disk and load it (`rag doctor --repair`). The files say
+        what a manifest records, but for how the vectors were made: that comes from `template` (the
+        settings), and the caller checks it against a stored vector. The tombstones are replayed from the
+        records files (each keeps those its save laid), and an article found live in two segments is the
+        newer one's. A directory of format 1 files is recovered as its newest generation. Nothing is
+        deleted; segments that do not load as one index leave the directory as it was."""
         if cls.exists(path):
             raise IndexDirError(f"{path} has its {MANIFEST}: there is nothing to recover")
         saved = saved_generations(path)
@@ -519,32 +533,12 @@ class ArticleIndex:
                 f"{path} has no {MANIFEST} and no whole generation of index files to rebuild it from",
                 hint="restore the directory from a backup, or rebuild it with `rag index PATH...`",
             )
-        gen = saved[-1].generation
         with _locked(path, exclusive=True, timeout=lock_timeout):
+            segments = [g.generation for g in saved if f"records.{g.generation}.sqlite3" in g.names]
             try:
-                vectors = faiss.read_index(str(path / f"vectors.{gen}.faiss"), faiss.IO_FLAG_MMAP_IFC)
-                ids = faiss.vector_to_array(faiss.downcast_index(vectors).id_map) if vectors.ntotal else []
-            except (RuntimeError, AttributeError) as exc:
-                raise IndexDirError(f"cannot recover {path}: vectors.{gen}.faiss is unreadable ({exc})") from exc
-            records = f"records.{gen}.sqlite3"
-            written = [
-                name for name in (f"vectors.{gen}.faiss", records, f"ann.{gen}.faiss") if (path / name).is_file()
-            ]
-            manifest = replace(
-                template,
-                dimension=vectors.d,
-                format_version=FORMAT_VERSION if (path / records).is_file() else 1,
-                generation=gen,
-                next_id=int(np.max(ids)) + 1 if len(ids) else 0,
-                updated=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                files={name: fingerprint(path / name) for name in written} if (path / records).is_file() else {},
-            )
-            counted = cls(path, manifest, vectors)
-            if manifest.format_version == 1:
-                counted._read_lines_format(gen)
-            else:
-                counted.documents.rebase(RecordStore(path / records))
-            manifest.n_documents, manifest.n_chunks = len(counted.documents), len(counted.chunks)
+                manifest = cls._recovered(path, template, segments or [saved[-1].generation], legacy=not segments)
+            except (RuntimeError, AttributeError, OSError) as exc:
+                raise IndexDirError(f"cannot recover {path}: its files are unreadable ({exc})") from exc
             _write_manifest(path, manifest)
             try:
                 index = cls._read(path)
@@ -553,6 +547,62 @@ class ArticleIndex:
                 raise
         index.lock_timeout = lock_timeout
         return index
+
+    @classmethod
+    def _recovered(cls, path: Path, template: Manifest, numbers: list[int], *, legacy: bool) -> Manifest:
+        """The manifest of the segments `numbers` (or of format 1's generation, `legacy`)."""
+        now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        if legacy:
+            gen = numbers[-1]
+            vectors = faiss.read_index(str(path / f"vectors.{gen}.faiss"), faiss.IO_FLAG_MMAP_IFC)
+            ids = faiss.vector_to_array(faiss.downcast_index(vectors).id_map) if vectors.ntotal else []
+            manifest = replace(
+                template, dimension=vectors.d, format_version=1, generation=gen, updated=now, files={},
+                next_id=int(np.max(ids)) + 1 if len(ids) else 0,
+            )  # fmt: skip
+            counted = cls(path, manifest)
+            counted._read_lines_format(gen)
+            manifest.n_documents, manifest.n_chunks = len(counted.documents), len(counted.chunks)
+            return manifest
+        stores = {n: RecordStore(path / f"records.{n}.sqlite3") for n in numbers}
+        dead: dict[int, set[str]] = {n: set() for n in numbers}
+        for n in numbers:
+            for target, doc_id in stores[n].deleted():
+                if target in dead:
+                    dead[target].add(doc_id)
+        newest: dict[str, int] = {}
+        for n in numbers:
+            for doc_id in stores[n].ids():
+                if doc_id in dead[n]:
+                    continue
+                if doc_id in newest:
+                    dead[newest[doc_id]].add(doc_id)
+                newest[doc_id] = n
+        infos, files, top, dimension = [], {}, -1, template.dimension
+        for n in numbers:
+            vectors = faiss.read_index(str(path / f"vectors.{n}.faiss"), faiss.IO_FLAG_MMAP_IFC)
+            dimension = vectors.d
+            if vectors.ntotal:
+                top = max(top, int(faiss.vector_to_array(faiss.downcast_index(vectors).id_map).max()))
+            store = stores[n]
+            deleted = sorted(dead[n])
+            dead_chunks = sum(len(r.chunk_ids) for d in deleted if (r := store.document(d)) is not None)
+            info = SegmentInfo(n, store.n_documents, store.n_chunks, deleted, dead_chunks)
+            infos.append(info)
+            for name in info.names(ann=(path / f"ann.{n}.faiss").is_file()):
+                files[name] = fingerprint(path / name)
+        return replace(
+            template,
+            dimension=dimension,
+            format_version=FORMAT_VERSION,
+            generation=numbers[-1],
+            next_id=top + 1,
+            n_documents=sum(i.documents - len(i.deleted) for i in infos),
+            n_chunks=sum(i.live_chunks for i in infos),
+            updated=now,
+            files=files,
+            segments=[asdict(i) for i in infos],
+        )
 
     @classmethod
     def _read(cls, path: Path) -> ArticleIndex:
@@ -565,12 +615,12 @@ class ArticleIndex:
         if manifest.format_version not in READABLE_FORMATS:
             raise IndexDirError(
                 f"index at {path} has format version {manifest.format_version}, this rag reads "
-                f"{' and '.join(map(str, READABLE_FORMATS))}",
+                f"{', '.join(map(str, READABLE_FORMATS))}",
                 hint=fix,
             )
-        gen = manifest.generation
         try:
             recorded_sizes = {str(name): int(entry["bytes"]) for name, entry in dict(manifest.files).items()}
+            infos = manifest.segment_infos()
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise IndexDirError(f"{damaged}: {MANIFEST} lists its files wrongly ({exc!r})", hint=fix) from exc
         for name, saved in recorded_sizes.items():
@@ -582,19 +632,13 @@ class ArticleIndex:
                     hint=f"restore {path} from a backup, or {fix}",
                 )
         try:
-            # Mapped, the vectors are file pages the search reads, not memory this process owns; a writer
-            # takes its own copy before its first change (`_own_vectors`).
-            vectors = faiss.read_index(str(path / f"vectors.{gen}.faiss"), faiss.IO_FLAG_MMAP_IFC)
-            index = cls(path, manifest, vectors)
-            index._mapped = True
-            ann = path / f"ann.{gen}.faiss"
-            if ann.is_file():
-                index.ann = IvfIndex(faiss.read_index(str(ann)))
-                index._vector_file = VectorFile.of(path / f"vectors.{gen}.faiss", vectors)
             if manifest.format_version == 1:
-                index._read_lines_format(gen)
+                index = cls(path, manifest)
+                legacy = faiss.read_index(str(path / f"vectors.{manifest.generation}.faiss"))
+                index.fresh = legacy  # read whole into memory: the next save writes it as a segment
+                index._read_lines_format(manifest.generation)
             else:
-                index.documents.rebase(RecordStore(path / f"records.{gen}.sqlite3"))
+                index = cls(path, manifest, [Segment(path, info) for info in infos])
             index._saved_version = index.version
         except (OSError, RuntimeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise IndexDirError(f"{damaged}: {exc}", hint=fix) from exc
@@ -616,27 +660,27 @@ class ArticleIndex:
     def _inconsistency(self, *, saved_counts: bool = True) -> str | None:
         """Why the loaded files do not describe one index, or None. Checked at load time because a mismatch
         otherwise surfaces much later: a vector id without a chunk is a KeyError in the middle of a search,
-        and chunk ids a document does not list are never removed from FAISS when it is deleted."""
-        vectors, manifest = self.vectors, self.manifest
-        if not isinstance(vectors, faiss.IndexIDMap2):
-            return f"the vectors file holds a {type(vectors).__name__}, not an IndexIDMap2"
-        if vectors.ntotal != len(self.chunks) or vectors.d != manifest.dimension:
-            return f"{vectors.ntotal} vectors of dimension {vectors.d} for {len(self.chunks)} chunks"
-        if self.ann is not None and (self.ann.ivf.ntotal, self.ann.ivf.d) != (vectors.ntotal, vectors.d):
-            return f"the IVF holds {self.ann.ivf.ntotal} vectors for {vectors.ntotal} exact ones"
-        if saved_counts and (manifest.n_documents, manifest.n_chunks) != (len(self.documents), len(self.chunks)):
+        and chunk ids a document does not list are never removed from FAISS when it is deleted. A save
+        checks only what memory holds (`saved_counts` False): the segments are as they were loaded."""
+        manifest = self.manifest
+        if not isinstance(self.fresh, faiss.IndexIDMap2) or self.fresh.d != manifest.dimension:
+            return f"the unsaved vectors are a {type(self.fresh).__name__} of dimension {self.fresh.d}"
+        if self.fresh.ntotal != len(self.chunks.changes[1]):
+            return f"{self.fresh.ntotal} unsaved vectors for {len(self.chunks.changes[1])} unsaved chunks"
+        top = max([seg.file.high for seg in self.segments] + [int(self.fresh_ids().max(initial=-1))])
+        if top >= manifest.next_id:
+            return f"chunk id {top} is not below the next id to assign ({manifest.next_id})"
+        if not saved_counts:
+            return None
+        for seg in self.segments:
+            problem = _segment_inconsistency(seg, manifest.dimension)
+            if problem is not None:
+                return problem
+        if (manifest.n_documents, manifest.n_chunks) != (len(self.documents), len(self.chunks)):
             return (
                 f"{MANIFEST} counts {manifest.n_documents} documents and {manifest.n_chunks} chunks, "
                 f"the files hold {len(self.documents)} and {len(self.chunks)}"
             )
-        chunk_ids = self.chunks.ids()  # sorted arrays: a set of Python ints per chunk would not scale
-        if len(chunk_ids) and chunk_ids[-1] >= manifest.next_id:
-            return f"chunk id {chunk_ids[-1]} is not below the next id to assign ({manifest.next_id})"
-        if not np.array_equal(np.sort(faiss.vector_to_array(vectors.id_map)), chunk_ids):
-            return "the vector ids do not match the chunk ids"
-        listed = [summary.chunk_ids for summary in self.documents.summaries()]
-        if not np.array_equal(np.sort(np.concatenate(listed)) if listed else chunk_ids[:0], chunk_ids):
-            return "the documents' chunk lists do not match the chunks"
         return None
 
     def check_model(self, embedding_model: str, precision: str) -> None:
@@ -665,15 +709,12 @@ class ArticleIndex:
     def add(self, doc: Document, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
         """Replace any previous version of the document with these chunks and vectors."""
         self.version += 1
-        self._own_vectors()
         if doc.id in self.documents:
             self.remove(doc.id)
         ids = np.arange(self.manifest.next_id, self.manifest.next_id + len(chunks), dtype=np.int64)
         self.manifest.next_id += len(chunks)
         if len(chunks):
-            self.vectors.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
-            if self.ann is not None:
-                self.ann.add(vectors, ids)
+            self.fresh.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
         self.documents[doc.id] = DocumentRecord(
             id=doc.id,
             title=doc.title,
@@ -692,172 +733,175 @@ class ArticleIndex:
         """Hold an article as another index stored it, under the chunk ids its record names: an archive's
         search gathers its candidates from the partitions so, without chunking or hashing them again."""
         self.version += 1
-        self._own_vectors()
         ids = np.asarray(record.chunk_ids, dtype=np.int64)
         if len(ids):
-            self.vectors.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
+            self.fresh.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
             self.manifest.next_id = max(self.manifest.next_id, int(ids.max()) + 1)
         self.documents[record.id] = record
         for chunk_id, row in zip(ids.tolist(), rows, strict=True):
             self.chunks.restore(chunk_id, row)
 
     def remove(self, doc_id: str) -> DocumentRecord:
+        """Forget the article: its unsaved vectors at once, a saved one's by a tombstone at the next save."""
         record = self.documents.pop(doc_id, None)
         if record is None:
             raise IndexDirError(
                 f"no document {doc_id!r} in the index at {self.path}", hint="`rag info --docs` lists ids"
             )
         self.version += 1
-        self._own_vectors()
-        if record.chunk_ids:
-            self.vectors.remove_ids(np.asarray(record.chunk_ids, dtype=np.int64))
-            if self.ann is not None:
-                self.ann.remove(np.asarray(record.chunk_ids, dtype=np.int64))
+        ids = np.asarray(record.chunk_ids, dtype=np.int64)
+        unsaved = np.isin(ids, self.fresh_ids())
+        if unsaved.any():
+            self.fresh.remove_ids(ids[unsaved])
+        self._dropped.update(ids[~unsaved].tolist())
         for chunk_id in record.chunk_ids:
             self.chunks.discard(chunk_id)
         return record
 
-    def _own_vectors(self) -> None:
-        """Take a private copy of mapped vectors before the first change: FAISS cannot grow or shrink a
-        mapped file (it aborts the process), and the file belongs to a saved generation anyway."""
-        if not self._mapped:
-            return
-        ids, matrix = self.stored_vectors()
-        owned = faiss.IndexIDMap2(faiss.IndexFlatIP(self.manifest.dimension))
-        if len(ids):
-            owned.add_with_ids(np.ascontiguousarray(matrix), ids)
-        self.vectors, self._mapped, self._vector_file = owned, False, None
+    def fresh_ids(self) -> np.ndarray:
+        """The unsaved vectors' chunk ids, by position."""
+        return faiss.vector_to_array(self.fresh.id_map) if self.fresh.ntotal else np.zeros(0, np.int64)
+
+    def _parts(self) -> list[tuple[faiss.IndexIDMap2, IvfIndex | None, np.ndarray]]:
+        """(exact vectors, IVF when it is to be used, dead chunk ids) of each segment, then of memory."""
+        dropped = np.fromiter(self._dropped, np.int64, len(self._dropped)) if self._dropped else None
+        parts = []
+        for seg in self.segments:
+            dead = seg.file.dead_chunks
+            if dropped is not None:
+                dead = np.union1d(dead, dropped[(dropped >= seg.file.low) & (dropped <= seg.file.high)])
+            parts.append((seg.vectors, seg.ann if self._searches_ann(seg) else None, dead))
+        parts.append((self.fresh, None, np.zeros(0, np.int64)))
+        return [part for part in parts if part[0].ntotal]
 
     def dense_search(self, query: np.ndarray, n: int, *, allowed: np.ndarray | None, nprobe: int) -> np.ndarray:
         """Chunk ids of the n stored vectors nearest the query, nearest first, among the `allowed` chunk
-        ids (all when None). With an IVF, its candidates are rescored with the exact vectors."""
+        ids (all live ones when None). Each segment puts forward its n best (an IVF's rescored with the
+        exact vectors), and they are ranked together by their exact scores."""
         if not self.chunks:
             return np.zeros(0, dtype=np.int64)
         query = query.reshape(1, -1).astype(np.float32)
         bitmap = None if allowed is None else _bitmap(allowed, self.manifest.next_id)
-        selector = None if bitmap is None else faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))
+        found = []
         with _one_thread():
-            if self.ann is None:
-                params = faiss.SearchParameters(sel=selector) if selector else None
-                _, ids = self.vectors.search(query, n, params=params)
-                found: np.ndarray = ids[0][ids[0] >= 0]
-                return found
-            return self.ann.search(query, n, nprobe=nprobe, selector=selector, exact=self.vectors_of)
+            for vectors, ivf, dead in self._parts():
+                selector = _selector(bitmap, dead)
+                if ivf is None:
+                    params = faiss.SearchParameters(sel=selector) if selector else None
+                    _, ids = vectors.search(query, n, params=params)
+                    found.append(ids[0][ids[0] >= 0])
+                else:
+                    found.append(ivf.search(query, n, nprobe=nprobe, selector=selector, exact=self.vectors_of))
+        return self._merged(query, found, n)
+
+    def _merged(self, query: np.ndarray, found: list[np.ndarray], n: int) -> np.ndarray:
+        """The n best of the segments' candidates by exact score (one segment's are already in order)."""
+        if len(found) == 1:
+            return found[0][:n]
+        joined = np.concatenate([np.zeros(0, np.int64), *found])
+        return rescored(query, joined, self.vectors_of)[:n]
 
     def dense_search_within(
         self, query: np.ndarray, n: int, *, keep: Callable[[np.ndarray], np.ndarray], share: float, nprobe: int
     ) -> np.ndarray | None:
         """`dense_search` among the chunk ids `keep` accepts (a mask over ids), about `share` of them, by
-        filtering the IVF's own ranking rather than restricting it to a bitmap of every allowed id: at
+        filtering each IVF's own ranking rather than restricting it to a bitmap of every allowed id: at
         millions of chunks that bitmap (and the list of allowed ids it is made from) cost more than the
-        search. The ranking is drawn deeper until it holds n accepted chunks or every chunk of the lists
-        probed, so the chunks are the ones `dense_search` with `allowed` finds. None without an IVF."""
-        if self.ann is None:
+        search. A ranking is drawn deeper until it holds n accepted chunks or every chunk of the lists
+        probed, so the chunks are the ones `dense_search` with `allowed` finds. None when no segment has
+        an IVF (exact search with the bitmap is then the cheaper way)."""
+        parts = self._parts()
+        if not any(ivf is not None for _, ivf, _ in parts):
             return None
-        total = max(self.ann.ivf.ntotal, 1)
-        draw = min(math.ceil(n / max(share, 1e-6) * 1.5), total)  # half as many again as the share lets through
+        query = query.reshape(1, -1).astype(np.float32)
+        found = []
         with _one_thread():
-            while True:
-                found = self.ann.approximate(query, draw, nprobe=nprobe, selector=None)
-                kept = found[keep(found)]
-                if len(kept) >= n or len(found) < draw or draw == total:
-                    return rescored(query, kept[:n], self.vectors_of)
-                draw = min(draw * 4, total)  # the question's neighbours lie mostly outside the dates
-
-    def derived_dir(self, name: str) -> Path | None:
-        """Where data derived from the saved generation (BM25) may be kept, so later processes load it
-        instead of rebuilding it; None while memory holds changes not yet saved. The next save deletes it
-        with the rest of the old generation."""
-        if self.unsaved:
-            return None
-        return self.path / f"{name}.{self.manifest.generation}"
-
-    def saved_checksum(self) -> str | None:
-        """The recorded sha256s of the saved generation's documents and chunks: names its texts without
-        reading them (derived data is keyed by it). None for an index saved before checksums were kept."""
-        gen = self.manifest.generation
-        names = (
-            [f"records.{gen}.sqlite3"]
-            if self.manifest.format_version > 1
-            else [f"{kind}.{gen}.jsonl" for kind in ("documents", "chunks")]
-        )
-        sums = [self.manifest.files.get(name, {}).get("sha256") for name in names]
-        return None if None in sums else ":".join([str(gen), *map(str, sums)])
+            for vectors, ivf, dead in parts:
+                total = max(vectors.ntotal, 1)
+                draw = min(math.ceil(n / max(share, 1e-6) * 1.5), total)  # half as many again as the share lets through
+                selector = _selector(None, dead)
+                while True:
+                    if ivf is None:
+                        params = faiss.SearchParameters(sel=selector) if selector else None
+                        ranked = vectors.search(query, draw, params=params)[1][0]
+                        ranked = ranked[ranked >= 0]
+                    else:
+                        ranked = ivf.approximate(query, draw, nprobe=nprobe, selector=selector)
+                    kept = ranked[keep(ranked)]
+                    if len(kept) >= n or len(ranked) < draw or draw == total:
+                        found.append(kept[:n] if ivf is None else rescored(query, kept[:n], self.vectors_of))
+                        break
+                    draw = min(draw * 4, total)  # the question's neighbours lie mostly outside the dates
+        return self._merged(query, found, n)
 
     def positions(self, chunk_ids: np.ndarray) -> np.ndarray:
-        """The FAISS positions of these stored chunk ids (valid until the next add or remove)."""
+        """The positions of these stored chunk ids (valid until the next add or remove): segment after
+        segment, then memory, each in FAISS's order."""
         if self._id_order is None or self._id_order[0] != self.version:
-            ids = faiss.vector_to_array(self.vectors.id_map)
+            ids = np.concatenate([np.zeros(0, np.int64), *(seg.ids for seg in self.segments), self.fresh_ids()])
             self._id_order = (self.version, ids, np.argsort(ids, kind="stable"))
         _, ids, order = self._id_order
         found: np.ndarray = order[np.searchsorted(ids, np.asarray(chunk_ids, dtype=np.int64), sorter=order)]
         return found
 
     def vectors_at(self, positions: np.ndarray) -> np.ndarray:
-        """The exact vectors at these FAISS positions: a few rows of a large index are read from its
-        file (`VectorFile`), and the rest from FAISS's memory or mapping."""
-        if self._vector_file is not None:
-            return self._vector_file.at(positions)
-        rows: np.ndarray = self._matrix()[positions]
-        return rows
+        """The exact vectors at these positions (`positions`): a few rows of a segment with an IVF are read
+        from its file (`VectorFile`), the rest from its mapping or from memory."""
+        positions = np.asarray(positions, dtype=np.int64)
+        out = np.empty((len(positions), self.manifest.dimension), dtype=np.float32)
+        start = 0
+        for seg in self.segments:
+            end = start + seg.vectors.ntotal
+            inside = (positions >= start) & (positions < end)
+            if inside.any():
+                out[inside] = seg.vectors_at(positions[inside] - start)
+            start = end
+        inside = positions >= start
+        if inside.any():
+            out[inside] = _flat_matrix(self.fresh)[positions[inside] - start]
+        return out
 
     def vectors_of(self, chunk_ids: np.ndarray) -> np.ndarray:
         """The exact vectors of these stored chunk ids, in their order."""
         return self.vectors_at(self.positions(chunk_ids))
 
     def stored_vectors(self) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, matrix): every stored vector and its chunk id, in FAISS's internal order. For the exact
-        flat index the matrix is a view of FAISS's own memory, not a copy: the vectors are the largest
-        part of a loaded index, and keeping them twice would double it. The view is valid until the
-        next add or remove (`version` changes)."""
-        return faiss.vector_to_array(self.vectors.id_map), self._matrix()
+        """(ids, matrix): every live vector and its chunk id, segment after segment. A copy: for tools and
+        benchmarks that want them all, never for a search."""
+        ids = self.chunks.ids()
+        return ids, self.vectors_of(ids)
 
-    def _matrix(self) -> np.ndarray:
-        """Every stored vector by FAISS position (`stored_vectors`), without copying out the ids: a search
-        reads rows of it per article."""
-        inner = faiss.downcast_index(self.vectors.index)
-        n, d = inner.ntotal, inner.d
-        if isinstance(inner, faiss.IndexFlat) and n:
-            matrix: np.ndarray = faiss.rev_swig_ptr(inner.get_xb(), n * d).reshape(n, d)
-            return matrix
-        return inner.reconstruct_n(0, n) if n else np.zeros((0, d), dtype=np.float32)
+    def configure(self, ann_min_chunks: int | None, merge_factor: int = 10, max_merged_chunks: int = 2_000_000) -> None:
+        """The settings a save and a search follow: an IVF for segments of `ann_min_chunks` or more (None:
+        exact search only, and the IVFs saved are not used), and the merge policy (`rag.store.segments`)."""
+        self.ann_min_chunks = ann_min_chunks
+        self.merge_factor, self.max_merged_chunks = merge_factor, max_merged_chunks
 
-    def configure_ann(self, min_chunks: int | None) -> None:
-        """Set the threshold, and stop using an IVF it rules out (well below it, or turned off) at once;
-        building or retraining one waits for `save()`, the writer's job."""
-        self.ann_min_chunks = min_chunks
-        if min_chunks is None or len(self.chunks) < min_chunks // 2:
-            self.ann = None
+    def _searches_ann(self, seg: Segment) -> bool:
+        """Its IVF is searched while the segment is at least half the threshold (a segment near the line
+        does not lose and regain it), and never with IVFs turned off; a save drops one it rules out."""
+        return seg.ann is not None and self.ann_min_chunks is not None and seg.info.chunks >= self.ann_min_chunks // 2
+
+    def searched_ivfs(self) -> list[int]:
+        """The segments whose IVF a search uses, by number."""
+        return [seg.info.number for seg in self.segments if self._searches_ann(seg)]
 
     @property
     def ann_pending(self) -> bool:
-        """The corpus is past the threshold but has no IVF yet (built before IVFs existed, or before the
+        """A segment is past the threshold but has no IVF (saved before IVFs existed, or before the
         threshold was lowered): the next save builds it."""
-        return self.ann is None and self.ann_min_chunks is not None and len(self.chunks) >= self.ann_min_chunks
+        return any(self._wants_ann(seg) for seg in self.segments)
 
-    def _size_ann(self) -> None:
-        """Build the IVF once the corpus reaches `ann_min_chunks`, retrain it when the corpus has outgrown
-        its lists, and drop it when deletes take the corpus well below the threshold (half, so that
-        a corpus near the line does not train on every save)."""
-        self.configure_ann(self.ann_min_chunks)
-        n = len(self.chunks)
-        if self.ann_pending or (self.ann is not None and self.ann.outgrown(n)):
-            ids, matrix = self.stored_vectors()
-            log.info("training an IVF over %d chunks", n)
-            self.ann = IvfIndex.train(matrix, ids)
+    def _wants_ann(self, seg: Segment) -> bool:
+        return seg.ann is None and self.ann_min_chunks is not None and seg.info.chunks >= self.ann_min_chunks
 
     def save(self) -> None:
-        """Write the next generation, then switch the manifest to it. Refuses when another process saved
-        since this index was loaded: writing now would silently discard that process's changes."""
+        """Write the changes as a new segment, lay the tombstones, and switch the manifest to it; then
+        merge as the policy asks. Refuses when another process saved since this index was loaded: writing
+        now would silently discard that process's changes."""
         self.path.mkdir(parents=True, exist_ok=True)
-        self._size_ann()
         with _locked(self.path, exclusive=True, timeout=self.lock_timeout):
-            on_disk = read_manifest(self.path).generation if self.exists(self.path) else 0
-            if on_disk != self.manifest.generation:
-                raise IndexDirError(
-                    f"the index at {self.path} was changed by another process since it was loaded",
-                    hint="nothing was written; run the command again to apply your change to the new index",
-                )
+            self._check_unchanged_on_disk()
             problem = self._inconsistency(saved_counts=False)  # the counts are the save's to write
             if problem is not None:
                 raise IndexDirError(
@@ -865,66 +909,234 @@ class ArticleIndex:
                     hint="nothing was written; the previous generation is intact. This is a bug: please report it",
                 )
             gen = self.manifest.generation + 1
-            durable.replace(self.path / f"vectors.{gen}.faiss", lambda p: _write_faiss(self.vectors, p))
-            ann = self.ann
-            if ann is not None:
-                durable.replace(self.path / f"ann.{gen}.faiss", lambda p: _write_faiss(ann.ivf, p))
-            gone_documents, documents = self.documents.changes
-            gone_chunks, chunks = self.chunks.changes
-            records = self.path / f"records.{gen}.sqlite3"
-            durable.replace(
-                records,
-                lambda p: RecordStore.write(p, self.documents.base, gone_documents, gone_chunks, documents, chunks),
-            )
-            written = [f"vectors.{gen}.faiss", f"records.{gen}.sqlite3"]
-            if ann is not None:
-                written.append(f"ann.{gen}.faiss")
-            manifest = replace(
-                self.manifest,
-                generation=gen,
-                format_version=FORMAT_VERSION,
-                n_documents=len(self.documents),
-                n_chunks=len(self.chunks),
-                updated=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                files={name: fingerprint(self.path / name) for name in written},
-            )
-            _write_manifest(self.path, manifest)
-            self.manifest = manifest
-            self.documents.rebase(RecordStore(records))
-            self.chunks.rebase()
-            self._saved_version = self.version
-            self._remove_stale(gen)
+            infos = [replace(seg.info, deleted=list(seg.info.deleted)) for seg in self.segments]
+            files = {name: entry for name, entry in self.manifest.files.items() if self.manifest.format_version > 1}
+            gone, documents = self.documents.changes
+            _, chunks = self.chunks.changes
+            laid = self._tombstones(gone, infos)
+            if documents or laid or self.manifest.format_version == 1:
+                info = SegmentInfo(gen, len(documents), len(chunks))
+                vectors = self.fresh
+                self._write_segment(info, lambda p: RecordStore.write(p, [], documents, chunks, laid), vectors)
+                infos.append(info)
+                files.update(self._fingerprints(info))
+            for seg in self.segments:  # an IVF the threshold now asks for, or rules out
+                if seg.ann is not None and not self._searches_ann(seg):
+                    files.pop(f"ann.{seg.info.number}.faiss", None)
+                    seg.drop_ann()
+                if self._wants_ann(seg):
+                    log.info("training an IVF over segment %d (%d chunks)", seg.info.number, seg.info.chunks)
+                    name = self._write_ann(seg.info.number, seg.matrix(), seg.ids)
+                    files[name] = fingerprint(self.path / name)
+            self._commit(gen, infos, files)
             if self._creating is not None:
                 (self.path / _CREATING).unlink(missing_ok=True)
                 self._creating.close()
                 self._creating = None
+        self.merge()
+
+    def _check_unchanged_on_disk(self) -> None:
+        on_disk = read_manifest(self.path).generation if self.exists(self.path) else 0
+        if on_disk != self.manifest.generation:
+            raise IndexDirError(
+                f"the index at {self.path} was changed by another process since it was loaded",
+                hint="nothing was written; run the command again to apply your change to the new index",
+            )
+
+    def _tombstones(self, gone: set[str], infos: list[SegmentInfo]) -> list[tuple[int, str]]:
+        """Lay a tombstone on the segment holding each saved article that is gone (removed or replaced),
+        in `infos`; the (segment, id) pairs laid, for the new segment's file to keep."""
+        laid = []
+        for doc_id in sorted(gone):
+            for seg, info in zip(self.segments[::-1], infos[::-1], strict=True):
+                if doc_id in seg.file.dead:
+                    continue
+                record = seg.store.document(doc_id)
+                if record is not None:
+                    info.deleted.append(doc_id)
+                    info.dead_chunks += len(record.chunk_ids)
+                    laid.append((info.number, doc_id))
+                    break
+        return laid
+
+    def _write_segment(self, info: SegmentInfo, records: Callable[[Path], None], vectors: faiss.IndexIDMap2) -> None:
+        """A segment's files, each written whole and renamed into place (not yet listed by a manifest)."""
+        n = info.number
+        durable.replace(self.path / f"vectors.{n}.faiss", lambda p: _write_faiss(vectors, p))
+        durable.replace(self.path / f"records.{n}.sqlite3", records)
+        if self.ann_min_chunks is not None and vectors.ntotal >= self.ann_min_chunks:
+            log.info("training an IVF over %d chunks", vectors.ntotal)
+            self._write_ann(n, _flat_matrix(vectors), faiss.vector_to_array(vectors.id_map))
+        try:
+            save_terms(self.path, n, RecordStore(self.path / f"records.{n}.sqlite3"))
+        except OSError as exc:  # derived: the first search counts them again
+            log.warning("the term counts of segment %d were not saved: %s", n, exc)
+
+    def _write_ann(self, number: int, matrix: np.ndarray, ids: np.ndarray) -> str:
+        """Train a segment's IVF and write it; its file's name."""
+        ivf = IvfIndex.train(matrix, ids)
+        name = f"ann.{number}.faiss"
+        durable.replace(self.path / name, lambda p: _write_faiss(ivf.ivf, p))
+        return name
+
+    def _fingerprints(self, info: SegmentInfo) -> dict[str, dict[str, Any]]:
+        names = info.names(ann=(self.path / f"ann.{info.number}.faiss").is_file())
+        return {name: fingerprint(self.path / name) for name in names}
+
+    def _commit(self, gen: int, infos: list[SegmentInfo], files: dict[str, dict[str, Any]]) -> None:
+        """Switch the manifest to these segments, open them, and delete the files of any it no longer lists."""
+        live = {info.number for info in infos}
+        files = {name: entry for name, entry in files.items() if _segment_of(name) in live}
+        manifest = replace(
+            self.manifest,
+            generation=gen,
+            format_version=FORMAT_VERSION,
+            n_documents=sum(i.documents - len(i.deleted) for i in infos),
+            n_chunks=sum(i.live_chunks for i in infos),
+            updated=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            files=files,
+            segments=[asdict(i) for i in infos],
+        )
+        _write_manifest(self.path, manifest)
+        self.manifest = manifest
+        kept = {seg.info.number: seg for seg in self.segments}
+        self.segments = [kept[i.number].with_info(i) if i.number in kept else Segment(self.path, i) for i in infos]
+        self.fresh = faiss.IndexIDMap2(faiss.IndexFlatIP(manifest.dimension))
+        self._dropped = set()
+        self.documents.rebase(SegmentRecords([seg.file for seg in self.segments]) if self.segments else None)
+        self.chunks.rebase()
+        self.version += 1
+        self._saved_version = self.version
+        self._remove_stale(live)
+
+    def merge(self, *, everything: bool = False) -> int:
+        """Merge segments as the policy asks (`everything`: into one, as far as `max_merged_chunks` allows),
+        each merge its own switch of the manifest, so a crash in one loses nothing. How many merges ran.
+        For a writer, after a save: memory holds no changes."""
+        if self.unsaved:
+            raise IndexDirError("cannot merge an index with unsaved changes", hint="save it first")
+        done = 0
+        while True:
+            infos = [seg.info for seg in self.segments]
+            if everything:
+                plan = [list(range(len(infos)))] if len(infos) > 1 or any(i.deleted for i in infos) else []
+            else:
+                plan = merges(infos, self.merge_factor, self.max_merged_chunks)
+            if not plan:
+                return done
+            self._merge(plan[0])
+            done += 1
+            if everything:
+                return done
+
+    def _merge(self, positions: list[int]) -> None:
+        chosen = [self.segments[p] for p in positions]
+        with _locked(self.path, exclusive=True, timeout=self.lock_timeout):
+            self._check_unchanged_on_disk()
+            gen = self.manifest.generation + 1
+            numbers = {seg.info.number for seg in chosen}
+            live = {seg.info.number for seg in self.segments}
+            carried = [
+                (target, doc_id)
+                for seg in chosen
+                for target, doc_id in seg.store.deleted()
+                if target in live and target not in numbers
+            ]
+            vectors = faiss.IndexIDMap2(faiss.IndexFlatIP(self.manifest.dimension))
+            documents = chunks = 0
+            for seg in chosen:
+                keep = ~np.isin(seg.ids, seg.file.dead_chunks)
+                if keep.any():
+                    vectors.add_with_ids(np.ascontiguousarray(seg.matrix()[keep]), seg.ids[keep])
+                documents += seg.info.documents - len(seg.info.deleted)
+                chunks += seg.info.live_chunks
+            info = SegmentInfo(gen, documents, chunks)
+            log.info("merging segments %s into %d (%d chunks)", sorted(numbers), gen, chunks)
+            sources = [(seg.store, seg.file.dead) for seg in chosen]
+            self._write_segment(info, lambda p: RecordStore.write(p, sources, [], [], carried), vectors)
+            infos = [seg.info for seg in self.segments if seg.info.number not in numbers]
+            infos.insert(positions[0], info)
+            files = dict(self.manifest.files)
+            files.update(self._fingerprints(info))
+            self._commit(gen, infos, files)
 
     def clear_torn(self) -> None:
-        """Delete what a save stopped halfway left (files of a generation the manifest never switched to):
+        """Delete what a save or merge stopped halfway left (files of segments the manifest never listed):
         the next save would, but a run with nothing to save must leave the directory clean too. For a
-        writer, which holds `.write`; readers never open another generation's files."""
+        writer, which holds `.write`; readers never open files a manifest does not list."""
         with _locked(self.path, exclusive=True, timeout=self.lock_timeout):
             if read_manifest(self.path).generation == self.manifest.generation:
-                removed = self._remove_stale(self.manifest.generation)
+                removed = self._remove_stale({seg.info.number for seg in self.segments})
                 if removed:
                     log.warning("removed %d files left in %s by a save that did not finish", removed, self.path)
 
-    def _remove_stale(self, live: int) -> int:
-        """Delete data files (and torn `.tmp` files) of every generation but `live`; how many. Only names
-        this class writes are matched, `<kind>.<number>.<ext>[.tmp]`: the directory may hold files that are
-        not ours, and a loose match such as `documents.backup.jsonl` must never be deleted."""
+    def _remove_stale(self, live: set[int]) -> int:
+        """Delete data files (and torn `.tmp` files) of every segment but the `live` ones, with format 2's
+        BM25 files; how many. Only names this class writes are matched, `<kind>.<number>.<ext>[.tmp]`: the
+        directory may hold files that are not ours, and a loose match such as `documents.backup.jsonl`
+        must never be deleted."""
         removed = 0
         for file in self.path.iterdir():
             if file.is_dir():
                 match = _DERIVED_DIR.fullmatch(file.name)
-                if match is not None and int(match.group("gen")) != live:
+                if match is not None and (file.name.startswith("bm25.") or int(match.group("gen")) not in live):
                     shutil.rmtree(file, ignore_errors=True)
                 continue
             match = _DATA_FILE.fullmatch(file.name)
-            if match is not None and int(match.group("gen")) != live:
+            dropped_ivf = file.name.startswith("ann.") and file.name not in self.manifest.files
+            if match is not None and (int(match.group("gen")) not in live or file.name.endswith(".tmp") or dropped_ivf):
                 file.unlink(missing_ok=True)
                 removed += 1
         return removed
 
     def size_on_disk(self) -> int:
         return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+
+
+def _segment_inconsistency(seg: Segment, dimension: int) -> str | None:
+    """Why a segment's files do not describe one segment (`ArticleIndex._inconsistency`), or None."""
+    n, vectors = seg.info.number, seg.vectors
+    if not isinstance(vectors, faiss.IndexIDMap2):
+        return f"the vectors of segment {n} are a {type(vectors).__name__}, not an IndexIDMap2"
+    if vectors.d != dimension:
+        return f"the vectors of segment {n} have dimension {vectors.d}, not {dimension}"
+    if vectors.ntotal != seg.store.n_chunks:
+        return f"segment {n} holds {vectors.ntotal} vectors for {seg.store.n_chunks} chunks"
+    if seg.ann is not None and (seg.ann.ivf.ntotal, seg.ann.ivf.d) != (vectors.ntotal, vectors.d):
+        return f"the IVF of segment {n} holds {seg.ann.ivf.ntotal} vectors for {vectors.ntotal} exact ones"
+    if (seg.store.n_documents, seg.store.n_chunks) != (seg.info.documents, seg.info.chunks):
+        return (
+            f"{MANIFEST} counts {seg.info.documents} documents and {seg.info.chunks} chunks in segment {n}, "
+            f"its file holds {seg.store.n_documents} and {seg.store.n_chunks}"
+        )
+    chunk_ids = seg.store.chunk_columns()[:, 0]  # sorted arrays: a set of Python ints per chunk would not scale
+    if not np.array_equal(np.sort(seg.ids), chunk_ids):
+        return f"the vector ids of segment {n} do not match its chunk ids"
+    listed = [summary.chunk_ids for summary in seg.store.summaries()]
+    if not np.array_equal(np.sort(np.concatenate(listed)) if listed else chunk_ids[:0], chunk_ids):
+        return f"the documents' chunk lists of segment {n} do not match its chunks"
+    return None
+
+
+def _segment_of(name: str) -> int | None:
+    match = _DATA_FILE.fullmatch(name)
+    return int(match.group("gen")) if match else None
+
+
+def _selector(bitmap: np.ndarray | None, dead: np.ndarray) -> faiss.IDSelector | None:
+    """Only the allowed ids (a bitmap, `_bitmap`), and never a dead one."""
+    allowed = None if bitmap is None else faiss.IDSelectorBitmap(bitmap)  # keeps the bitmap alive
+    if not len(dead):
+        return allowed
+    alive = faiss.IDSelectorNot(faiss.IDSelectorBatch(dead))  # each selector keeps the ones it wraps
+    return alive if allowed is None else faiss.IDSelectorAnd(allowed, alive)
+
+
+def _flat_matrix(vectors: faiss.IndexIDMap2) -> np.ndarray:
+    """The vectors of an in-memory flat index by position: a view of FAISS's own memory."""
+    inner = faiss.downcast_index(vectors.index)
+    n, d = inner.ntotal, inner.d
+    if not n:
+        return np.zeros((0, d), dtype=np.float32)
+    matrix: np.ndarray = faiss.rev_swig_ptr(inner.get_xb(), n * d).reshape(n, d)
+    return matrix

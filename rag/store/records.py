@@ -42,7 +42,11 @@ CREATE TABLE chunks (
     id INTEGER PRIMARY KEY, doc_id TEXT NOT NULL, ordinal INTEGER NOT NULL, start INTEGER NOT NULL,
     "end" INTEGER NOT NULL, n_tokens INTEGER NOT NULL, text TEXT
 );
+CREATE TABLE deleted (segment INTEGER NOT NULL, id TEXT NOT NULL);
 """
+"""`deleted` lists the tombstones the save that wrote this file laid on older segments (an article removed
+or replaced there): the manifest holds every live tombstone, and this copy lets `rag doctor --repair`
+replay them should the manifest be lost."""
 _DOCUMENT_COLUMNS = "id, title, published, url, source, content_hash, text, chunk_ids, metadata"
 _CHUNK_COLUMNS = 'id, doc_id, ordinal, start, "end", n_tokens, text'
 _BATCH = 10_000
@@ -108,6 +112,20 @@ class DocumentRecord:
         )
 
 
+def article_text(record: DocumentRecord) -> str:
+    """An article's title and text, as BM25 reads it."""
+    return f"{record.title}\n{record.text}" if record.title else record.text
+
+
+def chunk_texts(record: DocumentRecord, spans: np.ndarray) -> list[str]:
+    """The article's chunks' texts with its title, as BM25 and the reranker read them; `spans` is
+    `chunk_columns("start", "end")` of a file holding them (sorted by id)."""
+    prefix = f"{record.title}\n" if record.title else ""
+    ids = np.asarray(record.chunk_ids, dtype=np.int64)
+    rows = spans[np.searchsorted(spans[:, 0], ids)] if len(ids) else spans[:0]
+    return [prefix + record.text[start:end] for _, start, end in rows.tolist()]
+
+
 def _stored_date(value: Any, doc_id: str) -> dt.date | None:
     try:
         return dt.date.fromisoformat(value) if value else None
@@ -138,6 +156,13 @@ class Summary:
     id: str
     published: dt.date | None
     chunk_ids: np.ndarray
+    segment: int = -1
+    """The saved segment holding it, by its place in the index's list; -1 for an unsaved article."""
+    position: int = 0
+    """Its row in that segment (or among the unsaved articles), dead rows counted: where the segment's
+    keyword counts have it."""
+    first_chunk: int = 0
+    """Its first chunk's row in that segment's chunk order (articles in order, each one's chunks in order)."""
 
 
 def _uri(path: Path) -> str:
@@ -226,10 +251,27 @@ class RecordStore:
             row = conn.execute("SELECT content_hash FROM documents WHERE id = ?", (doc_id,)).fetchone()
         return None if row is None else str(row[0])
 
-    def summaries(self) -> Iterator[Summary]:
+    def summaries(self, segment: int = -1) -> Iterator[Summary]:
+        """Every article in row order without its text, placed in this file as `Summary` says."""
         sql = "SELECT row, id, published, chunk_ids FROM documents WHERE row > ? ORDER BY row LIMIT ?"
-        for _, doc_id, published, ids in self._stream(sql):
-            yield Summary(doc_id, _stored_date(published, doc_id), _stored_ids(ids, doc_id))
+        first = 0
+        for position, (_, doc_id, published, ids) in enumerate(self._stream(sql)):
+            chunk_ids = _stored_ids(ids, doc_id)
+            yield Summary(doc_id, _stored_date(published, doc_id), chunk_ids, segment, position, first)
+            first += len(chunk_ids)
+
+    def holders(self, content_hash: str) -> list[str]:
+        """Every article of this file with this content (a dead row may be among them)."""
+        with self._query() as conn:
+            rows = conn.execute("SELECT id FROM documents WHERE content_hash = ?", (content_hash,)).fetchall()
+        return [sys.intern(str(row[0])) for row in rows]
+
+    def deleted(self) -> list[tuple[int, str]]:
+        """The tombstones the save that wrote this file laid (`_SCHEMA`); none in files older than segments."""
+        with self._query() as conn:
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'deleted'").fetchone() is None:
+                return []
+            return [(int(segment), str(doc_id)) for segment, doc_id in conn.execute("SELECT segment, id FROM deleted")]
 
     def chunk(self, chunk_id: int) -> ChunkRow | None:
         with self._query() as conn:
@@ -247,14 +289,14 @@ class RecordStore:
     @staticmethod
     def write(
         path: Path,
-        base: RecordStore | None,
-        gone_documents: Iterable[str],
-        gone_chunks: Iterable[int],
+        sources: Iterable[tuple[RecordStore, Iterable[str]]],
         documents: Iterable[DocumentRecord],
         chunks: Iterable[tuple[int, ChunkRow]],
+        deleted: Iterable[tuple[int, str]] = (),
     ) -> None:
-        """A new generation's file: `base`'s rows but the gone ones, copied by SQLite itself, then the
-        new ones. Fsynced and renamed into place by the caller."""
+        """A segment's file: each source file's rows but its dead articles' (and their chunks), copied by
+        SQLite itself in order (a merge), then the new rows, then the tombstones this save lays.
+        Fsynced and renamed into place by the caller."""
         path.unlink(missing_ok=True)
         with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
             conn.execute("PRAGMA journal_mode = OFF")  # a torn file is never named by a manifest
@@ -263,20 +305,24 @@ class RecordStore:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
-            if base is not None:
-                conn.execute("ATTACH DATABASE ? AS old", (_uri(base.path),))
-                conn.execute("CREATE TEMP TABLE gone_documents (id TEXT PRIMARY KEY)")
-                conn.execute("CREATE TEMP TABLE gone_chunks (id INTEGER PRIMARY KEY)")
-                conn.executemany("INSERT OR IGNORE INTO gone_documents VALUES (?)", ((i,) for i in gone_documents))
-                conn.executemany("INSERT OR IGNORE INTO gone_chunks VALUES (?)", ((i,) for i in gone_chunks))
+            conn.execute("CREATE TEMP TABLE dead (id TEXT PRIMARY KEY)")
+            for source, dead in sources:
+                conn.execute("COMMIT")  # ATTACH is refused inside a transaction
+                conn.execute("ATTACH DATABASE ? AS old", (_uri(source.path),))
+                conn.execute("BEGIN")
+                conn.execute("DELETE FROM dead")
+                conn.executemany("INSERT OR IGNORE INTO dead VALUES (?)", ((i,) for i in dead))
                 conn.execute(
                     f"INSERT INTO documents ({_DOCUMENT_COLUMNS}) SELECT {_DOCUMENT_COLUMNS} FROM old.documents "
-                    "WHERE id NOT IN (SELECT id FROM gone_documents) ORDER BY row"
+                    "WHERE id NOT IN (SELECT id FROM dead) ORDER BY row"
                 )
                 conn.execute(
                     f"INSERT INTO chunks SELECT {_CHUNK_COLUMNS} FROM old.chunks "
-                    "WHERE id NOT IN (SELECT id FROM gone_chunks) ORDER BY id"
+                    "WHERE doc_id NOT IN (SELECT id FROM dead) ORDER BY id"
                 )
+                conn.execute("COMMIT")
+                conn.execute("DETACH DATABASE old")
+                conn.execute("BEGIN")
             conn.executemany(
                 f"INSERT INTO documents ({_DOCUMENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (record._row() for record in documents),
@@ -284,16 +330,107 @@ class RecordStore:
             conn.executemany(
                 "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)", ((chunk_id, *row) for chunk_id, row in chunks)
             )
+            conn.executemany("INSERT INTO deleted VALUES (?, ?)", deleted)
             conn.execute("CREATE INDEX documents_by_content ON documents (content_hash)")
             conn.execute("COMMIT")
-            if base is not None:
-                conn.execute("DETACH DATABASE old")
+
+
+@dataclass
+class SegmentFile:
+    """One saved segment's records file and its tombstones: the articles whose row here no longer counts
+    (removed, or replaced by a row in a newer segment), and their chunks."""
+
+    store: RecordStore
+    dead: frozenset[str] = frozenset()
+    dead_chunks: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    """Sorted."""
+    low: int = 0
+    high: int = -1
+    """The lowest and highest chunk id it holds: a chunk is looked up only where it can be."""
+
+    def alive(self, chunk_id: int) -> bool:
+        if not self.low <= chunk_id <= self.high:
+            return False
+        at = int(np.searchsorted(self.dead_chunks, chunk_id))
+        return at == len(self.dead_chunks) or int(self.dead_chunks[at]) != chunk_id
+
+
+class SegmentRecords:
+    """The saved articles and chunks of every segment, read as one file would be: an article id names at
+    most one live row (a replacement tombstones the row it replaces), and chunk ids are never reused, so a
+    lookup takes the first live row it meets, newest segment first."""
+
+    def __init__(self, files: list[SegmentFile]) -> None:
+        self.files = files
+        self.n_documents = sum(f.store.n_documents - len(f.dead) for f in files)
+        self.n_chunks = sum(f.store.n_chunks - len(f.dead_chunks) for f in files)
+
+    def _newest_first(self, segment: int | None) -> list[SegmentFile]:
+        return [self.files[segment]] if segment is not None else self.files[::-1]
+
+    def document(self, doc_id: str, segment: int | None = None) -> DocumentRecord | None:
+        """The article's live row; `segment` (its place in the list, from its `Summary`) saves the search."""
+        for file in self._newest_first(segment):
+            if doc_id not in file.dead and (record := file.store.document(doc_id)) is not None:
+                return record
+        return None
+
+    def has(self, doc_id: str) -> bool:
+        return any(doc_id not in f.dead and f.store.has(doc_id) for f in self.files[::-1])
+
+    def hash_of(self, doc_id: str) -> str | None:
+        for file in self.files[::-1]:
+            if doc_id not in file.dead and (digest := file.store.hash_of(doc_id)) is not None:
+                return digest
+        return None
+
+    def holder(self, content_hash: str) -> str | None:
+        for file in self.files[::-1]:
+            for doc_id in file.store.holders(content_hash):
+                if doc_id not in file.dead:
+                    return doc_id
+        return None
+
+    def ids(self) -> Iterator[str]:
+        for file in self.files:
+            yield from (i for i in file.store.ids() if i not in file.dead)
+
+    def records(self) -> Iterator[DocumentRecord]:
+        for file in self.files:
+            yield from (r for r in file.store.records() if r.id not in file.dead)
+
+    def hashes(self) -> Iterator[tuple[str, str]]:
+        for file in self.files:
+            yield from ((i, h) for i, h in file.store.hashes() if i not in file.dead)
+
+    def summaries(self) -> Iterator[Summary]:
+        for number, file in enumerate(self.files):
+            yield from (s for s in file.store.summaries(number) if s.id not in file.dead)
+
+    def chunk(self, chunk_id: int) -> ChunkRow | None:
+        for file in self.files[::-1]:
+            if file.alive(chunk_id) and (row := file.store.chunk(chunk_id)) is not None:
+                return row
+        return None
+
+    def chunk_columns(self, *columns: str) -> np.ndarray:
+        """`RecordStore.chunk_columns` over every live chunk, by id."""
+        blocks = []
+        for file in self.files:
+            table = file.store.chunk_columns(*columns)
+            if len(file.dead_chunks):
+                table = table[~np.isin(table[:, 0], file.dead_chunks)]
+            blocks.append(table)
+        if len(blocks) == 1:
+            return blocks[0]
+        joined = np.concatenate([np.zeros((0, 1 + len(columns)), dtype=np.int64), *blocks])
+        return joined[np.argsort(joined[:, 0], kind="stable")]
 
 
 class Documents(MutableMapping[str, DocumentRecord]):
-    """Articles by id: the saved generation's file, with this process's unsaved changes over it."""
+    """Articles by id: the saved segments, with this process's unsaved changes over them."""
 
-    def __init__(self, base: RecordStore | None = None) -> None:
+    def __init__(self, base: SegmentRecords | None = None) -> None:
         self.base = base
         self._changed: dict[str, DocumentRecord] = {}
         """Articles added or replaced since the last save, in the order they came."""
@@ -302,8 +439,8 @@ class Documents(MutableMapping[str, DocumentRecord]):
         self._by_hash: dict[str, str] = {}
         """Content hash -> id of the changed articles."""
 
-    def rebase(self, base: RecordStore | None) -> None:
-        """After a save: the new file holds everything, memory nothing."""
+    def rebase(self, base: SegmentRecords | None) -> None:
+        """After a save: the segments hold everything, memory nothing."""
         self.base, self._changed, self._gone, self._by_hash = base, {}, set(), {}
 
     @property
@@ -318,6 +455,15 @@ class Documents(MutableMapping[str, DocumentRecord]):
         record = self._changed.get(doc_id)
         if record is None and self.base is not None and doc_id not in self._gone:
             record = self.base.document(doc_id)
+        if record is None:
+            raise KeyError(doc_id)
+        return record
+
+    def get_in(self, doc_id: str, segment: int) -> DocumentRecord:
+        """The article, known to be in this segment (its place in the list; -1: unsaved): one lookup."""
+        record = self._changed.get(doc_id)
+        if record is None and self.base is not None and segment >= 0 and doc_id not in self._gone:
+            record = self.base.document(doc_id, segment)
         if record is None:
             raise KeyError(doc_id)
         return record
@@ -361,8 +507,12 @@ class Documents(MutableMapping[str, DocumentRecord]):
         """Every article in order without its text."""
         if self.base is not None:
             yield from (s for s in self.base.summaries() if s.id not in self._gone)
-        for record in list(self._changed.values()):
-            yield Summary(record.id, record.published, np.asarray(record.chunk_ids, dtype=np.int64))
+        first = 0
+        for position, record in enumerate(list(self._changed.values())):
+            yield Summary(
+                record.id, record.published, np.asarray(record.chunk_ids, dtype=np.int64), -1, position, first
+            )
+            first += len(record.chunk_ids)
 
     def hashes(self) -> Iterator[tuple[str, str]]:
         """(id, content hash) of every article in order, without reading texts: what planning an add needs."""
@@ -417,7 +567,7 @@ class ChunkTable(MutableMapping[int, Chunk]):
         self._gone: set[int] = set()
 
     @property
-    def base(self) -> RecordStore | None:
+    def base(self) -> SegmentRecords | None:
         return self._documents.base
 
     def rebase(self) -> None:
