@@ -20,6 +20,7 @@ from rag.config import Settings
 from rag.store.embedding import Embedder
 from rag.store.index import MANIFEST, ArticleIndex
 from rag.store.segments import SegmentInfo, level, merges
+from rag.text import query_terms
 from rag.types import Document
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -283,3 +284,22 @@ def test_rag_info_lists_the_segments_and_rag_index_merge_merges_them(
     assert cli_run(["--index-dir", directory, "info"]) == 0
     info = capsys.readouterr().out
     assert "segments: 1" in info and "47 documents" in info and "deleted" not in info
+
+
+def test_scored_postings_are_kept_for_the_next_question_within_their_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A common word's scored postings are kept under the same statistics, and only as many as the budget
+    allows; other statistics (the index changed) are scored afresh."""
+    import rag.store.sparse as sparse
+
+    texts = [article(i).text for i in range(48)]
+    counts = sparse.TermCounts.build(texts)
+    terms = query_terms("tram repairs at the harbour after the flood")
+    stats = counts.stats(terms)
+    first = counts.scores(terms, stats)
+    assert counts._scored and np.array_equal(counts.scores(terms, stats), first)
+    other = sparse.KeywordStats(stats.texts + 10, stats.terms + 500, stats.frequency)
+    assert not np.array_equal(counts.scores(terms, other), first)
+    monkeypatch.setattr(sparse, "_SCORED_BYTES", 1)
+    again = counts.scores(terms, sparse.KeywordStats(stats.texts + 20, stats.terms + 900, stats.frequency))
+    assert len(counts._scored) == 1, "over the budget, only the last term's postings are kept"
+    assert np.array_equal(counts.scores(terms, stats), first) and again.any()

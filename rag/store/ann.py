@@ -60,7 +60,7 @@ class IvfIndex:
     ) -> np.ndarray:
         """Ids of the n best candidates, ordered by their exact score (`exact` gives the float vectors of
         chunk ids)."""
-        return rescored(query, self.approximate(query, n, nprobe=nprobe, selector=selector), exact)
+        return rescored(query, self.approximate(query, n, nprobe=nprobe, selector=selector), exact)[0]
 
     def approximate(self, query: np.ndarray, n: int, *, nprobe: int, selector: faiss.IDSelector | None) -> np.ndarray:
         """Ids of the n best candidates by their 8-bit codes, best first."""
@@ -70,11 +70,14 @@ class IvfIndex:
         return found
 
 
-def rescored(query: np.ndarray, candidates: np.ndarray, exact: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """The candidates ordered by their exact score (`exact` gives the float vectors of chunk ids)."""
+def rescored(
+    query: np.ndarray, candidates: np.ndarray, exact: Callable[[np.ndarray], np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The candidates ordered by their exact score (`exact` gives the float vectors of chunk ids), and the
+    scores in that order."""
     scores = exact(candidates) @ query.reshape(-1).astype(np.float32)
-    ranked: np.ndarray = candidates[np.argsort(-scores, kind="stable")]
-    return ranked
+    order = np.argsort(-scores, kind="stable")
+    return candidates[order], scores[order]
 
 
 def lists_for(n: int) -> int:

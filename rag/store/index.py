@@ -788,18 +788,12 @@ class ArticleIndex:
                 selector = _selector(bitmap, dead)
                 if ivf is None:
                     params = faiss.SearchParameters(sel=selector) if selector else None
-                    _, ids = vectors.search(query, n, params=params)
-                    found.append(ids[0][ids[0] >= 0])
+                    scores, ids = vectors.search(query, n, params=params)
+                    found.append((ids[0][ids[0] >= 0], scores[0][ids[0] >= 0]))
                 else:
-                    found.append(ivf.search(query, n, nprobe=nprobe, selector=selector, exact=self.vectors_of))
-        return self._merged(query, found, n)
-
-    def _merged(self, query: np.ndarray, found: list[np.ndarray], n: int) -> np.ndarray:
-        """The n best of the segments' candidates by exact score (one segment's are already in order)."""
-        if len(found) == 1:
-            return found[0][:n]
-        joined = np.concatenate([np.zeros(0, np.int64), *found])
-        return rescored(query, joined, self.vectors_of)[:n]
+                    candidates = ivf.approximate(query, n, nprobe=nprobe, selector=selector)
+                    found.append(rescored(query, candidates, self.vectors_of))
+        return _merged(found, n)
 
     def dense_search_within(
         self, query: np.ndarray, n: int, *, keep: Callable[[np.ndarray], np.ndarray], share: float, nprobe: int
@@ -827,12 +821,12 @@ class ArticleIndex:
                         ranked = ranked[ranked >= 0]
                     else:
                         ranked = ivf.approximate(query, draw, nprobe=nprobe, selector=selector)
-                    kept = ranked[keep(ranked)]
+                    kept = ranked[keep(ranked)][:n]
                     if len(kept) >= n or len(ranked) < draw or draw == total:
-                        found.append(kept[:n] if ivf is None else rescored(query, kept[:n], self.vectors_of))
+                        found.append(rescored(query, kept, self.vectors_of))
                         break
                     draw = min(draw * 4, total)  # the question's neighbours lie mostly outside the dates
-        return self._merged(query, found, n)
+        return _merged(found, n)
 
     def positions(self, chunk_ids: np.ndarray) -> np.ndarray:
         """The positions of these stored chunk ids (valid until the next add or remove): segment after
@@ -872,8 +866,8 @@ class ArticleIndex:
         return ids, self.vectors_of(ids)
 
     def configure(self, ann_min_chunks: int | None, merge_factor: int = 10, max_merged_chunks: int = 2_000_000) -> None:
-        """The settings a save and a search follow: an IVF for segments of `ann_min_chunks` or more (None:
-        exact search only, and the IVFs saved are not used), and the merge policy (`rag.store.segments`)."""
+        """The settings a save and a search follow: IVFs once the index holds `ann_min_chunks` (None: exact
+        search only, and the IVFs saved are not used), and the merge policy (`rag.store.segments`)."""
         self.ann_min_chunks = ann_min_chunks
         self.merge_factor, self.max_merged_chunks = merge_factor, max_merged_chunks
 
@@ -893,7 +887,14 @@ class ArticleIndex:
         return any(self._wants_ann(seg) for seg in self.segments)
 
     def _wants_ann(self, seg: Segment) -> bool:
-        return seg.ann is None and self.ann_min_chunks is not None and seg.info.chunks >= self.ann_min_chunks
+        return seg.ann is None and self._ivf_due(seg.info.chunks)
+
+    def _ivf_due(self, chunks: int) -> bool:
+        """Whether a segment of this many chunks gets an IVF: once the index holds `ann_min_chunks`, every
+        segment of half that or more, so that the segments searched exactly stay a bounded few small
+        ones (a merge level's worth: about 0.1 ms per 1,000 chunks a question) whatever the index's size."""
+        threshold = self.ann_min_chunks
+        return threshold is not None and len(self.chunks) >= threshold and chunks >= threshold // 2
 
     def save(self) -> None:
         """Write the changes as a new segment, lay the tombstones, and switch the manifest to it; then
@@ -964,7 +965,7 @@ class ArticleIndex:
         n = info.number
         durable.replace(self.path / f"vectors.{n}.faiss", lambda p: _write_faiss(vectors, p))
         durable.replace(self.path / f"records.{n}.sqlite3", records)
-        if self.ann_min_chunks is not None and vectors.ntotal >= self.ann_min_chunks:
+        if self._ivf_due(vectors.ntotal):
             log.info("training an IVF over %d chunks", vectors.ntotal)
             self._write_ann(n, _flat_matrix(vectors), faiss.vector_to_array(vectors.id_map))
         try:
@@ -1091,6 +1092,17 @@ class ArticleIndex:
 
     def size_on_disk(self) -> int:
         return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+
+
+def _merged(found: list[tuple[np.ndarray, np.ndarray]], n: int) -> np.ndarray:
+    """The n best of the segments' candidates (ids and exact scores, each best first) by exact score: a
+    lone segment's order is kept as it is, and ties between segments go to the older."""
+    if len(found) == 1:
+        return found[0][0][:n]
+    ids = np.concatenate([np.zeros(0, np.int64), *(ids for ids, _ in found)])
+    scores = np.concatenate([np.zeros(0, np.float32), *(scores for _, scores in found)])
+    merged: np.ndarray = ids[np.argsort(-scores, kind="stable")[:n]]
+    return merged
 
 
 def _segment_inconsistency(seg: Segment, dimension: int) -> str | None:

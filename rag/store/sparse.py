@@ -24,6 +24,8 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +45,8 @@ FORMAT = "termcounts-stemmed-english-1"
 _SUMS = "sha256.json"
 """Each saved file's sha256 and the format, written with them and checked at every load (`damage`)."""
 _ARRAYS = ("data", "rows", "indptr", "lengths")
+_SCORED_BYTES = 64 << 20
+"""Scored postings a set of term counts keeps for the next question (`TermCounts._term_scores`)."""
 _BATCH = 10_000
 """Texts tokenized at a time: the counts grow as compact arrays, never as every text's token lists."""
 
@@ -72,6 +76,10 @@ class TermCounts:
         self, data: np.ndarray, rows: np.ndarray, indptr: np.ndarray, lengths: np.ndarray, vocabulary: dict[str, int]
     ) -> None:
         self.data, self.rows, self.indptr, self.lengths, self.vocabulary = data, rows, indptr, lengths, vocabulary
+        self._scored: OrderedDict[tuple[str, int, int, int], tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        """A term's (rows, 32-bit scores) under given statistics (`_term_scores`), most recent last."""
+        self._scored_bytes = 0
+        self._scoring = threading.Lock()
 
     @property
     def size(self) -> int:
@@ -179,18 +187,44 @@ class TermCounts:
         work is the query terms' postings; each text's terms are added in the query's order in 32 bits,
         with bm25s's own types (a 32-bit idf, a 64-bit average length), so the scores are bm25s's to the
         last bit."""
-        model, tfc, idf = _bm25_formula()
-        average = np.float64(stats.terms / stats.texts if stats.texts else 1.0)
         out = np.zeros(self.size, dtype=np.float32)
         for term in query_terms:  # repeats count again, as in bm25s
-            found = self._column(term)
-            if found is None or not stats.frequency.get(term):
-                continue
-            rows, counts = found
-            weight = np.float32(idf(stats.frequency[term], N=stats.texts))
-            part = tfc(tf_array=counts, l_d=self.lengths[rows], l_avg=average, k1=model.k1, b=model.b)
-            out[rows] += (weight * part).astype(np.float32)  # a term's rows are distinct: no add is lost
+            found = self._term_scores(term, stats)
+            if found is not None:
+                rows, scores = found
+                out[rows] += scores  # a term's rows are distinct: no add is lost
         return out
+
+    def _term_scores(self, term: str, stats: KeywordStats) -> tuple[np.ndarray, np.ndarray] | None:
+        """(rows, scores) of the texts holding `term`, kept for the next question under the same statistics
+        (they change only when the index does): a common word's postings are most of a question's
+        keyword work, and common words come back question after question. At most `_SCORED_BYTES` kept."""
+        frequency = stats.frequency.get(term)
+        if not frequency:
+            return None
+        key = (term, frequency, stats.texts, stats.terms)
+        with self._scoring:
+            found = self._scored.get(key)
+            if found is not None:
+                self._scored.move_to_end(key)
+                return found
+        column = self._column(term)
+        if column is None:
+            return None
+        model, tfc, idf = _bm25_formula()
+        rows, counts = column
+        average = np.float64(stats.terms / stats.texts if stats.texts else 1.0)
+        weight = np.float32(idf(frequency, N=stats.texts))
+        part = tfc(tf_array=counts, l_d=self.lengths[rows], l_avg=average, k1=model.k1, b=model.b)
+        found = (rows, (weight * part).astype(np.float32))
+        with self._scoring:
+            if key not in self._scored:
+                self._scored[key] = found
+                self._scored_bytes += rows.nbytes + found[1].nbytes
+            while self._scored_bytes > _SCORED_BYTES and len(self._scored) > 1:
+                _, (old_rows, old_scores) = self._scored.popitem(last=False)
+                self._scored_bytes -= old_rows.nbytes + old_scores.nbytes
+        return found
 
 
 def _id(item: tuple[str, int]) -> int:
