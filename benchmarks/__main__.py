@@ -12,14 +12,13 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any, get_args
 
 from benchmarks import cold, disk_scale, growth, ingest, latency, page, ray_scale, scale, serve, sync_scale
-from benchmarks.measure import peak_rss_mb, write_json
+from benchmarks.measure import machine, peak_rss_mb, write_json
 from rag import RAG
 from rag.config import EmbeddingBackend, Settings
 from rag.evaluation.runner import eval_index_dir
@@ -41,26 +40,6 @@ SEED_QUESTIONS = [
     "In which city was Azerbaijan's foreign minister scheduled to meet the Minsk Group co-chairs?",
     "How did Putin characterize the events taking place in Artsakh?",
 ]
-
-
-def machine() -> dict[str, Any]:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if "model name" in line
-        ),
-        platform.processor(),
-    )
-    memory_kb = next(
-        int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if "MemTotal" in line
-    )
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "memory_gib": round(memory_kb / 2**20, 1),
-        "python": platform.python_version(),
-    }
 
 
 def rtqa_questions() -> list[tuple[str, dt.date | None]]:

@@ -41,7 +41,6 @@ import datetime as dt
 import importlib.metadata
 import json
 import os
-import platform
 import resource
 import shutil
 import sqlite3
@@ -49,14 +48,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks.measure import percentile, write_json
-from rag.store.sparse import KeywordStats, TermCounts
+from benchmarks.measure import machine, percentile, write_json
+from rag.store.sparse import KeywordStats, TermCounts, batched
 from rag.text import bm25s_module, index_terms
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -185,17 +184,6 @@ def stream(work: Path, copies: int) -> Iterator[str]:
                 yield text + suffix
 
 
-def batches(texts: Iterable[str], size: int) -> Iterator[list[str]]:
-    batch: list[str] = []
-    for text in texts:
-        batch.append(text)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 # ---------------------------------------------------------------------------------------------------
 # Engines: each builds from a stream of texts and returns how to search (terms -> best rows, best first)
 
@@ -270,7 +258,7 @@ class Bm25sEngine(Engine):
 
 class TermCountsEngine(Engine):
     def build(self, texts: Iterator[str], folder: Path) -> None:
-        self.segments = [TermCounts.build(batch) for batch in batches(texts, SEGMENT)]
+        self.segments = [TermCounts.build(batch) for batch in batched(texts, SEGMENT)]
 
     def search(self, terms: list[str]) -> list[int]:
         stats = sum((segment.stats(terms) for segment in self.segments), KeywordStats())
@@ -304,7 +292,7 @@ class TantivyEngine(Engine):
         index.register_tokenizer("pretokenized", _tantivy_analyzer(tantivy))
         writer = index.writer(heap_size=TANTIVY_HEAP, num_threads=TANTIVY_THREADS)
         row = 0
-        for batch in batches(texts, BATCH):
+        for batch in batched(texts, BATCH):
             for terms in index_terms(batch, return_ids=False):
                 document = tantivy.Document()
                 document.add_text("body", " ".join(terms))
@@ -353,7 +341,7 @@ class Fts5Engine(Engine):
         self.con.execute(f"CREATE VIRTUAL TABLE t USING fts5(body, content='', tokenize=\"{FTS5_TOKENIZE}\")")
         row = 0
         self.con.execute("BEGIN")
-        for batch in batches(texts, BATCH):
+        for batch in batched(texts, BATCH):
             joined = [(row + i, " ".join(terms)) for i, terms in enumerate(index_terms(batch, return_ids=False))]
             self.con.executemany("INSERT INTO t(rowid, body) VALUES (?, ?)", joined)
             row += len(joined)
@@ -530,34 +518,19 @@ def hits(found: list[list[int]], queries: list[dict[str, Any]], meta: dict[str, 
     return {"hit_at_5": scored[5] / asked, "hit_at_10": scored[10] / asked, "gold_questions": asked}
 
 
-def machine() -> dict[str, Any]:
-    versions: dict[str, str | None] = {}
+def versions() -> dict[str, Any]:
+    """The engines' and their dependencies' versions, and the commit measured."""
+    found: dict[str, str | None] = {}
     for package in ("bm25s", "numpy", "scipy", "PyStemmer", "tantivy", "tiktoken"):
         try:
-            versions[package] = importlib.metadata.version(package)
+            found[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
-            versions[package] = None
-    versions["sqlite"] = sqlite3.sqlite_version
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if "model name" in line
-        ),
-        platform.processor(),
-    )
-    memory = next(
-        line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")
-    )
+            found[package] = None
+    found["sqlite"] = sqlite3.sqlite_version
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
     return {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "cpu_count": os.cpu_count(),
-        "cpu": cpu,
-        "memory_gb": round(int(memory) / 1024**2, 1),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "versions": versions,
+        "versions": found,
         "git_commit": commit or None,
     }
 
@@ -624,7 +597,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         real = int(meta["chunks"])
         report: dict[str, Any] = {
             "what": "chunk-level BM25 engines on RealTime QA chunks (benchmarks/keyword_engines.py)",
-            "machine": machine(),
+            "machine": {**machine(), **versions()},
             "corpus": {key: meta[key] for key in ("chunks", "articles", "duplicate_articles", "vocabulary")},
             "tokenizer_checks": {"fts5": meta["fts5_changed_terms"], "tantivy": meta["tantivy_changed_terms"]},
             "questions": len(queries),

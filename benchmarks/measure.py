@@ -4,6 +4,8 @@ repeated runs, and comparisons are ratios of medians measured in the same run.""
 from __future__ import annotations
 
 import json
+import os
+import platform
 import socket
 import statistics
 import subprocess
@@ -67,3 +69,24 @@ def peak_rss_of(pid: int | str = "self") -> float:
     """A running process's peak RSS in MB (VmHWM). Not `ru_maxrss`: getrusage keeps a parent's peak across
     fork and exec, so a child started by a big process would report the parent's."""
     return proc_status_mb("VmHWM", pid)
+
+
+def machine() -> dict[str, Any]:
+    """The machine a result was measured on."""
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if "model name" in line
+        ),
+        platform.processor(),
+    )
+    memory_kb = next(
+        int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if "MemTotal" in line
+    )
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(memory_kb / 2**20, 1),
+        "python": platform.python_version(),
+    }

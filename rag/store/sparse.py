@@ -95,7 +95,7 @@ class TermCounts:
         blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         lengths: list[np.ndarray] = []
         done = 0
-        for batch in _batches(texts):
+        for batch in batched(texts):
             tokenized = index_terms(batch, return_ids=True)
             ids: list[list[int]] = list(tokenized.ids)
             local = np.asarray(
@@ -231,11 +231,12 @@ def _id(item: tuple[str, int]) -> int:
     return item[1]
 
 
-def _batches(texts: Iterable[str]) -> Iterator[list[str]]:
+def batched(texts: Iterable[str], size: int = _BATCH) -> Iterator[list[str]]:
+    """The texts in lists of `size` (the last one shorter), read as they come."""
     batch: list[str] = []
     for text in texts:
         batch.append(text)
-        if len(batch) == _BATCH:
+        if len(batch) == size:
             yield batch
             batch = []
     if batch:
