@@ -141,7 +141,10 @@ class Segment:
             counts.save(directory)
         except OSError as exc:  # a read-only medium: searched all the same
             log.debug("term counts not saved to %s: %s", directory, exc)
-        return counts
+            return counts
+        # Mapped from the file just written rather than kept as counted: counting segment after segment
+        # then holds one segment's counts in memory at a time, not every segment's.
+        return TermCounts.load(directory)
 
     def terms_problem(self, unit: Unit) -> str | None:
         """What is wrong with the saved counts (`rag doctor`), or None when they are sound or absent (then
