@@ -15,7 +15,7 @@ import numpy as np
 
 from benchmarks.measure import percentile
 from rag.config import Settings
-from rag.store.ann import IvfIndex
+from rag.store.ann import IvfIndex, rescored
 
 
 def _mixture(rng: np.random.Generator, centres: np.ndarray, n: int, spread: float) -> np.ndarray:
@@ -49,7 +49,8 @@ def _rag_ivf(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray, flat: 
         times, found = [], []
         for query in queries:
             begin = time.perf_counter()
-            found.append(ivf.search(query, depth, nprobe=nprobe, selector=None, exact=flat.reconstruct_batch)[:10])
+            candidates = ivf.approximate(query, depth, nprobe=nprobe, selector=None)
+            found.append(rescored(query, candidates, flat.reconstruct_batch)[0][:10])
             times.append(time.perf_counter() - begin)
         recall = float(np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth, strict=True)]))
         rows[f"rag: ivf-sq8 nlist={ivf.ivf.nlist} nprobe={nprobe}, top {depth} rescored exactly"] = {

@@ -45,6 +45,7 @@ def _reset_peak() -> None:
 def _articles(source: Source, first_id: int, seed: int) -> Iterator[tuple[DocumentRecord, list[ChunkRow], np.ndarray]]:
     """The source's articles again and again under new ids, their chunks under new chunk ids from `first_id`."""
     rng = np.random.default_rng(seed)
+    dimension = source.manifest.dimension
     next_id, copy = first_id, 0
     while True:
         copy += 1
@@ -55,7 +56,7 @@ def _articles(source: Source, first_id: int, seed: int) -> Iterator[tuple[Docume
             digest = hashlib.sha256(f"{record.content_hash}:sync{copy}".encode()).hexdigest()
             copied = dataclasses.replace(record, id=new_id, content_hash=digest, chunk_ids=ids)
             rows = [(new_id, *source.rows[old][1:]) for old in record.chunk_ids]
-            vectors = np.stack([source.vectors[old] for old in record.chunk_ids]) if ids else np.zeros((0, 384))
+            vectors = np.stack([source.vectors[old] for old in record.chunk_ids]) if ids else np.zeros((0, dimension))
             vectors = vectors + SPREAD * rng.standard_normal(vectors.shape, dtype=np.float32)
             vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
             yield copied, rows, vectors.astype(np.float32)

@@ -35,6 +35,10 @@ EmbeddingBackend = Literal["onnx", "onnx-int8", "torch"]
 DEFAULT_EMBEDDING_BACKEND: EmbeddingBackend = "onnx-int8"
 """int8 weights: 1.7-2.4x the fp32 encoder's speed on the CPUs measured, and no loss on any development set
 (README, Performance)."""
+DEFAULT_MERGE_FACTOR = 10
+DEFAULT_MAX_MERGED_CHUNKS = 2_000_000
+"""The merge policy's defaults (`rag.store.segments`), here so that an index opened without settings (an
+archive's partition) merges as `IndexSettings` says."""
 RetrievalMode = Literal["hybrid", "dense", "bm25"]
 QuestionDates = Literal["prefer", "filter", "off"]
 S = TypeVar("S", bound=Section)
@@ -80,14 +84,14 @@ class IndexSettings(Section):
         2000, ge=1, le=10**9, description="During indexing, save after this many new chunks so a crash loses little."
     )
     merge_factor: int = Field(
-        10,
+        DEFAULT_MERGE_FACTOR,
         ge=2,
         le=1000,
         description="Segments of a size that are merged into one (Lucene's merge factor): fewer segments to "
         "search at the cost of rewriting each chunk about once per factor-fold growth.",
     )
     max_merged_chunks: int = Field(
-        2_000_000,
+        DEFAULT_MAX_MERGED_CHUNKS,
         ge=1_000,
         le=10**9,
         description="Largest segment a merge writes, in chunks: bounds the memory a merge needs (the "

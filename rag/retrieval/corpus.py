@@ -14,7 +14,7 @@ import numpy as np
 
 from rag.dates import DateRange
 from rag.store.index import ArticleIndex
-from rag.store.records import DocumentRecord, article_text, chunk_texts
+from rag.store.records import DocumentRecord, article_text, chunk_text
 from rag.store.segments import Segment, Unit
 from rag.store.sparse import KeywordStats, TermCounts
 
@@ -87,12 +87,9 @@ class Keyword:
         _, records = index.documents.changes
         if self.unit == "article":
             return TermCounts.build(article_text(record) for record in records)
-        texts = []
-        for record in records:
-            ids = np.asarray(record.chunk_ids, dtype=np.int64)
-            spans = [(i, *index.chunks.span(i)) for i in ids.tolist()]
-            texts += chunk_texts(record, np.asarray(sorted(spans), dtype=np.int64).reshape(-1, 3))
-        return TermCounts.build(texts)
+        return TermCounts.build(
+            chunk_text(record, *index.chunks.span(chunk_id)) for record in records for chunk_id in record.chunk_ids
+        )
 
     def _counted(self, part: int, use: Callable[[TermCounts], T]) -> T:
         """`use` of the part's term counts. Loading checks every byte, but a file changed under the mapping
@@ -225,9 +222,7 @@ class Corpus:
 
     def chunk_text(self, row: int) -> str:
         """A chunk's text with its article's title, as BM25 and the reranker read it."""
-        record = self.record(int(self.chunk_article[row]))
-        start, end = self.index.chunks.span(int(self.chunk_ids[row]))
-        return f"{record.title}\n{record.text[start:end]}" if record.title else record.text[start:end]
+        return chunk_text(self.record(int(self.chunk_article[row])), *self.index.chunks.span(int(self.chunk_ids[row])))
 
     def article_text(self, row: int) -> str:
         """An article's title and text, as BM25 reads it."""

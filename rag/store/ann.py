@@ -46,22 +46,6 @@ class IvfIndex:
     def add(self, vectors: np.ndarray, ids: np.ndarray) -> None:
         self.ivf.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64))
 
-    def remove(self, ids: np.ndarray) -> None:
-        self.ivf.remove_ids(np.asarray(ids, dtype=np.int64))
-
-    def search(
-        self,
-        query: np.ndarray,
-        n: int,
-        *,
-        nprobe: int,
-        selector: faiss.IDSelector | None,
-        exact: Callable[[np.ndarray], np.ndarray],
-    ) -> np.ndarray:
-        """Ids of the n best candidates, ordered by their exact score (`exact` gives the float vectors of
-        chunk ids)."""
-        return rescored(query, self.approximate(query, n, nprobe=nprobe, selector=selector), exact)[0]
-
     def approximate(self, query: np.ndarray, n: int, *, nprobe: int, selector: faiss.IDSelector | None) -> np.ndarray:
         """Ids of the n best candidates by their 8-bit codes, best first."""
         params = faiss.SearchParametersIVF(sel=selector, nprobe=min(nprobe, self.ivf.nlist))

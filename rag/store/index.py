@@ -46,6 +46,7 @@ import numpy as np
 import orjson
 
 from rag import durable
+from rag.config import DEFAULT_MAX_MERGED_CHUNKS, DEFAULT_MERGE_FACTOR
 from rag.durable import fingerprint
 from rag.errors import IndexDirError
 from rag.store.ann import IvfIndex, rescored
@@ -59,6 +60,7 @@ from rag.store.records import (
     SegmentRecords,
 )
 from rag.store.segments import Segment, SegmentInfo, merges, save_terms
+from rag.store.vectors import flat_matrix
 from rag.types import Chunk, Document
 
 FORMAT_VERSION = 3
@@ -438,8 +440,7 @@ class ArticleIndex:
         """`version` as of the last load or save; None for an index never saved."""
         self.ann_min_chunks: int | None = None
         """Set by `configure` from `Settings.ann_min_chunks`; None: exact search only."""
-        self.merge_factor = 10
-        self.max_merged_chunks = 2_000_000
+        self.merge_factor, self.max_merged_chunks = DEFAULT_MERGE_FACTOR, DEFAULT_MAX_MERGED_CHUNKS
         self.lock_timeout = LOCK_TIMEOUT
         self._creating: Any = None
         """While a new index is built, its `.creating` marker, held locked until the first save."""
@@ -852,7 +853,7 @@ class ArticleIndex:
             start = end
         inside = positions >= start
         if inside.any():
-            out[inside] = _flat_matrix(self.fresh)[positions[inside] - start]
+            out[inside] = flat_matrix(self.fresh)[positions[inside] - start]
         return out
 
     def vectors_of(self, chunk_ids: np.ndarray) -> np.ndarray:
@@ -865,7 +866,12 @@ class ArticleIndex:
         ids = self.chunks.ids()
         return ids, self.vectors_of(ids)
 
-    def configure(self, ann_min_chunks: int | None, merge_factor: int = 10, max_merged_chunks: int = 2_000_000) -> None:
+    def configure(
+        self,
+        ann_min_chunks: int | None,
+        merge_factor: int = DEFAULT_MERGE_FACTOR,
+        max_merged_chunks: int = DEFAULT_MAX_MERGED_CHUNKS,
+    ) -> None:
         """The settings a save and a search follow: IVFs once the index holds `ann_min_chunks` (None: exact
         search only, and the IVFs saved are not used), and the merge policy (`rag.store.segments`)."""
         self.ann_min_chunks = ann_min_chunks
@@ -967,7 +973,7 @@ class ArticleIndex:
         durable.replace(self.path / f"records.{n}.sqlite3", records)
         if self._ivf_due(vectors.ntotal):
             log.info("training an IVF over %d chunks", vectors.ntotal)
-            self._write_ann(n, _flat_matrix(vectors), faiss.vector_to_array(vectors.id_map))
+            self._write_ann(n, flat_matrix(vectors), faiss.vector_to_array(vectors.id_map))
         try:
             save_terms(self.path, n, RecordStore(self.path / f"records.{n}.sqlite3"))
         except OSError as exc:  # derived: the first search counts them again
@@ -1142,13 +1148,3 @@ def _selector(bitmap: np.ndarray | None, dead: np.ndarray) -> faiss.IDSelector |
         return allowed
     alive = faiss.IDSelectorNot(faiss.IDSelectorBatch(dead))  # each selector keeps the ones it wraps
     return alive if allowed is None else faiss.IDSelectorAnd(allowed, alive)
-
-
-def _flat_matrix(vectors: faiss.IndexIDMap2) -> np.ndarray:
-    """The vectors of an in-memory flat index by position: a view of FAISS's own memory."""
-    inner = faiss.downcast_index(vectors.index)
-    n, d = inner.ntotal, inner.d
-    if not n:
-        return np.zeros((0, d), dtype=np.float32)
-    matrix: np.ndarray = faiss.rev_swig_ptr(inner.get_xb(), n * d).reshape(n, d)
-    return matrix

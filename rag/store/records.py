@@ -117,13 +117,17 @@ def article_text(record: DocumentRecord) -> str:
     return f"{record.title}\n{record.text}" if record.title else record.text
 
 
+def chunk_text(record: DocumentRecord, start: int, end: int) -> str:
+    """A chunk's text with its article's title, as BM25 and the reranker read it."""
+    return f"{record.title}\n{record.text[start:end]}" if record.title else record.text[start:end]
+
+
 def chunk_texts(record: DocumentRecord, spans: np.ndarray) -> list[str]:
-    """The article's chunks' texts with its title, as BM25 and the reranker read them; `spans` is
-    `chunk_columns("start", "end")` of a file holding them (sorted by id)."""
-    prefix = f"{record.title}\n" if record.title else ""
+    """`chunk_text` of each of the article's chunks; `spans` is `chunk_columns("start", "end")` of a file
+    holding them (sorted by id)."""
     ids = np.asarray(record.chunk_ids, dtype=np.int64)
     rows = spans[np.searchsorted(spans[:, 0], ids)] if len(ids) else spans[:0]
-    return [prefix + record.text[start:end] for _, start, end in rows.tolist()]
+    return [chunk_text(record, start, end) for _, start, end in rows.tolist()]
 
 
 def _stored_date(value: Any, doc_id: str) -> dt.date | None:
@@ -208,13 +212,6 @@ class RecordStore:
         with self._query() as conn:
             return conn.execute("SELECT 1 FROM documents WHERE id = ?", (doc_id,)).fetchone() is not None
 
-    def holder(self, content_hash: str) -> str | None:
-        """The stored article with this content, if any."""
-        with self._query() as conn:
-            row = conn.execute("SELECT id FROM documents WHERE content_hash = ?", (content_hash,)).fetchone()
-        # Interned: a run of copies names the same holder for each (a report line apiece), one string for all.
-        return None if row is None else sys.intern(str(row[0]))
-
     def _batches(self, sql: str, size: int = _BATCH) -> Iterator[list[tuple[Any, ...]]]:
         """The rows of `sql` (keyed on its first column: `WHERE key > ? ORDER BY key LIMIT ?`) a batch at a
         time: the lock is held per batch, never while the caller works on one."""
@@ -261,7 +258,8 @@ class RecordStore:
             first += len(chunk_ids)
 
     def holders(self, content_hash: str) -> list[str]:
-        """Every article of this file with this content (a dead row may be among them)."""
+        """Every article of this file with this content (a dead row may be among them). Interned: a run of
+        copies names the same holder for each (a report line apiece), one string for all."""
         with self._query() as conn:
             rows = conn.execute("SELECT id FROM documents WHERE content_hash = ?", (content_hash,)).fetchall()
         return [sys.intern(str(row[0])) for row in rows]

@@ -31,7 +31,7 @@ import numpy as np
 from rag.store.ann import IvfIndex
 from rag.store.records import RecordStore, SegmentFile, article_text, chunk_texts
 from rag.store.sparse import TermCounts, damage
-from rag.store.vectors import VectorFile
+from rag.store.vectors import VectorFile, flat_matrix
 
 log = logging.getLogger(__name__)
 Unit = Literal["chunk", "article"]
@@ -105,12 +105,7 @@ class Segment:
 
     def matrix(self) -> np.ndarray:
         """Every vector by FAISS position: a view of the mapped file, never a copy."""
-        inner = faiss.downcast_index(self.vectors.index)
-        n, d = inner.ntotal, inner.d
-        if not n:
-            return np.zeros((0, d), dtype=np.float32)
-        matrix: np.ndarray = faiss.rev_swig_ptr(inner.get_xb(), n * d).reshape(n, d)
-        return matrix
+        return flat_matrix(self.vectors)
 
     def vectors_at(self, positions: np.ndarray) -> np.ndarray:
         if self.rows is not None:

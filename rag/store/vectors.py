@@ -64,3 +64,14 @@ class VectorFile:
             data = os.pread(self._fd, (stop - start) * self.row_bytes, self.offset + first * self.row_bytes)
             out[order[start:stop]] = np.frombuffer(data, dtype=np.float32).reshape(stop - start, self.dimension)
         return out
+
+
+def flat_matrix(vectors: faiss.IndexIDMap2) -> np.ndarray:
+    """The vectors of an `IndexIDMap2` over a flat index, by FAISS position: a view of FAISS's own memory
+    (or of the file it maps), never a copy."""
+    inner = faiss.downcast_index(vectors.index)
+    n, d = inner.ntotal, inner.d
+    if not n:
+        return np.zeros((0, d), dtype=np.float32)
+    matrix: np.ndarray = faiss.rev_swig_ptr(inner.get_xb(), n * d).reshape(n, d)
+    return matrix
