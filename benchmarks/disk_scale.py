@@ -10,8 +10,8 @@ loads and searches.
 
 The search is dense (the question's embedding, IVF candidates rescored from the memory-mapped exact
 vectors, the article ranking and its passages read from the records file) and hybrid (`rag`'s default:
-BM25 over articles and chunks as well, from the segments' term counts, counted in a fresh process first
-as `rag index` counts a new segment's) at every size up to `HYBRID_LIMIT`. Recall@10 compares the IVF's
+BM25 over articles and chunks as well, from the segments' term counts, counted first segment by segment,
+each in a fresh process, as a save counts a new segment's) at every size up to `HYBRID_LIMIT`. Recall@10 compares the IVF's
 chunks with exact search over the same vectors, after the timed questions, since exact search reads the
 whole vectors file."""
 
@@ -39,7 +39,7 @@ from rag.durable import fingerprint
 from rag.store.ann import IvfIndex
 from rag.store.index import FORMAT_VERSION, MANIFEST, ArticleIndex, Manifest, read_manifest
 from rag.store.records import ChunkRow, DocumentRecord, RecordStore
-from rag.store.segments import SegmentInfo
+from rag.store.segments import SegmentInfo, save_terms
 from rag.store.vectors import VectorFile
 
 BLOCK = 200_000
@@ -185,12 +185,23 @@ def exact(folder: Path, queries: np.ndarray, k: int = 10) -> np.ndarray:
 
 
 def keywords(folder: Path) -> dict[str, Any]:
-    """In a fresh process: count and save the BM25 term counts of the index at `folder`, as `rag index` does."""
-    started = time.perf_counter()
-    rag = RAG(Settings(index_dir=folder), progress=False)
-    rag.retriever().prepare()
+    """Count and save the BM25 term counts of every segment of the index at `folder` as a save counts a
+    new segment's (`save_terms`), each in a fresh process: a segment's count is the unit of building, and
+    its peak is the counting's own, not the IVFs' of a loaded index."""
+    counted = [_child("count", folder, info["number"]) for info in read_manifest(folder).segments]
     size = sum(file.stat().st_size for file in folder.glob("terms.*/**/*") if file.is_file())
-    return {"bm25_build_s": time.perf_counter() - started, "bm25_build_rss_mb": peak_rss_of(), "bm25_mb": size / 1e6}
+    return {
+        "bm25_build_s": sum(one["seconds"] for one in counted),
+        "bm25_build_rss_mb": max(one["peak_rss_mb"] for one in counted),
+        "bm25_mb": size / 1e6,
+    }
+
+
+def count(folder: Path, number: int) -> dict[str, Any]:
+    """In a fresh process: one segment's term counts, counted and saved."""
+    started = time.perf_counter()
+    save_terms(folder, number, RecordStore(folder / f"records.{number}.sqlite3"))
+    return {"seconds": time.perf_counter() - started, "peak_rss_mb": peak_rss_of()}
 
 
 def search(folder: Path, questions_file: Path, truth_file: Path, nprobe: int, mode: RetrievalMode) -> dict[str, Any]:
@@ -246,7 +257,7 @@ def measure(folder: Path, asked: Path, nprobes: tuple[int, ...] = (32, 64)) -> l
         for nprobe in nprobes
     ]
     if read_manifest(folder).n_chunks <= HYBRID_LIMIT:
-        built, nprobe = _child("keywords", folder), Settings().retrieval.ann_nprobe
+        built, nprobe = keywords(folder), Settings().retrieval.ann_nprobe
         hybrid = _child("search", folder, asked, truth_file, nprobe, "hybrid")
         rows.append({"nprobe": nprobe, "exact_s": exact_s, **built, **hybrid})
     return rows
@@ -271,8 +282,8 @@ def run(
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "keywords":
-        print(json.dumps(keywords(Path(sys.argv[2]))))
+    if sys.argv[1] == "count":
+        print(json.dumps(count(Path(sys.argv[2]), int(sys.argv[3]))))
     else:
         folder, asked, truth, nprobe, mode = sys.argv[2:]
         print(json.dumps(search(Path(folder), Path(asked), Path(truth), int(nprobe), cast(RetrievalMode, mode))))

@@ -372,7 +372,8 @@ def _info(rag: RAG, docs: bool) -> dict[str, Any]:
     if Catalog.exists(rag.settings.index_dir):
         return _archive_info(rag.settings.index_dir, docs, rag.settings.index.lock_timeout)
     index = ArticleIndex.load(rag.settings.index_dir, lock_timeout=rag.settings.index.lock_timeout)
-    dates = sorted(r.published for r in index.documents.summaries() if r.published)
+    summaries = index.documents.summaries()
+    dates = summaries.dated()
     m = index.manifest
     info: dict[str, Any] = {
         "index_dir": str(index.path),
@@ -381,8 +382,8 @@ def _info(rag: RAG, docs: bool) -> dict[str, Any]:
         "embedding_model": m.embedding_model,
         "dimension": m.dimension,
         "chunking": f"{m.chunk_tokens} tokens, {m.chunk_overlap} overlap ({m.tokenizer})",
-        "published": f"{dates[0]} .. {dates[-1]}" if dates else "no dates",
-        "undated_documents": sum(1 for r in index.documents.summaries() if not r.published),
+        "published": f"{dates[0]} .. {dates[1]}" if dates else "no dates",
+        "undated_documents": summaries.undated,
         "size_on_disk_bytes": index.size_on_disk(),
         "format_version": m.format_version,
         "segments": [_segment_line(seg.info) for seg in index.segments],

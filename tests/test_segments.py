@@ -167,6 +167,29 @@ def test_many_small_saves_stay_a_bounded_number_of_segments(tmp_path: Path, embe
     assert rag.search("tram repairs at the harbour", k=3).passages
 
 
+def test_a_save_runs_only_small_merges_and_the_pipeline_runs_the_rest_after(tmp_path: Path, embedder: Embedder) -> None:
+    """A save returns once its articles are saved and the merges of at most `save_merge_chunks` are done;
+    a due larger merge runs after it (`merge`), at the end of the pipeline's run."""
+    settings = Settings(index_dir=tmp_path / "index", progress=False, backend="extractive", merge_factor=3)
+    settings.index.save_merge_chunks = 0
+    rag = RAG(settings, embedder=embedder)
+    index = rag.store.open_index(create=True)
+    chunker = rag.store.chunker(index.manifest)
+    with rag.store.writing():
+        for i in range(3):
+            doc = article(i)
+            chunks = chunker.split(doc)
+            index.add(doc, chunks, rag.embedder.embed([c.text for c in chunks]))
+            index.save()
+        assert len(index.segments) == 3, "the save left the due merge for later"
+        assert index.merge() == 1 and len(index.segments) == 1
+    rag.add_documents([article(i) for i in range(3, 6)])
+    assert len(rag.store.open_index().segments) == 2
+    rag.add_documents([article(6)])  # a third segment: the due merge runs at the end of the run
+    assert len(rag.store.open_index().segments) == 1
+    assert sorted(rag.store.open_index().documents) == [f"a{i:02d}" for i in range(7)]
+
+
 def test_a_lost_manifest_is_rebuilt_with_its_tombstones(split_and_whole: tuple[RAG, RAG]) -> None:
     """Each segment's file keeps the tombstones its save laid: a repaired index does not bring back what
     was deleted or replaced."""
@@ -296,10 +319,10 @@ def test_scored_postings_are_kept_for_the_next_question_within_their_budget(monk
     terms = query_terms("tram repairs at the harbour after the flood")
     stats = counts.stats(terms)
     first = counts.scores(terms, stats)
-    assert counts._scored and np.array_equal(counts.scores(terms, stats), first)
+    assert counts._scored_cache and np.array_equal(counts.scores(terms, stats), first)
     other = sparse.KeywordStats(stats.texts + 10, stats.terms + 500, stats.frequency)
     assert not np.array_equal(counts.scores(terms, other), first)
     monkeypatch.setattr(sparse, "_SCORED_BYTES", 1)
     again = counts.scores(terms, sparse.KeywordStats(stats.texts + 20, stats.terms + 900, stats.frequency))
-    assert len(counts._scored) == 1, "over the budget, only the last term's postings are kept"
+    assert len(counts._scored_cache) == 1, "over the budget, only the last term's postings are kept"
     assert np.array_equal(counts.scores(terms, stats), first) and again.any()

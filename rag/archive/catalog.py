@@ -107,12 +107,12 @@ class Catalog:
     def refresh(self, index: ArticleIndex) -> None:
         """Record a partition as its saved index stands."""
         name = index.path.name
-        dates = [r.published for r in index.documents.summaries() if r.published is not None]
+        dates = index.documents.summaries().dated()
         self.partitions[name] = PartitionInfo(
             name=name,
             number=self.number_for(name),
-            first=min(dates).isoformat() if dates else None,
-            last=max(dates).isoformat() if dates else None,
+            first=dates[0].isoformat() if dates else None,
+            last=dates[1].isoformat() if dates else None,
             documents=len(index.documents),
             chunks=len(index.chunks),
             generation=index.manifest.generation,

@@ -135,6 +135,14 @@ class ArchiveWriter:
         self.catalog.save(self.root)
         self.touched.clear()
 
+    def merge(self) -> None:
+        """Run the merges larger than a save runs itself (`ArticleIndex.merge`), once the run's articles
+        are saved and searchable, and record the partitions they rewrote."""
+        for name, index in self.partitions.items():
+            if ArticleIndex.exists(index.path) and index.merge():
+                self.touched.add(name)
+        self.save()
+
 
 def split(index: ArticleIndex, root: Path) -> ArchiveWriter:
     """Move a single index's articles into an archive at `root`, month by month, with the vectors it has:

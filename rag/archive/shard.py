@@ -20,7 +20,8 @@ import numpy as np
 
 from rag.archive.catalog import CATALOG, ID_BITS, partition_path
 from rag.archive.wire import CandidateRequest, Candidates, Gathered, Key
-from rag.retrieval.corpus import Corpus, Keyword, allowed, top
+from rag.retrieval.corpus import Corpus, allowed
+from rag.retrieval.keyword import Keyword
 from rag.store.index import ArticleIndex
 from rag.store.sparse import KeywordStats
 
@@ -125,14 +126,14 @@ class Shard:
                     rows = corpus.chunk_article[corpus.rows(ids)]
                     dense += zip(scores.tolist(), [name] * len(ids), rows.tolist(), ids.tolist(), strict=True)
             if request.keyword_unit == "article":
-                scores = partition.articles.scores(request.terms, request.stats)
-                rows = top(scores, allowed(corpus.article_day, request.dates), request.n)
-                keyword += ((float(scores[row]), name, row, None) for row in rows.tolist())
+                rows, scores = partition.articles.top(
+                    request.terms, allowed(corpus.article_day, request.dates), request.n, request.stats
+                )
+                keyword += zip(scores.tolist(), [name] * len(rows), rows.tolist(), [None] * len(rows), strict=True)
             elif request.keyword_unit == "chunk":
-                scores = partition.chunks.scores(request.terms, request.stats)
-                rows = top(scores, inside, request.n)
+                rows, scores = partition.chunks.top(request.terms, inside, request.n, request.stats)
                 chunk_ids, articles = corpus.chunk_ids[rows].tolist(), corpus.chunk_article[rows].tolist()
-                keyword += zip(scores[rows].tolist(), [name] * len(rows), articles, chunk_ids, strict=True)
+                keyword += zip(scores.tolist(), [name] * len(rows), articles, chunk_ids, strict=True)
         return Candidates(self._keys(dense, request.n), self._keys(keyword, request.n))
 
     def _keys(self, found: list[tuple[float, str, int, int | None]], n: int) -> list[tuple[float, Key]]:
@@ -154,7 +155,6 @@ class Shard:
                 continue
             partition = self._partition(name)
             index, corpus = partition.index, partition.corpus
-            scores = partition.chunks.scores(terms, stats) if terms else np.zeros(len(corpus.chunk_ids), np.float32)
             for doc_id in doc_ids:
                 stored = index.documents[doc_id]
                 ids = np.asarray(stored.chunk_ids, dtype=np.int64)
@@ -163,5 +163,6 @@ class Shard:
                 rows = corpus.rows(ids)
                 position = partition.archive_id(partition.article_row[doc_id])
                 chunks = [index.chunks.row(int(i)) for i in ids]
-                out.append(Gathered(name, position, record, chunks, np.asarray(vectors, np.float32), scores[rows]))
+                scores = partition.chunks.scores_at(terms, rows, stats) if terms else np.zeros(len(rows), np.float32)
+                out.append(Gathered(name, position, record, chunks, np.asarray(vectors, np.float32), scores))
         return out

@@ -309,6 +309,7 @@ class Indexer:
             flush(everything=True)
         if index.unsaved:  # also an index created by this run and never saved
             index.save()
+        index.merge()  # the merges larger than a save runs, now that the run's articles are searchable
         return report
 
     def index_uploads(

@@ -150,6 +150,7 @@ def index_with_ray(
                     writer.save()
                     pending = 0
         writer.save()
+        writer.merge()
     return IndexReport(report, errors, found.skipped, time.perf_counter() - started)
 
 

@@ -96,7 +96,9 @@ class Store:
             else:
                 index = ArticleIndex.create(path, self.new_manifest(), lock_timeout=timeout)
             s = self.settings
-            index.configure(s.retrieval.ann_min_chunks, s.index.merge_factor, s.index.max_merged_chunks)
+            index.configure(
+                s.retrieval.ann_min_chunks, s.index.merge_factor, s.index.max_merged_chunks, s.index.save_merge_chunks
+            )
             self._index = index
         return self._index
 

@@ -13,13 +13,11 @@ from typing import TypeVar
 import numpy as np
 
 from rag.dates import DateRange
+from rag.retrieval.keyword import Keyword, best
 from rag.store.index import ArticleIndex
-from rag.store.records import DocumentRecord, article_text, chunk_text
-from rag.store.segments import Segment, Unit
-from rag.store.sparse import KeywordStats, TermCounts
+from rag.store.records import UNDATED, DocumentRecord, article_text, chunk_text
+from rag.store.segments import Unit
 
-UNDATED = np.iinfo(np.int32).min
-"""Day number of an undated article: it passes every date filter and earns no recency prior."""
 _EPOCH = dt.date(1970, 1, 1)
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -40,92 +38,6 @@ def allowed(days: np.ndarray, dates: DateRange) -> np.ndarray:
         inside &= days <= day(dates.until)
     inside |= days == UNDATED
     return inside
-
-
-class Keyword:
-    """BM25 over one unit's rows (chunks or articles) of a corpus: each segment's saved term counts, and the
-    unsaved articles' counted here, scored with the statistics of every live row together, so the scores
-    are those of one BM25 index over the corpus however it is split."""
-
-    def __init__(self, corpus: Corpus, unit: Unit) -> None:
-        self.corpus, self.unit = corpus, unit
-        self.size = len(corpus.chunk_ids) if unit == "chunk" else len(corpus.article_ids)
-        index = corpus.index
-        self._parts: list[tuple[Segment | None, np.ndarray, np.ndarray | None, int | None]] = []
-        """(segment, or None for the unsaved articles; each of its rows' corpus row, -1 when dead; the dead
-        rows as a mask, None when there are none; the first corpus row when its rows are corpus rows in
-        order, as they are without tombstones)."""
-        self._unsaved: TermCounts | None = None
-        for number, rows in sorted(corpus.by_segment().items()):
-            segment = index.segments[number] if number >= 0 else None
-            if segment is None:
-                counts = self._unsaved = self._unsaved_counts()
-            else:
-                counts = segment.terms(unit)
-            order = np.full(counts.size, -1, dtype=np.int64)
-            positions, corpus_rows = self._positions(rows)
-            order[positions] = corpus_rows
-            dead = order < 0
-            first = int(order[0]) if len(order) else 0
-            contiguous = not dead.any() and np.array_equal(order, np.arange(first, first + len(order)))
-            self._parts.append((segment, order, dead if dead.any() else None, first if contiguous else None))
-
-    def _positions(self, article_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(positions in their segment, corpus rows) of these articles, or of their chunks."""
-        corpus = self.corpus
-        if self.unit == "article":
-            return corpus.article_position[article_rows], article_rows
-        rows = [corpus.article_rows[r] for r in article_rows.tolist()]
-        counts = np.asarray([len(one) for one in rows], np.int64)
-        within = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
-        firsts = np.repeat(corpus.article_first_chunk[article_rows], counts)
-        return firsts + within, np.concatenate([np.zeros(0, np.int64), *rows])
-
-    def _unsaved_counts(self) -> TermCounts:
-        """The unsaved articles' counts, in the order `Documents.summaries` places them."""
-        index = self.corpus.index
-        _, records = index.documents.changes
-        if self.unit == "article":
-            return TermCounts.build(article_text(record) for record in records)
-        return TermCounts.build(
-            chunk_text(record, *index.chunks.span(chunk_id)) for record in records for chunk_id in record.chunk_ids
-        )
-
-    def _counted(self, part: int, use: Callable[[TermCounts], T]) -> T:
-        """`use` of the part's term counts. Loading checks every byte, but a file changed under the mapping
-        since must still not fail every question: counts that fail are counted again from the records."""
-        segment = self._parts[part][0]
-        if segment is None:
-            assert self._unsaved is not None  # the unsaved articles' part is made with their counts
-            return use(self._unsaved)
-        try:
-            return use(segment.terms(self.unit))
-        except (ValueError, IndexError) as exc:
-            number = segment.info.number
-            log.warning("rebuilding the BM25 term counts of segment %d: they failed while scoring (%s)", number, exc)
-            segment.recount(self.unit)
-            return use(segment.terms(self.unit))
-
-    def stats(self, terms: list[str]) -> KeywordStats:
-        """The corpus's statistics for these terms: every live row, whatever the dates searched."""
-        total = KeywordStats()
-        for part, (_, _, dead, _) in enumerate(self._parts):
-            total += self._counted(part, functools.partial(TermCounts.stats, query_terms=terms, dead=dead))
-        return total
-
-    def scores(self, terms: list[str], stats: KeywordStats | None = None) -> np.ndarray:
-        """One BM25 score per row of the unit (`stats`: the statistics to score with, by default the
-        corpus's own); all zero when no term occurs."""
-        stats = self.stats(terms) if stats is None else stats
-        out = np.zeros(self.size, dtype=np.float32)
-        for part, (_, order, _, first) in enumerate(self._parts):
-            scores = self._counted(part, lambda counts: counts.scores(terms, stats))
-            if first is not None:
-                out[first : first + len(scores)] = scores
-            else:
-                live = order >= 0
-                out[order[live]] = scores[live]
-        return out
 
 
 @dataclass
@@ -160,24 +72,24 @@ class Corpus:
 
     @classmethod
     def of(cls, index: ArticleIndex) -> Corpus:
-        summaries = list(index.documents.summaries())
-        counts = [len(summary.chunk_ids) for summary in summaries]
-        chunk_ids = np.concatenate([s.chunk_ids for s in summaries]) if summaries else np.zeros(0, np.int64)
-        chunk_article = np.repeat(np.arange(len(summaries), dtype=np.int32), counts)
-        article_day = np.asarray([day(summary.published) for summary in summaries], dtype=np.int32)
+        """The arrays of the index as it stands: its segments' `Summaries` (each read once per process)
+        joined with the unsaved articles'."""
+        summaries = index.documents.summaries()
+        counts, chunk_ids = summaries.counts, summaries.chunk_ids
+        chunk_article = np.repeat(np.arange(len(counts), dtype=np.int32), counts)
         by_id = np.argsort(chunk_ids, kind="stable")
         return cls(
             chunk_ids=chunk_ids,
             chunk_article=chunk_article,
-            chunk_day=article_day[chunk_article],
-            article_ids=[summary.id for summary in summaries],
-            article_day=article_day,
-            article_rows=np.split(np.arange(len(chunk_ids)), np.cumsum(counts)[:-1]) if summaries else [],
+            chunk_day=summaries.days[chunk_article],
+            article_ids=summaries.ids,
+            article_day=summaries.days,
+            article_rows=np.split(np.arange(len(chunk_ids)), np.cumsum(counts)[:-1]) if len(counts) else [],
             vector_row=index.positions(chunk_ids),
             index=index,
-            article_segment=np.asarray([s.segment for s in summaries], dtype=np.int32),
-            article_position=np.asarray([s.position for s in summaries], dtype=np.int64),
-            article_first_chunk=np.asarray([s.first_chunk for s in summaries], dtype=np.int64),
+            article_segment=summaries.segment,
+            article_position=summaries.position,
+            article_first_chunk=summaries.first_chunk,
             _by_id=by_id,
             _sorted_ids=chunk_ids[by_id],
         )
@@ -259,11 +171,9 @@ def rrf(ranks: np.ndarray, k: int, weight: float) -> np.ndarray:
 
 
 def top(scores: np.ndarray, allowed: np.ndarray, n: int) -> np.ndarray:
-    """Rows of the n best positive scores among the allowed rows, best first."""
-    candidates = np.flatnonzero(allowed & (scores > 0))
-    if len(candidates) > n:
-        candidates = candidates[np.argpartition(-scores[candidates], n - 1)[:n]]
-    return candidates[np.argsort(-scores[candidates], kind="stable")]
+    """Rows of the n best positive scores among the allowed rows, best first, equal scores in row order."""
+    rows = np.flatnonzero(allowed & (scores > 0))
+    return best(rows, scores[rows], n)[0]
 
 
 def fused(rankings: Sequence[tuple[np.ndarray, float]], size: int, k: int) -> tuple[np.ndarray, np.ndarray]:

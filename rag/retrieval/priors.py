@@ -9,8 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 from rag.config import RetrievalSettings
-from rag.retrieval.corpus import UNDATED, allowed, day
+from rag.retrieval.corpus import allowed, day
 from rag.retrieval.search import Search
+from rag.store.records import UNDATED
 
 
 class RecencyPrior:

@@ -65,8 +65,8 @@ class Search:
     folded: dict[int, list[int]] = field(default_factory=dict)
     """Per kept unit, the near-copies folded into it."""
     chunk_scores: np.ndarray | None = None
-    """Per chunk row, the question's chunk BM25 score: made on first use, or drawn by the source (an
-    archive's, with archive-wide statistics)."""
+    """Per chunk row, the question's chunk BM25 score when the source drew them (an archive's, with
+    archive-wide statistics); otherwise an article's chunks are scored when its passages are ordered."""
     _best_rows: dict[int, list[int]] = field(default_factory=dict)
     _vectors: dict[int, np.ndarray] = field(default_factory=dict)
     """Chunk rows' vectors read so far: the stages after ranking read the same articles' vectors again."""
@@ -108,11 +108,11 @@ class Search:
             if self.vector is not None:
                 rankings.append((np.argsort(-(self.vectors(rows) @ self.vector), kind="stable"), s.dense_weight))
             if self.terms and s.bm25_weight > 0:
-                if self.chunk_scores is None:
-                    self.chunk_scores = self.corpus.chunk_bm25.scores(self.terms)
-                rankings.append(
-                    (top(self.chunk_scores[rows], np.ones(len(rows), dtype=bool), len(rows)), s.bm25_weight)
-                )
+                if self.chunk_scores is not None:
+                    scores = self.chunk_scores[rows]
+                else:
+                    scores = self.corpus.chunk_bm25.scores_at(self.terms, rows)
+                rankings.append((top(scores, np.ones(len(rows), dtype=bool), len(rows)), s.bm25_weight))
             score, _ = fused(rankings, len(rows), s.rrf_k)
             self._best_rows[article] = [int(r) for r in rows[np.argsort(-score, kind="stable")]]
         return self._best_rows[article]

@@ -18,7 +18,7 @@ import numpy as np
 
 from rag.config import RetrievalSettings
 from rag.dates import DateRange
-from rag.retrieval.corpus import Corpus, top
+from rag.retrieval.corpus import Corpus
 from rag.retrieval.search import keyword_weight
 from rag.store.embedding import Embedder
 from rag.store.index import ArticleIndex
@@ -66,7 +66,7 @@ class Drawn:
     """Units (article or chunk rows), best first; None when there is no keyword ranking."""
     chunk_scores: np.ndarray | None = None
     """Per chunk row, the question's chunk BM25 score, when the source computed it (an archive, with
-    archive-wide statistics); otherwise made on first use."""
+    archive-wide statistics); otherwise an article's chunks are scored when its passages are ordered."""
 
 
 class Source(Protocol):
@@ -133,5 +133,5 @@ class IndexSource:
             return None
         n = wanted.settings.candidates
         if wanted.unit == "chunk":
-            return top(corpus.chunk_bm25.scores(wanted.terms), inside, n)
-        return top(corpus.article_bm25.scores(wanted.terms), corpus.allowed_articles(wanted.dates), n)
+            return corpus.chunk_bm25.top(wanted.terms, inside, n)[0]
+        return corpus.article_bm25.top(wanted.terms, corpus.allowed_articles(wanted.dates), n)[0]

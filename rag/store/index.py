@@ -46,7 +46,7 @@ import numpy as np
 import orjson
 
 from rag import durable
-from rag.config import DEFAULT_MAX_MERGED_CHUNKS, DEFAULT_MERGE_FACTOR
+from rag.config import DEFAULT_MAX_MERGED_CHUNKS, DEFAULT_MERGE_FACTOR, DEFAULT_SAVE_MERGE_CHUNKS
 from rag.durable import fingerprint
 from rag.errors import IndexDirError
 from rag.store.ann import IvfIndex, rescored
@@ -441,6 +441,7 @@ class ArticleIndex:
         self.ann_min_chunks: int | None = None
         """Set by `configure` from `Settings.ann_min_chunks`; None: exact search only."""
         self.merge_factor, self.max_merged_chunks = DEFAULT_MERGE_FACTOR, DEFAULT_MAX_MERGED_CHUNKS
+        self.save_merge_chunks = DEFAULT_SAVE_MERGE_CHUNKS
         self.lock_timeout = LOCK_TIMEOUT
         self._creating: Any = None
         """While a new index is built, its `.creating` marker, held locked until the first save."""
@@ -871,11 +872,14 @@ class ArticleIndex:
         ann_min_chunks: int | None,
         merge_factor: int = DEFAULT_MERGE_FACTOR,
         max_merged_chunks: int = DEFAULT_MAX_MERGED_CHUNKS,
+        save_merge_chunks: int = DEFAULT_SAVE_MERGE_CHUNKS,
     ) -> None:
         """The settings a save and a search follow: IVFs once the index holds `ann_min_chunks` (None: exact
-        search only, and the IVFs saved are not used), and the merge policy (`rag.store.segments`)."""
+        search only, and the IVFs saved are not used), the merge policy (`rag.store.segments`) and the
+        largest merge a save runs itself."""
         self.ann_min_chunks = ann_min_chunks
         self.merge_factor, self.max_merged_chunks = merge_factor, max_merged_chunks
+        self.save_merge_chunks = save_merge_chunks
 
     def _searches_ann(self, seg: Segment) -> bool:
         """Its IVF is searched while the segment is at least half the threshold (a segment near the line
@@ -903,9 +907,10 @@ class ArticleIndex:
         return threshold is not None and len(self.chunks) >= threshold and chunks >= threshold // 2
 
     def save(self) -> None:
-        """Write the changes as a new segment, lay the tombstones, and switch the manifest to it; then
-        merge as the policy asks. Refuses when another process saved since this index was loaded: writing
-        now would silently discard that process's changes."""
+        """Write the changes as a new segment, lay the tombstones, and switch the manifest to it; then run
+        the merges the policy asks for up to `save_merge_chunks` (larger ones wait for `merge`, which the
+        pipeline calls once its saves are done), so a save costs what it adds. Refuses when another process
+        saved since this index was loaded: writing now would silently discard that process's changes."""
         self.path.mkdir(parents=True, exist_ok=True)
         with _locked(self.path, exclusive=True, timeout=self.lock_timeout):
             self._check_unchanged_on_disk()
@@ -940,7 +945,7 @@ class ArticleIndex:
                 (self.path / _CREATING).unlink(missing_ok=True)
                 self._creating.close()
                 self._creating = None
-        self.merge()
+        self.merge(largest=self.save_merge_chunks)
 
     def _check_unchanged_on_disk(self) -> None:
         on_disk = read_manifest(self.path).generation if self.exists(self.path) else 0
@@ -1016,10 +1021,11 @@ class ArticleIndex:
         self._saved_version = self.version
         self._remove_stale(live)
 
-    def merge(self, *, everything: bool = False) -> int:
-        """Merge segments as the policy asks (`everything`: into one, as far as `max_merged_chunks` allows),
-        each merge its own switch of the manifest, so a crash in one loses nothing. How many merges ran.
-        For a writer, after a save: memory holds no changes."""
+    def merge(self, *, everything: bool = False, largest: int | None = None) -> int:
+        """Merge segments as the policy asks (`everything`: into one, as far as `max_merged_chunks` allows;
+        `largest`: only merges writing at most that many chunks), each merge its own switch of the
+        manifest, so a crash in one loses nothing. How many merges ran. For a writer, after a save: memory
+        holds no changes."""
         if self.unsaved:
             raise IndexDirError("cannot merge an index with unsaved changes", hint="save it first")
         done = 0
@@ -1029,7 +1035,7 @@ class ArticleIndex:
                 plan = [list(range(len(infos)))] if len(infos) > 1 or any(i.deleted for i in infos) else []
             else:
                 plan = merges(infos, self.merge_factor, self.max_merged_chunks)
-            if not plan:
+            if not plan or (largest is not None and sum(infos[p].live_chunks for p in plan[0]) > largest):
                 return done
             self._merge(plan[0])
             done += 1
@@ -1130,8 +1136,7 @@ def _segment_inconsistency(seg: Segment, dimension: int) -> str | None:
     chunk_ids = seg.store.chunk_columns()[:, 0]  # sorted arrays: a set of Python ints per chunk would not scale
     if not np.array_equal(np.sort(seg.ids), chunk_ids):
         return f"the vector ids of segment {n} do not match its chunk ids"
-    listed = [summary.chunk_ids for summary in seg.store.summaries()]
-    if not np.array_equal(np.sort(np.concatenate(listed)) if listed else chunk_ids[:0], chunk_ids):
+    if not np.array_equal(np.sort(seg.store.summaries().chunk_ids), chunk_ids):
         return f"the documents' chunk lists of segment {n} do not match its chunks"
     return None
 

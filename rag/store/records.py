@@ -21,7 +21,7 @@ import sys
 import threading
 import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -153,20 +153,92 @@ def _damaged(doc_id: str, what: str) -> IndexDirError:
     )
 
 
-@dataclass(frozen=True)
-class Summary:
-    """An article without its text: what the retrieval arrays are built from."""
+_EPOCH = np.datetime64("1970-01-01", "D")
 
-    id: str
-    published: dt.date | None
+
+@dataclass(frozen=True)
+class Summaries:
+    """Articles without their texts, as arrays: what the retrieval arrays are built from. Arrays rather
+    than an object per article: a segment's are read once and kept (its file never changes), so the
+    arrays after a save are those of the segments already read, concatenated, plus the new one's."""
+
+    ids: list[str]
+    days: np.ndarray
+    """Each article's publication date as days since 1970-01-01; `UNDATED` when it has none."""
     chunk_ids: np.ndarray
-    segment: int = -1
-    """The saved segment holding it, by its place in the index's list; -1 for an unsaved article."""
-    position: int = 0
-    """Its row in that segment (or among the unsaved articles), dead rows counted: where the segment's
-    keyword counts have it."""
-    first_chunk: int = 0
-    """Its first chunk's row in that segment's chunk order (articles in order, each one's chunks in order)."""
+    """Every article's chunk ids, article after article."""
+    counts: np.ndarray
+    """Each article's number of chunks."""
+    segment: np.ndarray
+    """The saved segment holding each, by its place in the index's list; -1 for an unsaved article."""
+    position: np.ndarray
+    """Each one's row in that segment (or among the unsaved articles), dead rows counted: where the
+    segment's keyword counts have it."""
+    first_chunk: np.ndarray
+    """Each one's first chunk's row in that segment's chunk order (articles in order, each one's chunks in
+    order)."""
+
+    @classmethod
+    def of(cls, ids: list[str], dates: list[dt.date | None], chunk_ids: list[np.ndarray], segment: int) -> Summaries:
+        counts = np.asarray([len(one) for one in chunk_ids], dtype=np.int64)
+        published = np.asarray([date or "NaT" for date in dates], dtype="datetime64[D]")
+        days = np.where(np.isnat(published), UNDATED, (published - _EPOCH).astype(np.int64)).astype(np.int32)
+        return cls(
+            ids,
+            days,
+            np.concatenate([np.zeros(0, np.int64), *chunk_ids]),
+            counts,
+            np.full(len(ids), segment, dtype=np.int32),
+            np.arange(len(ids), dtype=np.int64),
+            np.cumsum(counts) - counts,
+        )
+
+    def kept(self, dead: Iterable[str]) -> Summaries:
+        """Without the `dead` articles."""
+        gone = set(dead)
+        if not gone:
+            return self
+        keep = np.asarray([doc_id not in gone for doc_id in self.ids], dtype=bool)
+        arrays = {name: getattr(self, name)[keep] for name in _SUMMARY_ARRAYS if name != "chunk_ids"}
+        return Summaries(
+            [doc_id for doc_id in self.ids if doc_id not in gone],
+            chunk_ids=self.chunk_ids[np.repeat(keep, self.counts)],
+            **arrays,
+        )
+
+    @property
+    def undated(self) -> int:
+        """How many articles have no publication date."""
+        return int((self.days == UNDATED).sum())
+
+    def dated(self) -> tuple[dt.date, dt.date] | None:
+        """The earliest and latest publication dates; None when no article has one."""
+        days = self.days[self.days != UNDATED]
+        if not len(days):
+            return None
+        return _date(int(days.min())), _date(int(days.max()))
+
+    def at(self, segment: int) -> Summaries:
+        """The same articles, as the segment at `segment` in the index's list."""
+        return replace(self, segment=np.full(len(self.ids), segment, dtype=np.int32))
+
+    @classmethod
+    def joined(cls, parts: list[Summaries]) -> Summaries:
+        if not parts:
+            return cls.of([], [], [], -1)
+        return cls(
+            [doc_id for part in parts for doc_id in part.ids],
+            *(np.concatenate([getattr(part, name) for part in parts]) for name in _SUMMARY_ARRAYS),
+        )
+
+
+def _date(day: int) -> dt.date:
+    return dt.date(1970, 1, 1) + dt.timedelta(days=day)
+
+
+_SUMMARY_ARRAYS = ("days", "chunk_ids", "counts", "segment", "position", "first_chunk")
+UNDATED = np.iinfo(np.int32).min
+"""Day number of an undated article: it passes every date filter and earns no recency prior."""
 
 
 def _uri(path: Path) -> str:
@@ -184,6 +256,7 @@ class RecordStore:
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
+        self._summaries: Summaries | None = None
         with self._query() as conn:
             self.n_documents = int(conn.execute("SELECT COUNT(*) FROM documents").fetchone()[0])
             self.n_chunks = int(conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0])
@@ -248,14 +321,17 @@ class RecordStore:
             row = conn.execute("SELECT content_hash FROM documents WHERE id = ?", (doc_id,)).fetchone()
         return None if row is None else str(row[0])
 
-    def summaries(self, segment: int = -1) -> Iterator[Summary]:
-        """Every article in row order without its text, placed in this file as `Summary` says."""
-        sql = "SELECT row, id, published, chunk_ids FROM documents WHERE row > ? ORDER BY row LIMIT ?"
-        first = 0
-        for position, (_, doc_id, published, ids) in enumerate(self._stream(sql)):
-            chunk_ids = _stored_ids(ids, doc_id)
-            yield Summary(doc_id, _stored_date(published, doc_id), chunk_ids, segment, position, first)
-            first += len(chunk_ids)
+    def summaries(self) -> Summaries:
+        """Every article in row order without its text (`Summaries`), read once: the file never changes."""
+        if self._summaries is None:
+            sql = "SELECT row, id, published, chunk_ids FROM documents WHERE row > ? ORDER BY row LIMIT ?"
+            ids, dates, chunk_ids = [], [], []
+            for _, doc_id, published, blob in self._stream(sql):
+                ids.append(str(doc_id))
+                dates.append(_stored_date(published, doc_id))
+                chunk_ids.append(_stored_ids(blob, doc_id))
+            self._summaries = Summaries.of(ids, dates, chunk_ids, 0)
+        return self._summaries
 
     def holders(self, content_hash: str) -> list[str]:
         """Every article of this file with this content (a dead row may be among them). Interned: a run of
@@ -401,9 +477,8 @@ class SegmentRecords:
         for file in self.files:
             yield from ((i, h) for i, h in file.store.hashes() if i not in file.dead)
 
-    def summaries(self) -> Iterator[Summary]:
-        for number, file in enumerate(self.files):
-            yield from (s for s in file.store.summaries(number) if s.id not in file.dead)
+    def summaries(self) -> Summaries:
+        return Summaries.joined([file.store.summaries().at(n).kept(file.dead) for n, file in enumerate(self.files)])
 
     def chunk(self, chunk_id: int) -> ChunkRow | None:
         for file in self.files[::-1]:
@@ -501,16 +576,18 @@ class Documents(MutableMapping[str, DocumentRecord]):
             yield from (r for r in self.base.records() if r.id not in self._gone)
         yield from list(self._changed.values())
 
-    def summaries(self) -> Iterator[Summary]:
+    def summaries(self) -> Summaries:
         """Every article in order without its text."""
-        if self.base is not None:
-            yield from (s for s in self.base.summaries() if s.id not in self._gone)
-        first = 0
-        for position, record in enumerate(list(self._changed.values())):
-            yield Summary(
-                record.id, record.published, np.asarray(record.chunk_ids, dtype=np.int64), -1, position, first
-            )
-            first += len(record.chunk_ids)
+        changed = list(self._changed.values())
+        unsaved = Summaries.of(
+            [r.id for r in changed],
+            [r.published for r in changed],
+            [np.asarray(r.chunk_ids, np.int64) for r in changed],
+            -1,
+        )
+        if self.base is None:
+            return unsaved
+        return Summaries.joined([self.base.summaries().kept(self._gone), unsaved])
 
     def hashes(self) -> Iterator[tuple[str, str]]:
         """(id, content hash) of every article in order, without reading texts: what planning an add needs."""

@@ -13,7 +13,8 @@ counts (`TermCounts`) do not depend on the rest of the corpus: each segment's ar
 the segment is written, in batches (bounded memory), saved beside it and memory-mapped by readers; a
 question adds up the segments' statistics for its terms (`KeywordStats`, dead rows taken off) and scores
 each segment with them, using bm25s's own formula and parameters, so any split ranks as one bm25s index
-over the live texts would.
+over the live texts would. Each term's largest term-frequency part is saved with the counts (`bounds`),
+so that a search can skip the postings that cannot reach its top rows (`rag.retrieval.keyword`).
 """
 
 from __future__ import annotations
@@ -40,13 +41,13 @@ from rag.durable import fingerprint, fsync_dir
 from rag.text import bm25s_module, index_terms
 
 log = logging.getLogger(__name__)
-FORMAT = "termcounts-stemmed-english-1"
+FORMAT = "termcounts-stemmed-english-2"
 """Written with saved counts: change it when tokenizing changes, and saved counts are counted again."""
 _SUMS = "sha256.json"
 """Each saved file's sha256 and the format, written with them and checked at every load (`damage`)."""
-_ARRAYS = ("data", "rows", "indptr", "lengths")
+_ARRAYS = ("data", "rows", "indptr", "lengths", "bounds")
 _SCORED_BYTES = 64 << 20
-"""Scored postings a set of term counts keeps for the next question (`TermCounts._term_scores`)."""
+"""Scored postings a set of term counts keeps for the next question (`TermCounts.term_scores`)."""
 _BATCH = 10_000
 """Texts tokenized at a time: the counts grow as compact arrays, never as every text's token lists."""
 
@@ -73,11 +74,20 @@ class TermCounts:
     matrix), for BM25 scores with statistics from elsewhere (`KeywordStats`)."""
 
     def __init__(
-        self, data: np.ndarray, rows: np.ndarray, indptr: np.ndarray, lengths: np.ndarray, vocabulary: dict[str, int]
+        self,
+        data: np.ndarray,
+        rows: np.ndarray,
+        indptr: np.ndarray,
+        lengths: np.ndarray,
+        vocabulary: dict[str, int],
+        bounds: np.ndarray | None = None,
     ) -> None:
         self.data, self.rows, self.indptr, self.lengths, self.vocabulary = data, rows, indptr, lengths, vocabulary
-        self._scored: OrderedDict[tuple[str, int, int, int], tuple[np.ndarray, np.ndarray]] = OrderedDict()
-        """A term's (rows, 32-bit scores) under given statistics (`_term_scores`), most recent last."""
+        self.bounds = self._bounds() if bounds is None else bounds
+        """Per term, the largest term-frequency part of BM25 among its texts at these texts' own average
+        length (`bound`)."""
+        self._scored_cache: OrderedDict[tuple[str, int, int, int], tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        """A term's (rows, 32-bit scores) under given statistics (`term_scores`), most recent last."""
         self._scored_bytes = 0
         self._scoring = threading.Lock()
 
@@ -85,14 +95,55 @@ class TermCounts:
     def size(self) -> int:
         return len(self.lengths)
 
+    @functools.cached_property
+    def length(self) -> int:
+        """These texts' total length in terms."""
+        return int(self.lengths.sum(dtype=np.int64))
+
+    @property
+    def average(self) -> float:
+        """These texts' average length in terms."""
+        return self.length / self.size if self.size else 1.0
+
+    def _bounds(self) -> np.ndarray:
+        """`bounds`, terms' postings in blocks of about `_BATCH` * 100 (bounded memory)."""
+        model, tfc, _ = _bm25_formula()
+        assert model.method == "lucene", "`bound` scales by the average length as tf / (tf + k1 (1 - b + b len / avg))"
+        out = np.zeros(len(self.indptr) - 1, dtype=np.float64)
+        average, step = np.float64(self.average), _BATCH * 100
+        first = 0
+        while first < len(out):
+            last = int(np.searchsorted(self.indptr, self.indptr[first] + step, side="right")) - 1
+            last = min(max(last, first + 1), len(out))
+            start, end = int(self.indptr[first]), int(self.indptr[last])
+            lengths = self.lengths[np.asarray(self.rows[start:end])]
+            part = tfc(tf_array=np.asarray(self.data[start:end]), l_d=lengths, l_avg=average, k1=model.k1, b=model.b)
+            starts = np.asarray(self.indptr[first:last]) - start
+            filled = starts < end - start  # a term with no texts (none are counted so) keeps 0
+            out[first:last][filled] = np.maximum.reduceat(part, starts[filled]) if len(part) else 0.0
+            first = last
+        return out
+
+    def bound(self, term: str, average: float) -> float:
+        """The most one occurrence of `term` adds to a text's score, in units of its idf, when the corpus's
+        average length is `average`: the term-frequency part grows as the average does (a text looks
+        shorter), by at most the ratio to these texts' own average; 0 when no text holds the term."""
+        column = self.vocabulary.get(term)
+        if column is None:
+            return 0.0
+        return float(self.bounds[column]) * max(1.0, average / self.average)
+
     @classmethod
     def build(cls, texts: Iterable[str]) -> TermCounts:
         """Counted `_BATCH` texts at a time, each batch's (text, term) pairs made unique with their counts as
-        it comes, into one vocabulary: the memory is the counts', never every text's tokens."""
+        it comes, into one vocabulary, then placed term by term into the final arrays a batch at a time
+        (each batch's pairs freed as placed): the memory is the counts' (about 20 bytes a pair at the peak,
+        2.4 GB for a segment of 2 M chunks), never every text's tokens nor a sparse library's copies."""
         from scipy import sparse
 
         vocabulary: dict[str, int] = {}
         blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        """Per batch: its pairs' terms, texts and counts, term by term (each term's texts in order)."""
         lengths: list[np.ndarray] = []
         done = 0
         for batch in batched(texts):
@@ -105,29 +156,31 @@ class TermCounts:
             sizes = np.asarray([len(one) for one in ids], dtype=np.int32)
             flat = np.fromiter((term for one in ids for term in one), dtype=np.int64, count=int(sizes.sum()))
             rows = np.repeat(np.arange(len(ids), dtype=np.int32), sizes)
-            counted = sparse.coo_matrix(
+            by_term = sparse.coo_matrix(
                 (np.ones(len(flat), dtype=np.float32), (rows, local[flat] if len(flat) else flat)),
                 shape=(len(ids), max(len(vocabulary), 1)),
-            ).tocsr()
-            counted.sum_duplicates()
-            pairs = counted.tocoo()
-            blocks.append(
-                (pairs.row.astype(np.int32) + done, pairs.col.astype(np.int32), pairs.data.astype(np.float32))
-            )
+            ).tocsc()
+            by_term.sum_duplicates()  # also sorts each term's texts
+            terms = np.repeat(np.arange(by_term.shape[1], dtype=np.int32), np.diff(by_term.indptr))
+            blocks.append((terms, by_term.indices.astype(np.int32) + done, by_term.data.astype(np.float32)))
             lengths.append(sizes)
             done += len(ids)
-        empty = (np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.float32))
-        rows, columns, data = (np.concatenate([part[i] for part in [empty, *blocks]]) for i in range(3))
-        blocks.clear()
-        counts = sparse.csc_matrix((data, (rows, columns)), shape=(done, len(vocabulary)))
-        del rows, columns, data
-        return cls(
-            counts.data.astype(np.float32),
-            counts.indices.astype(np.int32),
-            counts.indptr.astype(np.int64),
-            np.concatenate([np.zeros(0, np.int32), *lengths]),
-            vocabulary,
-        )
+        per_term = np.zeros(len(vocabulary), dtype=np.int64)
+        for terms, _, _ in blocks:
+            per_term += np.bincount(terms, minlength=len(vocabulary))
+        indptr = np.concatenate([np.zeros(1, np.int64), np.cumsum(per_term)])
+        rows, data = np.empty(int(indptr[-1]), dtype=np.int32), np.empty(int(indptr[-1]), dtype=np.float32)
+        filled = indptr[:-1].copy()
+        """Where each term's next pair goes: batches come in text order, so each term's texts stay sorted."""
+        blocks.reverse()
+        while blocks:
+            terms, texts_of, counts = blocks.pop()
+            starts = np.flatnonzero(np.diff(terms, prepend=-1))
+            run = np.diff(np.append(starts, len(terms)))
+            place = np.repeat(filled[terms[starts]] - starts, run) + np.arange(len(terms))
+            rows[place], data[place] = texts_of, counts
+            filled[terms[starts]] += run
+        return cls(data, rows, indptr, np.concatenate([np.zeros(0, np.int32), *lengths]), vocabulary)
 
     def save(self, directory: Path) -> None:
         """Written to a sibling directory and renamed into place, so no process loads half of it."""
@@ -155,7 +208,9 @@ class TermCounts:
         arrays = {name: np.load(directory / f"{name}.npy", mmap_mode="r") for name in _ARRAYS}
         terms = json.loads((directory / "vocabulary.json").read_text(encoding="utf-8"))
         counts = cls(vocabulary={term: column for column, term in enumerate(terms)}, **arrays)
-        if len(counts.indptr) != len(terms) + 1 or counts.indptr[-1] != len(counts.rows) != len(counts.data):
+        if len(counts.indptr) != len(terms) + 1 != len(counts.bounds) + 1 or (
+            counts.indptr[-1] != len(counts.rows) != len(counts.data)
+        ):
             raise ValueError(f"{directory}: the arrays do not describe one matrix")
         return counts
 
@@ -172,15 +227,26 @@ class TermCounts:
 
     def stats(self, query_terms: Sequence[str], dead: np.ndarray | None = None) -> KeywordStats:
         """These texts' share of the statistics for the query's terms, without the `dead` rows (a mask)."""
-        frequency = {}
-        for term in dict.fromkeys(query_terms):
-            found = self._column(term)
-            if found is not None:
-                frequency[term] = len(found[0]) - (int(dead[found[0]].sum()) if dead is not None else 0)
-        texts, terms = self.size, int(self.lengths.sum(dtype=np.int64))
+        return KeywordStats(*self.totals(dead), self.frequency(query_terms, dead))
+
+    def totals(self, dead: np.ndarray | None = None) -> tuple[int, int]:
+        """(texts, their total length in terms), without the `dead` rows."""
+        texts, terms = self.size, self.length
         if dead is not None:
             texts, terms = texts - int(dead.sum()), terms - int(self.lengths[dead].sum(dtype=np.int64))
-        return KeywordStats(texts, terms, frequency)
+        return texts, terms
+
+    def frequency(self, query_terms: Sequence[str], dead: np.ndarray | None = None) -> dict[str, int]:
+        """In how many texts each query term occurs, without the `dead` rows: the postings' lengths, and
+        the postings themselves read only when some rows are dead."""
+        frequency = {}
+        for term in dict.fromkeys(query_terms):
+            column = self.vocabulary.get(term)
+            if column is not None:
+                frequency[term] = int(self.indptr[column + 1] - self.indptr[column])
+                if dead is not None:
+                    frequency[term] -= int(dead[self.rows[self.indptr[column] : self.indptr[column + 1]]].sum())
+        return frequency
 
     def scores(self, query_terms: Sequence[str], stats: KeywordStats) -> np.ndarray:
         """One BM25 score per text, with the corpus statistics `stats`; all zero when no term occurs. The
@@ -189,13 +255,43 @@ class TermCounts:
         last bit."""
         out = np.zeros(self.size, dtype=np.float32)
         for term in query_terms:  # repeats count again, as in bm25s
-            found = self._term_scores(term, stats)
+            found = self.term_scores(term, stats)
             if found is not None:
                 rows, scores = found
                 out[rows] += scores  # a term's rows are distinct: no add is lost
         return out
 
-    def _term_scores(self, term: str, stats: KeywordStats) -> tuple[np.ndarray, np.ndarray] | None:
+    @staticmethod
+    def weight(term: str, stats: KeywordStats) -> np.float32:
+        """The term's idf, bm25s's 32-bit one."""
+        _, _, idf = _bm25_formula()
+        return np.float32(idf(stats.frequency.get(term, 0), N=stats.texts))
+
+    def _scored(self, counts: np.ndarray, lengths: np.ndarray, term: str, stats: KeywordStats) -> np.ndarray:
+        """The term's 32-bit scores of texts with these counts of it and these lengths: one formula for a
+        term's whole postings and for a few looked-up texts, so both give the same bits."""
+        model, tfc, _ = _bm25_formula()
+        average = np.float64(stats.terms / stats.texts if stats.texts else 1.0)
+        part = tfc(tf_array=counts, l_d=lengths, l_avg=average, k1=model.k1, b=model.b)
+        scored: np.ndarray = (self.weight(term, stats) * part).astype(np.float32)
+        return scored
+
+    def scores_at(self, term: str, stats: KeywordStats, rows: np.ndarray) -> np.ndarray:
+        """The term's scores of these texts (sorted rows), 0 where it does not occur: a binary search in its
+        postings (sorted by row), so a few texts cost a few reads whatever the term's frequency."""
+        out = np.zeros(len(rows), dtype=np.float32)
+        column = self.vocabulary.get(term)
+        if column is None or not stats.frequency.get(term):
+            return out
+        start, end = int(self.indptr[column]), int(self.indptr[column + 1])
+        postings = self.rows[start:end]
+        at = np.minimum(np.searchsorted(postings, rows), max(end - start - 1, 0))
+        hit = np.flatnonzero(np.asarray(postings[at]) == rows) if end > start else np.zeros(0, np.int64)
+        found = rows[hit]
+        out[hit] = self._scored(np.asarray(self.data[start + at[hit]]), self.lengths[found], term, stats)
+        return out
+
+    def term_scores(self, term: str, stats: KeywordStats) -> tuple[np.ndarray, np.ndarray] | None:
         """(rows, scores) of the texts holding `term`, kept for the next question under the same statistics
         (they change only when the index does): a common word's postings are most of a question's
         keyword work, and common words come back question after question. At most `_SCORED_BYTES` kept."""
@@ -204,25 +300,21 @@ class TermCounts:
             return None
         key = (term, frequency, stats.texts, stats.terms)
         with self._scoring:
-            found = self._scored.get(key)
+            found = self._scored_cache.get(key)
             if found is not None:
-                self._scored.move_to_end(key)
+                self._scored_cache.move_to_end(key)
                 return found
         column = self._column(term)
         if column is None:
             return None
-        model, tfc, idf = _bm25_formula()
         rows, counts = column
-        average = np.float64(stats.terms / stats.texts if stats.texts else 1.0)
-        weight = np.float32(idf(frequency, N=stats.texts))
-        part = tfc(tf_array=counts, l_d=self.lengths[rows], l_avg=average, k1=model.k1, b=model.b)
-        found = (rows, (weight * part).astype(np.float32))
+        found = (rows, self._scored(counts, self.lengths[rows], term, stats))
         with self._scoring:
-            if key not in self._scored:
-                self._scored[key] = found
+            if key not in self._scored_cache:
+                self._scored_cache[key] = found
                 self._scored_bytes += rows.nbytes + found[1].nbytes
-            while self._scored_bytes > _SCORED_BYTES and len(self._scored) > 1:
-                _, (old_rows, old_scores) = self._scored.popitem(last=False)
+            while self._scored_bytes > _SCORED_BYTES and len(self._scored_cache) > 1:
+                _, (old_rows, old_scores) = self._scored_cache.popitem(last=False)
                 self._scored_bytes -= old_rows.nbytes + old_scores.nbytes
         return found
 
