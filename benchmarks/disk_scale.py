@@ -11,9 +11,9 @@ loads and searches.
 The search is dense (the question's embedding, IVF candidates rescored from the memory-mapped exact
 vectors, the article ranking and its passages read from the records file) and hybrid (`rag`'s default:
 BM25 over articles and chunks as well, from the segments' term counts, counted first segment by segment,
-each in a fresh process, as a save counts a new segment's) at every size up to `HYBRID_LIMIT`. Recall@10 compares the IVF's
-chunks with exact search over the same vectors, after the timed questions, since exact search reads the
-whole vectors file."""
+each in a fresh process, as a save counts a new segment's) at every size up to `HYBRID_LIMIT`. Recall@10
+compares the IVF's chunks with exact search over the same vectors, after the timed questions, since exact
+search reads the whole vectors file."""
 
 from __future__ import annotations
 
