@@ -13,6 +13,7 @@ import pytest
 from rag import RAG
 from rag.config import Settings
 from rag.retrieval.corpus import Corpus
+from rag.retrieval import keyword as keyword_module
 from rag.retrieval.keyword import Keyword, best
 from rag.store.embedding import Embedder
 from rag.store.sparse import KeywordStats, TermCounts
@@ -76,6 +77,7 @@ def test_top_reads_only_the_postings_that_can_change_it(corpus: Corpus, monkeypa
         return whole(self, term, stats)
 
     monkeypatch.setattr(Keyword, "_term_rows", counted)
+    monkeypatch.setattr(keyword_module, "_READ_WHOLE", 0)  # look up every term left, however short
     monkeypatch.setattr(Keyword, "scores", lambda *_: pytest.fail("every posting was scored"))
     rows, _ = keyword.top(terms, np.ones(keyword.size, dtype=bool), 3)
     assert len(rows) == 3 and read and len(read) < len({t for t in terms if stats.frequency.get(t)})

@@ -190,6 +190,31 @@ def test_a_save_runs_only_small_merges_and_the_pipeline_runs_the_rest_after(tmp_
     assert sorted(rag.store.open_index().documents) == [f"a{i:02d}" for i in range(7)]
 
 
+def test_segments_with_ivfs_rescore_only_the_best_of_their_candidates_together(
+    tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each segment's IVF puts candidates forward; the n best by their codes are read from disk and rescored
+    once for all segments (not n per segment). With every list probed, that is exact search."""
+    settings = Settings(index_dir=tmp_path / "index", progress=False, backend="extractive", merge_factor=1000)
+    settings.retrieval.ann_min_chunks = 2
+    rag = RAG(settings, embedder=embedder)
+    for first in range(0, 48, 12):
+        rag.add_documents([article(i) for i in range(first, first + 12)])
+    index = rag.store.open_index()
+    assert len(index.searched_ivfs()) == len(index.segments) == 4
+    ids, matrix = index.stored_vectors()
+    read: list[int] = []
+    exact = index.vectors_of
+    monkeypatch.setattr(index, "vectors_of", lambda wanted: read.append(len(wanted)) or exact(wanted))
+    for question in QUESTIONS:
+        query = rag.embedder.embed([question])[0]
+        truth = ids[np.argsort(-(matrix @ query), kind="stable")[:5]]
+        read.clear()
+        found = index.dense_search(query, 5, allowed=None, nprobe=10_000)
+        assert found.tolist() == truth.tolist(), question
+        assert read == [5], "one read of the n best, whatever the number of segments"
+
+
 def test_a_lost_manifest_is_rebuilt_with_its_tombstones(split_and_whole: tuple[RAG, RAG]) -> None:
     """Each segment's file keeps the tombstones its save laid: a repaired index does not bring back what
     was deleted or replaced."""

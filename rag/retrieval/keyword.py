@@ -35,6 +35,10 @@ T = TypeVar("T")
 _SLACK = 1e-4
 """Relative margin on every pruning comparison: the partial sums that prune are added in another order
 than the final scores (32-bit rounding), so a row is dropped only when it misses by more than that."""
+_READ_WHOLE = 4
+"""A term still to add is read whole, rather than looked up row by row for the rows still in the running,
+when its postings are at most this many times as many as those rows (a binary search per row costs about
+as much as reading a few postings)."""
 _STATS_KEPT = 64
 """Questions whose statistics `Keyword.stats` keeps: a search asks for them once per stage and unit."""
 
@@ -73,7 +77,8 @@ class Keyword:
         self._local = np.zeros(self.size, dtype=np.int64)
         """Each corpus row's row within its part."""
         self._stats: OrderedDict[tuple[str, ...], KeywordStats] = OrderedDict()
-        for number, rows in sorted(corpus.by_segment().items()):
+        # Parts in corpus order (the unsaved articles last), so a term's rows gathered part by part are in order.
+        for number, rows in sorted(corpus.by_segment().items(), key=lambda item: int(item[1][0])):
             segment = index.segments[number] if number >= 0 else None
             if segment is None:
                 counts = self._unsaved = self._unsaved_counts()
@@ -218,9 +223,11 @@ class Keyword:
         partial = np.zeros(self.size, dtype=np.float32)
         seen = np.zeros(self.size, dtype=bool)
         touched: list[np.ndarray] = []
+        known: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        """Per term, (rows in order, their scores) for a set of rows holding every row still in the running."""
         reached = 0.0
         for taken, term in enumerate(rarest):
-            rows, scores = self._term_rows(term, stats)
+            rows, scores = known[term] = self._term_rows(term, stats)
             partial[rows] += scores * np.float32(repeats[term])
             fresh = rows[~seen[rows]]
             seen[fresh] = True
@@ -230,19 +237,39 @@ class Keyword:
             remaining = sum(bound[term] for term in rest)
             if remaining >= reached:  # no row can have n sums above what any unseen row may still get
                 continue
-            rows = np.sort(np.concatenate(touched))
+            rows = np.concatenate(touched)
             rows = rows[allowed[rows]]
-            sums = partial[rows].astype(np.float64)
-            if _beaten(sums, remaining, n):
+            if _beaten(partial[rows], remaining, n):
+                rows = np.sort(rows)
+                sums = partial[rows].astype(np.float64)
                 for term in rest:
                     rows, sums = _running(rows, sums, remaining, n)
-                    sums += self._term_at(term, rows, stats) * repeats[term]
+                    if stats.frequency[term] <= _READ_WHOLE * len(rows):
+                        known[term] = self._term_rows(term, stats)
+                    else:
+                        known[term] = (rows, self._term_at(term, rows, stats))
+                    sums += _looked_up(rows, *known[term]) * repeats[term]
                     remaining -= bound[term]
                 rows, _ = _running(rows, sums, remaining, n)
-                return best(rows, self.scores_at(terms, rows, stats), n)
+                total = np.zeros(len(rows), dtype=np.float32)
+                for term in terms:  # in the question's order, repeats again: the sums are `scores`'s to the bit
+                    if term in known:
+                        total += _looked_up(rows, *known[term])
+                return best(rows, total, n)
         scores = self.scores(terms, stats)  # no bound pruned: every posting is read anyway
         rows = np.flatnonzero(allowed & (scores > 0))
         return best(rows, scores[rows], n)
+
+
+def _looked_up(rows: np.ndarray, held: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """The scores of `rows` (sorted) among rows `held` (sorted) with theirs; 0 for a row not held."""
+    out = np.zeros(len(rows), dtype=np.float32)
+    if not len(held):
+        return out
+    at = np.minimum(np.searchsorted(held, rows), len(held) - 1)
+    hit = held[at] == rows
+    out[hit] = scores[at[hit]]
+    return out
 
 
 def _kth(sums: np.ndarray, n: int) -> float:

@@ -46,12 +46,23 @@ class IvfIndex:
     def add(self, vectors: np.ndarray, ids: np.ndarray) -> None:
         self.ivf.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64))
 
-    def approximate(self, query: np.ndarray, n: int, *, nprobe: int, selector: faiss.IDSelector | None) -> np.ndarray:
-        """Ids of the n best candidates by their 8-bit codes, best first."""
+    def approximate(
+        self, query: np.ndarray, n: int, *, nprobe: int, selector: faiss.IDSelector | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, scores by their 8-bit codes) of the n best candidates, best first."""
         params = faiss.SearchParametersIVF(sel=selector, nprobe=min(nprobe, self.ivf.nlist))
-        _, ids = self.ivf.search(query.reshape(1, -1).astype(np.float32), n, params=params)
-        found: np.ndarray = ids[0][ids[0] >= 0]
-        return found
+        scores, ids = self.ivf.search(query.reshape(1, -1).astype(np.float32), n, params=params)
+        found = ids[0] >= 0
+        return ids[0][found], scores[0][found]
+
+    def probes(self, nprobe: int, searched: int) -> int:
+        """Lists to probe here when IVFs over `searched` chunks in all are searched at `nprobe`: the share
+        of its chunks one IVF over all of them would scan (its lists growing as the square root of its
+        chunks, `lists_for`), so an index split into segments scans about the codes one IVF would, and a
+        lone IVF probes `nprobe`. (Probing `nprobe` lists in each of five segments of 2 M chunks scanned
+        2.3 times as many codes, and took 76 ms a question at 10 M.)"""
+        share = self.ivf.ntotal / max(searched, 1)
+        return max(1, min(int(self.ivf.nlist), math.ceil(nprobe * math.sqrt(share) - 1e-9)))
 
 
 def rescored(

@@ -778,24 +778,36 @@ class ArticleIndex:
 
     def dense_search(self, query: np.ndarray, n: int, *, allowed: np.ndarray | None, nprobe: int) -> np.ndarray:
         """Chunk ids of the n stored vectors nearest the query, nearest first, among the `allowed` chunk
-        ids (all live ones when None). Each segment puts forward its n best (an IVF's rescored with the
-        exact vectors), and they are ranked together by their exact scores."""
+        ids (all live ones when None). Each segment puts forward its n best; the IVFs' are ranked together
+        by their codes' scores and the n best of them rescored with the exact vectors (`_rescored`), as one
+        IVF's would be; then all are ranked by their exact scores."""
         if not self.chunks:
             return np.zeros(0, dtype=np.int64)
         query = query.reshape(1, -1).astype(np.float32)
         bitmap = None if allowed is None else _bitmap(allowed, self.manifest.next_id)
-        found = []
+        parts = self._parts()
+        searched = _ivf_chunks(parts)
+        found, approximate = [], []
         with _one_thread():
-            for vectors, ivf, dead in self._parts():
+            for vectors, ivf, dead in parts:
                 selector = _selector(bitmap, dead)
                 if ivf is None:
                     params = faiss.SearchParameters(sel=selector) if selector else None
                     scores, ids = vectors.search(query, n, params=params)
                     found.append((ids[0][ids[0] >= 0], scores[0][ids[0] >= 0]))
                 else:
-                    candidates = ivf.approximate(query, n, nprobe=nprobe, selector=selector)
-                    found.append(rescored(query, candidates, self.vectors_of))
-        return _merged(found, n)
+                    nprobe_here = ivf.probes(nprobe, searched)
+                    approximate.append(ivf.approximate(query, n, nprobe=nprobe_here, selector=selector))
+        return _merged([*found, *self._rescored(query, approximate, n)], n)
+
+    def _rescored(
+        self, query: np.ndarray, approximate: list[tuple[np.ndarray, np.ndarray]], n: int
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The n best of the IVFs' candidates by their codes' scores, rescored with the exact vectors: n
+        rows read from disk a question, however many segments put candidates forward."""
+        if not approximate:
+            return []
+        return [rescored(query, _merged(approximate, n), self.vectors_of)]
 
     def dense_search_within(
         self, query: np.ndarray, n: int, *, keep: Callable[[np.ndarray], np.ndarray], share: float, nprobe: int
@@ -810,7 +822,9 @@ class ArticleIndex:
         if not any(ivf is not None for _, ivf, _ in parts):
             return None
         query = query.reshape(1, -1).astype(np.float32)
-        found = []
+        searched = _ivf_chunks(parts)
+        found: list[tuple[np.ndarray, np.ndarray]] = []
+        approximate: list[tuple[np.ndarray, np.ndarray]] = []
         with _one_thread():
             for vectors, ivf, dead in parts:
                 total = max(vectors.ntotal, 1)
@@ -819,16 +833,19 @@ class ArticleIndex:
                 while True:
                     if ivf is None:
                         params = faiss.SearchParameters(sel=selector) if selector else None
-                        ranked = vectors.search(query, draw, params=params)[1][0]
-                        ranked = ranked[ranked >= 0]
+                        scores, ranked = (one[0] for one in vectors.search(query, draw, params=params))
+                        scores, ranked = scores[ranked >= 0], ranked[ranked >= 0]
                     else:
-                        ranked = ivf.approximate(query, draw, nprobe=nprobe, selector=selector)
-                    kept = ranked[keep(ranked)][:n]
-                    if len(kept) >= n or len(ranked) < draw or draw == total:
-                        found.append(rescored(query, kept, self.vectors_of))
+                        ranked, scores = ivf.approximate(
+                            query, draw, nprobe=ivf.probes(nprobe, searched), selector=selector
+                        )
+                    accepted = keep(ranked)
+                    kept = (ranked[accepted][:n], scores[accepted][:n])
+                    if len(kept[0]) >= n or len(ranked) < draw or draw == total:
+                        (found if ivf is None else approximate).append(kept)
                         break
                     draw = min(draw * 4, total)  # the question's neighbours lie mostly outside the dates
-        return _merged(found, n)
+        return _merged([*found, *self._rescored(query, approximate, n)], n)
 
     def positions(self, chunk_ids: np.ndarray) -> np.ndarray:
         """The positions of these stored chunk ids (valid until the next add or remove): segment after
@@ -1104,6 +1121,11 @@ class ArticleIndex:
 
     def size_on_disk(self) -> int:
         return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+
+
+def _ivf_chunks(parts: list[tuple[faiss.IndexIDMap2, IvfIndex | None, np.ndarray]]) -> int:
+    """Chunks the parts' IVFs hold: what `IvfIndex.probes` shares the probes by."""
+    return sum(ivf.ivf.ntotal for _, ivf, _ in parts if ivf is not None)
 
 
 def _merged(found: list[tuple[np.ndarray, np.ndarray]], n: int) -> np.ndarray:

@@ -205,7 +205,9 @@ class TermCounts:
     @classmethod
     def load(cls, directory: Path) -> TermCounts:
         """Memory-mapped: the counts are file pages the search reads, not memory this process owns."""
-        arrays = {name: np.load(directory / f"{name}.npy", mmap_mode="r") for name in _ARRAYS}
+        # Plain arrays over the mapping: slicing a numpy memmap runs Python code per slice, and a question
+        # slices every term's postings in every segment.
+        arrays = {name: np.load(directory / f"{name}.npy", mmap_mode="r").view(np.ndarray) for name in _ARRAYS}
         terms = json.loads((directory / "vocabulary.json").read_text(encoding="utf-8"))
         counts = cls(vocabulary={term: column for column, term in enumerate(terms)}, **arrays)
         if len(counts.indptr) != len(terms) + 1 != len(counts.bounds) + 1 or (
