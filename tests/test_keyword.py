@@ -12,8 +12,8 @@ import pytest
 
 from rag import RAG
 from rag.config import Settings
-from rag.retrieval.corpus import Corpus
 from rag.retrieval import keyword as keyword_module
+from rag.retrieval.corpus import Corpus
 from rag.retrieval.keyword import Keyword, best
 from rag.store.embedding import Embedder
 from rag.store.sparse import KeywordStats, TermCounts
