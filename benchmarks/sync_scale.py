@@ -177,4 +177,5 @@ def plot(rows: list[dict[str, Any]], out: Path) -> None:
     axes[2].set_ylabel("hybrid search p50 (ms)")
     axes[2].set_xlabel("index size (million chunks), 100 articles a save")
     figure.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out, dpi=110)
