@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import logging
 from collections import OrderedDict
@@ -15,18 +14,13 @@ import numpy as np
 from rag.dates import DateRange
 from rag.retrieval.keyword import Keyword, best
 from rag.store.index import ArticleIndex
-from rag.store.records import UNDATED, DocumentRecord, article_text, chunk_text
+from rag.store.records import UNDATED, DocumentRecord, article_text, chunk_text, day
 from rag.store.segments import Unit
 
-_EPOCH = dt.date(1970, 1, 1)
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _MEMO_SIZE = 32
 """Arrays `Corpus.memo` keeps: 32 masks of 10 M chunks are 320 MB, and a server's questions share a few dates."""
-
-
-def day(date: dt.date | None) -> int:
-    return UNDATED if date is None else (date - _EPOCH).days
 
 
 def allowed(days: np.ndarray, dates: DateRange) -> np.ndarray:

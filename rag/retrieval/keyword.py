@@ -25,7 +25,7 @@ import numpy as np
 
 from rag.store.records import article_text, chunk_text
 from rag.store.segments import Segment, Unit
-from rag.store.sparse import KeywordStats, TermCounts
+from rag.store.sparse import KeywordStats, TermCounts, located
 
 if TYPE_CHECKING:
     from rag.retrieval.corpus import Corpus
@@ -204,8 +204,7 @@ class Keyword:
 
     def _most(self, term: str, stats: KeywordStats) -> float:
         """The largest term-frequency part of the term's BM25 score in any part (`TermCounts.bound`)."""
-        average = stats.terms / stats.texts if stats.texts else 1.0
-        look = functools.partial(TermCounts.bound, term=term, average=average)
+        look = functools.partial(TermCounts.bound, term=term, average=stats.average)
         return max(self._counted(part, look) for part in range(len(self._parts)))
 
     def top(
@@ -264,11 +263,8 @@ class Keyword:
 def _looked_up(rows: np.ndarray, held: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """The scores of `rows` (sorted) among rows `held` (sorted) with theirs; 0 for a row not held."""
     out = np.zeros(len(rows), dtype=np.float32)
-    if not len(held):
-        return out
-    at = np.minimum(np.searchsorted(held, rows), len(held) - 1)
-    hit = held[at] == rows
-    out[hit] = scores[at[hit]]
+    hit, at = located(rows, held)
+    out[hit] = scores[at]
     return out
 
 

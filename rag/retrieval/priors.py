@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 from rag.config import RetrievalSettings
-from rag.retrieval.corpus import allowed, day
+from rag.retrieval.corpus import allowed
 from rag.retrieval.search import Search
-from rag.store.records import UNDATED
+from rag.store.records import UNDATED, day
 
 
 class RecencyPrior:

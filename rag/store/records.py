@@ -153,7 +153,19 @@ def _damaged(doc_id: str, what: str) -> IndexDirError:
     )
 
 
-_EPOCH = np.datetime64("1970-01-01", "D")
+UNDATED = np.iinfo(np.int32).min
+"""Day number of an undated article: it passes every date filter and earns no recency prior."""
+_EPOCH = dt.date(1970, 1, 1)
+
+
+def day(date: dt.date | None) -> int:
+    """A date as the day numbers the retrieval arrays hold (days since 1970-01-01), `UNDATED` for none."""
+    return UNDATED if date is None else (date - _EPOCH).days
+
+
+def _date(number: int) -> dt.date:
+    """The date of a day number (`day`'s inverse for a dated one)."""
+    return _EPOCH + dt.timedelta(days=number)
 
 
 @dataclass(frozen=True)
@@ -164,7 +176,7 @@ class Summaries:
 
     ids: list[str]
     days: np.ndarray
-    """Each article's publication date as days since 1970-01-01; `UNDATED` when it has none."""
+    """Each article's publication date as a day number (`day`)."""
     chunk_ids: np.ndarray
     """Every article's chunk ids, article after article."""
     counts: np.ndarray
@@ -181,11 +193,9 @@ class Summaries:
     @classmethod
     def of(cls, ids: list[str], dates: list[dt.date | None], chunk_ids: list[np.ndarray], segment: int) -> Summaries:
         counts = np.asarray([len(one) for one in chunk_ids], dtype=np.int64)
-        published = np.asarray([date or "NaT" for date in dates], dtype="datetime64[D]")
-        days = np.where(np.isnat(published), UNDATED, (published - _EPOCH).astype(np.int64)).astype(np.int32)
         return cls(
             ids,
-            days,
+            np.asarray([day(date) for date in dates], dtype=np.int32),
             np.concatenate([np.zeros(0, np.int64), *chunk_ids]),
             counts,
             np.full(len(ids), segment, dtype=np.int32),
@@ -232,13 +242,7 @@ class Summaries:
         )
 
 
-def _date(day: int) -> dt.date:
-    return dt.date(1970, 1, 1) + dt.timedelta(days=day)
-
-
 _SUMMARY_ARRAYS = ("days", "chunk_ids", "counts", "segment", "position", "first_chunk")
-UNDATED = np.iinfo(np.int32).min
-"""Day number of an undated article: it passes every date filter and earns no recency prior."""
 
 
 def _uri(path: Path) -> str:

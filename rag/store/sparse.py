@@ -62,6 +62,11 @@ class KeywordStats:
     terms: int = 0
     frequency: dict[str, int] = field(default_factory=dict)
 
+    @property
+    def average(self) -> float:
+        """The texts' average length in terms, as BM25 normalizes by it."""
+        return self.terms / self.texts if self.texts else 1.0
+
     def __add__(self, other: KeywordStats) -> KeywordStats:
         frequency = dict(self.frequency)
         for term, count in other.frequency.items():
@@ -273,8 +278,7 @@ class TermCounts:
         """The term's 32-bit scores of texts with these counts of it and these lengths: one formula for a
         term's whole postings and for a few looked-up texts, so both give the same bits."""
         model, tfc, _ = _bm25_formula()
-        average = np.float64(stats.terms / stats.texts if stats.texts else 1.0)
-        part = tfc(tf_array=counts, l_d=lengths, l_avg=average, k1=model.k1, b=model.b)
+        part = tfc(tf_array=counts, l_d=lengths, l_avg=np.float64(stats.average), k1=model.k1, b=model.b)
         scored: np.ndarray = (self.weight(term, stats) * part).astype(np.float32)
         return scored
 
@@ -286,11 +290,8 @@ class TermCounts:
         if column is None or not stats.frequency.get(term):
             return out
         start, end = int(self.indptr[column]), int(self.indptr[column + 1])
-        postings = self.rows[start:end]
-        at = np.minimum(np.searchsorted(postings, rows), max(end - start - 1, 0))
-        hit = np.flatnonzero(np.asarray(postings[at]) == rows) if end > start else np.zeros(0, np.int64)
-        found = rows[hit]
-        out[hit] = self._scored(np.asarray(self.data[start + at[hit]]), self.lengths[found], term, stats)
+        hit, at = located(rows, self.rows[start:end])
+        out[hit] = self._scored(self.data[start + at], self.lengths[rows[hit]], term, stats)
         return out
 
     def term_scores(self, term: str, stats: KeywordStats) -> tuple[np.ndarray, np.ndarray] | None:
@@ -319,6 +320,16 @@ class TermCounts:
                 _, (old_rows, old_scores) = self._scored_cache.popitem(last=False)
                 self._scored_bytes -= old_rows.nbytes + old_scores.nbytes
         return found
+
+
+def located(rows: np.ndarray, held: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which of `rows` (sorted) are among `held` (sorted), as positions in `rows`, and where each is in
+    `held`: a binary search per row."""
+    if not len(held):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    at = np.minimum(np.searchsorted(held, rows), len(held) - 1)
+    hit = np.flatnonzero(held[at] == rows)
+    return hit, at[hit]
 
 
 def _id(item: tuple[str, int]) -> int:
