@@ -30,7 +30,7 @@ import numpy as np
 
 from rag.store.ann import IvfIndex
 from rag.store.records import RecordStore, SegmentFile, article_text, chunk_texts
-from rag.store.sparse import TermCounts, damage
+from rag.store.sparse import TermCounts, damage, outdated
 from rag.store.vectors import VectorFile, flat_matrix
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,9 @@ class Segment:
 
     def _load_terms(self, unit: Unit) -> TermCounts:
         directory = terms_dir(self.directory, self.info.number) / unit
-        if directory.is_dir():
+        if directory.is_dir() and (old := outdated(directory)) is not None:
+            log.info("counting the BM25 term counts of %s again: counted by another version (%s)", directory, old)
+        elif directory.is_dir():
             problem = damage(directory)
             if problem is None:
                 try:
@@ -142,10 +144,10 @@ class Segment:
         return TermCounts.load(directory)
 
     def terms_problem(self, unit: Unit) -> str | None:
-        """What is wrong with the saved counts (`rag doctor`), or None when they are sound or absent (then
-        they are simply counted)."""
+        """What is wrong with the saved counts (`rag doctor`), or None when they are sound, absent or counted by
+        another version (then they are simply counted at their next use)."""
         directory = terms_dir(self.directory, self.info.number) / unit
-        problem = damage(directory) if directory.is_dir() else None
+        problem = damage(directory) if directory.is_dir() and outdated(directory) is None else None
         return None if problem is None else f"{directory} is damaged ({problem})"
 
     def recount(self, unit: Unit) -> None:

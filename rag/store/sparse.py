@@ -358,6 +358,17 @@ def _bm25_formula() -> tuple[bm25s.BM25, Any, Any]:
     return model, _select_tfc_scorer(model.method), _select_idf_scorer(model.idf_method)
 
 
+def outdated(directory: Path) -> str | None:
+    """The format of counts saved at `directory` by another version of `rag` (they are counted again at
+    their next use, as missing ones are: not damage), or None: this version's, or unreadable (`damage`)."""
+    try:
+        saved = json.loads((directory / _SUMS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    found = saved.get("format") if isinstance(saved, dict) else None
+    return str(found) if isinstance(found, str) and found != FORMAT else None
+
+
 def damage(directory: Path) -> str | None:
     """What is wrong with the counts saved at `directory`, or None. Every byte is read at each load (about
     0.1 s for RealTime QA's 50,000 chunks): a flipped byte that keeps the arrays consistent (a row number
