@@ -324,10 +324,11 @@ class TermCounts:
 
 def located(rows: np.ndarray, held: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Which of `rows` (sorted) are among `held` (sorted), as positions in `rows`, and where each is in
-    `held`: a binary search per row."""
+    `held`: a binary search per row. The rows take `held`'s type: numpy would otherwise copy all of `held`
+    to the rows' wider type first, a common word's whole postings per lookup."""
     if not len(held):
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    at = np.minimum(np.searchsorted(held, rows), len(held) - 1)
+    at = np.minimum(np.searchsorted(held, rows.astype(held.dtype, copy=False)), len(held) - 1)
     hit = np.flatnonzero(held[at] == rows)
     return hit, at[hit]
 
