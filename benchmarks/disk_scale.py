@@ -36,7 +36,7 @@ from benchmarks.measure import peak_rss_of, percentile, proc_status_mb
 from rag import RAG, Settings
 from rag.config import RetrievalMode
 from rag.durable import fingerprint
-from rag.store.ann import IvfIndex
+from rag.store.ann import IvfIndex, lists_for
 from rag.store.index import FORMAT_VERSION, MANIFEST, ArticleIndex, Manifest, read_manifest
 from rag.store.records import ChunkRow, DocumentRecord, RecordStore
 from rag.store.segments import SegmentInfo, save_terms
@@ -99,7 +99,7 @@ def _segments(source: Source, n: int, largest: int) -> Iterator[list[tuple[Docum
 
 def build(folder: Path, n: int, source: Source, seed: int = 0) -> dict[str, Any]:
     """A `rag` index of `n` chunks at `folder`, in segments of at most `max_merged_chunks` (the largest a
-    merge writes, 2 M by default), each with its IVF."""
+    merge writes, 2 M by default), each with its IVF on the one codebook (`ivfs`)."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     dim = source.manifest.dimension
@@ -117,12 +117,7 @@ def build(folder: Path, n: int, source: Source, seed: int = 0) -> dict[str, Any]
             vectors.add_with_ids(block.astype(np.float32), ids[start : start + 100_000])
         faiss.write_index(vectors, str(folder / f"vectors.{number}.faiss"))
         seconds["vectors"] += time.perf_counter() - started
-        mark = time.perf_counter()
-        inner = faiss.downcast_index(vectors.index)
-        matrix = faiss.rev_swig_ptr(inner.get_xb(), len(ids) * dim).reshape(len(ids), dim)
-        faiss.write_index(IvfIndex.train(matrix, ids).ivf, str(folder / f"ann.{number}.faiss"))
-        seconds["ivf"] += time.perf_counter() - mark
-        del vectors, matrix
+        del vectors
         mark = time.perf_counter()
         RecordStore.write(
             folder / f"records.{number}.sqlite3",
@@ -135,11 +130,14 @@ def build(folder: Path, n: int, source: Source, seed: int = 0) -> dict[str, Any]
             ),
         )
         seconds["records"] += time.perf_counter() - mark
-        mark = time.perf_counter()
-        info = SegmentInfo(number, len(segment), len(ids))
-        infos.append(info)
+        infos.append(SegmentInfo(number, len(segment), len(ids)))
+    mark = time.perf_counter()
+    ivfs(folder, [info.number for info in infos], n)
+    seconds["ivf"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    for info in infos:
         files.update({name: fingerprint(folder / name) for name in info.names(ann=True)})
-        seconds["checksums"] += time.perf_counter() - mark
+    seconds["checksums"] = time.perf_counter() - mark
     manifest = dataclasses.replace(
         source.manifest,
         format_version=FORMAT_VERSION,
@@ -158,6 +156,33 @@ def build(folder: Path, n: int, source: Source, seed: int = 0) -> dict[str, Any]
         "build_s": seconds,
         "disk_mb": {name: (folder / name).stat().st_size / 1e6 for name in files},
     }
+
+
+def ivfs(folder: Path, numbers: list[int], n: int) -> None:
+    """Every segment's IVF on one codebook trained for the index's `n` chunks (on the first segment's
+    vectors), as the segments of an index share theirs (`rag.store.ann.codebook_for`)."""
+    codebook = None
+    for number in numbers:
+        vectors = faiss.read_index(str(folder / f"vectors.{number}.faiss"), faiss.IO_FLAG_MMAP_IFC)
+        ids = faiss.vector_to_array(faiss.downcast_index(vectors).id_map)
+        inner = faiss.downcast_index(vectors.index)
+        matrix = faiss.rev_swig_ptr(inner.get_xb(), len(ids) * vectors.d).reshape(len(ids), vectors.d)
+        ivf = IvfIndex.train(matrix, ids, lists=lists_for(n)) if codebook is None else codebook.holding(matrix, ids)
+        codebook = codebook or ivf
+        faiss.write_index(ivf.ivf, str(folder / f"ann.{number}.faiss"))
+        print(
+            f"IVF of segment {number} written ({len(ids)} chunks, {ivf.ivf.nlist} lists)", file=sys.stderr, flush=True
+        )
+
+
+def rebuild_ivfs(folder: Path) -> None:
+    """`ivfs` for an index built before its segments shared a codebook, and its manifest's checksums."""
+    manifest = read_manifest(folder)
+    infos = manifest.segment_infos()
+    ivfs(folder, [info.number for info in infos], manifest.n_chunks)
+    for info in infos:
+        manifest.files[f"ann.{info.number}.faiss"] = fingerprint(folder / f"ann.{info.number}.faiss")
+    (folder / MANIFEST).write_text(json.dumps(dataclasses.asdict(manifest), indent=2), encoding="utf-8")
 
 
 def exact(folder: Path, queries: np.ndarray, k: int = 10) -> np.ndarray:
@@ -284,6 +309,8 @@ def run(
 if __name__ == "__main__":
     if sys.argv[1] == "count":
         print(json.dumps(count(Path(sys.argv[2]), int(sys.argv[3]))))
+    elif sys.argv[1] == "ivfs":
+        rebuild_ivfs(Path(sys.argv[2]))
     else:
         folder, asked, truth, nprobe, mode = sys.argv[2:]
         print(json.dumps(search(Path(folder), Path(asked), Path(truth), int(nprobe), cast(RetrievalMode, mode))))

@@ -49,7 +49,7 @@ def _rag_ivf(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray, flat: 
         times, found = [], []
         for query in queries:
             begin = time.perf_counter()
-            candidates, _ = ivf.approximate(query, depth, nprobe=nprobe, selector=None)
+            candidates, _ = ivf.approximate(query, depth, lists=ivf.assign(query, nprobe), selector=None)
             found.append(rescored(query, candidates, flat.reconstruct_batch)[0][:10])
             times.append(time.perf_counter() - begin)
         recall = float(np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth, strict=True)]))

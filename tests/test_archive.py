@@ -13,7 +13,7 @@ import pytest
 
 from rag import RAG, Settings
 from rag.archive.catalog import Catalog, PartitionInfo, partition_of
-from rag.archive.ingest import ArchiveWriter, split
+from rag.archive.ingest import ArchiveWriter, Prints, split
 from rag.dates import DateRange
 from rag.errors import ConfigError, IndexDirError
 from rag.store.index import ArticleIndex
@@ -106,6 +106,46 @@ def test_writer_adds_only_what_changed_and_moves_redated_articles(tmp_path: Path
     june = ArticleIndex.load(root / "partitions" / "2022-06")
     june.configure(1)
     assert june.searched_ivfs(), "a partition past ann_min_chunks searches an IVF, as one index does"
+
+
+def test_a_writer_finds_what_it_added_before_any_save_and_keeps_fingerprints_of_the_rest(
+    tmp_path: Path, pipeline: RAG
+) -> None:
+    """The writer keeps no map of every stored article: what it added is found in the partitions before
+    they are saved (a copy of it is a duplicate, a new date moves it), and what was stored when it opened
+    is 8-byte fingerprints (`Prints`), the workers' list of what to skip among them."""
+    root = tmp_path / "archive"
+    chunker = pipeline.chunker(pipeline.new_manifest())
+    may, june = dt.date(2022, 5, 3), dt.date(2022, 6, 7)
+    writer = ArchiveWriter(root, pipeline.new_manifest())
+
+    def add(doc: Document) -> None:
+        chunks = chunker.split(doc)
+        writer.add(doc, chunks, pipeline.embedder.embed([c.text for c in chunks]))
+
+    a = _doc("a", TEXTS[0], may)
+    add(a)
+    _, report = writer.plan([_doc("copy", TEXTS[0], june)])
+    assert report.duplicates == [("copy", "a")], "unsaved, and still found"
+    todo, report = writer.plan([_doc("a", TEXTS[0], june)])
+    assert report.updated == ["a"] and writer.home("a") == "2022-05"
+    add(todo[0])
+    assert writer.home("a") == "2022-06" and "a" not in writer.partitions["2022-05"].documents
+    writer.save()
+
+    reopened = ArchiveWriter(root, pipeline.new_manifest())
+    assert len(reopened.known) == 1 and ("a", "2022-06", a.content_hash) in reopened.known
+    assert ("a", "2022-05", a.content_hash) not in reopened.known
+    assert reopened.home("a", "2022-05") == "2022-06" and reopened.home("b") is None
+    assert reopened.plan([_doc("a", TEXTS[0], june)])[1].unchanged == ["a"]
+
+
+def test_fingerprints_find_every_member_and_nothing_else() -> None:
+    keys = [(f"article-{i}", f"{i % 7:04d}-01") for i in range(20_000)]
+    prints = Prints(Prints.of(keys[::2]))
+    assert len(prints) == 10_000
+    assert all(key in prints for key in keys[::2])
+    assert not any(key in prints for key in keys[1::2])
 
 
 def test_single_index_commands_refuse_an_archive(tmp_path: Path, pipeline: RAG) -> None:

@@ -17,6 +17,7 @@ import pytest
 from rag import RAG
 from rag.cli import run as cli_run
 from rag.config import Settings
+from rag.store.ann import IvfIndex, assignments, codebook_for, rescored
 from rag.store.embedding import Embedder
 from rag.store.index import MANIFEST, ArticleIndex
 from rag.store.segments import SegmentInfo, level, merges
@@ -193,8 +194,9 @@ def test_a_save_runs_only_small_merges_and_the_pipeline_runs_the_rest_after(tmp_
 def test_segments_with_ivfs_rescore_only_the_best_of_their_candidates_together(
     tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Each segment's IVF puts candidates forward; the n best by their codes are read from disk and rescored
-    once for all segments (not n per segment). With every list probed, that is exact search."""
+    """The segments' IVFs share one codebook and put candidates forward from the same lists; the n best by
+    their codes are read from disk and rescored once for all segments (not n per segment): what one IVF
+    over all the chunks finds."""
     settings = Settings(index_dir=tmp_path / "index", progress=False, backend="extractive", merge_factor=1000)
     settings.retrieval.ann_min_chunks = 2
     rag = RAG(settings, embedder=embedder)
@@ -202,17 +204,60 @@ def test_segments_with_ivfs_rescore_only_the_best_of_their_candidates_together(
         rag.add_documents([article(i) for i in range(first, first + 12)])
     index = rag.store.open_index()
     assert len(index.searched_ivfs()) == len(index.segments) == 4
+    assert len({seg.ann.codebook for seg in index.segments if seg.ann is not None}) == 1
     ids, matrix = index.stored_vectors()
+    first = index.segments[0].ann
+    assert first is not None
+    whole = first.holding(matrix, ids)
     read: list[int] = []
     exact = index.vectors_of
     monkeypatch.setattr(index, "vectors_of", lambda wanted: read.append(len(wanted)) or exact(wanted))
     for question in QUESTIONS:
         query = rag.embedder.embed([question])[0]
-        truth = ids[np.argsort(-(matrix @ query), kind="stable")[:5]]
+        candidates, _ = whole.approximate(query, 5, lists=whole.assign(query, 64), selector=None)
+        truth, _ = rescored(query, candidates, exact)
         read.clear()
-        found = index.dense_search(query, 5, allowed=None, nprobe=10_000)
+        found = index.dense_search(query, 5, allowed=None, nprobe=64)
         assert found.tolist() == truth.tolist(), question
         assert read == [5], "one read of the n best, whatever the number of segments"
+
+
+def test_segments_sharing_a_codebook_scan_what_one_ivf_over_all_of_them_scans() -> None:
+    """One assignment to lists for every IVF of a codebook: the segments' best candidates by their codes
+    are one IVF's over all their chunks, at any nprobe."""
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((8_000, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = np.arange(8_000, dtype=np.int64)
+    whole = IvfIndex.train(vectors, ids)
+    parts = [whole.holding(vectors[i::4], ids[i::4]) for i in range(4)]
+    assert whole.ivf.nlist > 100 and sum(part.ivf.ntotal for part in parts) == 8_000
+    for query in vectors[:20] + 0.05 * rng.standard_normal((20, 32)).astype(np.float32):
+        for nprobe in (1, 8, 40):
+            lists = assignments(parts, query, nprobe)
+            assert list(lists) == [whole.codebook], "one codebook: one assignment"
+            found = [part.approximate(query, 10, lists=lists[part.codebook], selector=None) for part in parts]
+            found_ids, found_scores = (np.concatenate(column) for column in zip(*found, strict=True))
+            best = np.argsort(-found_scores, kind="stable")[:10]
+            expected_ids, expected_scores = whole.approximate(
+                query, 10, lists=whole.assign(query, nprobe), selector=None
+            )
+            assert sorted(found_ids[best].tolist()) == sorted(expected_ids.tolist())
+            assert np.array_equal(found_scores[best], expected_scores)
+
+
+def test_a_codebook_is_shared_until_the_index_outgrows_it() -> None:
+    """Reused while it has at least half the lists the index's size calls for (its size four-fold), then a
+    new one is trained; the one with most lists is the one reused."""
+    rng = np.random.default_rng(1)
+    vectors = rng.standard_normal((8_000, 16)).astype(np.float32)
+    small = IvfIndex.train(vectors[:2_000], np.arange(2_000))
+    large = IvfIndex.train(vectors, np.arange(8_000))
+    assert small.ivf.nlist < large.ivf.nlist
+    assert codebook_for([small], 2_000) is small
+    assert codebook_for([small], 8_000) is None, "grown four-fold: train a codebook for the new size"
+    assert codebook_for([small, large], 8_000) is large
+    assert codebook_for([], 8_000) is None
 
 
 def test_a_lost_manifest_is_rebuilt_with_its_tombstones(split_and_whole: tuple[RAG, RAG]) -> None:

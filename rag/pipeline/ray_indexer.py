@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from rag.archive.catalog import partition_of
-from rag.archive.ingest import ArchiveWriter
+from rag.archive.ingest import ArchiveWriter, Prints
 from rag.archive.shards import connect
 from rag.config import Settings
 from rag.errors import DocumentError, IndexDirError
@@ -52,21 +52,21 @@ def _read(row: dict[str, Any], *, max_bytes: int) -> list[dict[str, Any]]:
 
 class _ChunkAndEmbed:
     """An embedding worker: loads the encoder once and turns articles into chunks and vectors, skipping those
-    the archive holds unchanged (`known`: id -> (partition, content hash))."""
+    the archive holds unchanged (`known`: (id, partition, content hash) of each, `Prints`)."""
 
     def __init__(self, settings: dict[str, Any], manifest: Manifest, known: Any) -> None:
         import ray
 
         self.rag = RAG(Settings(**settings))
         self.chunker = self.rag.chunker(manifest)
-        self.known: dict[str, tuple[str, str]] = ray.get(known)
+        self.known: Prints = ray.get(known)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         docs: list[Document | None] = [pickle.loads(d) if len(d) else None for d in batch["document"]]
         todo = [
             (i, doc)
             for i, doc in enumerate(docs)
-            if doc is not None and self.known.get(doc.id) != (partition_of(doc.published), doc.content_hash)
+            if doc is not None and (doc.id, partition_of(doc.published), doc.content_hash) not in self.known
         ]
         chunks = {i: self.chunker.split(doc) for i, doc in todo}
         texts = [c.text for i, _ in todo for c in chunks[i]]
@@ -117,7 +117,7 @@ def index_with_ray(
             fn_constructor_kwargs={
                 "settings": _worker_settings(settings),
                 "manifest": writer.manifest,
-                "known": ray.put(writer.known()),
+                "known": ray.put(writer.known),
             },
             compute=ray.data.ActorPoolStrategy(size=workers or cpus),
             batch_size=BATCH_DOCUMENTS,

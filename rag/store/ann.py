@@ -7,12 +7,21 @@ an IVF with nlist ≈ 4√n lists, probes `ann_nprobe` of them, and rescores the
 vectors it already holds. Scalar-quantized codes cost a quarter of the float vectors, where IVF-Flat
 would keep a second full copy; the exact rescoring makes up for the codes' rounding. The trade-off
 table that led here (HNSW, IVF-Flat, IVF-PQ) is in the README and `benchmarks/scale.py`.
+
+An index of several segments shares one codebook (the lists' centroids and the codes' ranges) between
+their IVFs: a question is assigned to its lists once, and each segment scans its part of those lists, so
+the segments together scan exactly the codes one IVF over all their chunks would. (Each segment with its
+own codebook scanned about as many codes but searched five coarse quantizers at 10 M chunks, and its
+recall@10 fell from 0.968 to 0.949.) A codebook is trained for the index's size when a segment first needs
+one and is reused by later segments and merges until the index has grown four-fold (`codebook_for`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from functools import cached_property
 
 import faiss
 import numpy as np
@@ -31,9 +40,11 @@ class IvfIndex:
         self.ivf = ivf
 
     @classmethod
-    def train(cls, vectors: np.ndarray, ids: np.ndarray, *, seed: int = 0) -> IvfIndex:
+    def train(cls, vectors: np.ndarray, ids: np.ndarray, *, lists: int | None = None, seed: int = 0) -> IvfIndex:
+        """A new codebook trained on these vectors, with `lists` lists (`lists_for` the vectors when None;
+        never more than they can train), holding them."""
         n, dim = vectors.shape
-        nlist = lists_for(n)
+        nlist = min(lists_for(n) if lists is None else lists, max(1, n // _FEWEST_POINTS_PER_LIST))
         ivf = faiss.IndexIVFScalarQuantizer(
             faiss.IndexFlatIP(dim), dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
         )
@@ -43,26 +54,80 @@ class IvfIndex:
         index.add(vectors, ids)
         return index
 
+    def holding(self, vectors: np.ndarray, ids: np.ndarray) -> IvfIndex:
+        """A new IVF with this one's codebook, holding these vectors (and none of this one's)."""
+        centroids = self.ivf.quantizer.reconstruct_n(0, self.ivf.nlist)
+        quantizer = faiss.IndexFlatIP(self.ivf.d)
+        quantizer.add(centroids)
+        ivf = faiss.IndexIVFScalarQuantizer(
+            quantizer, self.ivf.d, self.ivf.nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+        )
+        ivf.sq.trained = self.ivf.sq.trained
+        ivf.is_trained = True
+        ivf.own_fields = True
+        quantizer.this.disown()  # the IVF frees it with itself
+        index = IvfIndex(ivf)
+        index.add(vectors, ids)
+        return index
+
+    @cached_property
+    def codebook(self) -> str:
+        """What identifies its codebook: IVFs with equal ones are searched with one assignment to lists."""
+        digest = hashlib.blake2b(digest_size=16)
+        digest.update(faiss.vector_to_array(self.ivf.sq.trained).tobytes())
+        digest.update(self.ivf.quantizer.reconstruct_n(0, self.ivf.nlist).tobytes())
+        return digest.hexdigest()
+
     def add(self, vectors: np.ndarray, ids: np.ndarray) -> None:
         self.ivf.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64))
 
+    def assign(self, query: np.ndarray, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, lists): the query's `nprobe` nearest lists, for every IVF sharing this codebook."""
+        scores, lists = self.ivf.quantizer.search(query.reshape(1, -1).astype(np.float32), min(nprobe, self.ivf.nlist))
+        return scores, lists
+
     def approximate(
-        self, query: np.ndarray, n: int, *, nprobe: int, selector: faiss.IDSelector | None
+        self, query: np.ndarray, n: int, *, lists: tuple[np.ndarray, np.ndarray], selector: faiss.IDSelector | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, scores by their 8-bit codes) of the n best candidates, best first."""
-        params = faiss.SearchParametersIVF(sel=selector, nprobe=min(nprobe, self.ivf.nlist))
-        scores, ids = self.ivf.search(query.reshape(1, -1).astype(np.float32), n, params=params)
+        """(ids, scores by their 8-bit codes) of the n best candidates in these lists (`assign`), best first."""
+        coarse, assigned = lists
+        params = faiss.SearchParametersIVF(sel=selector, nprobe=assigned.shape[1])
+        query = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
+        scores, ids = np.empty((1, n), dtype=np.float32), np.empty((1, n), dtype=np.int64)
+        # The C++ call: FAISS's Python wrapper of it takes no parameters, so neither a selector nor nprobe.
+        self.ivf.search_preassigned_c(
+            1, faiss.swig_ptr(query), n, faiss.swig_ptr(np.ascontiguousarray(assigned, dtype=np.int64)),
+            faiss.swig_ptr(np.ascontiguousarray(coarse, dtype=np.float32)), faiss.swig_ptr(scores),
+            faiss.swig_ptr(ids), False, params,
+        )  # fmt: skip
         found = ids[0] >= 0
         return ids[0][found], scores[0][found]
 
-    def probes(self, nprobe: int, searched: int) -> int:
-        """Lists to probe here when IVFs over `searched` chunks in all are searched at `nprobe`: the share
-        of its chunks one IVF over all of them would scan (its lists growing as the square root of its
-        chunks, `lists_for`), so an index split into segments scans about the codes one IVF would, and a
-        lone IVF probes `nprobe`. (Probing `nprobe` lists in each of five segments of 2 M chunks scanned
-        2.3 times as many codes, and took 76 ms a question at 10 M.)"""
-        share = self.ivf.ntotal / max(searched, 1)
-        return max(1, min(int(self.ivf.nlist), math.ceil(nprobe * math.sqrt(share) - 1e-9)))
+
+def assignments(ivfs: Sequence[IvfIndex], query: np.ndarray, nprobe: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per codebook among these IVFs, the query's lists (`IvfIndex.assign`). IVFs of different codebooks
+    (an index grown past one, or saved before they were shared) each probe the share of `nprobe` one IVF
+    over all of them would scan of theirs: ceil(nprobe·√(their chunks / all chunks)), as the lists grow
+    with the square root of the chunks (`lists_for`); one codebook probes `nprobe`."""
+    held: dict[str, int] = {}
+    first: dict[str, IvfIndex] = {}
+    for ivf in ivfs:
+        held[ivf.codebook] = held.get(ivf.codebook, 0) + ivf.ivf.ntotal
+        first.setdefault(ivf.codebook, ivf)
+    searched = max(sum(held.values()), 1)
+    return {
+        key: first[key].assign(query, max(1, math.ceil(nprobe * math.sqrt(chunks / searched) - 1e-9)))
+        for key, chunks in held.items()
+    }
+
+
+def codebook_for(ivfs: Sequence[IvfIndex], chunks: int) -> IvfIndex | None:
+    """The IVF whose codebook a new segment's IVF should share in an index of `chunks` chunks: the one with
+    most lists, while it has at least half the lists the index's size calls for (`lists_for`). Past that
+    (the index grew four-fold since it was trained), None: a new codebook is trained, and the old one leaves
+    with the merges of the segments holding it."""
+    best = max(ivfs, key=lambda ivf: ivf.ivf.nlist, default=None)
+    return best if best is not None and 2 * best.ivf.nlist >= lists_for(chunks) else None
 
 
 def rescored(

@@ -8,7 +8,8 @@ On-disk layout of an index directory:
                              memory-mapped by readers, read by row when the segment has an IVF
     records.<n>.sqlite3      its articles (metadata, hash, text, chunk ids) and chunks (doc id, span), read
                              by key (`rag.store.records`), and the tombstones its save laid
-    ann.<n>.faiss            only for a segment of `ann_min_chunks` or more: IVF-SQ8 over its chunk ids
+    ann.<n>.faiss            only for a segment of `ann_min_chunks` or more: IVF-SQ8 over its chunk ids,
+                             on the codebook the IVFs of the index share (`rag.store.ann`)
     terms.<n>/               its BM25 term counts (`rag.store.sparse`), derived: counted again if lost
 
 A search process holds in RAM the IVFs' 8-bit codes and a few arrays per chunk, not the texts or the
@@ -49,7 +50,7 @@ from rag import durable
 from rag.config import DEFAULT_MAX_MERGED_CHUNKS, DEFAULT_MERGE_FACTOR, DEFAULT_SAVE_MERGE_CHUNKS
 from rag.durable import fingerprint
 from rag.errors import IndexDirError
-from rag.store.ann import IvfIndex, rescored
+from rag.store.ann import IvfIndex, assignments, codebook_for, lists_for, rescored
 from rag.store.records import (
     ChunkRow,
     ChunkTable,
@@ -786,9 +787,9 @@ class ArticleIndex:
         query = query.reshape(1, -1).astype(np.float32)
         bitmap = None if allowed is None else _bitmap(allowed, self.manifest.next_id)
         parts = self._parts()
-        searched = _ivf_chunks(parts)
         found, approximate = [], []
         with _one_thread():
+            lists = assignments([ivf for _, ivf, _ in parts if ivf is not None], query, nprobe)
             for vectors, ivf, dead in parts:
                 selector = _selector(bitmap, dead)
                 if ivf is None:
@@ -796,8 +797,7 @@ class ArticleIndex:
                     scores, ids = vectors.search(query, n, params=params)
                     found.append((ids[0][ids[0] >= 0], scores[0][ids[0] >= 0]))
                 else:
-                    nprobe_here = ivf.probes(nprobe, searched)
-                    approximate.append(ivf.approximate(query, n, nprobe=nprobe_here, selector=selector))
+                    approximate.append(ivf.approximate(query, n, lists=lists[ivf.codebook], selector=selector))
         return _merged([*found, *self._rescored(query, approximate, n)], n)
 
     def _rescored(
@@ -822,10 +822,10 @@ class ArticleIndex:
         if not any(ivf is not None for _, ivf, _ in parts):
             return None
         query = query.reshape(1, -1).astype(np.float32)
-        searched = _ivf_chunks(parts)
         found: list[tuple[np.ndarray, np.ndarray]] = []
         approximate: list[tuple[np.ndarray, np.ndarray]] = []
         with _one_thread():
+            lists = assignments([ivf for _, ivf, _ in parts if ivf is not None], query, nprobe)
             for vectors, ivf, dead in parts:
                 total = max(vectors.ntotal, 1)
                 draw = min(math.ceil(n / max(share, 1e-6) * 1.5), total)  # half as many again as the share lets through
@@ -836,9 +836,7 @@ class ArticleIndex:
                         scores, ranked = (one[0] for one in vectors.search(query, draw, params=params))
                         scores, ranked = scores[ranked >= 0], ranked[ranked >= 0]
                     else:
-                        ranked, scores = ivf.approximate(
-                            query, draw, nprobe=ivf.probes(nprobe, searched), selector=selector
-                        )
+                        ranked, scores = ivf.approximate(query, draw, lists=lists[ivf.codebook], selector=selector)
                     accepted = keep(ranked)
                     kept = (ranked[accepted][:n], scores[accepted][:n])
                     if len(kept[0]) >= n or len(ranked) < draw or draw == total:
@@ -954,7 +952,7 @@ class ArticleIndex:
                     files.pop(f"ann.{seg.info.number}.faiss", None)
                     seg.drop_ann()
                 if self._wants_ann(seg):
-                    log.info("training an IVF over segment %d (%d chunks)", seg.info.number, seg.info.chunks)
+                    log.info("building an IVF over segment %d (%d chunks)", seg.info.number, seg.info.chunks)
                     name = self._write_ann(seg.info.number, seg.matrix(), seg.ids)
                     files[name] = fingerprint(self.path / name)
             self._commit(gen, infos, files)
@@ -994,7 +992,7 @@ class ArticleIndex:
         durable.replace(self.path / f"vectors.{n}.faiss", lambda p: _write_faiss(vectors, p))
         durable.replace(self.path / f"records.{n}.sqlite3", records)
         if self._ivf_due(vectors.ntotal):
-            log.info("training an IVF over %d chunks", vectors.ntotal)
+            log.info("building an IVF over %d chunks", vectors.ntotal)
             self._write_ann(n, flat_matrix(vectors), faiss.vector_to_array(vectors.id_map))
         try:
             save_terms(self.path, n, RecordStore(self.path / f"records.{n}.sqlite3"))
@@ -1002,8 +1000,17 @@ class ArticleIndex:
             log.warning("the term counts of segment %d were not saved: %s", n, exc)
 
     def _write_ann(self, number: int, matrix: np.ndarray, ids: np.ndarray) -> str:
-        """Train a segment's IVF and write it; its file's name."""
-        ivf = IvfIndex.train(matrix, ids)
+        """Write a segment's IVF, on the codebook the index's IVFs share (`codebook_for`), or on a new one
+        trained for the index's size; its file's name."""
+        total = len(self.chunks)
+        codebook = codebook_for(
+            [seg.ann for seg in self.segments if seg.ann is not None and self._searches_ann(seg)], total
+        )
+        ivf = (
+            codebook.holding(matrix, ids)
+            if codebook is not None
+            else IvfIndex.train(matrix, ids, lists=lists_for(total))
+        )
         name = f"ann.{number}.faiss"
         durable.replace(self.path / name, lambda p: _write_faiss(ivf.ivf, p))
         return name
@@ -1121,11 +1128,6 @@ class ArticleIndex:
 
     def size_on_disk(self) -> int:
         return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
-
-
-def _ivf_chunks(parts: list[tuple[faiss.IndexIDMap2, IvfIndex | None, np.ndarray]]) -> int:
-    """Chunks the parts' IVFs hold: what `IvfIndex.probes` shares the probes by."""
-    return sum(ivf.ivf.ntotal for _, ivf, _ in parts if ivf is not None)
 
 
 def _merged(found: list[tuple[np.ndarray, np.ndarray]], n: int) -> np.ndarray:

@@ -616,22 +616,24 @@ class Documents(MutableMapping[str, DocumentRecord]):
 
 
 class Holders(Mapping[str, str]):
-    """Content hash -> the article holding it, as `plan_additions` asks: looked up, never listed."""
+    """Content hash -> an article holding it, in one index's articles or any of an archive's partitions', as
+    `plan_additions` asks: looked up, never listed, so a writer holds no map of every article."""
 
-    def __init__(self, documents: Documents) -> None:
+    def __init__(self, *documents: Documents) -> None:
         self._documents = documents
 
     def __getitem__(self, content_hash: str) -> str:
-        doc_id = self._documents.holder(content_hash)
-        if doc_id is None:
-            raise KeyError(content_hash)
-        return doc_id
+        for documents in self._documents:
+            doc_id = documents.holder(content_hash)
+            if doc_id is not None:
+                return doc_id
+        raise KeyError(content_hash)
 
     def __iter__(self) -> Iterator[str]:
         raise TypeError("the articles' hashes are looked up one by one, not listed")
 
     def __len__(self) -> int:
-        return len(self._documents)
+        return sum(len(documents) for documents in self._documents)
 
 
 class ChunkTable(MutableMapping[int, Chunk]):
