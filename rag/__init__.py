@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from rag.errors import RagError
 from rag.prompts import NOT_SURE, REFUSAL
-from rag.types import Answer, Citation, Document, Passage, TokenUsage
+from rag.types import Answer, Citation, Document, Event, Passage, Timeline, TokenUsage
 
 if TYPE_CHECKING:
     from rag.config import Settings
@@ -47,15 +47,18 @@ __all__ = [
     "Answer",
     "Citation",
     "Document",
+    "Event",
     "IndexReport",
     "Passage",
     "RagError",
     "Settings",
+    "Timeline",
     "TokenUsage",
     "answer",
     "answer_stream",
     "evaluate",
     "load_paths",
+    "timeline",
 ]
 
 _pipelines: dict[str, RAG] = {}
@@ -86,3 +89,11 @@ def answer(question: str, *, settings: Settings | None = None, **options: Any) -
 def answer_stream(question: str, *, settings: Settings | None = None, **options: Any) -> Iterator[str | Answer]:
     """Like `answer`, but yields the text as it is generated and the final `Answer` last."""
     return _pipeline(settings).answer_stream(question, **options)
+
+
+def timeline(topic: str, *, settings: Settings | None = None, **options: Any) -> Timeline:
+    """The events the index reports about `topic`, oldest first, each quoted from a cited passage.
+
+    Options: `since`, `until` (publication dates, inclusive) and `as_of` (the date it is asked: later
+    articles are left out)."""
+    return _pipeline(settings).timeline(topic, **options)

@@ -120,6 +120,42 @@ def _ask_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _timeline_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("topic", type=_text, help="a story, in a few words or as a question")
+    parser.add_argument("--json", action="store_true", help="print the whole Timeline as JSON")
+    parser.add_argument("--since", type=_date, help="only events published on or after YYYY-MM-DD")
+    parser.add_argument("--until", type=_date, help="only events published on or before YYYY-MM-DD")
+    parser.add_argument(
+        "--as-of", type=_date, dest="as_of", help="the date it is asked (default: today): later articles are left out"
+    )
+
+
+def _timeline(rag: RAG, args: argparse.Namespace) -> int:
+    found = rag.timeline(args.topic, since=args.since, until=args.until, as_of=args.as_of)
+    if args.json:
+        print(json.dumps(found.to_json(), indent=2, ensure_ascii=False))
+        return 0
+    if not found.events:
+        print(f"No articles about {found.topic!r} among {found.articles} found (searched articles published "
+              f"{found.dates}, as of {found.as_of.isoformat()}).")  # fmt: skip
+        return 0
+    for event in found.events:
+        c = event.citation
+        when = event.date.isoformat() + (f" ({event.dated_by})" if event.dated_by != "published" else "")
+        more = f", {len(event.sources)} sources" if len(event.sources) > 1 else ""
+        print(f"{when}  {c.quote} [{c.number}{more}]")
+    print()
+    print("Sources:")
+    for event in found.events:
+        chunk = event.citation.passage.chunk
+        date = chunk.published.isoformat() if chunk.published else "undated"
+        print(f" [{event.citation.number}] {chunk.title} ({date}) {chunk.url or chunk.source or chunk.doc_id}")
+        if len(event.sources) > 1:
+            print(f"      also reported by: {', '.join(event.sources[1:])}")
+    print(f"Searched articles published {found.dates}, as of {found.as_of.isoformat()}: {found.articles} read.")
+    return 0
+
+
 def _settings_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--presets", action="store_true", help="list the named presets (RAG_PRESET)")
     parser.add_argument("--markdown", action="store_true", help="the README's settings table")
@@ -764,6 +800,9 @@ class Command:
 COMMANDS: dict[str, Command] = {
     "index": Command("build or update the index from files or directories", _index_arguments, _index),
     "ask": Command("answer a question with numbered sources", _ask_arguments, _ask),
+    "timeline": Command(
+        "a story's events in date order, each quoted from a cited source", _timeline_arguments, _timeline
+    ),
     "settings": Command("the settings in effect, by section (and the presets)", _settings_arguments, _print_settings),
     "info": Command("index statistics", _info_arguments, _print_info),
     "doctor": Command(

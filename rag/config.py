@@ -302,6 +302,35 @@ class FeedSettings(Section):
     )
 
 
+class StorySettings(Section):
+    """Following a story: timelines (`rag timeline`)."""
+
+    timeline_articles: int = Field(
+        40,
+        ge=1,
+        le=1000,
+        description="Articles a timeline reads (after near-copies are folded): wider than an answer's top_k, "
+        "since a story's early reports matter as much as its latest.",
+    )
+    timeline_min_similarity: float = Field(
+        0.3,
+        ge=-1.0,
+        le=1.0,
+        description="An article joins a timeline only if its best sentence is at least this cosine-similar to "
+        "the topic: the search ranks every article, a timeline lists only those about the topic.",
+    )
+    event_similarity: float = Field(
+        0.7,
+        ge=-1.0,
+        le=1.0,
+        description="Two articles report the same event when their sentences are at least this cosine-similar "
+        "and their event dates at most `event_days` apart.",
+    )
+    event_days: int = Field(
+        2, ge=0, le=365, description="Days apart two reports of one event may be dated (a story reported next day)."
+    )
+
+
 class ServerSettings(Section):
     """`rag serve`: where it listens, who may do what, and how it sheds load."""
 
@@ -460,6 +489,7 @@ class Settings(BaseSettings):
     ui: UISettings = Field(default_factory=UISettings, description="The chat page.")
     feeds: FeedSettings = Field(default_factory=FeedSettings, description="Fetching feeds and pages.")
     server: ServerSettings = Field(default_factory=ServerSettings, description="`rag serve`.")
+    stories: StorySettings = Field(default_factory=StorySettings, description="Timelines of a story.")
     scale_out: ScaleOutSettings = Field(default_factory=ScaleOutSettings, description="The Ray cluster.")
 
     @model_validator(mode="before")

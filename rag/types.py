@@ -271,6 +271,53 @@ def searched_dates(as_of: dt.date | None, dates: DateRange, mention: DateMention
     return "; ".join(parts)
 
 
+@dataclass(frozen=True)
+class Event:
+    """One development of a story: what happened, quoted from the passage that says it, and when."""
+
+    date: dt.date
+    """When it happened: the date the quoted sentence states ("on Tuesday", read against its article's
+    date), else the article's publication date."""
+    dated_by: str
+    """The phrase the date was read from, or "published" for the publication date."""
+    citation: Citation
+    """The sentence (`quote`, as `claim` too: quoted, so the passage says it) and the passage it is in."""
+    sources: tuple[str, ...]
+    """The articles reporting it, the cited one first, near-copies folded into them included."""
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "date": self.date.isoformat(),
+            "dated_by": self.dated_by,
+            "text": self.citation.quote,
+            "citation": self.citation.to_json(),
+            "sources": list(self.sources),
+        }
+
+
+@dataclass
+class Timeline:
+    """A story's events in date order, as of a date, over the publication dates searched."""
+
+    topic: str
+    events: list[Event]
+    as_of: dt.date
+    dates: DateRange
+    articles: int
+    """Articles read to build it (after near-copies were folded)."""
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "topic": self.topic,
+            "as_of": self.as_of.isoformat(),
+            "dates": str(self.dates),
+            "articles": self.articles,
+            "seconds": self.seconds,
+            "events": [event.to_json() for event in self.events],
+        }
+
+
 @dataclass
 class Answer:
     question: str

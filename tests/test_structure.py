@@ -80,7 +80,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("rag.store",),
     ("rag.retrieval",),
     ("rag.archive",),
-    ("rag.answering",),
+    ("rag.answering", "rag.stories"),
     ("rag.pipeline",),
     ("rag.evaluation",),
     ("rag.server",),

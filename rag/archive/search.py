@@ -38,6 +38,10 @@ class ArchiveSource:
     def prepare(self) -> None:
         """Nothing to build ahead: each shard counts its partitions' terms when it loads them."""
 
+    def article_stats(self, terms: list[str]) -> KeywordStats:
+        self.shards.refresh()
+        return self.shards.stats(terms)[0]
+
     def draw(self, wanted: Wanted) -> Drawn | None:
         self.shards.refresh()
         partitions = self.catalog.partitions_for(wanted.dates)

@@ -4,7 +4,8 @@ reused across questions:
 
 - `store.Store`: the index or archive at `index_dir`, the embedding model, the locks, the retriever;
 - `indexer.Indexer`: everything that changes the store (index, upload, delete, re-embed, seed, recover);
-- `answerer.Answerer`: a question in, an answer out (search, read, check).
+- `answerer.Answerer`: a question in, an answer out (search, read, check);
+- `stories.Stories`: a topic in, its timeline out.
 
 Beside them, the jobs that drive the pipeline: `sync` (feeds and pages kept current) and `ray_indexer`
 (an archive indexed on a Ray cluster). Layer 8: may import every layer below (ingest, store, retrieval,
@@ -20,6 +21,7 @@ from rag.config import Settings
 from rag.pipeline.answerer import Answerer
 from rag.pipeline.indexer import SAME_MODEL, Indexer, IndexReport
 from rag.pipeline.store import Store
+from rag.pipeline.stories import Stories
 from rag.retrieval import Retriever
 from rag.store.embedding import Embedder
 from rag.types import Generator
@@ -43,6 +45,8 @@ class RAG:
         self.store = Store(settings, embedder)
         self.indexer = Indexer(self.store)
         self.answerer = Answerer(self.store, self.retriever, generators)
+        self.stories = Stories(self.store, self.retriever)
+        self.timeline = self.stories.timeline
         # The API, each call answered by the object whose job it is (see their docstrings).
         answerer, indexer, store = self.answerer, self.indexer, self.store
         self.search, self.retrieve, self.answer_stream, self.answer = (

@@ -46,7 +46,7 @@ class Answerer:
 
     def search(self, question: str, **options: Unpack[SearchOptions]) -> Retrieval:
         """Passages and the ranked articles they come from, with the dates searched (see `rag.retrieval`)."""
-        question = _check_question(question, self.store.settings.reader.max_question_chars)
+        question = check_question(question, self.store.settings.reader.max_question_chars)
         _check_options(options)
         k = options.get("k") or self.store.settings.retrieval.top_k
         dates = DateRange(options.get("since"), options.get("until"))
@@ -72,7 +72,7 @@ class Answerer:
         follow-up question is first rewritten into a standalone one (`Answer.standalone_question`). With
         `retrieved`, its first k passages are used instead of searching again (the evaluation harness has
         already retrieved deeper for scoring)."""
-        original = _check_question(question, self.store.settings.reader.max_question_chars)
+        original = check_question(question, self.store.settings.reader.max_question_chars)
         _check_options(search)
         generator = self.generator(backend, model)
         timings: dict[str, float] = {}
@@ -140,12 +140,13 @@ def _check_options(options: Mapping[str, object]) -> None:
                         f"{', '.join(SearchOptions.__annotations__)}")  # fmt: skip
 
 
-def _check_question(question: str, limit: int) -> str:
+def check_question(question: str, limit: int, *, kind: str = "question", example: str = 'rag ask "Who is ...?"') -> str:
+    """The question (or a timeline's topic, `kind`) stripped, or what is wrong with it and how to ask."""
     if not isinstance(question, str) or not question.strip():
-        raise QuestionError("the question is empty", hint='ask something, e.g. `rag ask "Who is ...?"`')
+        raise QuestionError(f"the {kind} is empty", hint=f"ask something, e.g. `{example}`")
     if len(question.strip()) > limit:
         raise QuestionError(
-            f"the question is {len(question.strip()):,} characters long, over the {limit:,} allowed",
+            f"the {kind} is {len(question.strip()):,} characters long, over the {limit:,} allowed",
             hint="ask it in a sentence or two (RAG_MAX_QUESTION_CHARS sets the limit)",
         )
     return question.strip()

@@ -23,6 +23,7 @@ from rag.retrieval.search import keyword_weight
 from rag.store.embedding import Embedder
 from rag.store.index import ArticleIndex
 from rag.store.segments import Unit
+from rag.store.sparse import KeywordStats
 from rag.text import query_terms
 
 
@@ -78,6 +79,10 @@ class Source(Protocol):
         """Build ahead what the first search would otherwise build."""
         ...
 
+    def article_stats(self, terms: list[str]) -> KeywordStats:
+        """How many live articles there are and how many hold each term: how specific a word is here."""
+        ...
+
 
 class IndexSource:
     """One index: FAISS for the dense candidates, its own BM25 for the keyword ones."""
@@ -96,6 +101,9 @@ class IndexSource:
         """Build, and save beside the index, the keyword indexes the first search would otherwise build:
         indexing pays for them once rather than the first question of every process."""
         _ = self.corpus.chunk_bm25, self.corpus.article_bm25
+
+    def article_stats(self, terms: list[str]) -> KeywordStats:
+        return self.corpus.article_bm25.stats(terms)
 
     def draw(self, wanted: Wanted) -> Drawn | None:
         corpus = self.corpus

@@ -1,0 +1,137 @@
+"""Timelines (`rag timeline`, `RAG.timeline`): a story's events in date order, each a sentence quoted from
+the passage it cites, dated by the day a past-tense sentence states, near-copies folded. Real index, real
+embedding model, real English pipeline."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+
+from rag import RAG
+from rag.cli import run as cli_run
+from rag.config import Settings
+from rag.errors import QuestionError
+from rag.evaluation.runner import eval_index_dir
+from rag.evaluation.timelines import TOPICS, build
+from rag.store.embedding import Embedder
+from rag.store.index import ArticleIndex
+from rag.types import Document, Timeline
+
+STORY = [
+    ("forecast", dt.date(2023, 3, 6), "Forecasters warn that Storm Nadia could reach the coast of Port Ellis on "
+     "Thursday with winds of 150 kilometres an hour. Residents of Port Ellis are stocking up on water."),
+    ("landfall", dt.date(2023, 3, 10), "Storm Nadia made landfall near Port Ellis on Thursday, flattening "
+     "hundreds of homes along the seafront. Power lines were torn down across the region."),
+    ("landfall-copy", dt.date(2023, 3, 10), "Storm Nadia made landfall near Port Ellis on Thursday, flattening "
+     "hundreds of homes along the seafront. Power lines were torn down across the region!"),
+    ("toll", dt.date(2023, 3, 11), "Rescue teams in Port Ellis said Storm Nadia killed twelve people and left "
+     "thousands without shelter. The army was sent to clear the roads."),
+    ("rising-toll", dt.date(2023, 3, 15), "The death toll from Storm Nadia rose to thirty-one on Tuesday, "
+     "officials in Port Ellis said. Many of the victims were found in collapsed houses."),
+    ("library", dt.date(2023, 3, 12), "The city council approved a new budget for public libraries. Opening "
+     "hours will be extended on weekends from April."),
+]  # fmt: skip
+TOPIC = "Storm Nadia in Port Ellis"
+
+
+@pytest.fixture(scope="module")
+def story(tmp_path_factory: pytest.TempPathFactory) -> RAG:
+    directory = tmp_path_factory.mktemp("timeline") / "index"
+    rag = RAG(Settings(index_dir=directory, progress=False, backend="extractive"), embedder=Embedder())
+    rag.add_documents([Document(doc_id, text, f"Report {doc_id}", published) for doc_id, published, text in STORY])
+    return rag
+
+
+def test_events_are_quoted_dated_ordered_and_folded(story: RAG) -> None:
+    found = story.timeline(TOPIC, as_of=dt.date(2023, 3, 20))
+    assert isinstance(found, Timeline) and found.events
+    dates = [event.date for event in found.events]
+    assert dates == sorted(dates), "oldest first"
+    for event in found.events:
+        citation = event.citation
+        assert citation.quote in citation.passage.text, "the line is a sentence of the cited passage"
+        assert citation.claim == citation.quote
+    sources = [doc_id for event in found.events for doc_id in event.sources]
+    assert "library" not in sources, "an article about something else is no event of the story"
+    assert sources.count("landfall") + sources.count("landfall-copy") == 2 and len(set(sources)) == len(sources)
+    landfall = next(e for e in found.events if {"landfall", "landfall-copy"} & set(e.sources))
+    assert set(landfall.sources) == {"landfall", "landfall-copy"}, "the near-copy is a source of the same event"
+    assert (landfall.date, landfall.dated_by) == (dt.date(2023, 3, 9), "on Thursday"), "made landfall on Thursday"
+    forecast = next(e for e in found.events if "forecast" in e.sources)
+    assert (forecast.date, forecast.dated_by) == (dt.date(2023, 3, 6), "published"), "a Thursday ahead is no event yet"
+    rising = next(e for e in found.events if "rising-toll" in e.sources)
+    assert rising.date == dt.date(2023, 3, 14), "Tuesday before the article of Wednesday 15 March"
+
+
+def test_dates_bound_the_articles_read(story: RAG) -> None:
+    early = story.timeline(TOPIC, as_of=dt.date(2023, 3, 10))
+    assert {s for e in early.events for s in e.sources} <= {"forecast", "landfall", "landfall-copy"}
+    later = story.timeline(TOPIC, since=dt.date(2023, 3, 11), as_of=dt.date(2023, 3, 20))
+    assert {s for e in later.events for s in e.sources} == {"toll", "rising-toll"}
+
+
+def test_the_command_prints_the_events_and_their_sources(
+    story: RAG, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory = str(story.settings.index_dir)
+    monkeypatch.setenv("RAG_BACKEND", "extractive")
+    assert cli_run(["-q", "--index-dir", directory, "timeline", TOPIC, "--as-of", "2023-03-20"]) == 0
+    printed = capsys.readouterr().out
+    assert "2023-03-09 (on Thursday)  Storm Nadia made landfall" in printed and "Sources:" in printed
+    assert cli_run(["-q", "--index-dir", directory, "timeline", TOPIC, "--as-of", "2023-03-20", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["as_of"] == "2023-03-20" and [e["date"] for e in data["events"]] == sorted(
+        e["date"] for e in data["events"]
+    )
+    assert all(e["text"] == e["citation"]["quote"] for e in data["events"])
+    with pytest.raises(QuestionError, match="the topic is empty"):
+        cli_run(["-q", "--index-dir", directory, "timeline", "   "])
+
+
+def test_quotes_point_into_the_article(story: RAG) -> None:
+    """`quote_start`/`quote_end` place the line in its article, as an answer's citations do."""
+    found = story.timeline(TOPIC, as_of=dt.date(2023, 3, 20))
+    texts = {doc_id: text for doc_id, _, text in STORY}
+    for event in found.events:
+        c = event.citation
+        assert texts[c.passage.chunk.doc_id][c.quote_start : c.quote_end] == c.quote
+
+
+FIXTURE = Path(__file__).resolve().parent.parent / "evals" / "timelines" / "realtimeqa.json"
+REALTIMEQA_INDEX = eval_index_dir(Settings(), "realtimeqa")
+"""Where `rag eval` keeps it, read when this module is imported: the tests' own data directories are empty."""
+
+
+def test_the_committed_realtimeqa_timelines_hold_what_a_timeline_promises() -> None:
+    """Twelve stories of RealTime QA's 2022 weeks (`rag.evaluation.timelines.TOPICS`), as `python -m
+    rag.evaluation.timelines INDEX OUT` wrote them: dated in order, each event dated by its article or by
+    the day its line states, no article twice."""
+    timelines = json.loads(FIXTURE.read_text(encoding="utf-8"))
+    assert [(t["topic"], t["as_of"]) for t in timelines] == list(TOPICS)
+    for timeline in timelines:
+        events = timeline["events"]
+        assert events, timeline["topic"]
+        assert [e["date"] for e in events] == sorted(e["date"] for e in events)
+        for event in events:
+            assert event["date"] <= timeline["as_of"] and event["published"] <= timeline["as_of"]
+            assert event["sources"][0] == event["doc_id"] and event["text"].strip()
+            if event["dated_by"] == "published":
+                assert event["date"] == event["published"]
+            else:
+                assert event["dated_by"] in event["text"] and event["date"] <= event["published"]
+        sources = [s for e in events for s in e["sources"]]
+        assert len(sources) == len(set(sources)), f"an article is one event's source: {timeline['topic']}"
+
+
+def test_the_realtimeqa_timelines_are_built_again_the_same() -> None:
+    """Where RealTime QA's evaluation index is built (`rag eval evals/data/realtimeqa`), the timelines come
+    out as committed, and pass the claims check: a change to retrieval or to timelines shows here."""
+    if not ArticleIndex.exists(REALTIMEQA_INDEX):
+        pytest.skip(f"no RealTime QA index at {REALTIMEQA_INDEX}")
+    fixtures, checks = build(RAG(index_dir=REALTIMEQA_INDEX, progress=False, backend="extractive"))
+    assert fixtures == json.loads(FIXTURE.read_text(encoding="utf-8"))
+    for checked in checks:
+        assert checked.ordered and checked.supported == checked.dated == checked.events and not checked.copies
