@@ -772,6 +772,14 @@ def _serve(rag: RAG, args: argparse.Namespace) -> int:
     return 0
 
 
+def _mcp(rag: RAG, args: argparse.Namespace) -> int:
+    from rag.server import mcp
+
+    rag.warm_up()  # before the agent's first call, which would otherwise wait for the models
+    mcp.build(rag).run("stdio")
+    return 0
+
+
 def _delete(rag: RAG, args: argparse.Namespace) -> int:
     rag.delete(args.doc_id)
     print(f"deleted {args.doc_id}")
@@ -838,6 +846,11 @@ COMMANDS: dict[str, Command] = {
         _serve,
     ),
     "ui": Command("start the chat page (Streamlit) on 127.0.0.1", _ui_arguments, _open_ui),
+    "mcp": Command(
+        "serve the archive to AI agents over the Model Context Protocol on stdio (`rag serve` has it at /mcp)",
+        lambda parser: None,
+        _mcp,
+    ),
     "conversations": Command(
         "conversations kept by the chat page and `rag serve` (RAG_CONVERSATIONS_DB)",
         _conversations_arguments,

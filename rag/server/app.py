@@ -3,7 +3,9 @@ routers, the guards, the error shape and the metrics. `create_app` builds it; `s
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import uvicorn
@@ -12,7 +14,7 @@ from fastapi.responses import Response
 
 from rag.config import Settings
 from rag.pipeline import RAG
-from rag.server import errors
+from rag.server import errors, mcp
 from rag.server.connections import ConnectionLimits, server_config
 from rag.server.conversations import ConversationStore
 from rag.server.metrics import Metrics, Timing
@@ -37,11 +39,20 @@ def create_app(settings: Settings | None = None, *, pipeline: RAG | None = None)
 
     metrics = Metrics(index_size)
     guard = Guard(settings)
+    agents = mcp.build(pipeline)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async with agents.session_manager.run():  # the MCP endpoint's sessions
+            yield
+
     app = FastAPI(
         title="rag",
         summary="Questions about news articles, answered with citations; OpenAI-compatible chat completions.",
         version="0.1.0",
+        lifespan=lifespan,
     )
+    app.router.routes.append(mcp.route(agents, guard, settings.server.serve_host))
     app.state.service = Service(pipeline, ConversationStore.for_settings(settings), metrics)
     app.state.connections = ConnectionLimits(
         settings.server.serve_read_timeout, settings.server.serve_client_connections
