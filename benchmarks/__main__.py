@@ -22,13 +22,17 @@ from benchmarks.measure import machine, peak_rss_mb, write_json
 from rag import RAG
 from rag.config import EmbeddingBackend, Settings
 from rag.evaluation.runner import eval_index_dir
+from rag.evaluation.timelines import TOPICS
 from rag.local_models import EMBEDDERS, assembled_path, is_assembled
 from rag.store.index import read_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_CORPUS = ROOT.parent / "shared" / "evaldata" / "realtimeqa" / "corpus.jsonl"
 RTQA_QUESTIONS = ROOT / "evals" / "data" / "realtimeqa" / "questions.jsonl"
-PARTS = ("index", "query", "rescore", "cold", "answer", "memory", "scale", "growth", "serve", "disk", "sync", "ray")
+PARTS = (
+    "index", "query", "rescore", "cold", "answer", "timeline", "memory", "scale", "growth", "serve", "disk", "sync",
+    "ray",
+)  # fmt: skip
 OPT_IN = ("disk", "sync", "ray")
 """Parts run only when `--parts` names them: disk writes up to 20 GB, ray takes half an hour of every core."""
 RESCORE_QUESTIONS = 60
@@ -103,6 +107,13 @@ def _run(work: Path, options: argparse.Namespace, parts: list[str], results: dic
             RAG(index_dir=cold_index, progress=False).ensure_index()
         results["cold"] = {"chunks": read_manifest(cold_index).n_chunks}
         results["cold"].update(cold.first_question(cold_index, question, repeats))
+    if "timeline" in parts:
+        if big is not None:
+            topics = [(topic, dt.date.fromisoformat(as_of)) for topic, as_of in TOPICS]
+            results["timeline"] = latency.timelines(RAG(index_dir=big, progress=False), topics, repeats)
+        else:
+            seed = RAG(index_dir=work / "seed-index", progress=False)
+            results["timeline"] = latency.timelines(seed, [("Armenia and the CSTO", None)], repeats)
     if "answer" in parts and not smoke:
         local = RAG(index_dir=work / "seed-index", progress=False, backend="local")
         results["answer"] = latency.answer(local, SEED_QUESTIONS, repeats)
@@ -188,6 +199,12 @@ def markdown(results: dict[str, Any]) -> str:
             f"cache, new process): first search median {c['first_search_s']['median']:.2f} s, worst "
             f"{c['first_search_s']['max']:.2f} s | before it: import {c['import_s']['median']:.2f} s, embedding model "
             f"{c['model_s']['median']:.2f} s |"
+        )
+    if "timeline" in results:
+        t = results["timeline"]
+        lines.append(
+            f"| timeline over {t['chunks']} chunks ({t['topics']} topics, `rag timeline`) | p50 {t['p50_s']:.2f} s, "
+            f"p95 {t['p95_s']:.2f} s, median {t['events_median']:.0f} events |"
         )
     if "answer" in results:
         a = results["answer"]

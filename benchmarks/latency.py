@@ -37,6 +37,26 @@ def search(rag: RAG, questions: Sequence[tuple[str, dt.date | None]], repeats: i
     }
 
 
+def timelines(rag: RAG, topics: Sequence[tuple[str, dt.date | None]], repeats: int) -> dict[str, Any]:
+    """Seconds per timeline (`rag timeline`) over every topic, `repeats` times, after a first one that loads
+    the models. A timeline quotes its sentences and calls no answer model, so the backend does not enter."""
+    rag.timeline(topics[0][0], as_of=topics[0][1])
+    times, events = [], []
+    for _ in range(repeats):
+        for topic, as_of in topics:
+            start = time.perf_counter()
+            found = rag.timeline(topic, as_of=as_of)
+            times.append(time.perf_counter() - start)
+            events.append(len(found.events))
+    return {
+        "topics": len(topics),
+        "chunks": len(rag.open_index().chunks),
+        "p50_s": percentile(times, 0.5),
+        "p95_s": percentile(times, 0.95),
+        "events_median": percentile(events, 0.5),
+    }
+
+
 def answer(rag: RAG, questions: Sequence[str], repeats: int, k: int = 5) -> dict[str, Any]:
     """Local-model answers with k passages, from the question to the checked answer: the model's reply,
     and everything around it (retrieval, evidence, claims, confidence)."""
