@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -23,14 +23,18 @@ from rag.archive.catalog import UNDATED, Catalog, partition_path, verify_archive
 from rag.backends import BACKENDS
 from rag.backends.local import LocalSettings
 from rag.config import PRESETS, Settings, problems, sections, settings_table
-from rag.errors import ConfigError, RagError
+from rag.errors import ConfigError, QuestionError, RagError
 from rag.ingest.loaders import FORMATS
 from rag.local_models import CATALOG, EMBEDDERS, MODELS, install, installed_parts, is_assembled
 from rag.pipeline import RAG, SAME_MODEL, IndexReport
 from rag.store.index import MANIFEST, ArticleIndex, saved_generations, verify
 from rag.store.records import added_through_api
 from rag.store.segments import UNITS, SegmentInfo
+from rag.stories.follow import Change
 from rag.types import Answer, AskOptions
+
+if TYPE_CHECKING:
+    from rag.pipeline.sync import Synced
 
 
 def _date(value: str) -> dt.date:
@@ -320,7 +324,7 @@ def _feeds(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_sync(results: Sequence[Any]) -> None:
+def _print_sync(results: Synced) -> None:
     for r in results:
         if r.status == "failed":
             print(f"{r.feed}: failed: {r.url}: {r.error}", file=sys.stderr)
@@ -328,7 +332,44 @@ def _print_sync(results: Sequence[Any]) -> None:
         print(f"{r.feed}: {r.status}, {len(r.added)} added, {len(r.updated)} updated, {r.unchanged} unchanged")
         for error in r.failed:
             print(f"  error: {error}", file=sys.stderr)
+    for change in results.changes:
+        _print_change(change)
     sys.stdout.flush()
+
+
+def _print_change(change: Change) -> None:
+    print(f"followed question {change.follow} changed: {change.question}")
+    print(f"  was: {change.old_answer}")
+    print(f"  now: {change.new_answer}")
+    if change.new_sources:
+        print(f"  new sources: {', '.join(change.new_sources)}")
+
+
+def _follow_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("question", nargs="?", type=_text, help="the question to follow")
+    parser.add_argument("--webhook", metavar="URL", help="POST each change of its answer to this URL as JSON")
+    parser.add_argument("--list", action="store_true", help="the followed questions with their last answers")
+    parser.add_argument("--remove", type=int, metavar="ID", help="stop following the question with this id")
+    parser.add_argument("--changes", action="store_true", help="the changes recorded so far, newest first")
+
+
+def _follow(rag: RAG, args: argparse.Namespace) -> int:
+    if args.remove is not None:
+        print(f"no longer following: {rag.stories.follows().remove(args.remove).question}")
+    elif args.list:
+        for followed in rag.stories.follows().followed():
+            asked = followed.asked.isoformat(timespec="minutes") if followed.asked else "not asked yet"
+            print(f"[{followed.id}] {followed.question}  (asked {asked})")
+            print(f"     {followed.answer or ''}")
+    elif args.changes:
+        for change in rag.stories.follows().changes():
+            _print_change(change)
+    elif args.question:
+        followed = rag.follow(args.question, args.webhook)
+        print(f"following [{followed.id}]: {followed.question}; `rag sync` asks it again and reports what changed")
+    else:
+        raise QuestionError("nothing to do", hint='`rag follow "QUESTION"`, or --list, --changes, --remove ID')
+    return 0
 
 
 def _sync(rag: RAG, names: Sequence[str], every: float | None) -> int:
@@ -808,6 +849,11 @@ class Command:
 COMMANDS: dict[str, Command] = {
     "index": Command("build or update the index from files or directories", _index_arguments, _index),
     "ask": Command("answer a question with numbered sources", _ask_arguments, _ask),
+    "follow": Command(
+        "follow a question: `rag sync` asks it again and reports when its answer changes (--list, --changes, --remove)",
+        _follow_arguments,
+        _follow,
+    ),
     "timeline": Command(
         "a story's events in date order, each quoted from a cited source", _timeline_arguments, _timeline
     ),

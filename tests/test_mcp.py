@@ -44,10 +44,13 @@ def _json(result: Any) -> dict[str, Any]:
     return found
 
 
-async def _exercise(session: ClientSession) -> None:
+async def _exercise(session: ClientSession, *, writes: bool) -> None:
     await session.initialize()
     tools = {tool.name for tool in (await session.list_tools()).tools}
-    assert {"search", "answer", "timeline"} <= tools
+    assert tools == {"search", "answer", "timeline", *(["follow"] if writes else [])}
+    if writes:
+        followed = _json(await session.call_tool("follow", {"question": "How many people did Storm Nadia kill?"}))
+        assert followed["asked"] and "twelve" in followed["answer"]
     found = _json(await session.call_tool("search", {"question": "Where did Storm Nadia make landfall?", "k": 3}))
     assert found["passages"] and found["passages"][0]["doc_id"] in {"landfall", "landfall-copy", "forecast"}
     answer = _json(await session.call_tool("answer", {"question": "Where did Storm Nadia make landfall?"}))
@@ -68,7 +71,7 @@ def test_stdio(home: Path) -> None:
 
     async def main() -> None:
         async with stdio_client(server) as (read, write), ClientSession(read, write) as session:
-            await _exercise(session)
+            await _exercise(session, writes=True)
 
     anyio.run(main)
 
@@ -87,7 +90,7 @@ def test_streamable_http_behind_the_servers_key(served: str) -> None:
             streamable_http_client(f"{served}/mcp", http_client=client) as (read, write),
             ClientSession(read, write) as session,
         ):
-            await _exercise(session)
+            await _exercise(session, writes=False)  # API keys: following is for admin keys, over the REST API
 
     anyio.run(main)
     hello = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}

@@ -36,7 +36,7 @@ from rag.errors import NotFoundError
 from rag.ingest.feeds import Feed, FeedStore
 from rag.ingest.loaders import FORMATS
 from rag.pipeline import IndexReport
-from rag.pipeline.sync import FeedResult, index_pages, sync
+from rag.pipeline.sync import Synced, index_pages, sync
 from rag.server.conversations import RATINGS, Conversation, ConversationStore, StoredTurn
 from rag.server.export import to_json, to_markdown
 from rag.types import AskOptions
@@ -224,7 +224,7 @@ def feed_status(feed: Feed) -> str:
     return f"last synced {when(feed.last_sync)} — {did}"
 
 
-def sync_notices(results: list[FeedResult]) -> list[tuple[str, str]]:
+def sync_notices(results: Synced) -> list[tuple[str, str]]:
     """What a sync brought, per feed, as (kind of alert, text) with every feed-provided part made plain."""
     notices: list[tuple[str, str]] = []
     for r in results:
@@ -243,6 +243,9 @@ def sync_notices(results: list[FeedResult]) -> list[tuple[str, str]]:
             more = f" and {len(brought) - LISTED_ADDED} more" if len(brought) > LISTED_ADDED else ""
             notices.append(("caption", plain(f"New or updated: {', '.join(brought[:LISTED_ADDED])}{more}")))
         notices.extend(("error", plain(str(error))) for error in r.failed)
+    for change in results.changes:
+        notices.append(("warning", plain(f"The answer to a followed question changed: {change.question}")))
+        notices.append(("caption", plain(f"Was: {change.old_answer} Now: {change.new_answer}")))
     return notices or [("info", "No feeds to sync.")]
 
 
@@ -251,6 +254,7 @@ NOTICE: dict[str, Callable[[str], object]] = {
     "info": st.info,
     "error": st.error,
     "caption": st.caption,
+    "warning": st.warning,
 }
 
 

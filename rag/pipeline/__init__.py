@@ -5,7 +5,7 @@ reused across questions:
 - `store.Store`: the index or archive at `index_dir`, the embedding model, the locks, the retriever;
 - `indexer.Indexer`: everything that changes the store (index, upload, delete, re-embed, seed, recover);
 - `answerer.Answerer`: a question in, an answer out (search, read, check);
-- `stories.Stories`: a topic in, its timeline out.
+- `stories.Stories`: a topic in, its timeline out; followed questions asked again.
 
 Beside them, the jobs that drive the pipeline: `sync` (feeds and pages kept current) and `ray_indexer`
 (an archive indexed on a Ray cluster). Layer 8: may import every layer below (ingest, store, retrieval,
@@ -45,8 +45,8 @@ class RAG:
         self.store = Store(settings, embedder)
         self.indexer = Indexer(self.store)
         self.answerer = Answerer(self.store, self.retriever, generators)
-        self.stories = Stories(self.store, self.retriever)
-        self.timeline = self.stories.timeline
+        self.stories = Stories(self.store, self.retriever, self.answerer.answer)
+        self.timeline, self.follow, self.follow_up = self.stories.timeline, self.stories.follow, self.stories.follow_up
         # The API, each call answered by the object whose job it is (see their docstrings).
         answerer, indexer, store = self.answerer, self.indexer, self.store
         self.search, self.retrieve, self.answer_stream, self.answer = (

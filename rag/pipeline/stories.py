@@ -1,25 +1,68 @@
 """Stories over the store: a topic in, its timeline out (`rag.stories.timeline`), searched as a question
-is, only wider."""
+is, only wider; followed questions asked again after a sync (`rag.stories.follow`), their changes
+recorded and posted to the webhook a user gave."""
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from collections.abc import Callable
 
+import httpx
+
 from rag.dates import DateRange
+from rag.ingest.web import check_url
 from rag.pipeline.answerer import check_question
 from rag.pipeline.store import Store
 from rag.retrieval import Retriever
+from rag.stories.follow import Change, Followed, FollowStore
 from rag.stories.timeline import events
 from rag.text import query_terms
-from rag.types import Timeline
+from rag.types import Answer, Timeline
+
+log = logging.getLogger(__name__)
 
 
 class Stories:
-    def __init__(self, store: Store, retriever: Callable[[], Retriever]) -> None:
+    def __init__(self, store: Store, retriever: Callable[[], Retriever], answer: Callable[..., Answer]) -> None:
         self.store = store
         self.retriever = retriever
+        self.answer = answer
+
+    def follows(self) -> FollowStore:
+        return FollowStore.for_settings(self.store.settings)
+
+    def follow(self, question: str, webhook: str | None = None) -> Followed:
+        """Follow a question: asked again after every sync, its changes recorded (and POSTed to `webhook`).
+        Asked now, so that the first sync reports what changed since it was followed."""
+        settings = self.store.settings
+        question = check_question(question, settings.reader.max_question_chars)
+        store = self.follows()
+        followed = store.add(question, check_url(webhook) if webhook else None)
+        store.record(followed, self.answer(question))
+        return store.get(followed.id)
+
+    def follow_up(self) -> list[Change]:
+        """Ask every followed question again as of now; the changes recorded, each POSTed to its webhook."""
+        changes = []
+        store = self.follows()
+        for followed in store.followed():
+            change = store.record(followed, self.answer(followed.question))
+            if change is None:
+                continue
+            changes.append(change)
+            if followed.webhook:
+                self._post(followed.webhook, change)
+        return changes
+
+    def _post(self, url: str, change: Change) -> None:
+        """The change as JSON to the user's webhook; a receiver that fails is logged, and the change stays
+        recorded for the page and the API."""
+        try:
+            httpx.post(url, json=change.to_json(), timeout=self.store.settings.feeds.fetch_timeout).raise_for_status()
+        except httpx.HTTPError as exc:
+            log.warning("the webhook %s did not take the change to %r: %s", url, change.question, exc)
 
     def timeline(
         self,

@@ -22,6 +22,7 @@ from rag.ingest.feeds import Entry, Feed, FeedStore
 from rag.ingest.web import Fetcher, FetchError
 from rag.pipeline import RAG, IndexReport
 from rag.store.index import AddReport
+from rag.stories.follow import Change
 from rag.types import Document
 
 log = logging.getLogger(__name__)
@@ -119,16 +120,24 @@ def sync_feed(
     return result
 
 
-def sync(pipeline: RAG, names: Sequence[str] = (), *, stop: threading.Event | None = None) -> list[FeedResult]:
-    """Sync the named feeds (names or URLs), or all of them."""
+class Synced(list[FeedResult]):
+    """Each feed's result, in order, and what the sync changed in the answers to followed questions."""
+
+    changes: list[Change]
+
+
+def sync(pipeline: RAG, names: Sequence[str] = (), *, stop: threading.Event | None = None) -> Synced:
+    """Sync the named feeds (names or URLs), or all of them; then ask the followed questions again
+    (`RAG.follow_up`), unless stopped."""
     store = FeedStore.for_settings(pipeline.settings)
     feeds = [store.get(name) for name in names] if names else store.list()
-    results = []
+    results = Synced()
     with Fetcher(pipeline.settings) as fetcher:
         for feed in feeds:
             if stop is not None and stop.is_set():
                 break
             results.append(sync_feed(pipeline, store, fetcher, feed, stop))
+    results.changes = [] if stop is not None and stop.is_set() else pipeline.follow_up()
     return results
 
 
@@ -147,7 +156,7 @@ def index_pages(pipeline: RAG, urls: Sequence[str]) -> IndexReport:
     return IndexReport(report, errors=list(errors), seconds=time.perf_counter() - started)
 
 
-def run_every(pipeline: RAG, seconds: float, names: Sequence[str], report: Callable[[list[FeedResult]], None]) -> None:
+def run_every(pipeline: RAG, seconds: float, names: Sequence[str], report: Callable[[Synced], None]) -> None:
     """Sync now and then every `seconds` until SIGINT or SIGTERM. A sync in progress when the signal comes
     stops after the entry it is on, indexes what it fetched, and only then does the process exit."""
     from apscheduler.schedulers.blocking import BlockingScheduler

@@ -39,7 +39,7 @@ def create_app(settings: Settings | None = None, *, pipeline: RAG | None = None)
 
     metrics = Metrics(index_size)
     guard = Guard(settings)
-    agents = mcp.build(pipeline)
+    agents = mcp.build(pipeline, writes=not settings.server.api_key_list)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

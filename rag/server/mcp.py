@@ -53,8 +53,10 @@ async def _run(work: Callable[[], T]) -> T:
         raise ToolError(rag_error_message(exc)) from exc
 
 
-def build(pipeline: RAG) -> MCPServer:
-    """The MCP server over `pipeline`: its tools and the article resource."""
+def build(pipeline: RAG, *, writes: bool = True) -> MCPServer:
+    """The MCP server over `pipeline`: its tools and the article resource. `writes`: with the `follow`
+    tool, which keeps a question (and a webhook the server will POST to) on the server; `rag serve` offers
+    it only where every caller may write (no API keys: its own machine's user)."""
     server: MCPServer = MCPServer("rag", instructions=INSTRUCTIONS)
 
     @server.tool()
@@ -98,6 +100,14 @@ def build(pipeline: RAG) -> MCPServer:
             )
         )
         return found.to_json()
+
+    if writes:
+
+        @server.tool()
+        async def follow(question: str, webhook: str | None = None) -> dict[str, Any]:
+            """Follow a question: it is asked again after every sync of the feeds, and when its answer or
+            its sources change the change is recorded (and POSTed to `webhook` as JSON). Its first answer."""
+            return (await _run(lambda: pipeline.follow(question, webhook))).to_json()
 
     @server.resource("article://{doc_id}", mime_type="text/plain")
     async def article(doc_id: str) -> str:

@@ -21,7 +21,7 @@ from rag.pipeline import IndexReport
 from rag.server.errors import APIError
 from rag.server.export import summary_json, to_json, to_markdown
 from rag.server.openai_api import ServiceDep, StoreDep
-from rag.server.schemas import DocumentsIn, FeedbackIn, RenameIn, SearchRequest
+from rag.server.schemas import DocumentsIn, FeedbackIn, FollowIn, RenameIn, SearchRequest, TimelineRequest
 from rag.server.security import Caller
 from rag.server.service import Service
 from rag.store.records import added_through_api
@@ -190,6 +190,31 @@ def delete_document(doc_id: str, request: Request, svc: ServiceDep) -> dict[str,
     at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     _audit(svc, {"at": at, "by": _writer(request, svc), "action": "delete", "ids": [doc_id]})
     return {"id": doc_id, "deleted": True}
+
+
+@reads.post("/timeline", summary="A story's events in date order, each quoted from a cited article")
+def timeline(body: TimelineRequest, svc: ServiceDep) -> dict[str, Any]:
+    return svc.pipeline.timeline(body.topic, since=body.since, until=body.until, as_of=body.as_of).to_json()
+
+
+@reads.get("/follows", summary="The followed questions with their last answers, and the changes not yet seen")
+def follows(svc: ServiceDep, mark_seen: bool = False) -> dict[str, Any]:
+    """`mark_seen=true`: the changes listed are marked seen (the next call lists only newer ones)."""
+    store = svc.pipeline.stories.follows()
+    return {
+        "data": [f.to_json() for f in store.followed()],
+        "changes": [c.to_json() for c in store.changes(unseen=True, mark_seen=mark_seen)],
+    }
+
+
+@writes.post("/follows", summary="Follow a question: asked again after every sync, its changes recorded")
+def follow(body: FollowIn, svc: ServiceDep) -> dict[str, Any]:
+    return svc.pipeline.follow(body.question, body.webhook).to_json()
+
+
+@writes.delete("/follows/{follow_id}", summary="Stop following a question")
+def unfollow(follow_id: int, svc: ServiceDep) -> dict[str, Any]:
+    return {**svc.pipeline.stories.follows().remove(follow_id).to_json(), "deleted": True}
 
 
 @reads.get("/conversations", summary="Kept conversations, most recently active first")

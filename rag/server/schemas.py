@@ -116,5 +116,17 @@ class FeedbackIn(RequestBody):
     comment: str = Field("", max_length=10_000)
 
 
+class FollowIn(RequestBody):
+    question: str = Field(min_length=1, max_length=10_000, description="The question to ask again after every sync.")
+    webhook: str | None = Field(None, max_length=2_000, description="POST each change of its answer here as JSON.")
+
+
+class TimelineRequest(RequestBody):
+    topic: str = Field(min_length=1, max_length=10_000, description="A story, in a few words or as a question.")
+    as_of: dt.date | None = Field(None, description="The date it is asked; default today.")
+    since: dt.date | None = Field(None, description="Only articles published on or after this date.")
+    until: dt.date | None = Field(None, description="Only articles published on or before this date.")
+
+
 class RenameIn(RequestBody):
     title: str = Field(min_length=1, max_length=500)
