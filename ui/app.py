@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import altair as alt
+import pandas as pd
 import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `render` beside this file, however it is run
@@ -23,14 +25,16 @@ from render import (
     cited_spans,
     clip,
     confidence_line,
+    event_html,
     feed_html,
     final_answer_html,
     plain,
+    safe_url,
     source_card,
     stats_line,
 )
 
-from rag import RAG, Answer, RagError, Settings
+from rag import RAG, Answer, RagError, Settings, Timeline
 from rag.backends import BACKENDS
 from rag.errors import NotFoundError
 from rag.ingest.feeds import Feed, FeedStore
@@ -327,6 +331,83 @@ def feeds_panel(pipeline: RAG, settings_json: str) -> None:
                 st.rerun()
 
 
+def stories_panel(pipeline: RAG, options: PageOptions) -> None:
+    """A story's timeline (shown above the conversation) and the followed questions, with what changed
+    since the reader last looked."""
+    with st.sidebar.expander("Story timeline", expanded=False):
+        topic = st.text_input("Timeline topic", key="timeline_topic", placeholder="Hurricane Ian")
+        if st.button("Show timeline", key="show_timeline", icon=":material/timeline:") and topic.strip():
+            ask = options.ask
+            try:
+                with st.spinner("Building the timeline…"):
+                    st.session_state.timeline = pipeline.timeline(
+                        topic, since=ask.since, until=ask.until, as_of=ask.as_of
+                    )
+            except RagError as exc:
+                write_failed(exc)
+    store = pipeline.stories.follows()
+    try:
+        if "new_changes" not in st.session_state:  # a visit: what changed since the last one, then seen
+            st.session_state.new_changes = store.changes(unseen=True, mark_seen=True)
+        followed = store.followed()
+    except RagError as exc:
+        write_failed(exc)
+        return
+    if st.session_state.new_changes:
+        with st.container(border=True):
+            st.markdown("**New since your last visit**")
+            for change in st.session_state.new_changes:
+                st.warning(plain(f"{change.question} — now: {change.new_answer}"))
+                st.caption(plain(f"Was: {change.old_answer}"))
+    with st.sidebar.expander("Followed questions", expanded=False):
+        for one in followed:
+            st.caption(plain(f"[{one.id}] {one.question} — {one.answer or 'not asked yet'}"))
+        question = st.text_input("Follow a question", key="follow_question", placeholder="Who leads the UK?")
+        if st.button("Follow", key="follow", icon=":material/notifications:") and question.strip():
+            try:
+                with st.spinner("Asking it a first time…"):
+                    pipeline.follow(question)
+            except RagError as exc:
+                write_failed(exc)
+                return
+            st.rerun()
+
+
+def show_timeline(found: Timeline) -> None:
+    """The timeline as a chart (events on a date axis over the number of articles each day; a click opens
+    the event's article) and as a list, every line quoted from its source."""
+    with st.expander(plain(f"Timeline: {found.topic}"), expanded=True):
+        if not found.events:
+            st.info(plain(f"No events about {found.topic} among the articles published {found.dates}."))
+            return
+        events = pd.DataFrame(
+            {
+                "date": [e.date.isoformat() for e in found.events],
+                "sources": [len(e.sources) for e in found.events],
+                "event": [clip(e.citation.quote, 140) for e in found.events],
+                "url": [safe_url(e.citation.passage.chunk.url) for e in found.events],
+            }
+        )
+        days = events.groupby("date", as_index=False)["sources"].sum().rename(columns={"sources": "articles"})
+        count = alt.Axis(format="d", tickMinStep=1)
+        bars = alt.Chart(days).mark_bar(opacity=0.25).encode(x="date:T", y=alt.Y("articles:Q", axis=count))
+        points = (
+            alt.Chart(events)
+            .mark_circle(size=90)
+            .encode(
+                x=alt.X("date:T", title=None),
+                y=alt.Y("sources:Q", axis=count),
+                tooltip=["date:T", "event:N"],
+                href="url:N",
+            )
+        )
+        st.altair_chart(bars + points, use_container_width=True)
+        for event in found.events:
+            st.markdown(event_html(event), unsafe_allow_html=True)
+        st.caption(plain(f"{len(found.events)} events from {found.articles} articles published {found.dates}, "
+                         f"as of {found.as_of.isoformat()} · {found.seconds:.1f} s"))  # fmt: skip
+
+
 def show_answer(answer: Answer, key: str, options: PageOptions) -> None:
     if options.show_rewrite and answer.standalone_question:
         st.caption(f"Searched as: {plain(answer.standalone_question)}")
@@ -589,6 +670,9 @@ def main() -> None:
     options = sidebar(pipeline)
     corpus_panel(pipeline)
     feeds_panel(pipeline, settings_json)
+    stories_panel(pipeline, options)
+    if "timeline" in st.session_state:
+        show_timeline(st.session_state.timeline)
     conversation = open_conversation(store)
     show_conversation(store, conversation, options)
     question = st.chat_input("Ask a question about the articles")

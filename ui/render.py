@@ -9,7 +9,7 @@ import html
 from collections import defaultdict
 from urllib.parse import urlparse
 
-from rag import Answer, Passage
+from rag import Answer, Event, Passage
 from rag.answering.citations import numbers_in
 from rag.untrusted import CITATION
 
@@ -33,6 +33,7 @@ STYLE = """
 .rag-flag { color: #d4380d; font-size: .85rem; font-style: normal; font-weight: 600; }
 .rag-confidence { font-size: .85rem; color: rgba(128,128,128,1); }
 .rag-feed { font-size: .9rem; overflow-wrap: anywhere; margin-bottom: -.4rem; }
+.rag-event { font-size: .95rem; margin-bottom: .5rem; }
 </style>
 """
 
@@ -122,7 +123,7 @@ def confidence_line(answer: Answer) -> str:
     return f'<div class="rag-confidence">{answer.confidence_label}</div>'
 
 
-def _safe_url(url: str | None) -> str | None:
+def safe_url(url: str | None) -> str | None:
     """Only http(s) links: a `javascript:` url in a feed must not become a clickable link."""
     if not url:
         return None
@@ -130,15 +131,30 @@ def _safe_url(url: str | None) -> str | None:
 
 
 def _link(url: str) -> str:
-    """A link to an http(s) url (checked by `_safe_url`) that opens in a new tab, its address as the text."""
+    """A link to an http(s) url (checked by `safe_url`) that opens in a new tab, its address as the text."""
     return f'<a href="{html.escape(url, quote=True)}" target="_blank" rel="noopener noreferrer">{inert(url)}</a>'
 
 
 def feed_html(name: str, url: str) -> str:
     """A followed feed: its name, and its address, linked only when it is http(s)."""
-    safe = _safe_url(url)
+    safe = safe_url(url)
     where = _link(safe) if safe else inert(url)
     return f'<div class="rag-feed"><b>{inert(name)}</b><br><span class="rag-card-meta">{where}</span></div>'
+
+
+def event_html(event: Event) -> str:
+    """A timeline's event: its date (and what dated it), the quoted sentence, and its source, linked when
+    the article has an http(s) address; every part from the article inert."""
+    chunk = event.citation.passage.chunk
+    when = event.date.isoformat() + (f" ({inert(event.dated_by)})" if event.dated_by != "published" else "")
+    safe = safe_url(chunk.url)
+    source = f'<a href="{html.escape(safe, quote=True)}" target="_blank" rel="noopener noreferrer">' if safe else ""
+    source += inert(chunk.title or chunk.doc_id) + ("</a>" if safe else "")
+    more = f" · {len(event.sources)} sources" if len(event.sources) > 1 else ""
+    return (
+        f'<div class="rag-event"><b>{when}</b> {inert(event.citation.quote)}<br>'
+        f'<span class="rag-card-meta">{source}{more}</span></div>'
+    )
 
 
 def _highlighted(passage: Passage, spans: list[tuple[int, int]]) -> str:
@@ -164,7 +180,7 @@ def _highlighted(passage: Passage, spans: list[tuple[int, int]]) -> str:
 def source_card(passage: Passage, number: int, key: str, spans: list[tuple[int, int]] | None = None) -> str:
     chunk = passage.chunk
     date = chunk.published.isoformat() if chunk.published else "undated"
-    url = _safe_url(chunk.url)
+    url = safe_url(chunk.url)
     where = _link(url) if url else inert(chunk.source or chunk.doc_id)
     body = _highlighted(passage, spans or [])
     also = (

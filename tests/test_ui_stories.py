@@ -1,0 +1,121 @@
+"""The chat page's story panels in a real browser (`rag ui`, headless Chromium, as tests/test_ui_browser.py
+drives it): a timeline asked for in the sidebar is drawn as a chart with its events listed, each quoted and
+linked to its article; a followed question is listed, and a change recorded by a sync is shown once as new
+since the last visit."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from selenium.common.exceptions import StaleElementReferenceException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import WebDriverWait
+
+from rag import RAG
+from rag.config import Settings
+from rag.store.embedding import Embedder
+from rag.stories.follow import FollowStore
+from rag.types import Document
+from tests.conftest import cli_env, free_port
+from tests.test_timeline import STORY, TOPIC
+from tests.test_ui_browser import (
+    ANSWER_SECONDS,
+    STARTUP_SECONDS,
+    browser,
+    click_button,
+    screenshot,
+    start_ui,
+    stop,
+    typeable,
+)
+
+__all__ = ["browser"]
+QUESTION = "How many people did Storm Nadia kill in Port Ellis?"
+
+
+@pytest.fixture(scope="module")
+def story_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """`rag ui` over an index of the storm story (links on every article), one question followed and
+    a change to it recorded as a sync would; yields (url, home)."""
+    home = tmp_path_factory.mktemp("ui-stories")
+    env = cli_env(home, RAG_BACKEND="extractive")
+    settings = Settings(index_dir=home / "index", progress=False, backend="extractive")
+    rag = RAG(settings, embedder=Embedder())
+    rag.add_documents(
+        [
+            Document(doc_id, text, f"Report {doc_id}", published, url=f"https://news.example/{doc_id}")
+            for doc_id, published, text in STORY
+            if published <= dt.date(2023, 3, 10)
+        ]
+    )
+    rag.follow(QUESTION)
+    rag.add_documents(
+        [
+            Document(doc_id, text, f"Report {doc_id}", published, url=f"https://news.example/{doc_id}")
+            for doc_id, published, text in STORY
+            if published > dt.date(2023, 3, 10)
+        ]
+    )
+    assert len(rag.follow_up()) == 1, "the toll articles change the answer"
+    port = free_port()
+    process = start_ui(env, home, port, home / "ui.log")
+    try:
+        yield f"http://127.0.0.1:{port}/", home
+    finally:
+        stop(process)
+
+
+def _open(driver: WebDriver, panel: str) -> None:
+    WebDriverWait(driver, STARTUP_SECONDS).until(
+        lambda d: d.find_element(By.XPATH, f"//summary[contains(., '{panel}')]"), message=f"no {panel} panel"
+    ).click()
+
+
+def test_a_change_to_a_followed_question_is_new_once(story_app: tuple[str, Path], browser: WebDriver) -> None:
+    """Runs first: the page's first visit is what marks the change seen."""
+    url, home = story_app
+    browser.get(url)
+    WebDriverWait(browser, STARTUP_SECONDS, ignored_exceptions=[StaleElementReferenceException]).until(
+        lambda d: "New since your last visit" in d.find_element(By.TAG_NAME, "body").text,
+        message="the recorded change was not shown",
+    )
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert QUESTION in body and "twelve" in body
+    _open(browser, "Followed questions")
+    sidebar = browser.find_element(By.CSS_SELECTOR, '[data-testid="stSidebar"]')
+    WebDriverWait(browser, 20).until(lambda d: QUESTION in sidebar.text, message="the followed question is not listed")
+    store = FollowStore(home / "index.follows.sqlite3")
+    assert store.changes(unseen=True) == [], "shown once: seen"
+    with sqlite3.connect(home / "index.follows.sqlite3") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM changes").fetchone()[0] == 1, "kept for --changes and the API"
+
+
+def test_a_timeline_is_charted_and_listed_with_linked_sources(story_app: tuple[str, Path], browser: WebDriver) -> None:
+    browser.get(story_app[0])
+    _open(browser, "Story timeline")
+    box = typeable(browser, 'input[aria-label="Timeline topic"]', 20)
+    box.send_keys(TOPIC, Keys.ENTER)
+    click_button(browser, "Show timeline")
+    WebDriverWait(browser, ANSWER_SECONDS, ignored_exceptions=[StaleElementReferenceException]).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, ".rag-event"), message="no timeline events shown"
+    )
+    events = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".rag-event")]
+    dates = [text.split()[0] for text in events]
+    assert dates == sorted(dates) and any("Storm Nadia made landfall" in text for text in events), events
+    assert any(text.startswith("2023-03-09 (on Thursday)") for text in events)
+    link = browser.find_element(By.CSS_SELECTOR, '.rag-event a[href="https://news.example/landfall"]')
+    assert link.get_attribute("target") == "_blank"
+    chart = WebDriverWait(browser, 30).until(
+        lambda d: d.find_elements(
+            By.CSS_SELECTOR, '[data-testid="stVegaLiteChart"] canvas, [data-testid="stVegaLiteChart"] svg'
+        ),
+        message="no chart drawn",
+    )
+    assert chart[0].is_displayed()
+    screenshot(browser, "ui-timeline.png")
