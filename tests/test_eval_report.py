@@ -143,6 +143,20 @@ class TestSummarize:
             "citations": 4,
         }
 
+    def test_a_set_of_several_question_types_is_also_scored_by_type(self) -> None:
+        kinds = ["temporal_query", "inference_query", "temporal_query", "null_query", "inference_query"]
+        typed = [{**record, "type": kind} for record, kind in zip(RECORDS, kinds, strict=True)]
+        summary = summarize(CONFIG, typed)
+        parts = summary["by_type"]
+        assert {kind: part["questions"] for kind, part in parts.items()} == {
+            "inference_query": 2, "null_query": 1, "temporal_query": 2,
+        }  # fmt: skip
+        assert parts["temporal_query"]["metrics"]["hit@5"] == pytest.approx(1.0)  # r1 1; r3 has no gold
+        assert parts["inference_query"]["metrics"]["f1"] == pytest.approx(0.25)  # r2 0.5, r5 0
+        report = markdown(summary)
+        assert "## By question type" in report and "| temporal_query | 2 | 1.000 |" in report  # hit@5 first
+        assert "by_type" not in summarize(CONFIG, RECORDS), "one kind of question: no breakdown"
+
     def test_no_citations_means_no_validity(self) -> None:
         m = summarize(CONFIG, RECORDS[1:4])["metrics"]
         assert m["citation_validity"] is None

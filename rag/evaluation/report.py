@@ -32,7 +32,19 @@ def summarize(config: dict[str, Any], records: Sequence[dict[str, Any]]) -> dict
         "refused": sum(r["refused"] for r in records),
         "citations": sum(r["scores"]["citations"] for r in records),
     }
-    return {"config": config, "counts": counts, "metrics": scoring.summarize(records)}
+    summary = {"config": config, "counts": counts, "metrics": scoring.summarize(records)}
+    kinds = sorted({r["type"] for r in records if r.get("type")})
+    if len(kinds) > 1:  # a set of several kinds of question (MultiHop-RAG's comparison, temporal, ...)
+        summary["by_type"] = {
+            kind: {"questions": len(rows), "metrics": scoring.summarize(rows)}
+            for kind in kinds
+            if (rows := [r for r in records if r.get("type") == kind])
+        }
+    return summary
+
+
+BY_TYPE = ("hit@5", "mrr@10", "contains", "f1", "answered_precision", "refusal_rate", "aurc")
+"""The metrics the report lists per question type."""
 
 
 def _fmt(value: object) -> str:
@@ -81,6 +93,12 @@ def markdown(summary: dict[str, Any]) -> str:
     for metric in METRICS.values():
         if metric.level == "selective":
             lines.append(f"| {metric.name} | {_fmt(m.get(metric.name))} |")
+    if "by_type" in summary:
+        lines += ["", "## By question type", "", "| type | questions | " + " | ".join(BY_TYPE) + " |"]
+        lines.append("| --- | --- | " + " | ".join("---" for _ in BY_TYPE) + " |")
+        for kind, part in summary["by_type"].items():
+            row = [_fmt(part["metrics"].get(name)) for name in BY_TYPE]
+            lines.append(f"| {kind} | {part['questions']} | " + " | ".join(row) + " |")
     lines += ["", "## Cost", "", "| stage | p50 (s) | p95 (s) | mean (s) |", "| --- | --- | --- | --- |"]
     for stage in STAGES:
         stats = [_fmt(m.get(f"latency_{stage}_{s}")) for s in ("p50", "p95", "mean")]
