@@ -352,7 +352,8 @@ class Answer:
     withheld: `refused`, and the text shows the draft as unverified ("Not sure"), or the refusal."""
     confidence_level: str = ""
     """The confidence in words, each backed by a measured precision on the development sets (README):
-    "high", "medium", or "not sure" below `min_confidence`."""
+    "high", "medium", or "not sure" below `min_confidence`; "quoted" for a what-changed answer, whose every
+    line is its passage's own sentence (`rag.stories.changes`: the confidence model is not applied)."""
     claims: list[Claim] = field(default_factory=list)
     """Every sentence of the text, matched to the passage sentence it cites."""
     signals: dict[str, float] = field(default_factory=dict)

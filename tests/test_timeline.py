@@ -18,6 +18,7 @@ from rag.evaluation.runner import eval_index_dir
 from rag.evaluation.timelines import TOPICS, build
 from rag.store.embedding import Embedder
 from rag.store.index import ArticleIndex
+from rag.stories.changes import asks_what_changed
 from rag.types import Document, Timeline
 
 STORY = [
@@ -135,3 +136,37 @@ def test_the_realtimeqa_timelines_are_built_again_the_same() -> None:
     assert fixtures == json.loads(FIXTURE.read_text(encoding="utf-8"))
     for checked in checks:
         assert checked.ordered and checked.supported == checked.dated == checked.events and not checked.copies
+
+
+@pytest.mark.parametrize(
+    ("question", "topic", "since"),
+    [
+        ("What is new about Storm Nadia since Monday?", "Storm Nadia", dt.date(2023, 3, 13)),
+        ("What's new with Hurricane Ian since March 10?", "Hurricane Ian", dt.date(2023, 3, 10)),
+        ("What has changed in the Twitter deal since yesterday?", "the Twitter deal", dt.date(2023, 3, 14)),
+        ("What happened to Liz Truss in the past month?", "Liz Truss", None),
+        ("What is new?", None, None),
+        ("What is the new name of Twitter?", None, None),
+    ],
+)
+def test_what_changed_questions_are_recognised(question: str, topic: str | None, since: dt.date | None) -> None:
+    """Asked on Wednesday 15 March 2023."""
+    found = asks_what_changed(question, dt.date(2023, 3, 15))
+    assert (found.topic if found else None) == topic
+    if found is not None:
+        assert found.dates.until == dt.date(2023, 3, 15) and found.dates.since is not None
+        assert since is None or found.dates.since == since
+
+
+def test_what_is_new_since_a_date_is_answered_by_the_timeline_from_then(story: RAG) -> None:
+    answer = story.answer("What is new about Storm Nadia since March 11?", as_of=dt.date(2023, 3, 20))
+    assert not answer.refused and answer.model == "timeline" and answer.confidence_level == "quoted"
+    lines = answer.text.splitlines()
+    assert lines[0] == "Since 2023-03-11 (since March 11):"
+    assert [line[:10] for line in lines[1:]] == ["2023-03-11", "2023-03-14"], answer.text
+    assert {c.passage.chunk.doc_id for c in answer.citations} == {"toll", "rising-toll"}
+    for number, citation in enumerate(answer.citations, start=1):
+        assert f"[{number}]" in lines[number] and citation.quote in answer.passages[number - 1].text
+    assert all(claim.supported for claim in answer.claims) and len(answer.claims) == 2
+    nothing = story.answer("What is new about Storm Nadia since March 18?", as_of=dt.date(2023, 3, 20))
+    assert nothing.refused and not nothing.citations and "Nothing new about Storm Nadia" in nothing.text

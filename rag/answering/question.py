@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
+from rag.errors import QuestionError
+
 
 class Kind(str, Enum):
     PERSON = "person"
@@ -196,3 +198,15 @@ def _parts(question: str) -> tuple[str, ...]:
         return (f"{first} {rest}", f"{second} {rest}")
     pieces = [p.strip(" ,") for p in _PART_SPLIT.split(text) if p.strip(" ,")]
     return tuple(pieces) if len(pieces) > 1 else ()
+
+
+def check_question(question: str, limit: int, *, kind: str = "question", example: str = 'rag ask "Who is ...?"') -> str:
+    """The question (or a timeline's topic, `kind`) stripped, or what is wrong with it and how to ask."""
+    if not isinstance(question, str) or not question.strip():
+        raise QuestionError(f"the {kind} is empty", hint=f"ask something, e.g. `{example}`")
+    if len(question.strip()) > limit:
+        raise QuestionError(
+            f"the {kind} is {len(question.strip()):,} characters long, over the {limit:,} allowed",
+            hint="ask it in a sentence or two (RAG_MAX_QUESTION_CHARS sets the limit)",
+        )
+    return question.strip()

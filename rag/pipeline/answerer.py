@@ -3,6 +3,7 @@ returning its own timing, over the store's retriever and the backends' generator
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Unpack
@@ -10,15 +11,16 @@ from typing import Any, Unpack
 from rag.answering.conversation import Turn, condense
 from rag.answering.evidence import EvidencePool
 from rag.answering.packing import pack_passages
-from rag.answering.question import Question, analyze
+from rag.answering.question import Question, analyze, check_question
 from rag.answering.reader import Asked, ReaderOptions, read
 from rag.backends import make_generator
 from rag.dates import DateRange
-from rag.errors import QuestionError
 from rag.ingest.chunking import tiktoken_counter
 from rag.pipeline.store import Store
+from rag.pipeline.stories import build_timeline
 from rag.retrieval import Retriever
-from rag.types import Answer, Generator, Passage, Retrieval, SearchOptions
+from rag.stories.changes import WhatChanged, answer_text, asks_what_changed
+from rag.types import Answer, Generator, Passage, Retrieval, SearchOptions, TokenUsage
 
 PART_PASSAGES = 2
 """Passages searched for each part of a multi-part question, beside the question's own."""
@@ -74,6 +76,10 @@ class Answerer:
         already retrieved deeper for scoring)."""
         original = check_question(question, self.store.settings.reader.max_question_chars)
         _check_options(search)
+        asked_change = None if history else asks_what_changed(original, search.get("as_of") or dt.date.today())
+        if asked_change is not None:
+            yield from self._what_changed(original, asked_change, backend or self.store.settings.backend, search)
+            return
         generator = self.generator(backend, model)
         timings: dict[str, float] = {}
         start = time.perf_counter()
@@ -109,6 +115,39 @@ class Answerer:
             before=timings,
         )
 
+    def _what_changed(
+        self, question: str, asked: WhatChanged, backend: str, search: SearchOptions
+    ) -> Iterator[str | Answer]:
+        """ "What is new about X since Monday?": X's timeline from that day (and within the dates asked
+        for), each line quoted from the passage it cites (`rag.stories.changes`); no model is called."""
+        since = max(filter(None, (asked.dates.since, search.get("since"))), default=None)
+        dates = DateRange(since, search.get("until"))
+        found = build_timeline(self.store, self.retriever, asked.topic, dates, search.get("as_of"))
+        events = found.events
+        if events:
+            text, claims = answer_text(asked, found)
+        else:
+            text, claims = f"Nothing new about {asked.topic} in the articles published {found.dates}.", []
+        yield text
+        yield Answer(
+            question=question,
+            text=text,
+            citations=[event.citation for event in events],
+            passages=[event.citation.passage for event in events],
+            refused=not events,
+            backend=backend,
+            model="timeline",
+            tokens=TokenUsage(0, 0, 0),
+            timings={"retrieve": found.seconds, "total": found.seconds},
+            retrieved=found.articles,
+            as_of=found.as_of,
+            since=found.dates.since,
+            until=found.dates.until,
+            confidence=1.0 if events else 0.0,
+            confidence_level="quoted" if events else "not sure",
+            claims=claims,
+        )
+
     def _with_parts(self, question: Question, retrieved: Retrieval, k: int) -> list[Passage]:
         """The first k passages, and for a multi-part question the best passages for each part searched on
         its own (same dates), so evidence for every part reaches the reader."""
@@ -138,15 +177,3 @@ def _check_options(options: Mapping[str, object]) -> None:
     if unknown:
         raise TypeError(f"unexpected keyword arguments {', '.join(unknown)}: the search options are "
                         f"{', '.join(SearchOptions.__annotations__)}")  # fmt: skip
-
-
-def check_question(question: str, limit: int, *, kind: str = "question", example: str = 'rag ask "Who is ...?"') -> str:
-    """The question (or a timeline's topic, `kind`) stripped, or what is wrong with it and how to ask."""
-    if not isinstance(question, str) or not question.strip():
-        raise QuestionError(f"the {kind} is empty", hint=f"ask something, e.g. `{example}`")
-    if len(question.strip()) > limit:
-        raise QuestionError(
-            f"the {kind} is {len(question.strip()):,} characters long, over the {limit:,} allowed",
-            hint="ask it in a sentence or two (RAG_MAX_QUESTION_CHARS sets the limit)",
-        )
-    return question.strip()

@@ -11,9 +11,9 @@ from collections.abc import Callable
 
 import httpx
 
+from rag.answering.question import check_question
 from rag.dates import DateRange
 from rag.ingest.web import check_url
-from rag.pipeline.answerer import check_question
 from rag.pipeline.store import Store
 from rag.retrieval import Retriever
 from rag.stories.follow import Change, Followed, FollowStore
@@ -74,20 +74,27 @@ class Stories:
     ) -> Timeline:
         """The topic's events published between `since` and `until` (both inclusive), as of `as_of`
         (default today: later articles are left out), oldest first."""
-        started = time.perf_counter()
         settings = self.store.settings
         topic = check_question(
             topic, settings.reader.max_question_chars, kind="topic", example='rag timeline "Hurricane Ian"'
         )
-        wanted = settings.stories.timeline_articles * settings.retrieval.passages_per_article
-        terms = query_terms(topic)
-        with self.store.lock:
-            retriever = self.retriever()
-            found = retriever.retrieve(topic, wanted, DateRange(since, until), as_of=as_of)
-            held = retriever.source.article_stats(terms).frequency
-        named = min((t for t in terms if held.get(t)), key=lambda t: held[t], default=None)
-        copies = settings.retrieval.near_duplicate_similarity
-        embed = self.store.embedder.embed
-        listed = events(topic, found.passages, embed, settings.stories, copies=copies, named=named)
-        articles = len({p.chunk.doc_id for p in found.passages})
-        return Timeline(topic, listed, found.as_of, found.dates, articles, time.perf_counter() - started)
+        return build_timeline(self.store, self.retriever, topic, DateRange(since, until), as_of)
+
+
+def build_timeline(
+    store: Store, retriever: Callable[[], Retriever], topic: str, dates: DateRange, as_of: dt.date | None
+) -> Timeline:
+    """The timeline of a checked topic: the wide search, the topic's most specific word, the events."""
+    started = time.perf_counter()
+    settings = store.settings
+    wanted = settings.stories.timeline_articles * settings.retrieval.passages_per_article
+    terms = query_terms(topic)
+    with store.lock:
+        searcher = retriever()
+        found = searcher.retrieve(topic, wanted, dates, as_of=as_of)
+        held = searcher.source.article_stats(terms).frequency
+    named = min((t for t in terms if held.get(t)), key=lambda t: held[t], default=None)
+    copies = settings.retrieval.near_duplicate_similarity
+    listed = events(topic, found.passages, store.embedder.embed, settings.stories, copies=copies, named=named)
+    articles = len({p.chunk.doc_id for p in found.passages})
+    return Timeline(topic, listed, found.as_of, found.dates, articles, time.perf_counter() - started)
