@@ -19,6 +19,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from rag import RAG
 from rag.config import Settings
+from rag.ingest.feeds import Entry, FeedStore
 from rag.store.embedding import Embedder
 from rag.stories.follow import FollowStore
 from rag.types import Document
@@ -41,8 +42,8 @@ QUESTION = "How many people did Storm Nadia kill in Port Ellis?"
 
 @pytest.fixture(scope="module")
 def story_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """`rag ui` over an index of the storm story (links on every article), one question followed and
-    a change to it recorded as a sync would; yields (url, home)."""
+    """`rag ui` over an index of the storm story (links on every article, all from one feed), one
+    question followed and a change to it recorded as a sync would; yields (url, home)."""
     home = tmp_path_factory.mktemp("ui-stories")
     env = cli_env(home, RAG_BACKEND="extractive")
     settings = Settings(index_dir=home / "index", progress=False, backend="extractive")
@@ -63,6 +64,9 @@ def story_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, P
         ]
     )
     assert len(rag.follow_up()) == 1, "the toll articles change the answer"
+    feeds = FeedStore.for_settings(settings)  # as if the articles had come from a feed
+    feeds.add("https://news.example/rss.xml", "example")
+    feeds.record("example", [Entry(f"urn:{d}", d, f"https://news.example/{d}", "s") for d, _, _ in STORY])
     port = free_port()
     process = start_ui(env, home, port, home / "ui.log")
     try:
@@ -111,11 +115,26 @@ def test_a_timeline_is_charted_and_listed_with_linked_sources(story_app: tuple[s
     assert any(text.startswith("2023-03-09 (on Thursday)") for text in events)
     link = browser.find_element(By.CSS_SELECTOR, '.rag-event a[href="https://news.example/landfall"]')
     assert link.get_attribute("target") == "_blank"
+    shown = browser.find_element(By.XPATH, "//*[@data-testid='stExpander'][.//summary[contains(., 'Timeline:')]]")
     chart = WebDriverWait(browser, 30).until(
-        lambda d: d.find_elements(
-            By.CSS_SELECTOR, '[data-testid="stVegaLiteChart"] canvas, [data-testid="stVegaLiteChart"] svg'
-        ),
+        lambda d: shown.find_elements(By.CSS_SELECTOR, '[data-testid="stVegaLiteChart"] .marks'),  # Vega's drawing
         message="no chart drawn",
     )
     assert chart[0].is_displayed()
     screenshot(browser, "ui-timeline.png")
+
+
+def test_the_feeds_panel_charts_each_feeds_articles_per_day(story_app: tuple[str, Path], browser: WebDriver) -> None:
+    browser.get(story_app[0])
+    _open(browser, "Feeds")
+    sidebar = browser.find_element(By.CSS_SELECTOR, '[data-testid="stSidebar"]')
+    WebDriverWait(browser, 60, ignored_exceptions=[StaleElementReferenceException]).until(
+        lambda d: "Articles per day, by feed" in sidebar.text, message="no coverage chart caption"
+    )
+    chart = WebDriverWait(browser, 30).until(
+        lambda d: sidebar.find_elements(By.CSS_SELECTOR, '[data-testid="stVegaLiteChart"] .marks'),
+        message="no coverage chart drawn",
+    )
+    assert chart[0].is_displayed()
+    assert "6 articles so far" in sidebar.text
+    screenshot(browser, "ui-coverage.png")

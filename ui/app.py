@@ -43,6 +43,7 @@ from rag.pipeline import IndexReport
 from rag.pipeline.sync import Synced, index_pages, sync
 from rag.server.conversations import RATINGS, Conversation, ConversationStore, StoredTurn
 from rag.server.export import to_json, to_markdown
+from rag.store.records import UNDATED
 from rag.types import AskOptions
 
 UPLOAD_TYPES = [suffix.lstrip(".") for suffix in FORMATS]
@@ -262,6 +263,26 @@ NOTICE: dict[str, Callable[[str], object]] = {
 }
 
 
+@st.cache_data(show_spinner=False, max_entries=4)
+def coverage(settings_json: str, generation: int, feeds: tuple[tuple[str, int], ...]) -> pd.DataFrame:
+    """Each feed's indexed articles per publication day: the archive's coverage. Read again only when the
+    index (its generation) or a feed's entries change, not on every rerun of the page."""
+    pipeline = load_pipeline(settings_json)
+    summaries = pipeline.open_index().documents.summaries()
+    day_of = dict(zip(summaries.ids, summaries.days.tolist(), strict=True))
+    store = load_feeds(settings_json)
+    rows = [
+        (name, day_of[entry.doc_id])
+        for name, _ in feeds
+        for entry in store.entries(name).values()
+        if day_of.get(entry.doc_id, UNDATED) != UNDATED
+    ]
+    frame = pd.DataFrame(rows, columns=["feed", "day"])
+    counted = frame.groupby(["feed", "day"], as_index=False).size().rename(columns={"size": "articles"})
+    counted["date"] = pd.to_datetime(counted["day"], unit="D")
+    return counted[["date", "feed", "articles"]]
+
+
 def feeds_panel(pipeline: RAG, settings_json: str) -> None:
     """The RSS and Atom feeds `rag sync` follows: listed with what their last sync did, synced now, added
     and removed. A sync adds its articles through this page's pipeline, so they are asked about at once."""
@@ -279,6 +300,22 @@ def feeds_panel(pipeline: RAG, settings_json: str) -> None:
             st.caption(f"{feed.entries} articles so far · {feed_status(feed)}")
             if feed.last_error:
                 st.error(plain(f"Last sync: {feed.last_error}"))
+        if any(feed.entries for feed in feeds):
+            generation = pipeline.open_index().manifest.generation
+            days = coverage(settings_json, generation, tuple((f.name, f.entries) for f in feeds))
+            if not days.empty:
+                st.caption("Articles per day, by feed (publication dates)")
+                chart = (
+                    alt.Chart(days)
+                    .mark_bar()
+                    .encode(
+                        x=alt.X("date:T", title=None),
+                        y=alt.Y("articles:Q", title=None, axis=alt.Axis(format="d", tickMinStep=1)),
+                        color=alt.Color("feed:N", legend=alt.Legend(orient="bottom", title=None)),
+                        tooltip=["date:T", "feed:N", "articles:Q"],
+                    )
+                )
+                st.altair_chart(chart, use_container_width=True)
         if feeds and st.button("Sync now", key="sync", icon=":material/sync:"):
             with st.spinner(f"Syncing {len(feeds)} feed{'s' if len(feeds) > 1 else ''}…"):
                 try:
