@@ -7,6 +7,7 @@ Screenshots land in test-artifacts/ (gitignored) for a human to look at."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import re
@@ -154,16 +155,23 @@ def ui_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, s
     return home, env
 
 
-@pytest.fixture(scope="module")
-def app(ui_home: tuple[Path, dict[str, str]]) -> Iterator[tuple[str, int]]:
-    """`rag ui` over `ui_home`; yields (url, port)."""
-    home, env = ui_home
+@contextlib.contextmanager
+def running_ui(env: dict[str, str], home: Path) -> Iterator[tuple[str, int]]:
+    """`rag ui` in `home` on a free port until the block ends; yields (url, port)."""
     port = free_port()
     process = start_ui(env, home, port, home / "ui.log")
     try:
         yield f"http://127.0.0.1:{port}/", port
     finally:
         stop(process)
+
+
+@pytest.fixture(scope="module")
+def app(ui_home: tuple[Path, dict[str, str]]) -> Iterator[tuple[str, int]]:
+    """`rag ui` over `ui_home`; yields (url, port)."""
+    home, env = ui_home
+    with running_ui(env, home) as running:
+        yield running
 
 
 @pytest.fixture

@@ -23,16 +23,15 @@ from rag.ingest.feeds import Entry, FeedStore
 from rag.store.embedding import Embedder
 from rag.stories.follow import FollowStore
 from rag.types import Document
-from tests.conftest import cli_env, free_port
+from tests.conftest import cli_env
 from tests.test_timeline import STORY, TOPIC
 from tests.test_ui_browser import (
     ANSWER_SECONDS,
     STARTUP_SECONDS,
     browser,
     click_button,
+    running_ui,
     screenshot,
-    start_ui,
-    stop,
     typeable,
 )
 
@@ -67,12 +66,8 @@ def story_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, P
     feeds = FeedStore.for_settings(settings)  # as if the articles had come from a feed
     feeds.add("https://news.example/rss.xml", "example")
     feeds.record("example", [Entry(f"urn:{d}", d, f"https://news.example/{d}", "s") for d, _, _ in STORY])
-    port = free_port()
-    process = start_ui(env, home, port, home / "ui.log")
-    try:
-        yield f"http://127.0.0.1:{port}/", home
-    finally:
-        stop(process)
+    with running_ui(env, home) as (url, _):
+        yield url, home
 
 
 def _open(driver: WebDriver, panel: str) -> None:
