@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -56,7 +56,7 @@ class _Report:
 @dataclass
 class _Group:
     lead: _Report
-    reports: list[_Report] = field(default_factory=list)
+    reports: list[_Report]
 
 
 def events(
@@ -115,7 +115,7 @@ def _reports(topic: str, passages: list[Passage], embed: Embed) -> list[_Report]
         order = np.argsort(-similarity[at : at + len(found)], kind="stable")[:_READ]
         nearest.append([at + int(i) for i in order])
         at += len(found)
-    sentences = [texts[1 + i] for i in range(len(texts) - 1)]
+    sentences = texts[1:]
     read = sorted({i for candidates in nearest for i in candidates})
     parsed = dict(zip(read, parse([sentences[i] for i in read]), strict=True))
     starts = [span for found in spans for span in found]
@@ -141,7 +141,12 @@ def _reporting(sentence: Doc) -> bool:
 
 
 def _finite(verb: Token) -> bool:
-    return any("Fin" in t.morph.get("VerbForm", []) for t in (verb, *(c for c in verb.children if c.dep_ in _AUX)))
+    return any("Fin" in t.morph.get("VerbForm", []) for t in _with_auxiliaries(verb))
+
+
+def _with_auxiliaries(verb: Token) -> tuple[Token, ...]:
+    """The verb and its auxiliaries ("has" of "has died", "was" of "was flooded"): what carries its form."""
+    return (verb, *(c for c in verb.children if c.dep_ in _AUX))
 
 
 def _dated(sentence: Doc, published: dt.date) -> tuple[dt.date, str]:
@@ -150,8 +155,7 @@ def _dated(sentence: Doc, published: dt.date) -> tuple[dt.date, str]:
     ("could reach the coast on Friday") is a day ahead, not yet an event, and dated as published."""
     mention = resolve(sentence.text, published)
     past = any(
-        token.dep_ == "ROOT"
-        and any("Past" in t.morph.get("Tense", []) for t in (token, *(c for c in token.children if c.dep_ in _AUX)))
+        token.dep_ == "ROOT" and any("Past" in t.morph.get("Tense", []) for t in _with_auxiliaries(token))
         for token in sentence
     )
     if past and mention is not None and mention.range.since is not None and mention.range.since == mention.range.until:
