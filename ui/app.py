@@ -283,6 +283,26 @@ def coverage(settings_json: str, generation: int, feeds: tuple[tuple[str, int], 
     return counted[["date", "feed", "articles"]]
 
 
+def coverage_chart(pipeline: RAG, settings_json: str, feeds: list[Feed]) -> None:
+    """The feeds' articles per publication day, stacked by feed."""
+    generation = pipeline.open_index().manifest.generation
+    days = coverage(settings_json, generation, tuple((f.name, f.entries) for f in feeds))
+    if days.empty:
+        return
+    st.caption("Articles per day, by feed (publication dates)")
+    chart = (
+        alt.Chart(days)
+        .mark_bar()
+        .encode(
+            x=alt.X("date:T", title=None),
+            y=alt.Y("articles:Q", title=None, axis=alt.Axis(format="d", tickMinStep=1)),
+            color=alt.Color("feed:N", legend=alt.Legend(orient="bottom", title=None)),
+            tooltip=["date:T", "feed:N", "articles:Q"],
+        )
+    )
+    st.altair_chart(chart, use_container_width=True)
+
+
 def feeds_panel(pipeline: RAG, settings_json: str) -> None:
     """The RSS and Atom feeds `rag sync` follows: listed with what their last sync did, synced now, added
     and removed. A sync adds its articles through this page's pipeline, so they are asked about at once."""
@@ -301,21 +321,7 @@ def feeds_panel(pipeline: RAG, settings_json: str) -> None:
             if feed.last_error:
                 st.error(plain(f"Last sync: {feed.last_error}"))
         if any(feed.entries for feed in feeds):
-            generation = pipeline.open_index().manifest.generation
-            days = coverage(settings_json, generation, tuple((f.name, f.entries) for f in feeds))
-            if not days.empty:
-                st.caption("Articles per day, by feed (publication dates)")
-                chart = (
-                    alt.Chart(days)
-                    .mark_bar()
-                    .encode(
-                        x=alt.X("date:T", title=None),
-                        y=alt.Y("articles:Q", title=None, axis=alt.Axis(format="d", tickMinStep=1)),
-                        color=alt.Color("feed:N", legend=alt.Legend(orient="bottom", title=None)),
-                        tooltip=["date:T", "feed:N", "articles:Q"],
-                    )
-                )
-                st.altair_chart(chart, use_container_width=True)
+            coverage_chart(pipeline, settings_json, feeds)
         if feeds and st.button("Sync now", key="sync", icon=":material/sync:"):
             with st.spinner(f"Syncing {len(feeds)} feed{'s' if len(feeds) > 1 else ''}…"):
                 try:
