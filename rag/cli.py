@@ -31,7 +31,7 @@ from rag.store.index import MANIFEST, ArticleIndex, saved_generations, verify
 from rag.store.records import added_through_api
 from rag.store.segments import UNITS, SegmentInfo
 from rag.stories.follow import Change
-from rag.types import Answer, AskOptions
+from rag.types import Answer, AskOptions, Chunk
 
 if TYPE_CHECKING:
     from rag.pipeline.sync import Synced
@@ -151,11 +151,7 @@ def _timeline(rag: RAG, args: argparse.Namespace) -> int:
     print()
     print("Sources:")
     for event in found.events:
-        chunk = event.citation.passage.chunk
-        date = chunk.published.isoformat() if chunk.published else "undated"
-        print(f" [{event.citation.number}] {chunk.title} ({date}) {chunk.url or chunk.source or chunk.doc_id}")
-        if len(event.sources) > 1:
-            print(f"      also reported by: {', '.join(event.sources[1:])}")
+        _print_source(f"[{event.citation.number}]", event.citation.passage.chunk, event.sources[1:])
     print(f"Searched articles published {found.dates}, as of {found.as_of.isoformat()}: {found.articles} read.")
     return 0
 
@@ -407,6 +403,14 @@ def _print_index_report(result: IndexReport) -> None:
         print(f"  error: {error}", file=sys.stderr)
 
 
+def _print_source(label: str, chunk: Chunk, also_in: Sequence[str]) -> None:
+    """One source line (title, date, where it is from) and the other articles that reported the same."""
+    date = chunk.published.isoformat() if chunk.published else "undated"
+    print(f" {label} {chunk.title} ({date}) {chunk.url or chunk.source or chunk.doc_id}")
+    if also_in:
+        print(f"      also reported by: {', '.join(also_in)}")
+
+
 def _print_sources(answer: Answer) -> None:
     """The passages, marked where cited: for an answer, and for a draft withheld as "not sure", whose source
     is what lets a reader judge it; a bare refusal cites nothing."""
@@ -415,13 +419,8 @@ def _print_sources(answer: Answer) -> None:
     print()
     print("Sources:")
     for number, passage in enumerate(answer.passages, start=1):
-        c = passage.chunk
         mark = "*" if any(cit.number == number for cit in answer.citations) else " "
-        date = c.published.isoformat() if c.published else "undated"
-        where = c.url or c.source or c.doc_id
-        print(f" {mark}[{number}] {c.title} ({date}) {where}")
-        if passage.also_in:
-            print(f"      also reported by: {', '.join(passage.also_in)}")
+        _print_source(f"{mark}[{number}]", passage.chunk, passage.also_in)
     print(f"Searched {answer.searched_dates}.")
     for number, quote in dict.fromkeys((c.number, c.quote) for c in answer.citations):
         print(f'   [{number}] "{quote}"')

@@ -44,6 +44,7 @@ from rag.pipeline.sync import Synced, index_pages, sync
 from rag.server.conversations import RATINGS, Conversation, ConversationStore, StoredTurn
 from rag.server.export import to_json, to_markdown
 from rag.store.records import UNDATED
+from rag.stories.follow import FollowStore
 from rag.types import AskOptions
 
 UPLOAD_TYPES = [suffix.lstrip(".") for suffix in FORMATS]
@@ -85,6 +86,13 @@ def load_store(settings_json: str) -> ConversationStore:
 def load_feeds(settings_json: str) -> FeedStore:
     """The feed list `rag sync` keeps beside the index; like the conversation store, it holds no connection."""
     return FeedStore.for_settings(Settings.model_validate_json(settings_json))
+
+
+@st.cache_resource(show_spinner=False)
+def load_follows(settings_json: str) -> FollowStore:
+    """The followed questions beside the index, opened once per process as the feed list is (opening checks
+    the file's schema in a write transaction: not on every rerun)."""
+    return FollowStore.for_settings(Settings.model_validate_json(settings_json))
 
 
 def sidebar(pipeline: RAG) -> PageOptions:
@@ -374,7 +382,7 @@ def feeds_panel(pipeline: RAG, settings_json: str) -> None:
                 st.rerun()
 
 
-def stories_panel(pipeline: RAG, options: PageOptions) -> None:
+def stories_panel(pipeline: RAG, settings_json: str, options: PageOptions) -> None:
     """A story's timeline (shown above the conversation) and the followed questions, with what changed
     since the reader last looked."""
     with st.sidebar.expander("Story timeline", expanded=False):
@@ -388,7 +396,7 @@ def stories_panel(pipeline: RAG, options: PageOptions) -> None:
                     )
             except RagError as exc:
                 write_failed(exc)
-    store = pipeline.stories.follows()
+    store = load_follows(settings_json)
     try:
         if "new_changes" not in st.session_state:  # a visit: what changed since the last one, then seen
             st.session_state.new_changes = store.changes(unseen=True, mark_seen=True)
@@ -713,7 +721,7 @@ def main() -> None:
     options = sidebar(pipeline)
     corpus_panel(pipeline)
     feeds_panel(pipeline, settings_json)
-    stories_panel(pipeline, options)
+    stories_panel(pipeline, settings_json, options)
     if "timeline" in st.session_state:
         show_timeline(st.session_state.timeline)
     conversation = open_conversation(store)

@@ -130,9 +130,11 @@ def safe_url(url: str | None) -> str | None:
     return url if urlparse(url).scheme in ("http", "https") else None
 
 
-def _link(url: str) -> str:
-    """A link to an http(s) url (checked by `safe_url`) that opens in a new tab, its address as the text."""
-    return f'<a href="{html.escape(url, quote=True)}" target="_blank" rel="noopener noreferrer">{inert(url)}</a>'
+def _link(url: str, text: str | None = None) -> str:
+    """A link to an http(s) url (checked by `safe_url`) that opens in a new tab, its address as the text
+    unless `text` is given."""
+    shown = inert(url if text is None else text)
+    return f'<a href="{html.escape(url, quote=True)}" target="_blank" rel="noopener noreferrer">{shown}</a>'
 
 
 def feed_html(name: str, url: str) -> str:
@@ -147,9 +149,8 @@ def event_html(event: Event) -> str:
     the article has an http(s) address; every part from the article inert."""
     chunk = event.citation.passage.chunk
     when = event.date.isoformat() + (f" ({inert(event.dated_by)})" if event.dated_by != "published" else "")
-    safe = safe_url(chunk.url)
-    source = f'<a href="{html.escape(safe, quote=True)}" target="_blank" rel="noopener noreferrer">' if safe else ""
-    source += inert(chunk.title or chunk.doc_id) + ("</a>" if safe else "")
+    safe, title = safe_url(chunk.url), chunk.title or chunk.doc_id
+    source = _link(safe, title) if safe else inert(title)
     more = f" · {len(event.sources)} sources" if len(event.sources) > 1 else ""
     return (
         f'<div class="rag-event"><b>{when}</b> {inert(event.citation.quote)}<br>'

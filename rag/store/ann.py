@@ -45,9 +45,7 @@ class IvfIndex:
         never more than they can train), holding them."""
         n, dim = vectors.shape
         nlist = min(lists_for(n) if lists is None else lists, max(1, n // _FEWEST_POINTS_PER_LIST))
-        ivf = faiss.IndexIVFScalarQuantizer(
-            faiss.IndexFlatIP(dim), dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
-        )
+        ivf = _sq8(faiss.IndexFlatIP(dim), nlist)
         sample = np.random.default_rng(seed).choice(n, min(n, _TRAINING_POINTS_PER_LIST * nlist), replace=False)
         ivf.train(np.ascontiguousarray(vectors[np.sort(sample)], dtype=np.float32))
         index = cls(ivf)
@@ -59,9 +57,7 @@ class IvfIndex:
         centroids = self.ivf.quantizer.reconstruct_n(0, self.ivf.nlist)
         quantizer = faiss.IndexFlatIP(self.ivf.d)
         quantizer.add(centroids)
-        ivf = faiss.IndexIVFScalarQuantizer(
-            quantizer, self.ivf.d, self.ivf.nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
-        )
+        ivf = _sq8(quantizer, self.ivf.nlist)
         ivf.sq.trained = self.ivf.sq.trained
         ivf.is_trained = True
         ivf.own_fields = True
@@ -102,6 +98,14 @@ class IvfIndex:
         )  # fmt: skip
         found = ids[0] >= 0
         return ids[0][found], scores[0][found]
+
+
+def _sq8(quantizer: faiss.IndexFlatIP, nlist: int) -> faiss.IndexIVFScalarQuantizer:
+    """An IVF of 8-bit codes by inner product over `quantizer`'s lists (untrained unless it is given the
+    codebook's ranges)."""
+    return faiss.IndexIVFScalarQuantizer(
+        quantizer, quantizer.d, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+    )
 
 
 def assignments(ivfs: Sequence[IvfIndex], query: np.ndarray, nprobe: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
