@@ -204,7 +204,8 @@ def markdown(results: dict[str, Any]) -> str:
         t = results["timeline"]
         lines.append(
             f"| timeline over {t['chunks']} chunks ({t['topics']} topics, `rag timeline`) | p50 {t['p50_s']:.2f} s, "
-            f"p95 {t['p95_s']:.2f} s, median {t['events_median']:.0f} events |"
+            f"p95 {t['p95_s']:.2f} s, first events p50 {t['first_p50_s']:.2f} s, median {t['events_median']:.0f} "
+            "events |"
         )
     if "answer" in results:
         a = results["answer"]

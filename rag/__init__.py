@@ -59,6 +59,7 @@ __all__ = [
     "evaluate",
     "load_paths",
     "timeline",
+    "timeline_stream",
 ]
 
 _pipelines: dict[str, RAG] = {}
@@ -97,3 +98,9 @@ def timeline(topic: str, *, settings: Settings | None = None, **options: Any) ->
     Options: `since`, `until` (publication dates, inclusive) and `as_of` (the date it is asked: later
     articles are left out)."""
     return _pipeline(settings).timeline(topic, **options)
+
+
+def timeline_stream(topic: str, *, settings: Settings | None = None, **options: Any) -> Iterator[Timeline]:
+    """Like `timeline`, as it is built: the events of the articles read so far, then of more; the last
+    timeline is `complete`."""
+    return _pipeline(settings).timeline_stream(topic, **options)

@@ -306,6 +306,8 @@ class Timeline:
     articles: int
     """Articles read to build it (after near-copies were folded)."""
     seconds: float = 0.0
+    complete: bool = True
+    """False for a timeline being built (`RAG.timeline_stream`): the events of the articles read so far."""
 
     def to_json(self) -> dict[str, object]:
         return {

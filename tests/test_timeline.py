@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import rag.stories.timeline
 from rag import RAG
 from rag.cli import run as cli_run
 from rag.config import Settings
@@ -99,6 +100,22 @@ def test_quotes_point_into_the_article(story: RAG) -> None:
     for event in found.events:
         c = event.citation
         assert texts[c.passage.chunk.doc_id][c.quote_start : c.quote_end] == c.quote
+
+
+def test_a_timeline_streams_the_events_read_so_far(story: RAG, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`timeline_stream` yields the timeline of the articles read so far, then of more, the last complete
+    and the same as `timeline`'s. Read two articles at a time so the story's four takes two steps."""
+    monkeypatch.setattr(rag.stories.timeline, "_BATCH", 2)
+    steps = list(story.timeline_stream(TOPIC, as_of=dt.date(2023, 3, 20)))
+    assert [step.complete for step in steps] == [False, True]
+    read = [{s for e in step.events for s in e.sources} for step in steps]
+    assert read[0] and read[0] < read[1], "a step holds the articles of the one before, and more"
+    whole = story.timeline(TOPIC, as_of=dt.date(2023, 3, 20))
+    assert [(e.date, e.citation.quote, e.sources) for e in steps[-1].events] == [
+        (e.date, e.citation.quote, e.sources) for e in whole.events
+    ]
+    with pytest.raises(QuestionError, match="the topic is empty"):
+        story.timeline_stream("  ")  # checked before any step is built
 
 
 FIXTURE = Path(__file__).resolve().parent.parent / "evals" / "timelines" / "realtimeqa.json"

@@ -382,20 +382,14 @@ def feeds_panel(pipeline: RAG, settings_json: str) -> None:
                 st.rerun()
 
 
-def stories_panel(pipeline: RAG, settings_json: str, options: PageOptions) -> None:
-    """A story's timeline (shown above the conversation) and the followed questions, with what changed
-    since the reader last looked."""
+def stories_panel(pipeline: RAG, settings_json: str) -> str | None:
+    """The timeline topic asked for (built and shown above the conversation by `stream_timeline`), and the
+    followed questions, with what changed since the reader last looked."""
+    asked = None
     with st.sidebar.expander("Story timeline", expanded=False):
         topic = st.text_input("Timeline topic", key="timeline_topic", placeholder="Hurricane Ian")
         if st.button("Show timeline", key="show_timeline", icon=":material/timeline:") and topic.strip():
-            ask = options.ask
-            try:
-                with st.spinner("Building the timeline…"):
-                    st.session_state.timeline = pipeline.timeline(
-                        topic, since=ask.since, until=ask.until, as_of=ask.as_of
-                    )
-            except RagError as exc:
-                write_failed(exc)
+            asked = topic
     store = load_follows(settings_json)
     try:
         if "new_changes" not in st.session_state:  # a visit: what changed since the last one, then seen
@@ -403,7 +397,7 @@ def stories_panel(pipeline: RAG, settings_json: str, options: PageOptions) -> No
         followed = store.followed()
     except RagError as exc:
         write_failed(exc)
-        return
+        return asked
     if st.session_state.new_changes:
         with st.container(border=True):
             st.markdown("**New since your last visit**")
@@ -420,14 +414,34 @@ def stories_panel(pipeline: RAG, settings_json: str, options: PageOptions) -> No
                     pipeline.follow(question)
             except RagError as exc:
                 write_failed(exc)
-                return
+                return asked
             st.rerun()
+    return asked
+
+
+def stream_timeline(pipeline: RAG, topic: str, ask: AskOptions) -> None:
+    """The timeline drawn as it is built, the best articles' events first, then kept for the next reruns."""
+    slot = st.empty()
+    try:
+        for found in pipeline.timeline_stream(topic, since=ask.since, until=ask.until, as_of=ask.as_of):
+            with slot.container():
+                show_timeline(found)
+    except RagError as exc:
+        write_failed(exc)
+        return
+    st.session_state.timeline = found
 
 
 def show_timeline(found: Timeline) -> None:
     """The timeline as a chart (events on a date axis over the number of articles each day; a click opens
-    the event's article) and as a list, every line quoted from its source."""
+    the event's article) and as a list, every line quoted from its source. While it is built, the events
+    so far without the chart, whose bars need every article."""
     with st.expander(plain(f"Timeline: {found.topic}"), expanded=True):
+        if not found.complete:
+            st.caption(plain(f"Reading the {found.articles} articles found… {len(found.events)} events so far"))
+            for event in found.events:
+                st.markdown(event_html(event), unsafe_allow_html=True)
+            return
         if not found.events:
             st.info(plain(f"No events about {found.topic} among the articles published {found.dates}."))
             return
@@ -721,8 +735,10 @@ def main() -> None:
     options = sidebar(pipeline)
     corpus_panel(pipeline)
     feeds_panel(pipeline, settings_json)
-    stories_panel(pipeline, settings_json, options)
-    if "timeline" in st.session_state:
+    asked = stories_panel(pipeline, settings_json)
+    if asked:
+        stream_timeline(pipeline, asked, options.ask)
+    elif "timeline" in st.session_state:
         show_timeline(st.session_state.timeline)
     conversation = open_conversation(store)
     show_conversation(store, conversation, options)

@@ -46,7 +46,9 @@ class RAG:
         self.indexer = Indexer(self.store)
         self.answerer = Answerer(self.store, self.retriever, generators)
         self.stories = Stories(self.store, self.retriever, self.answerer.answer)
-        self.timeline, self.follow, self.follow_up = self.stories.timeline, self.stories.follow, self.stories.follow_up
+        stories = self.stories
+        self.timeline, self.timeline_stream = stories.timeline, stories.timeline_stream
+        self.follow, self.follow_up = stories.follow, stories.follow_up
         # The API, each call answered by the object whose job it is (see their docstrings).
         answerer, indexer, store = self.answerer, self.indexer, self.store
         self.search, self.retrieve, self.answer_stream, self.answer = (

@@ -17,7 +17,7 @@ from rag.backends import make_generator
 from rag.dates import DateRange
 from rag.ingest.chunking import tiktoken_counter
 from rag.pipeline.store import Store
-from rag.pipeline.stories import build_timeline
+from rag.pipeline.stories import build_timeline, final
 from rag.retrieval import Retriever
 from rag.stories.changes import WhatChanged, answer_text, asks_what_changed
 from rag.types import Answer, Generator, Passage, Retrieval, SearchOptions, TokenUsage
@@ -122,7 +122,7 @@ class Answerer:
         for), each line quoted from the passage it cites (`rag.stories.changes`); no model is called."""
         since = max(filter(None, (asked.dates.since, search.get("since"))), default=None)
         dates = DateRange(since, search.get("until"))
-        found = build_timeline(self.store, self.retriever, asked.topic, dates, search.get("as_of"))
+        found = final(build_timeline(self.store, self.retriever, asked.topic, dates, search.get("as_of")))
         events = found.events
         if events:
             text, claims = answer_text(asked, found)

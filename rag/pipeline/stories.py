@@ -7,7 +7,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 
 import httpx
 
@@ -17,7 +18,7 @@ from rag.ingest.web import check_url
 from rag.pipeline.store import Store
 from rag.retrieval import Retriever
 from rag.stories.follow import Change, Followed, FollowStore
-from rag.stories.timeline import events
+from rag.stories.timeline import reading
 from rag.text import query_terms
 from rag.types import Answer, Timeline
 
@@ -74,6 +75,18 @@ class Stories:
     ) -> Timeline:
         """The topic's events published between `since` and `until` (both inclusive), as of `as_of`
         (default today: later articles are left out), oldest first."""
+        return final(self.timeline_stream(topic, since=since, until=until, as_of=as_of))
+
+    def timeline_stream(
+        self,
+        topic: str,
+        *,
+        since: dt.date | None = None,
+        until: dt.date | None = None,
+        as_of: dt.date | None = None,
+    ) -> Iterator[Timeline]:
+        """Like `timeline`, as it is built: the timeline of the articles read so far, then of more, the
+        last one `complete`. The topic is checked before the first is built."""
         settings = self.store.settings
         topic = check_question(
             topic, settings.reader.max_question_chars, kind="topic", example='rag timeline "Hurricane Ian"'
@@ -83,8 +96,9 @@ class Stories:
 
 def build_timeline(
     store: Store, retriever: Callable[[], Retriever], topic: str, dates: DateRange, as_of: dt.date | None
-) -> Timeline:
-    """The timeline of a checked topic: the wide search, the topic's most specific word, the events."""
+) -> Iterator[Timeline]:
+    """The timeline of a checked topic, as its articles are read: the wide search, the topic's most
+    specific word, the events."""
     started = time.perf_counter()
     settings = store.settings
     wanted = settings.stories.timeline_articles * settings.retrieval.passages_per_article
@@ -95,6 +109,15 @@ def build_timeline(
         held = searcher.source.article_stats(terms).frequency
     named = min((t for t in terms if held.get(t)), key=lambda t: held[t], default=None)
     copies = settings.retrieval.near_duplicate_similarity
-    listed = events(topic, found.passages, store.embedder.embed, settings.stories, copies=copies, named=named)
     articles = len({p.chunk.doc_id for p in found.passages})
-    return Timeline(topic, listed, found.as_of, found.dates, articles, time.perf_counter() - started)
+    snapshots = reading(topic, found.passages, store.embedder.embed, settings.stories, copies=copies, named=named)
+    listed = next(snapshots)
+    for following in snapshots:
+        yield Timeline(topic, listed, found.as_of, found.dates, articles, time.perf_counter() - started, False)
+        listed = following
+    yield Timeline(topic, listed, found.as_of, found.dates, articles, time.perf_counter() - started)
+
+
+def final(steps: Iterator[Timeline]) -> Timeline:
+    """The complete timeline, the last of the steps of its building."""
+    return deque(steps, maxlen=1)[0]

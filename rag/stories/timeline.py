@@ -14,7 +14,7 @@ their article.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -34,6 +34,9 @@ Embed = Callable[[Sequence[str]], np.ndarray]
 _READ = 3
 """Sentences of a passage, nearest the topic first, parsed to find one that reports something."""
 _AUX = ("aux", "auxpass")
+_BATCH = 8
+"""Articles read between two lists of a timeline being built (`reading`): the search's best eight articles'
+events show after about a fifth of the work of forty."""
 
 
 @dataclass
@@ -59,7 +62,7 @@ class _Group:
     reports: list[_Report]
 
 
-def events(
+def reading(
     topic: str,
     passages: Sequence[Passage],
     embed: Embed,
@@ -67,18 +70,32 @@ def events(
     *,
     copies: float | None,
     named: str | None,
-) -> list[Event]:
-    """The events the passages report about `topic`, oldest first (equal dates: most sources first). Each
-    article counts once, by its first passage (the search's best). Left out: undated articles, those whose
-    passages found (with the title) lack `named`, the topic's most specific word (the one fewest articles hold:
-    "Abe" of "Shinzo Abe shot", not "shot"), and those whose sentence is not about the topic
+) -> Iterator[list[Event]]:
+    """The events the passages report about `topic`, oldest first (equal dates: most sources first), as
+    their articles are read `_BATCH` at a time in the search's order: each list holds the events of the
+    articles read so far, grouped anew (grouping is cheap; reading, embedding and parsing sentences, is the
+    work), so a page can show the best articles' events while the rest are read; the last list is final.
+
+    Each article counts once, by its first passage (the search's best). Left out: undated articles, those
+    whose passages found (with the title) lack `named`, the topic's most specific word (the one fewest
+    articles hold: "Abe" of "Shinzo Abe shot", not "shot"), and those whose sentence is not about the topic
     (`timeline_min_similarity`). A sentence at least `copies` similar to an event's (the search's
     `near_duplicate_similarity`) is a copy of its report, however many days later it was published again."""
     words: dict[str, set[str]] = {}
     for passage in passages:
         words.setdefault(passage.chunk.doc_id, set()).update(_words(passage))
     kept = [p for p in _first_per_article(passages) if named is None or named in words[p.chunk.doc_id]]
-    reports = _reports(topic, kept, embed)
+    reports: list[_Report] = []
+    about = _unit(embed([topic]))[0]
+    for at in range(0, len(kept), _BATCH):
+        reports += _reports(about, kept[at : at + _BATCH], embed)
+        yield _grouped(reports, settings, copies)
+    if not kept:
+        yield []
+
+
+def _grouped(reports: list[_Report], settings: StorySettings, copies: float | None) -> list[Event]:
+    """Reports of one event in one group, led by the report nearest the topic; groups in date order."""
     groups: list[_Group] = []
     relevant = (r for r in reports if r.similarity >= settings.timeline_min_similarity)
     for report in sorted(relevant, key=lambda r: (-r.similarity, r.date)):
@@ -103,19 +120,18 @@ def _words(passage: Passage) -> set[str]:
     return set(query_terms(f"{passage.chunk.title}\n{passage.chunk.text}"))
 
 
-def _reports(topic: str, passages: list[Passage], embed: Embed) -> list[_Report]:
-    """Each passage's sentence nearest the topic among those that report something (`_reporting`), if any
-    of its `_READ` nearest does; every sentence is embedded with the topic in one batch."""
+def _reports(about: np.ndarray, passages: list[Passage], embed: Embed) -> list[_Report]:
+    """Each passage's sentence nearest the topic (its unit vector `about`) among those that report
+    something (`_reporting`), if any of its `_READ` nearest does; the sentences are embedded in one batch."""
     spans = [split_sentences(p.chunk.text) or [(0, len(p.chunk.text))] for p in passages]
-    texts = [topic, *(p.chunk.text[s:e] for p, found in zip(passages, spans, strict=True) for s, e in found)]
-    vectors = _unit(embed(texts))
-    similarity = vectors[1:] @ vectors[0]
+    sentences = [p.chunk.text[s:e] for p, found in zip(passages, spans, strict=True) for s, e in found]
+    vectors = _unit(embed(sentences))
+    similarity = vectors @ about
     nearest, at = [], 0
     for found in spans:
         order = np.argsort(-similarity[at : at + len(found)], kind="stable")[:_READ]
         nearest.append([at + int(i) for i in order])
         at += len(found)
-    sentences = texts[1:]
     read = sorted({i for candidates in nearest for i in candidates})
     parsed = dict(zip(read, parse([sentences[i] for i in read]), strict=True))
     starts = [span for found in spans for span in found]
@@ -128,7 +144,7 @@ def _reports(topic: str, passages: list[Passage], embed: Embed) -> list[_Report]
         assert published is not None
         date, dated_by = _dated(parsed[chosen], published)
         start, end = starts[chosen]
-        reports.append(_Report(passage, start, end, vectors[1 + chosen], float(similarity[chosen]), date, dated_by))
+        reports.append(_Report(passage, start, end, vectors[chosen], float(similarity[chosen]), date, dated_by))
     return reports
 
 
