@@ -30,6 +30,7 @@ from rag.pipeline import RAG, SAME_MODEL, IndexReport
 from rag.store.index import MANIFEST, ArticleIndex, saved_generations, verify
 from rag.store.records import added_through_api
 from rag.store.segments import UNITS, SegmentInfo
+from rag.stories.figures import figure_line
 from rag.stories.follow import Change
 from rag.types import Answer, AskOptions, Chunk
 
@@ -148,6 +149,14 @@ def _timeline(rag: RAG, args: argparse.Namespace) -> int:
         when = event.date.isoformat() + (f" ({event.dated_by})" if event.dated_by != "published" else "")
         more = f", {len(event.sources)} sources" if len(event.sources) > 1 else ""
         print(f"{when}  {c.quote} [{c.number}{more}]")
+    if found.figures:
+        print()
+        print("Figures:")
+    for change in found.figures:
+        print(f"  {figure_line(change)}")
+        for figure in (change.old, change.new):
+            chunk = figure.citation.passage.chunk
+            print(f'     "{figure.citation.quote}" ({chunk.title}, {chunk.url or chunk.source or chunk.doc_id})')
     print()
     print("Sources:")
     for event in found.events:

@@ -329,6 +329,14 @@ class StorySettings(Section):
     event_days: int = Field(
         2, ge=0, le=365, description="Days apart two reports of one event may be dated (a story reported next day)."
     )
+    figure_days: int = Field(
+        30,
+        ge=1,
+        le=3650,
+        description="Days over which a count (killed, injured, cases) is followed: a timeline says it changed only "
+        "from a figure at most this much older, since an older one is likely another event's (an earlier "
+        "earthquake's toll is not this one's).",
+    )
 
 
 class ServerSettings(Section):

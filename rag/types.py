@@ -295,6 +295,51 @@ class Event:
         }
 
 
+@dataclass(frozen=True)
+class Figure:
+    """A number a source states about a story (`rag.stories.figures`): "at least 45" people killed."""
+
+    measure: str
+    """What it counts, where: "people killed", "homes without power in Lee County"."""
+    value: float
+    text: str
+    """As written: "at least 45", "thirty-one"."""
+    hedged: bool
+    """Stated as a bound or an estimate ("at least", "about"): a later, higher one is no contradiction."""
+    date: dt.date
+    """Its article's publication date."""
+    citation: Citation
+    """The sentence stating it and the passage it is in."""
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "value": self.value,
+            "text": self.text,
+            "hedged": self.hedged,
+            "date": self.date.isoformat(),
+            "citation": self.citation.to_json(),
+        }
+
+
+@dataclass(frozen=True)
+class FigureChange:
+    """A figure of the story that changed from `old` to `new`, or, `disagree`, two sources stating
+    different figures the same day."""
+
+    measure: str
+    old: Figure
+    new: Figure
+    disagree: bool
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "measure": self.measure,
+            "kind": "disagree" if self.disagree else "changed",
+            "old": self.old.to_json(),
+            "new": self.new.to_json(),
+        }
+
+
 @dataclass
 class Timeline:
     """A story's events in date order, as of a date, over the publication dates searched."""
@@ -308,6 +353,8 @@ class Timeline:
     seconds: float = 0.0
     complete: bool = True
     """False for a timeline being built (`RAG.timeline_stream`): the events of the articles read so far."""
+    figures: list[FigureChange] = field(default_factory=list)
+    """Figures that changed over the story, or that sources disagree on (read once it is complete)."""
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -317,6 +364,7 @@ class Timeline:
             "articles": self.articles,
             "seconds": self.seconds,
             "events": [event.to_json() for event in self.events],
+            "figures": [change.to_json() for change in self.figures],
         }
 
 

@@ -116,6 +116,11 @@ def test_a_timeline_is_charted_and_listed_with_linked_sources(story_app: tuple[s
         message="no chart drawn",
     )
     assert chart[0].is_displayed()
+    (figure,) = shown.find_elements(By.CSS_SELECTOR, ".rag-figure")
+    assert figure.text.startswith("people killed: twelve (2023-03-11) → thirty-one (2023-03-15)"), figure.text
+    assert figure.find_elements(By.CSS_SELECTOR, 'a[href="https://news.example/rising-toll"]'), (
+        "the new figure's source"
+    )
     screenshot(browser, "ui-timeline.png")
 
 

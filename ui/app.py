@@ -27,6 +27,7 @@ from render import (
     confidence_line,
     event_html,
     feed_html,
+    figure_html,
     final_answer_html,
     plain,
     safe_url,
@@ -469,6 +470,10 @@ def show_timeline(found: Timeline) -> None:
         st.altair_chart(bars + points, use_container_width=True)
         for event in found.events:
             st.markdown(event_html(event), unsafe_allow_html=True)
+        if found.figures:
+            st.markdown("**Figures**")
+        for change in found.figures:
+            st.markdown(figure_html(change), unsafe_allow_html=True)
         st.caption(plain(f"{len(found.events)} events from {found.articles} articles published {found.dates}, "
                          f"as of {found.as_of.isoformat()} · {found.seconds:.1f} s"))  # fmt: skip
 

@@ -11,6 +11,8 @@ from urllib.parse import urlparse
 
 from rag import Answer, Event, Passage
 from rag.answering.citations import numbers_in
+from rag.stories.figures import figure_line
+from rag.types import FigureChange
 from rag.untrusted import CITATION
 
 _MARKDOWN_SPECIALS = set("\\`*_[](){}#+-!|~$:<>&\"'=")
@@ -33,7 +35,7 @@ STYLE = """
 .rag-flag { color: #d4380d; font-size: .85rem; font-style: normal; font-weight: 600; }
 .rag-confidence { font-size: .85rem; color: rgba(128,128,128,1); }
 .rag-feed { font-size: .9rem; overflow-wrap: anywhere; margin-bottom: -.4rem; }
-.rag-event { font-size: .95rem; margin-bottom: .5rem; }
+.rag-event, .rag-figure { font-size: .95rem; margin-bottom: .5rem; }
 </style>
 """
 
@@ -156,6 +158,18 @@ def event_html(event: Event) -> str:
         f'<div class="rag-event"><b>{when}</b> {inert(event.citation.quote)}<br>'
         f'<span class="rag-card-meta">{source}{more}</span></div>'
     )
+
+
+def figure_html(change: FigureChange) -> str:
+    """A figure that changed (or that sources disagree on): the line, then each figure's sentence and
+    source, linked as an event's is."""
+    quoted = []
+    for figure in (change.old, change.new):
+        chunk = figure.citation.passage.chunk
+        safe, title = safe_url(chunk.url), chunk.title or chunk.doc_id
+        source = _link(safe, title) if safe else inert(title)
+        quoted.append(f'<br><span class="rag-card-meta">“{inert(figure.citation.quote)}” {source}</span>')
+    return f'<div class="rag-figure"><b>{inert(figure_line(change))}</b>{"".join(quoted)}</div>'
 
 
 def _highlighted(passage: Passage, spans: list[tuple[int, int]]) -> str:

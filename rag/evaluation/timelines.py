@@ -23,6 +23,7 @@ from rag.answering.citations import check_claims
 from rag.answering.evidence import EvidencePool
 from rag.dates import resolve
 from rag.pipeline import RAG
+from rag.stories.figures import figure_line
 from rag.stories.timeline import Embed
 from rag.types import Timeline
 
@@ -91,7 +92,8 @@ def check(timeline: Timeline, embed: Embed, copies: float) -> Checked:
 
 
 def fixture(timeline: Timeline) -> dict[str, object]:
-    """What a committed timeline keeps: each event's date, line and sources, and where its line is."""
+    """What a committed timeline keeps: each event's date, line and sources, and where its line is; each
+    figure that changed, with both figures' sentences."""
     return {
         "topic": timeline.topic,
         "as_of": timeline.as_of.isoformat(),
@@ -105,6 +107,22 @@ def fixture(timeline: Timeline) -> dict[str, object]:
                 "sources": list(event.sources),
             }
             for event in timeline.events
+        ],
+        "figures": [
+            {
+                "line": figure_line(change),
+                "kind": "disagree" if change.disagree else "changed",
+                **{
+                    side: {
+                        "text": figure.text,
+                        "date": figure.date.isoformat(),
+                        "doc_id": figure.citation.passage.chunk.doc_id,
+                        "quote": figure.citation.quote,
+                    }
+                    for side, figure in (("old", change.old), ("new", change.new))
+                },
+            }
+            for change in timeline.figures
         ],
     }
 

@@ -125,15 +125,15 @@ class Answerer:
         found = final(build_timeline(self.store, self.retriever, asked.topic, dates, search.get("as_of")))
         events = found.events
         if events:
-            text, claims = answer_text(asked, found)
+            text, claims, cited = answer_text(asked, found)
         else:
-            text, claims = f"Nothing new about {asked.topic} in the articles published {found.dates}.", []
+            text, claims, cited = f"Nothing new about {asked.topic} in the articles published {found.dates}.", [], []
         yield text
         yield Answer(
             question=question,
             text=text,
-            citations=[event.citation for event in events],
-            passages=[event.citation.passage for event in events],
+            citations=cited,
+            passages=[citation.passage for citation in cited],
             refused=not events,
             backend=backend,
             model="timeline",

@@ -12,11 +12,14 @@ from collections.abc import Callable, Iterator
 
 import httpx
 
+from rag.answering.nlp import parse
 from rag.answering.question import check_question
 from rag.dates import DateRange
 from rag.ingest.web import check_url
 from rag.pipeline.store import Store
 from rag.retrieval import Retriever
+from rag.stories.figures import QUERY as FIGURES_QUERY
+from rag.stories.figures import changes, figures
 from rag.stories.follow import Change, Followed, FollowStore
 from rag.stories.timeline import reading
 from rag.text import query_terms
@@ -98,7 +101,8 @@ def build_timeline(
     store: Store, retriever: Callable[[], Retriever], topic: str, dates: DateRange, as_of: dt.date | None
 ) -> Iterator[Timeline]:
     """The timeline of a checked topic, as its articles are read: the wide search, the topic's most
-    specific word, the events."""
+    specific word, the events; at the end, the figures that changed, read from the events' articles and
+    from a search for the topic's counts (`rag.stories.figures`)."""
     started = time.perf_counter()
     settings = store.settings
     wanted = settings.stories.timeline_articles * settings.retrieval.passages_per_article
@@ -115,7 +119,14 @@ def build_timeline(
     for following in snapshots:
         yield Timeline(topic, listed, found.as_of, found.dates, articles, time.perf_counter() - started, False)
         listed = following
-    yield Timeline(topic, listed, found.as_of, found.dates, articles, time.perf_counter() - started)
+    with store.lock:  # the counts before `since` too: what a figure was, to say what it changed from
+        before = DateRange(None, dates.until)
+        counts = retriever().retrieve(f"{topic} {FIGURES_QUERY}", wanted, before, as_of=as_of).passages
+    reporting = {doc_id for event in listed for doc_id in event.sources}  # the articles judged on the topic
+    read = {p.chunk.id: p for p in (*(p for p in found.passages if p.chunk.doc_id in reporting), *counts)}
+    changed = changes(figures(list(read.values()), named, parse), settings.stories.figure_days, dates.since)
+    seconds = time.perf_counter() - started
+    yield Timeline(topic, listed, found.as_of, found.dates, articles, seconds, figures=changed)
 
 
 def final(steps: Iterator[Timeline]) -> Timeline:

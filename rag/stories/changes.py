@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rag.dates import DateRange, resolve
-from rag.types import Claim, Timeline
+from rag.stories.figures import figure_line
+from rag.types import Citation, Claim, Timeline
 
 _ASKS = re.compile(
     r"^\s*what(?:'s|\s+is|\s+has\s+been)?\s+(?:new|the\s+latest|(?:has\s+)?changed|(?:has\s+)?happened)\s+"
@@ -44,11 +45,13 @@ def asks_what_changed(question: str, as_of: dt.date) -> WhatChanged | None:
     return WhatChanged(match.group("topic").strip(" ,"), DateRange(mention.range.since, as_of), when)
 
 
-def answer_text(asked: WhatChanged, timeline: Timeline) -> tuple[str, list[Claim]]:
-    """The answer's text, one line per event (`[n]` its citation's number), and a claim per line, each
-    supported: it is its passage's own sentence."""
+def answer_text(asked: WhatChanged, timeline: Timeline) -> tuple[str, list[Claim], list[Citation]]:
+    """The answer's text, one line per event (`[n]` its citation's number), then one per figure that
+    changed citing both figures' sentences; a claim per line, each supported (an event's line is its
+    passage's own sentence, a figure's values are quoted from theirs); the citations, numbered as cited."""
     since = asked.dates.since.isoformat() if asked.dates.since else "the start"
     lines, claims = [f"Since {since} ({asked.phrase}):"], []
+    cited = [event.citation for event in timeline.events]
     at = len(lines[0]) + 1
     for event in timeline.events:
         number, quote = event.citation.number, event.citation.quote
@@ -56,4 +59,11 @@ def answer_text(asked: WhatChanged, timeline: Timeline) -> tuple[str, list[Claim
         claims.append(Claim(quote, (number,), 1.0, True, quote, at, at + len(line)))
         lines.append(line)
         at += len(line) + 1
-    return "\n".join(lines), claims
+    for change in timeline.figures:
+        numbers = (len(cited) + 1, len(cited) + 2)
+        cited += [replace(f.citation, number=n) for f, n in zip((change.old, change.new), numbers, strict=True)]
+        line = f"{figure_line(change)} [{numbers[0]}][{numbers[1]}]"
+        claims.append(Claim(line, numbers, 1.0, True, change.new.citation.quote, at, at + len(line)))
+        lines.append(line)
+        at += len(line) + 1
+    return "\n".join(lines), claims, cited
