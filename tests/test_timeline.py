@@ -16,7 +16,8 @@ from rag.cli import run as cli_run
 from rag.config import Settings
 from rag.errors import QuestionError
 from rag.evaluation.runner import eval_index_dir
-from rag.evaluation.timelines import TOPICS, build
+from rag.evaluation.timelines import LABELS as JUDGEMENTS
+from rag.evaluation.timelines import TOPICS, build, judged
 from rag.store.embedding import Embedder
 from rag.store.index import ArticleIndex
 from rag.stories.changes import asks_what_changed
@@ -165,18 +166,30 @@ def test_the_committed_realtimeqa_timelines_hold_what_a_timeline_promises() -> N
             assert old["date"] < new["date"] <= timeline["as_of"] or figure["kind"] == "disagree"
 
 
-LABELS = FIXTURE.parent / "figure-labels.json"
+FIGURE_LABELS = FIXTURE.parent / "figure-labels.json"
+EVENT_LABELS = FIXTURE.parent / "event-labels.json"
+
+
+def test_every_committed_event_was_judged_by_hand() -> None:
+    """`event-labels.json` judges each committed event (a development of the story, about it, or not the
+    story's); `python -m rag.evaluation.timelines` counts them. A regenerated fixture with a new event fails
+    here until someone has judged it, so the counts the README gives stay counts of judged lines."""
+    labels = json.loads(EVENT_LABELS.read_text(encoding="utf-8"))
+    assert {e["label"] for t in labels for e in t["events"]} <= set(JUDGEMENTS)
+    counts = judged(json.loads(FIXTURE.read_text(encoding="utf-8")), labels)
+    assert counts["all"]["unjudged"] == 0, {t: c["unjudged"] for t, c in counts.items() if c["unjudged"]}
+    assert sum(counts["all"].values()) == sum(len(t["events"]) for t in labels), "no judgement of a line not shown"
 
 
 def test_every_committed_figure_line_was_judged_right_by_hand() -> None:
     """`figure-labels.json` holds a person's judgement of every figure line seen while the rules were
     written (wrong ones included, with the rule that now leaves them out); a line shown must be one judged
     right, so a change to the rules that makes a new line fails here until someone has read it."""
-    judged = {(j["topic"], j["line"]): j for j in json.loads(LABELS.read_text(encoding="utf-8"))}
+    labelled = {(j["topic"], j["line"]): j for j in json.loads(FIGURE_LABELS.read_text(encoding="utf-8"))}
     for timeline in json.loads(FIXTURE.read_text(encoding="utf-8")):
         for figure in timeline["figures"]:
-            label = judged.get((timeline["topic"], figure["line"]))
-            assert label is not None, f"label {figure['line']!r} of {timeline['topic']!r} in {LABELS}"
+            label = labelled.get((timeline["topic"], figure["line"]))
+            assert label is not None, f"label {figure['line']!r} of {timeline['topic']!r} in {FIGURE_LABELS}"
             assert label["right"] and (label["old"], label["new"]) == (figure["old"]["doc_id"], figure["new"]["doc_id"])
 
 

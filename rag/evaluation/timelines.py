@@ -16,6 +16,7 @@ import json
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -135,9 +136,33 @@ def build(rag: RAG) -> tuple[list[dict[str, object]], list[Checked]]:
     return [fixture(t) for t in timelines], [check(t, rag.embedder.embed, copies) for t in timelines]
 
 
+LABELS = ("event", "context", "off")
+"""A person's judgement of a timeline's line (`evals/timelines/event-labels.json`): a development of the
+story ("Ian made its second landfall near Georgetown"); about the story but no development of it (a
+forecast, background, a profile, a quote); or not the story's (another storm, a caption of other photos,
+"Musk tweeted.")."""
+
+
+def judged(fixtures: list[dict[str, Any]], labels: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Per topic and in all, how many of the timelines' events were judged each of `LABELS`, and how many
+    were not judged (an event the labels do not hold: judge it before trusting the counts)."""
+    held = {(t["topic"], e["doc_id"], e["date"]): e["label"] for t in labels for e in t["events"]}
+    counts: dict[str, dict[str, int]] = {"all": dict.fromkeys((*LABELS, "unjudged"), 0)}
+    for timeline in fixtures:
+        topic = counts.setdefault(timeline["topic"], dict.fromkeys((*LABELS, "unjudged"), 0))
+        for event in timeline["events"]:
+            label = held.get((timeline["topic"], event["doc_id"], event["date"]), "unjudged")
+            topic[label] += 1
+            counts["all"][label] += 1
+    return counts
+
+
 if __name__ == "__main__":
     index, out = Path(sys.argv[1]), Path(sys.argv[2])
     fixtures, checks = build(RAG(index_dir=index, progress=False, backend="extractive"))
     out.write_text(json.dumps(fixtures, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     for checked in checks:
         print(json.dumps(asdict(checked)))
+    labels = json.loads((out.parent / "event-labels.json").read_text(encoding="utf-8"))
+    for topic, count in judged(fixtures, labels).items():
+        print(json.dumps({"topic": topic, **count}))
