@@ -6,8 +6,8 @@ count the same thing in the same place about the same story, read from the parse
 - what is counted: the noun the number counts ("45 people"), or the subject of the verb it is the
   object of ("the toll rose to 45"), with the deed counting it ("killed", "deaths", "death toll" are one
   deed: people killed);
-- where: the places named inside the figure's own phrase ("eight people in Collier County" is a county's
-  count, not the storm's);
+- where and whose: what narrows it ("eight people in Collier County" is a county's count, not the storm's;
+  "cases among children"), and the country or agency holding it ("the United States has 5,000 cases");
 - about the story: the clause holding the figure (its verb and all below it) names the topic's most
   specific word, so "the deadliest since Katrina, which killed 1,800" is not Ian's toll;
 - whole: a figure given with a breakdown or a comparison in its clause ("eight in Collier, five in
@@ -31,10 +31,6 @@ from rag.ingest.chunking import split_sentences
 from rag.text import query_terms
 from rag.types import Citation, Figure, FigureChange, Passage
 
-QUERY = "death toll killed injured missing evacuated arrested cases"
-"""Added to a topic to search for its figures: the passages a timeline quotes say what happened, and
-often not how many."""
-
 if TYPE_CHECKING:
     from spacy.tokens import Doc, Span, Token
 
@@ -54,9 +50,9 @@ _DEEDS = {
     "killed": {"kill", "kills", "killed", "killing", "die", "died", "dies", "dead", "death", "deaths", "toll",
                "fatality", "fatalities"},
     "injured": {"injure", "injured", "injuring", "wound", "wounded", "wounding", "hurt", "injury", "injuries"},
+    "missing": {"missing"},
     "evacuated": {"evacuate", "evacuated", "evacuating", "evacuation", "evacuations", "evacuee", "evacuees"},
     "arrested": {"arrest", "arrested", "arresting", "arrests", "detain", "detained", "detaining"},
-    "missing": {"missing"},
     "cases": {"case", "cases", "infection", "infections", "infected"},
 }  # fmt: skip
 """The measures followed, by the words that name them as written (the reader's pipeline has no
@@ -65,6 +61,9 @@ prices, scores) are left out: their scope (whose votes, which round) is not read
 _PEOPLE = {"people", "person", "persons", "death", "deaths", "toll", "count", "tally", "fatality", "fatalities",
            "life", "lives", "victim", "victims", "resident", "residents"}  # fmt: skip
 """What a deed's count is of when it names no one in particular: people."""
+QUERY = " ".join(["death toll", *_DEEDS])
+"""Added to a topic to search for its figures: the passages a timeline quotes say what happened, and
+often not how many."""
 _DIGITS = re.compile(
     r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|\w+teen|\w+ty|dozen|hundred|"
     r"thousand|million|billion)\b",
