@@ -363,6 +363,7 @@ class Timeline:
             "dates": str(self.dates),
             "articles": self.articles,
             "seconds": self.seconds,
+            "complete": self.complete,
             "events": [event.to_json() for event in self.events],
             "figures": [change.to_json() for change in self.figures],
         }

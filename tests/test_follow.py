@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+import rag.stories.timeline
 from rag import RAG
 from rag.config import Settings
 from rag.store.embedding import Embedder
@@ -129,8 +130,12 @@ def test_a_changed_answer_is_reported_once_with_its_new_sources(
     assert store.followed() == [] and store.changes() == []
 
 
-def test_the_api_follows_questions_and_builds_timelines(tmp_path: Path, embedder: Embedder) -> None:
-    """`/v1/follows` (following is a write: admin keys) and `/v1/timeline`, over a real server."""
+def test_the_api_follows_questions_and_builds_timelines(
+    tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`/v1/follows` (following is a write: admin keys) and `/v1/timeline`, whole or streamed as it is
+    built (two articles a step here, so the story's four take two), over a real server."""
+    monkeypatch.setattr(rag.stories.timeline, "_BATCH", 2)
     settings = Settings(index_dir=tmp_path / "index", progress=False, backend="extractive")
     RAG(settings, embedder=embedder).add_documents(
         [Document(doc_id, text, f"Report {doc_id}", published) for doc_id, published, text in STORY]
@@ -144,5 +149,13 @@ def test_the_api_follows_questions_and_builds_timelines(tmp_path: Path, embedder
         assert http.post("/v1/follows", json={"question": QUESTION}).status_code == 400, "followed twice"
         found = http.post("/v1/timeline", json={"topic": TOPIC, "as_of": "2023-03-20"}).json()
         assert [e["date"] for e in found["events"]] == sorted(e["date"] for e in found["events"]) and found["events"]
+        assert found["complete"] and found["figures"][0]["kind"] == "changed"
+        asked = {"topic": TOPIC, "as_of": "2023-03-20", "stream": True}
+        with http.stream("POST", "/v1/timeline", json=asked) as streamed:
+            assert streamed.headers["content-type"].startswith("application/x-ndjson")
+            steps = [json.loads(line) for line in streamed.iter_lines() if line]
+        assert [step["complete"] for step in steps] == [False, True] and len(steps[0]["events"]) < len(found["events"])
+        assert steps[-1]["events"] == found["events"], "the last line is the whole timeline"
+        assert http.post("/v1/timeline", json={**asked, "topic": "  "}).status_code == 400, "before any line"
         assert http.delete(f"/v1/follows/{listed['data'][0]['id']}").json()["deleted"] is True
         assert http.delete("/v1/follows/99").status_code == 404

@@ -5,27 +5,31 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import itertools
 import logging
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import PlainTextResponse, Response
+from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
+from rag.errors import RagError
 from rag.ingest.loaders.records import record_text
 from rag.pipeline import IndexReport
-from rag.server.errors import APIError
+from rag.pipeline.stories import final
+from rag.server.errors import APIError, error_body, rag_error_message, rag_error_status
 from rag.server.export import summary_json, to_json, to_markdown
 from rag.server.openai_api import ServiceDep, StoreDep
 from rag.server.schemas import DocumentsIn, FeedbackIn, FollowIn, RenameIn, SearchRequest, TimelineRequest
 from rag.server.security import Caller
 from rag.server.service import Service
 from rag.store.records import added_through_api
-from rag.types import content_hash
+from rag.types import Timeline, content_hash
 
 log = logging.getLogger(__name__)
 
@@ -193,8 +197,23 @@ def delete_document(doc_id: str, request: Request, svc: ServiceDep) -> dict[str,
 
 
 @reads.post("/timeline", summary="A story's events in date order, each quoted from a cited article")
-def timeline(body: TimelineRequest, svc: ServiceDep) -> dict[str, Any]:
-    return svc.pipeline.timeline(body.topic, since=body.since, until=body.until, as_of=body.as_of).to_json()
+def timeline(body: TimelineRequest, svc: ServiceDep) -> Any:
+    steps = svc.pipeline.timeline_stream(body.topic, since=body.since, until=body.until, as_of=body.as_of)
+    first = next(steps)  # built before any byte is sent: a bad topic or index is an error status
+    if not body.stream:
+        return final(itertools.chain([first], steps)).to_json()
+    return StreamingResponse(_timeline_lines(first, steps), media_type="application/x-ndjson",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})  # fmt: skip
+
+
+def _timeline_lines(first: Timeline, steps: Iterator[Timeline]) -> Iterator[bytes]:
+    """Each step of the timeline as one JSON line; a failure after the first as an error line, the status
+    being sent already."""
+    try:
+        for step in itertools.chain([first], steps):
+            yield orjson.dumps(step.to_json()) + b"\n"
+    except RagError as exc:
+        yield orjson.dumps(error_body(rag_error_status(exc), rag_error_message(exc))) + b"\n"
 
 
 @reads.get("/follows", summary="The followed questions with their last answers, and the changes not yet seen")

@@ -126,6 +126,11 @@ class TimelineRequest(RequestBody):
     as_of: dt.date | None = Field(None, description="The date it is asked; default today.")
     since: dt.date | None = Field(None, description="Only articles published on or after this date.")
     until: dt.date | None = Field(None, description="Only articles published on or before this date.")
+    stream: bool = Field(
+        False,
+        description="Send the timeline as it is built, one JSON object a line (application/x-ndjson): the "
+        "events of the articles read so far, then of more; the last line has `complete` true.",
+    )
 
 
 class RenameIn(RequestBody):
