@@ -93,7 +93,8 @@ def build(pipeline: RAG, *, writes: bool = True) -> MCPServer:
         topic: str, since: str | None = None, until: str | None = None, as_of: str | None = None
     ) -> dict[str, Any]:
         """A story's events in date order: each a sentence quoted from a cited article, its date (the
-        article's, or the day the sentence states) and how many articles reported it."""
+        article's, or the day the sentence states) and how many articles reported it; and the counts
+        that changed (a death toll: old and new figure, each quoted with its article)."""
         found = await _run(
             lambda: pipeline.timeline(
                 topic, since=_date(since, "since"), until=_date(until, "until"), as_of=_date(as_of, "as_of")
