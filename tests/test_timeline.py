@@ -90,6 +90,9 @@ def test_dates_bound_the_articles_read(story: RAG) -> None:
     assert {s for e in early.events for s in e.sources} <= {"forecast", "landfall", "landfall-copy"}
     later = story.timeline(TOPIC, since=dt.date(2023, 3, 11), as_of=dt.date(2023, 3, 20))
     assert {s for e in later.events for s in e.sources} == {"toll", "rising-toll"}
+    since = story.timeline(TOPIC, since=dt.date(2023, 3, 10), as_of=dt.date(2023, 3, 20))
+    assert all(e.date >= dt.date(2023, 3, 10) for e in since.events), "the landfall of the 9th, told on the 10th"
+    assert [e.citation.number for e in since.events] == list(range(1, len(since.events) + 1))
 
 
 def test_the_command_prints_the_events_and_their_sources(

@@ -114,7 +114,8 @@ def build_timeline(
     named = min((t for t in terms if held.get(t)), key=lambda t: held[t], default=None)
     copies = settings.retrieval.near_duplicate_similarity
     articles = len({p.chunk.doc_id for p in found.passages})
-    snapshots = reading(topic, found.passages, store.embedder.embed, settings.stories, copies=copies, named=named)
+    embed, stories = store.embedder.embed, settings.stories
+    snapshots = reading(topic, found.passages, embed, stories, copies=copies, named=named, since=dates.since)
     listed = next(snapshots)
     for following in snapshots:
         yield Timeline(topic, listed, found.as_of, found.dates, articles, time.perf_counter() - started, False)

@@ -70,6 +70,7 @@ def reading(
     *,
     copies: float | None,
     named: str | None,
+    since: dt.date | None = None,
 ) -> Iterator[list[Event]]:
     """The events the passages report about `topic`, oldest first (equal dates: most sources first), as
     their articles are read `_BATCH` at a time in the search's order: each list holds the events of the
@@ -79,7 +80,8 @@ def reading(
     Each article counts once, by its first passage (the search's best). Left out: undated articles, those
     whose passages found (with the title) lack `named`, the topic's most specific word (the one fewest
     articles hold: "Abe" of "Shinzo Abe shot", not "shot"), and those whose sentence is not about the topic
-    (`timeline_min_similarity`). A sentence at least `copies` similar to an event's (the search's
+    (`timeline_min_similarity`), and events dated before `since` (an article published after it telling
+    of an earlier day: old news). A sentence at least `copies` similar to an event's (the search's
     `near_duplicate_similarity`) is a copy of its report, however many days later it was published again."""
     words: dict[str, set[str]] = {}
     for passage in passages:
@@ -89,12 +91,14 @@ def reading(
     about = _unit(embed([topic]))[0]
     for at in range(0, len(kept), _BATCH):
         reports += _reports(about, kept[at : at + _BATCH], embed)
-        yield _grouped(reports, settings, copies)
+        yield _grouped(reports, settings, copies, since)
     if not kept:
         yield []
 
 
-def _grouped(reports: list[_Report], settings: StorySettings, copies: float | None) -> list[Event]:
+def _grouped(
+    reports: list[_Report], settings: StorySettings, copies: float | None, since: dt.date | None
+) -> list[Event]:
     """Reports of one event in one group, led by the report nearest the topic; groups in date order."""
     groups: list[_Group] = []
     relevant = (r for r in reports if r.similarity >= settings.timeline_min_similarity)
@@ -105,7 +109,8 @@ def _grouped(reports: list[_Report], settings: StorySettings, copies: float | No
         else:
             group.reports.append(report)
     groups.sort(key=lambda g: (g.lead.date, -len(g.reports)))
-    return [_event(number, group) for number, group in enumerate(groups, start=1)]
+    after = [g for g in groups if since is None or g.lead.date >= since]
+    return [_event(number, group) for number, group in enumerate(after, start=1)]
 
 
 def _first_per_article(passages: Sequence[Passage]) -> list[Passage]:
