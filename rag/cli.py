@@ -156,7 +156,7 @@ def _timeline(rag: RAG, args: argparse.Namespace) -> int:
         print(f"  {figure_line(change)}")
         for figure in (change.old, change.new):
             chunk = figure.citation.passage.chunk
-            print(f'     "{figure.citation.quote}" ({chunk.title}, {chunk.url or chunk.source or chunk.doc_id})')
+            print(f'     "{figure.citation.quote}" ({chunk.title}, {_where(chunk)})')
     print()
     print("Sources:")
     for event in found.events:
@@ -415,9 +415,14 @@ def _print_index_report(result: IndexReport) -> None:
 def _print_source(label: str, chunk: Chunk, also_in: Sequence[str]) -> None:
     """One source line (title, date, where it is from) and the other articles that reported the same."""
     date = chunk.published.isoformat() if chunk.published else "undated"
-    print(f" {label} {chunk.title} ({date}) {chunk.url or chunk.source or chunk.doc_id}")
+    print(f" {label} {chunk.title} ({date}) {_where(chunk)}")
     if also_in:
         print(f"      also reported by: {', '.join(also_in)}")
+
+
+def _where(chunk: Chunk) -> str:
+    """Where an article can be found: its address, else its source, else its id."""
+    return chunk.url or chunk.source or chunk.doc_id
 
 
 def _print_sources(answer: Answer) -> None:

@@ -300,7 +300,7 @@ class Figure:
     """A number a source states about a story (`rag.stories.figures`): "at least 45" people killed."""
 
     measure: str
-    """What it counts, where: "people killed", "homes without power in Lee County"."""
+    """What it counts, where: "people killed", "people killed in Collier County", "cases the United States"."""
     value: float
     text: str
     """As written: "at least 45", "thirty-one"."""
@@ -331,10 +331,14 @@ class FigureChange:
     new: Figure
     disagree: bool
 
+    @property
+    def kind(self) -> str:
+        return "disagree" if self.disagree else "changed"
+
     def to_json(self) -> dict[str, object]:
         return {
             "measure": self.measure,
-            "kind": "disagree" if self.disagree else "changed",
+            "kind": self.kind,
             "old": self.old.to_json(),
             "new": self.new.to_json(),
         }

@@ -116,7 +116,9 @@ def test_a_timeline_is_charted_and_listed_with_linked_sources(story_app: tuple[s
         message="no chart drawn",
     )
     assert chart[0].is_displayed()
-    (figure,) = shown.find_elements(By.CSS_SELECTOR, ".rag-figure")
+    (figure,) = WebDriverWait(browser, 30).until(
+        lambda d: shown.find_elements(By.CSS_SELECTOR, ".rag-figure"), message="no figure line shown"
+    )  # drawn after the chart, in the same step
     assert figure.text.startswith("people killed: twelve (2023-03-11) → thirty-one (2023-03-15)"), figure.text
     assert figure.find_elements(By.CSS_SELECTOR, 'a[href="https://news.example/rising-toll"]'), (
         "the new figure's source"

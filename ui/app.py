@@ -440,42 +440,48 @@ def show_timeline(found: Timeline) -> None:
     with st.expander(plain(f"Timeline: {found.topic}"), expanded=True):
         if not found.complete:
             st.caption(plain(f"Reading the {found.articles} articles found… {len(found.events)} events so far"))
-            for event in found.events:
-                st.markdown(event_html(event), unsafe_allow_html=True)
-            return
-        if not found.events:
+        elif not found.events:
             st.info(plain(f"No events about {found.topic} among the articles published {found.dates}."))
             return
-        events = pd.DataFrame(
-            {
-                "date": [e.date.isoformat() for e in found.events],
-                "sources": [len(e.sources) for e in found.events],
-                "event": [clip(e.citation.quote, 140) for e in found.events],
-                "url": [safe_url(e.citation.passage.chunk.url) for e in found.events],
-            }
-        )
-        days = events.groupby("date", as_index=False)["sources"].sum().rename(columns={"sources": "articles"})
-        count = alt.Axis(format="d", tickMinStep=1)
-        bars = alt.Chart(days).mark_bar(opacity=0.25).encode(x="date:T", y=alt.Y("articles:Q", axis=count))
-        points = (
-            alt.Chart(events)
-            .mark_circle(size=90)
-            .encode(
-                x=alt.X("date:T", title=None),
-                y=alt.Y("sources:Q", axis=count),
-                tooltip=["date:T", "event:N"],
-                href="url:N",
-            )
-        )
-        st.altair_chart(bars + points, use_container_width=True)
+        else:
+            timeline_chart(found)
         for event in found.events:
             st.markdown(event_html(event), unsafe_allow_html=True)
+        if not found.complete:
+            return
         if found.figures:
             st.markdown("**Figures**")
         for change in found.figures:
             st.markdown(figure_html(change), unsafe_allow_html=True)
         st.caption(plain(f"{len(found.events)} events from {found.articles} articles published {found.dates}, "
                          f"as of {found.as_of.isoformat()} · {found.seconds:.1f} s"))  # fmt: skip
+
+
+def timeline_chart(found: Timeline) -> None:
+    """Events on a date axis (a circle each, as high as its sources; a click opens its article) over the
+    number of articles each day."""
+    events = pd.DataFrame(
+        {
+            "date": [e.date.isoformat() for e in found.events],
+            "sources": [len(e.sources) for e in found.events],
+            "event": [clip(e.citation.quote, 140) for e in found.events],
+            "url": [safe_url(e.citation.passage.chunk.url) for e in found.events],
+        }
+    )
+    days = events.groupby("date", as_index=False)["sources"].sum().rename(columns={"sources": "articles"})
+    count = alt.Axis(format="d", tickMinStep=1)
+    bars = alt.Chart(days).mark_bar(opacity=0.25).encode(x="date:T", y=alt.Y("articles:Q", axis=count))
+    points = (
+        alt.Chart(events)
+        .mark_circle(size=90)
+        .encode(
+            x=alt.X("date:T", title=None),
+            y=alt.Y("sources:Q", axis=count),
+            tooltip=["date:T", "event:N"],
+            href="url:N",
+        )
+    )
+    st.altair_chart(bars + points, use_container_width=True)
 
 
 def show_answer(answer: Answer, key: str, options: PageOptions) -> None:

@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 from rag import Answer, Event, Passage
 from rag.answering.citations import numbers_in
 from rag.stories.figures import figure_line
-from rag.types import FigureChange
+from rag.types import Chunk, FigureChange
 from rag.untrusted import CITATION
 
 _MARKDOWN_SPECIALS = set("\\`*_[](){}#+-!|~$:<>&\"'=")
@@ -149,27 +149,28 @@ def feed_html(name: str, url: str) -> str:
 def event_html(event: Event) -> str:
     """A timeline's event: its date (and what dated it), the quoted sentence, and its source, linked when
     the article has an http(s) address; every part from the article inert."""
-    chunk = event.citation.passage.chunk
     when = event.date.isoformat() + (f" ({inert(event.dated_by)})" if event.dated_by != "published" else "")
-    safe, title = safe_url(chunk.url), chunk.title or chunk.doc_id
-    source = _link(safe, title) if safe else inert(title)
     more = f" · {len(event.sources)} sources" if len(event.sources) > 1 else ""
     return (
         f'<div class="rag-event"><b>{when}</b> {inert(event.citation.quote)}<br>'
-        f'<span class="rag-card-meta">{source}{more}</span></div>'
+        f'<span class="rag-card-meta">{_titled_link(event.citation.passage.chunk)}{more}</span></div>'
     )
 
 
 def figure_html(change: FigureChange) -> str:
     """A figure that changed (or that sources disagree on): the line, then each figure's sentence and
     source, linked as an event's is."""
-    quoted = []
-    for figure in (change.old, change.new):
-        chunk = figure.citation.passage.chunk
-        safe, title = safe_url(chunk.url), chunk.title or chunk.doc_id
-        source = _link(safe, title) if safe else inert(title)
-        quoted.append(f'<br><span class="rag-card-meta">“{inert(figure.citation.quote)}” {source}</span>')
-    return f'<div class="rag-figure"><b>{inert(figure_line(change))}</b>{"".join(quoted)}</div>'
+    quoted = "".join(
+        f'<br><span class="rag-card-meta">“{inert(f.citation.quote)}” {_titled_link(f.citation.passage.chunk)}</span>'
+        for f in (change.old, change.new)
+    )
+    return f'<div class="rag-figure"><b>{inert(figure_line(change))}</b>{quoted}</div>'
+
+
+def _titled_link(chunk: Chunk) -> str:
+    """An article's title, linked to it when its address is http(s); inert either way."""
+    safe, title = safe_url(chunk.url), chunk.title or chunk.doc_id
+    return _link(safe, title) if safe else inert(title)
 
 
 def _highlighted(passage: Passage, spans: list[tuple[int, int]]) -> str:

@@ -112,7 +112,7 @@ def fixture(timeline: Timeline) -> dict[str, object]:
         "figures": [
             {
                 "line": figure_line(change),
-                "kind": "disagree" if change.disagree else "changed",
+                "kind": change.kind,
                 **{
                     side: {
                         "text": figure.text,

@@ -4,6 +4,7 @@ citations, dates searched and refusal ride in an extra `rag` field that OpenAI c
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from typing import Annotated, Any
 
@@ -98,7 +99,7 @@ def _events(svc: Service, chat: Chat, body: ChatRequest, first: str | Answer) ->
     streamed = ""
     try:
         item = first
-        for item in _chain(first, chat.pieces):
+        for item in itertools.chain([first], chat.pieces):
             if isinstance(item, str):
                 streamed += item
                 yield event({"content": item})
@@ -119,8 +120,3 @@ def _events(svc: Service, chat: Chat, body: ChatRequest, first: str | Answer) ->
         tail = {"id": chat.id, "object": "chat.completion.chunk", "created": chat.created, "model": chat.model.name}
         yield b"data: " + orjson.dumps({**tail, "choices": [], "usage": usage(answer)}) + b"\n\n"
     yield b"data: [DONE]\n\n"
-
-
-def _chain(first: str | Answer, rest: Iterator[str | Answer]) -> Iterator[str | Answer]:
-    yield first
-    yield from rest

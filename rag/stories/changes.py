@@ -52,18 +52,18 @@ def answer_text(asked: WhatChanged, timeline: Timeline) -> tuple[str, list[Claim
     since = asked.dates.since.isoformat() if asked.dates.since else "the start"
     lines, claims = [f"Since {since} ({asked.phrase}):"], []
     cited = [event.citation for event in timeline.events]
-    at = len(lines[0]) + 1
+
+    def add(line: str, claim: str, numbers: tuple[int, ...], quote: str) -> None:
+        at = sum(len(before) + 1 for before in lines)  # where the line starts in the joined text
+        claims.append(Claim(claim, numbers, 1.0, True, quote, at, at + len(line)))
+        lines.append(line)
+
     for event in timeline.events:
         number, quote = event.citation.number, event.citation.quote
-        line = f"{event.date.isoformat()}: {quote} [{number}]"
-        claims.append(Claim(quote, (number,), 1.0, True, quote, at, at + len(line)))
-        lines.append(line)
-        at += len(line) + 1
+        add(f"{event.date.isoformat()}: {quote} [{number}]", quote, (number,), quote)
     for change in timeline.figures:
         numbers = (len(cited) + 1, len(cited) + 2)
         cited += [replace(f.citation, number=n) for f, n in zip((change.old, change.new), numbers, strict=True)]
         line = f"{figure_line(change)} [{numbers[0]}][{numbers[1]}]"
-        claims.append(Claim(line, numbers, 1.0, True, change.new.citation.quote, at, at + len(line)))
-        lines.append(line)
-        at += len(line) + 1
+        add(line, line, numbers, change.new.citation.quote)
     return "\n".join(lines), claims, cited

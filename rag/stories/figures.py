@@ -96,7 +96,9 @@ def _stated(sentence: Doc, passage: Passage, start: int, named: str) -> list[Fig
     several values of ("eight in Collier County, five in Volusia County": a breakdown)."""
     published = passage.chunk.published
     assert published is not None
-    measures = [m for m in (_measure(e, named, published.year) for e in sentence.ents if e.label_ == "CARDINAL") if m]
+    naming = {t.i for t in sentence if named in query_terms(t.text)}  # the words naming the story
+    numbers = (e for e in sentence.ents if e.label_ == "CARDINAL")
+    measures = [m for m in (_measure(e, named, naming, published.year) for e in numbers) if m]
     values = defaultdict(set)
     for measure, value, _, _ in measures:
         values[measure].add(value)
@@ -141,9 +143,10 @@ def figure_line(change: FigureChange) -> str:
     return f"{change.measure}: {old.text} ({old.date.isoformat()}) → {new.text} ({new.date.isoformat()})"
 
 
-def _measure(span: Span, named: str, year: int) -> tuple[str, float, str, bool] | None:
+def _measure(span: Span, named: str, naming: set[int], year: int) -> tuple[str, float, str, bool] | None:
     """What the number counts (`_counted`) and where, its value, its text and whether it is hedged ("at
-    least"); none unless it counts a deed of `_DEEDS` in a clause about the story, in its article's year."""
+    least"); none unless it counts a deed of `_DEEDS` in a clause about the story (holding one of the
+    words `naming` it, by position), in its article's year."""
     value = _value(span)
     counted = _counted(span.root) if value is not None else None
     if value is None or counted is None:
@@ -153,7 +156,7 @@ def _measure(span: Span, named: str, year: int) -> tuple[str, float, str, bool] 
     clause = _clause(span.root)
     if any(_bare(e, clause) for e in span.doc.ents if e != span):
         return None  # "12 people in Lee County, five in Volusia County", "past Italy (80,589)": a breakdown
-    if deed is None or not any(named in query_terms(t.text) for t in clause.subtree) or _other_year(clause, year):
+    if deed is None or not any(t.i in naming for t in clause.subtree) or _other_year(clause, year):
         return None
     what = "people" if noun.lower_ in _PEOPLE else noun.lower_
     scope = [p for p in _scope(noun, verb) if named not in query_terms(p)]
